@@ -1,0 +1,173 @@
+//! Server settings: flags with k3s's names, a config file with the same keys
+//! (`--config`, or `<data-dir>/config.yaml`), and defaults. A flag beats the file, the
+//! file beats the default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keelson_store::{Endpoint, TlsFiles};
+use serde::Deserialize;
+
+/// Flags of `keelson server`; every one can also be a key of the config file.
+#[derive(clap::Args, Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerArgs {
+    /// Config file with the same keys as these flags [default: <data-dir>/config.yaml]
+    #[arg(long, short = 'c')]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for state, certificates and logs [default: /var/lib/keelson as root, else $XDG_DATA_HOME/keelson]
+    #[arg(long, short = 'd')]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS port of the API server [default: 6443]
+    #[arg(long)]
+    pub https_listen_port: Option<u16>,
+    /// Address the API server listens on [default: 0.0.0.0]
+    #[arg(long)]
+    pub bind_address: Option<IpAddr>,
+    /// sqlite://<path>, or https://host:2379[,https://host2:2379] for etcd [default: sqlite://<data-dir>/state.db]
+    #[arg(long)]
+    pub datastore_endpoint: Option<String>,
+    /// CA bundle to verify etcd's serving certificate
+    #[arg(long)]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate for etcd
+    #[arg(long)]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Client key for etcd
+    #[arg(long)]
+    pub datastore_keyfile: Option<PathBuf>,
+}
+
+/// Settings with every default filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub https_listen_port: u16,
+    pub bind_address: IpAddr,
+    pub datastore: Endpoint,
+    pub datastore_tls: TlsFiles,
+}
+
+impl ServerArgs {
+    /// Reads the config file (if any) under these flags and fills in defaults.
+    pub fn resolve(self) -> anyhow::Result<ServerConfig> {
+        let default_file =
+            self.data_dir.clone().unwrap_or_else(default_data_dir).join("config.yaml");
+        let file = match &self.config {
+            Some(path) => Some(read_file(path)?),
+            None if default_file.exists() => Some(read_file(&default_file)?),
+            None => None,
+        };
+        let merged = match file {
+            Some(file) => self.over(file),
+            None => self,
+        };
+        let data_dir = merged.data_dir.unwrap_or_else(default_data_dir);
+        let datastore = match &merged.datastore_endpoint {
+            Some(endpoint) => Endpoint::parse(endpoint)?,
+            None => Endpoint::Sqlite(data_dir.join("state.db")),
+        };
+        Ok(ServerConfig {
+            https_listen_port: merged.https_listen_port.unwrap_or(6443),
+            bind_address: merged.bind_address.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            datastore,
+            datastore_tls: TlsFiles {
+                ca_file: merged.datastore_cafile,
+                cert_file: merged.datastore_certfile,
+                key_file: merged.datastore_keyfile,
+            },
+            data_dir,
+        })
+    }
+
+    /// These flags, with `file`'s values where a flag was not given.
+    fn over(self, file: ServerArgs) -> ServerArgs {
+        ServerArgs {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            https_listen_port: self.https_listen_port.or(file.https_listen_port),
+            bind_address: self.bind_address.or(file.bind_address),
+            datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),
+            datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),
+            datastore_certfile: self.datastore_certfile.or(file.datastore_certfile),
+            datastore_keyfile: self.datastore_keyfile.or(file.datastore_keyfile),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServerArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(ServerArgs::default());
+    }
+    serde_saphyr::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// `/var/lib/keelson` for root, `$XDG_DATA_HOME/keelson` (or `~/.local/share/keelson`)
+/// for anyone else.
+pub fn default_data_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/keelson");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("keelson");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/keelson")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            "https-listen-port: 7443\ndatastore-endpoint: https://etcd-a:2379,https://etcd-b:2379\n\
+             datastore-cafile: /etc/etcd/ca.crt\n",
+        )?;
+        let args = ServerArgs {
+            data_dir: Some(dir.path().to_owned()),
+            datastore_cafile: Some("/flag/ca.crt".into()),
+            ..ServerArgs::default()
+        };
+        let config = args.resolve()?;
+        assert_eq!(config.https_listen_port, 7443);
+        assert_eq!(
+            config.datastore,
+            Endpoint::Etcd(vec!["https://etcd-a:2379".into(), "https://etcd-b:2379".into()])
+        );
+        assert_eq!(config.datastore_tls.ca_file, Some("/flag/ca.crt".into()));
+        assert_eq!(config.bind_address, IpAddr::from([0, 0, 0, 0]));
+        Ok(())
+    }
+
+    #[test]
+    fn defaults_put_sqlite_in_the_data_dir() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let config =
+            ServerArgs { data_dir: Some(dir.path().to_owned()), ..Default::default() }.resolve()?;
+        assert_eq!(config.datastore, Endpoint::Sqlite(dir.path().join("state.db")));
+        assert_eq!(config.https_listen_port, 6443);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("custom.yaml");
+        std::fs::write(&path, "https-listen-prot: 7443\n")?;
+        let args = ServerArgs { config: Some(path), ..Default::default() };
+        let err = format!("{:#}", args.resolve().err().ok_or_else(|| anyhow::anyhow!("accepted"))?);
+        assert!(err.contains("https-listen-prot"), "{err}");
+        Ok(())
+    }
+}

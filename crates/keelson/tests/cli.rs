@@ -1,0 +1,149 @@
+//! The `keelson` command as a user runs it: the real binary, real files, a real etcd.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use keelson_store::{ListOptions, Store};
+use keelson_testkit::EtcdProcess;
+
+fn keelson() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keelson"));
+    command.env("RUST_LOG", "info");
+    command
+}
+
+#[test]
+fn version_names_the_kubernetes_api_served() -> Result<()> {
+    let output = keelson().arg("version").output()?;
+    ensure!(output.status.success());
+    let text = String::from_utf8(output.stdout)?;
+    ensure!(text.contains(concat!("keelson v", env!("CARGO_PKG_VERSION"))), "{text}");
+    ensure!(text.contains("kubernetes v1.34"), "{text}");
+    let help = String::from_utf8(keelson().args(["server", "--help"]).output()?.stdout)?;
+    for flag in [
+        "--data-dir",
+        "--https-listen-port",
+        "--bind-address",
+        "--datastore-endpoint",
+        "--datastore-cafile",
+        "--config",
+    ] {
+        ensure!(help.contains(flag), "server --help lacks {flag}");
+    }
+    Ok(())
+}
+
+#[test]
+fn server_opens_its_datastore_and_stops_on_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut child =
+        keelson().args(["server", "--data-dir"]).arg(&data).stderr(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        match lines.next() {
+            Some(line) if line.as_ref().is_ok_and(|l| l.contains("datastore ready")) => break true,
+            Some(_) if Instant::now() < deadline => continue,
+            _ => break false,
+        }
+    };
+    // SIGTERM, as a service manager stops it.
+    let _ = Command::new("kill").arg(child.id().to_string()).status()?;
+    let status = child.wait()?;
+    ensure!(ready, "server never said its datastore was ready");
+    ensure!(status.success(), "server exited with {status}");
+    let db = data.join("state.db");
+    ensure!(std::fs::metadata(&db)?.permissions().mode() & 0o777 == 0o600);
+    ensure!(std::fs::metadata(&data)?.permissions().mode() & 0o777 == 0o700);
+    Ok(())
+}
+
+#[test]
+fn a_bad_config_file_is_a_clear_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "datastore-endpoint: mysql://root@localhost/k3s\n")?;
+    let output = keelson().args(["server", "--data-dir"]).arg(dir.path()).output()?;
+    ensure!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(stderr.contains("invalid datastore endpoint"), "{stderr}");
+    Ok(())
+}
+
+fn migrate(from: &str, to: &str, etcd: &EtcdProcess, force: bool) -> Result<std::process::Output> {
+    let mut command = keelson();
+    command.args(["datastore", "migrate", "--from", from, "--to", to]);
+    command.arg("--datastore-cafile").arg(etcd.ca_file());
+    command.arg("--datastore-certfile").arg(etcd.cert_file());
+    command.arg("--datastore-keyfile").arg(etcd.key_file());
+    if force {
+        command.arg("--force");
+    }
+    Ok(command.output()?)
+}
+
+async fn open_sqlite(path: &Path) -> Result<Arc<dyn Store>> {
+    let path = path.to_owned();
+    Ok(Arc::new(tokio::task::spawn_blocking(move || keelson_store::sqlite::open(&path)).await??))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_sqlite_to_etcd_and_back() -> Result<()> {
+    const KEYS: usize = 10_000;
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("source.db");
+    let back = dir.path().join("back.db");
+    {
+        let store = open_sqlite(&source).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..16 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                for i in (c..KEYS).step_by(16) {
+                    store
+                        .create(
+                            &format!("/registry/configmaps/ns/{i:05}"),
+                            format!("{{\"n\":{i}}}").into_bytes(),
+                        )
+                        .await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+    }
+    let etcd = EtcdProcess::start().await?;
+    let from = format!("sqlite://{}", source.display());
+    let output = migrate(&from, &etcd.endpoint(), &etcd, false)?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    ensure!(String::from_utf8(output.stdout)?.contains(&format!("copied {KEYS} keys")));
+
+    // A non-empty target is refused without --force, and nothing is written.
+    let output = migrate(&from, &etcd.endpoint(), &etcd, false)?;
+    ensure!(!output.status.success());
+    ensure!(String::from_utf8(output.stderr)?.contains("--force"));
+    let output = migrate(&from, &etcd.endpoint(), &etcd, true)?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let to_back = format!("sqlite://{}", back.display());
+    let output = migrate(&etcd.endpoint(), &to_back, &etcd, false)?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let store = open_sqlite(&back).await?;
+    let all = store.list("/registry", ListOptions::default()).await?;
+    ensure!(all.items.len() == KEYS, "{} keys came back", all.items.len());
+    for (i, kv) in all.items.iter().enumerate() {
+        ensure!(kv.key == format!("/registry/configmaps/ns/{i:05}"));
+        ensure!(kv.value == format!("{{\"n\":{i}}}").as_bytes());
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing Keelson needs and is missing. Idempotent: a
+# machine that has everything is left alone. Sourced by server.sh and test.sh.
+set -euo pipefail
+
+# protobuf-compiler: the CRI and etcd gRPC bindings are generated at build time.
+# etcd-server: the etcd backend is tested and benchmarked against a real etcd.
+KEELSON_APT_PACKAGES=(protobuf-compiler etcd-server)
+
+missing=()
+for pkg in "${KEELSON_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Debian's etcd-server may try to start a system etcd; Keelson never uses it.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+command -v cargo >/dev/null || { echo "setup: the Rust toolchain (cargo) is required" >&2; exit 1; }
+
+# One build directory outside the clone, so fresh clones on the same machine reuse it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keelson/target}"
