@@ -25,6 +25,8 @@ use crate::{
 
 /// How many requests one commit takes at most.
 const MAX_BATCH: usize = 512;
+/// How many bytes of keys and values one commit takes at most (one request may exceed it).
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// How many compacted revisions one commit discards at most, so that compaction never
 /// holds up writers for more than a small, fixed amount of work.
 const DISCARD_PER_COMMIT: usize = 1024;
@@ -74,6 +76,17 @@ enum Op {
 struct Request {
     op: Op,
     reply: oneshot::Sender<Result<Revision>>,
+}
+
+impl Request {
+    /// What the request adds to a batch's transaction.
+    fn bytes(&self) -> usize {
+        match &self.op {
+            Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+            Op::Compact { .. } => 0,
+        }
+    }
 }
 
 struct Watcher {

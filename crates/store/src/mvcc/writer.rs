@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DISCARD_PER_COMMIT, Log, LogWriter, MAX_BATCH, Op, Record, Request, Shared, Watcher, lock,
+    DISCARD_PER_COMMIT, Log, LogWriter, MAX_BATCH, MAX_BATCH_BYTES, Op, Record, Request, Shared,
+    Watcher, lock,
 };
 use crate::index::{Index, Version};
 use crate::{Error, Event, KeyValue, Result, Revision};
@@ -41,9 +42,13 @@ pub(super) fn write_loop<L: Log>(
                 None => break,
             }
         }
-        while batch.len() < MAX_BATCH {
+        let mut bytes: usize = batch.iter().map(Request::bytes).sum();
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    bytes += r.bytes();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
