@@ -7,10 +7,7 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
-k8s_openapi::k8s_if_1_34! {
-    /// The Kubernetes minor version whose API Keelson serves (k8s-openapi's `v1_34`).
-    const KUBERNETES_MINOR: u32 = 34;
-}
+use keelson_apiserver::KUBERNETES_MINOR;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -29,8 +26,10 @@ struct Cli {
 enum Command {
     /// Print the Keelson version and the Kubernetes API version it serves.
     Version,
-    /// Run the control plane (today: the datastore; the API server comes next).
+    /// Run the control plane: datastore, PKI and API server (more components to come).
     Server(config::ServerArgs),
+    /// Run the API server alone (today the same as `server`).
+    Apiserver(config::ServerArgs),
     /// Manage the datastore.
     Datastore {
         #[command(subcommand)]
@@ -45,6 +44,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for the process: ring (no aws-lc, no OpenSSL).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging();
     let result = match cli.command {
         Command::Version => {
@@ -54,7 +55,9 @@ fn main() -> std::process::ExitCode {
             );
             Ok(())
         }
-        Command::Server(args) => runtime().and_then(|rt| rt.block_on(server::run(args))),
+        Command::Server(args) | Command::Apiserver(args) => {
+            runtime().and_then(|rt| rt.block_on(server::run(args)))
+        }
         Command::Datastore { command } => {
             runtime().and_then(|rt| rt.block_on(datastore::run(command)))
         }

@@ -1,13 +1,19 @@
-//! `keelson server`: the control plane in one process. Today it opens the datastore and
-//! holds it until SIGINT/SIGTERM; the API server joins it next ([apiserver]).
+//! `keelson server` (and `keelson apiserver`): the control plane in one process. Today:
+//! the PKI, the datastore and the API server; the scheduler, controllers and node agent
+//! join it as they are built.
 
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt;
 
 use anyhow::Context;
+use keelson_pki::{Pki, PkiOptions};
 
 use crate::config::ServerArgs;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Listen for the stop signals first, so that one arriving during start-up ends the
+    // server cleanly rather than killing it.
+    let stop = shutdown_signal()?;
     let config = args.resolve()?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -21,23 +27,56 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bind_address = %config.bind_address,
         "starting keelson server"
     );
+    let mut extra_sans = Vec::new();
+    if !config.bind_address.is_unspecified() {
+        extra_sans.push(config.bind_address.to_string());
+    }
+    let tls_dir = config.data_dir.join("tls");
+    let pki =
+        tokio::task::spawn_blocking(move || Pki::ensure(&tls_dir, &PkiOptions { extra_sans }))
+            .await?
+            .context("cannot set up the cluster PKI")?;
     let store = keelson_store::open(&config.datastore, &config.datastore_tls)
         .await
         .with_context(|| format!("cannot open datastore {}", config.datastore))?;
     let revision = store.current_revision().await?;
     tracing::info!(backend = store.backend(), revision, "datastore ready");
-    shutdown_signal().await?;
+
+    let running = keelson_apiserver::serve(keelson_apiserver::Config {
+        bind: SocketAddr::new(config.bind_address, config.https_listen_port),
+        store: store.clone(),
+        tls: pki.server_config()?,
+    })
+    .await?;
+    let kubeconfig = config.data_dir.join("admin.kubeconfig");
+    let host = match config.bind_address {
+        IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(a) if a.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    let server_url = format!("https://{host}:{}", running.local_addr.port());
+    pki.write_kubeconfig(&kubeconfig, &server_url, "system:admin", &["system:masters"])
+        .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
+
+    stop.await?;
     tracing::info!("shutting down");
+    running.shutdown().await;
     drop(store);
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }

@@ -39,7 +39,7 @@ fn version_names_the_kubernetes_api_served() -> Result<()> {
 }
 
 #[test]
-fn server_opens_its_datastore_and_stops_on_sigterm() -> Result<()> {
+fn server_serves_and_stops_on_sigterm() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let mut child =
@@ -49,18 +49,38 @@ fn server_opens_its_datastore_and_stops_on_sigterm() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let ready = loop {
         match lines.next() {
-            Some(line) if line.as_ref().is_ok_and(|l| l.contains("datastore ready")) => break true,
+            Some(line) if line.as_ref().is_ok_and(|l| l.contains("ready: kubectl")) => break true,
             Some(_) if Instant::now() < deadline => continue,
             _ => break false,
         }
     };
+    // The kubeconfig it wrote works with the real kubectl.
+    let namespaces = Command::new("kubectl")
+        .args(["get", "namespaces", "-o", "name", "--kubeconfig"])
+        .arg(data.join("admin.kubeconfig"))
+        .output()?;
+    let listed = String::from_utf8_lossy(&namespaces.stdout).into_owned();
     // SIGTERM, as a service manager stops it.
     let _ = Command::new("kill").arg(child.id().to_string()).status()?;
     let status = child.wait()?;
-    ensure!(ready, "server never said its datastore was ready");
+    ensure!(ready, "server never said it was ready");
+    ensure!(
+        listed.lines().collect::<Vec<_>>()
+            == [
+                "namespace/default",
+                "namespace/kube-node-lease",
+                "namespace/kube-public",
+                "namespace/kube-system"
+            ],
+        "kubectl listed {listed:?}: {}",
+        String::from_utf8_lossy(&namespaces.stderr)
+    );
     ensure!(status.success(), "server exited with {status}");
-    let db = data.join("state.db");
-    ensure!(std::fs::metadata(&db)?.permissions().mode() & 0o777 == 0o600);
+    for private in ["state.db", "admin.kubeconfig", "tls/ca.key", "tls/serving-kube-apiserver.key"]
+    {
+        let mode = std::fs::metadata(data.join(private))?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "{private} has mode {mode:o}");
+    }
     ensure!(std::fs::metadata(&data)?.permissions().mode() & 0o777 == 0o700);
     Ok(())
 }

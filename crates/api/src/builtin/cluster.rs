@@ -1,0 +1,33 @@
+//! Cluster infrastructure groups: `events.k8s.io`, `storage.k8s.io`, `scheduling.k8s.io`,
+//! `coordination.k8s.io` and `node.k8s.io`.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::{
+    CSIDriver, CSINode, CSIStorageCapacity, StorageClass, VolumeAttachment, VolumeAttributesClass,
+};
+
+use super::{resource, status};
+use crate::resource::ResourceInfo;
+
+/// The same stored events as core `v1` events, in the newer shape.
+pub(crate) const EVENTS_V1: &[ResourceInfo] = &[resource::<Event>("event").short_names(&["ev"])];
+
+pub(crate) const STORAGE_V1: &[ResourceInfo] = &[
+    resource::<CSIDriver>("csidriver"),
+    resource::<CSINode>("csinode"),
+    resource::<CSIStorageCapacity>("csistoragecapacity"),
+    resource::<StorageClass>("storageclass").short_names(&["sc"]),
+    resource::<VolumeAttachment>("volumeattachment").subresources(&[status::<VolumeAttachment>()]),
+    // GA (storage.k8s.io/v1) since 1.34.
+    resource::<VolumeAttributesClass>("volumeattributesclass").short_names(&["vac"]),
+];
+
+pub(crate) const SCHEDULING_V1: &[ResourceInfo] =
+    &[resource::<PriorityClass>("priorityclass").short_names(&["pc"])];
+
+pub(crate) const COORDINATION_V1: &[ResourceInfo] = &[resource::<Lease>("lease")];
+
+pub(crate) const NODE_V1: &[ResourceInfo] = &[resource::<RuntimeClass>("runtimeclass")];

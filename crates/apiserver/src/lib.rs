@@ -1,0 +1,138 @@
+//! Keelson's kube-apiserver: the Kubernetes API over HTTPS, on the store.
+//!
+//! A request goes: TLS and client-certificate authentication ([`server`]) → routing
+//! ([`router`]) → discovery, version and health ([`discovery`]) or a REST verb
+//! ([`rest`], [`watch`], [`patch`]) → the generic store ([`registry`]) → the
+//! [`keelson_store::Store`]. Errors are `metav1.Status` ([`status`]).
+//!
+//! Every other component reaches the cluster through this server; it is the only one
+//! that touches the store.
+
+mod discovery;
+mod patch;
+pub mod registry;
+mod request;
+mod rest;
+mod router;
+mod server;
+pub mod status;
+mod table;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use keelson_api::Registry;
+use keelson_store::Store;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+pub use discovery::git_version;
+use registry::{Objects, Place};
+
+keelson_api::k8s_openapi::k8s_if_1_34! {
+    /// The Kubernetes minor version whose API is served.
+    pub const KUBERNETES_MINOR: u32 = 34;
+}
+
+/// The largest request body accepted, as upstream's `MaxRequestBodyBytes` (3 MiB).
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
+/// The namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+pub struct Config {
+    pub bind: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// The state every request handler shares.
+pub struct ApiServer {
+    store: Arc<dyn Store>,
+    objects: Objects,
+    shutting_down: AtomicBool,
+}
+
+impl ApiServer {
+    fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// A running server; dropping it does not stop it, [`Running::shutdown`] does.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    api: Arc<ApiServer>,
+    stop: signal::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open connections finish their requests, and returns.
+    pub async fn shutdown(self) {
+        self.api.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create system namespace {name}: {message}")]
+    Bootstrap { name: String, message: String },
+}
+
+/// Binds, creates what every cluster has (system namespaces), and serves.
+pub async fn serve(config: Config) -> Result<Running, Error> {
+    let api = Arc::new(ApiServer {
+        objects: Objects { store: config.store.clone() },
+        store: config.store,
+        shutting_down: AtomicBool::new(false),
+    });
+    bootstrap(&api).await?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| Error::Listen { addr: config.bind, source })?;
+    let local_addr =
+        listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
+    let (stop, stopped) = signal::channel(false);
+    let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
+    tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");
+    Ok(Running { local_addr, api, stop, task })
+}
+
+/// Creates the system namespaces that are missing.
+async fn bootstrap(api: &ApiServer) -> Result<(), Error> {
+    let namespaces =
+        Registry::builtin().find("", "v1", "namespaces").ok_or_else(|| Error::Bootstrap {
+            name: "namespaces".into(),
+            message: "the resource is not registered".into(),
+        })?;
+    for name in SYSTEM_NAMESPACES {
+        let place = Place { info: namespaces, namespace: None, name };
+        match api.objects.get(place).await {
+            Ok(_) => continue,
+            Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(Error::Bootstrap { name: name.into(), message: e.message }),
+        }
+        let object =
+            registry::prepare_create(namespaces, None, json!({ "metadata": { "name": name } }));
+        let created = match object {
+            Ok(object) => api.objects.create(place, object, false).await,
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+            // Another server of the same cluster was first.
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(Error::Bootstrap { name: name.into(), message: e.message }),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The generic store (upstream's `genericregistry.Store`): every resource's objects as
+//! JSON under `/registry/…` keys, with the metadata rules all resources share, and the
+//! per-resource differences from [`strategy`].
+//!
+//! An object's `resourceVersion` is its key's mod revision: it is set on every object
+//! read and never stored. Must never write a half-prepared object: everything is
+//! decided before the one conditional write.
+
+pub mod meta;
+pub mod selector;
+pub mod strategy;
+
+use std::sync::Arc;
+
+use keelson_api::ResourceInfo;
+use keelson_store::{KeyValue, Revision, Store};
+use serde_json::{Value, json};
+
+use crate::status::{ApiError, ApiResult, Cause, from_store};
+use meta::{metadata, metadata_mut};
+use strategy::Strategy;
+
+/// Where an object lives: the resource, its namespace (if namespaced), its name.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    pub info: &'a ResourceInfo,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+}
+
+impl Place<'_> {
+    pub fn key(&self) -> String {
+        key(self.info, self.namespace, self.name)
+    }
+
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(self.info.group, self.info.plural, self.name)
+    }
+
+    fn store_error(&self, e: keelson_store::Error) -> ApiError {
+        from_store(e, self.info.group, self.info.plural, self.name)
+    }
+}
+
+pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{}{ns}/{name}", info.storage_prefix()),
+        None => format!("{}{name}", info.storage_prefix()),
+    }
+}
+
+/// The directory of a resource's objects, in one namespace or all.
+pub fn directory(info: &ResourceInfo, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{}{ns}/", info.storage_prefix()),
+        None => info.storage_prefix(),
+    }
+}
+
+/// Decodes a stored object and stamps it with its resource version.
+pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
+    let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
+    })?;
+    object["apiVersion"] = json!(info.api_version());
+    object["kind"] = json!(info.kind);
+    metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    Ok(object)
+}
+
+fn encode(object: &Value) -> ApiResult<Vec<u8>> {
+    let mut stored = object.clone();
+    metadata_mut(&mut stored).remove("resourceVersion");
+    serde_json::to_vec(&stored).map_err(ApiError::internal)
+}
+
+pub fn resource_version(object: &Value) -> Option<Revision> {
+    meta::str_field(object, "resourceVersion").and_then(|rv| rv.parse().ok())
+}
+
+/// The generic store over one [`Store`].
+pub struct Objects {
+    pub store: Arc<dyn Store>,
+}
+
+impl Objects {
+    pub async fn get(&self, place: Place<'_>) -> ApiResult<(Value, Revision)> {
+        match self.store.get(&place.key()).await {
+            Ok(Some(kv)) => Ok((decode(place.info, &kv)?, kv.mod_revision)),
+            Ok(None) => Err(place.not_found()),
+            Err(e) => Err(place.store_error(e)),
+        }
+    }
+
+    /// Creates `object` (already defaulted and validated) at `place`.
+    pub async fn create(&self, place: Place<'_>, object: Value, dry_run: bool) -> ApiResult<Value> {
+        let bytes = encode(&object)?;
+        if dry_run {
+            return match self.store.get(&place.key()).await {
+                Ok(Some(_)) => {
+                    Err(ApiError::already_exists(place.info.group, place.info.plural, place.name))
+                }
+                Ok(None) => Ok(object),
+                Err(e) => Err(place.store_error(e)),
+            };
+        }
+        let revision =
+            self.store.create(&place.key(), bytes).await.map_err(|e| place.store_error(e))?;
+        Ok(stamp(object, revision))
+    }
+
+    /// Replaces the object at `place` if it is still at `expected`.
+    pub async fn replace(
+        &self,
+        place: Place<'_>,
+        object: Value,
+        expected: Revision,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        if dry_run {
+            return Ok(object);
+        }
+        let revision = self
+            .store
+            .update(&place.key(), encode(&object)?, expected)
+            .await
+            .map_err(|e| place.store_error(e))?;
+        Ok(stamp(object, revision))
+    }
+
+    pub async fn remove(
+        &self,
+        place: Place<'_>,
+        expected: Revision,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        if dry_run {
+            return Ok(());
+        }
+        self.store
+            .delete(&place.key(), expected)
+            .await
+            .map(|_| ())
+            .map_err(|e| place.store_error(e))
+    }
+}
+
+fn stamp(mut object: Value, revision: Revision) -> Value {
+    metadata_mut(&mut object).insert("resourceVersion".into(), json!(revision.to_string()));
+    object
+}
+
+/// Checks `apiVersion`/`kind` of a body against the resource it was sent to.
+pub fn check_type(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !api_version.is_empty() && api_version != info.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    if !kind.is_empty() && kind != info.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            info.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Upstream's `BeforeCreate`: name (or generateName), namespace, uid, timestamps,
+/// generation, the strategy's defaults, then metadata validation.
+pub fn prepare_create(
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    mut object: Value,
+) -> ApiResult<Value> {
+    check_type(info, &object)?;
+    let strategy = strategy::for_resource(info);
+    object["apiVersion"] = json!(info.api_version());
+    object["kind"] = json!(info.kind);
+    let meta = metadata_mut(&mut object);
+    match (info.namespaced(), namespace, meta.get("namespace").and_then(Value::as_str)) {
+        (true, Some(ns), Some(body)) if !body.is_empty() && body != ns => {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        (true, Some(ns), _) => {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        _ => {
+            meta.remove("namespace");
+        }
+    }
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_owned();
+    if name.is_empty() && !generate.is_empty() {
+        meta.insert("name".into(), json!(meta::generate_name(&generate)));
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(meta::now()));
+    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"]
+    {
+        meta.remove(field);
+    }
+    if strategy.tracks_generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    (strategy.prepare_create)(&mut object);
+    validate_meta(info, &strategy, &object)?;
+    Ok(object)
+}
+
+/// Upstream's `BeforeUpdate`: identity and bookkeeping fields come from the stored
+/// object; status or everything-but-status follows the subresource; generation moves
+/// when anything but metadata and status changed.
+pub fn prepare_update(
+    info: &ResourceInfo,
+    old: &Value,
+    mut object: Value,
+    subresource: Option<&str>,
+) -> ApiResult<Value> {
+    check_type(info, &object)?;
+    let strategy = strategy::for_resource(info);
+    object["apiVersion"] = json!(info.api_version());
+    object["kind"] = json!(info.kind);
+    let old_meta = metadata(old).clone();
+    let name = old_meta.get("name").cloned().unwrap_or(Value::Null);
+    let body_name = metadata(&object).get("name").cloned();
+    if body_name.as_ref().is_some_and(|n| n != &name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            body_name.and_then(|n| n.as_str().map(str::to_owned)).unwrap_or_default(),
+            name.as_str().unwrap_or_default()
+        )));
+    }
+    if Strategy::has_status(info) {
+        match subresource {
+            Some("status") => {
+                // Only status changes through /status.
+                let status = object.get("status").cloned();
+                let mut merged = old.clone();
+                match status {
+                    Some(status) => merged["status"] = status,
+                    None => {
+                        if let Some(map) = merged.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+                // Labels and annotations may change with status, as upstream allows.
+                for field in ["labels", "annotations"] {
+                    match metadata(&object).get(field).cloned() {
+                        Some(v) => {
+                            metadata_mut(&mut merged).insert(field.into(), v);
+                        }
+                        None => {
+                            metadata_mut(&mut merged).remove(field);
+                        }
+                    }
+                }
+                object = merged;
+            }
+            _ => match old.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    if let Some(map) = object.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            },
+        }
+    }
+    let meta = metadata_mut(&mut object);
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    if strategy.tracks_generation && spec_changed(old, &object) {
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        metadata_mut(&mut object).insert("generation".into(), json!(generation));
+    }
+    validate_meta(info, &strategy, &object)?;
+    Ok(object)
+}
+
+/// Whether anything but metadata and status differs.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            for field in ["metadata", "status", "apiVersion", "kind"] {
+                map.remove(field);
+            }
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+fn validate_meta(info: &ResourceInfo, strategy: &Strategy, object: &Value) -> ApiResult<()> {
+    let mut causes = Vec::new();
+    let name = meta::name(object).unwrap_or("");
+    if name.is_empty() {
+        causes.push(Cause::required("metadata.name", "name or generateName is required"));
+    } else {
+        meta::validate_name(strategy.name_rule, name, "metadata.name", &mut causes);
+    }
+    meta::validate_labels_and_annotations(object, &mut causes);
+    if let Some(finalizers) = metadata(object).get("finalizers")
+        && !finalizers.as_array().is_some_and(|f| f.iter().all(Value::is_string))
+    {
+        causes.push(Cause::invalid("metadata.finalizers", finalizers, "must be a list of strings"));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(info.group, info.kind, name, causes))
+    }
+}

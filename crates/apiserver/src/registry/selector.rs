@@ -1,0 +1,244 @@
+//! Label selectors (every operator of `labels.Parse`) and field selectors (`=`, `==`,
+//! `!=` on the fields a resource supports).
+
+use serde_json::Value;
+
+use crate::status::{ApiError, ApiResult};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed `labelSelector`; the empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSelector(Vec<Requirement>);
+
+impl LabelSelector {
+    pub fn parse(text: &str) -> ApiResult<Self> {
+        let mut requirements = Vec::new();
+        for clause in split_top_level(text) {
+            let clause = clause.trim();
+            if clause.is_empty() {
+                continue;
+            }
+            requirements.push(parse_clause(clause).map_err(|why| {
+                ApiError::bad_request(format!("unable to parse requirement: {why}: {clause:?}"))
+            })?);
+        }
+        Ok(LabelSelector(requirements))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+        let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// Splits on commas outside parentheses.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn parse_clause(clause: &str) -> Result<Requirement, &'static str> {
+    if let Some(key) = clause.strip_prefix('!') {
+        return Ok(Requirement::NotExists(label_key(key.trim())?));
+    }
+    for (op, make) in [
+        ("!=", Requirement::NotEquals as fn(String, String) -> Requirement),
+        ("==", Requirement::Equals),
+        ("=", Requirement::Equals),
+    ] {
+        if let Some((key, value)) = clause.split_once(op) {
+            return Ok(make(label_key(key.trim())?, value.trim().to_owned()));
+        }
+    }
+    let words: Vec<&str> = clause.splitn(2, char::is_whitespace).collect();
+    match words.as_slice() {
+        [key] => Ok(Requirement::Exists(label_key(key)?)),
+        [key, rest] => {
+            let rest = rest.trim();
+            let (op, values) = if let Some(v) = rest.strip_prefix("notin") {
+                ("notin", v)
+            } else if let Some(v) = rest.strip_prefix("in") {
+                ("in", v)
+            } else {
+                return Err("unknown operator");
+            };
+            let values = values.trim();
+            let inner = values
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or("values must be in parentheses")?;
+            let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
+            let key = label_key(key)?;
+            Ok(if op == "in" {
+                Requirement::In(key, values)
+            } else {
+                Requirement::NotIn(key, values)
+            })
+        }
+        _ => Err("empty requirement"),
+    }
+}
+
+fn label_key(key: &str) -> Result<String, &'static str> {
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err("invalid label key");
+    }
+    Ok(key.to_owned())
+}
+
+/// A parsed `fieldSelector`: `field=value`, `field==value`, `field!=value`, joined by commas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// Parses `text`, accepting only the fields in `supported` (plus metadata.name and
+    /// metadata.namespace, which every resource supports).
+    pub fn parse(text: &str, kind: &str, supported: &[&str]) -> ApiResult<Self> {
+        let mut terms = Vec::new();
+        for clause in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let (field, equal, value) = if let Some((f, v)) = clause.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = clause.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = clause.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{text}'; can't understand '{clause}'"
+                )));
+            };
+            let field = field.trim();
+            if !["metadata.name", "metadata.namespace"].contains(&field)
+                && !supported.contains(&field)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"{}",
+                    supported.iter().map(|f| format!(", \"{f}\"")).collect::<String>()
+                ))
+                .for_kind(kind));
+            }
+            terms.push((field.to_owned(), equal, value.trim().to_owned()));
+        }
+        Ok(FieldSelector(terms))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `metadata.name` this selector pins, if any (`kubectl get -w name`).
+    pub fn exact_name(&self) -> Option<&str> {
+        self.0.iter().find(|(f, eq, _)| f == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let pointer = format!("/{}", field.replace('.', "/"));
+            let actual = match object.pointer(&pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            (actual == *value) == *equal
+        })
+    }
+}
+
+trait ForKind {
+    fn for_kind(self, kind: &str) -> Self;
+}
+
+impl ForKind for ApiError {
+    fn for_kind(mut self, kind: &str) -> Self {
+        self.message = format!("{} (for {kind})", self.message);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(labels: Value) -> Value {
+        json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
+    }
+
+    #[test]
+    fn every_label_operator() {
+        let p = pod(json!({"app": "web", "tier": "front"}));
+        for (selector, expected) in [
+            ("app=web", true),
+            ("app==web,tier=front", true),
+            ("app!=web", false),
+            ("app in (web, api)", true),
+            ("tier notin (front)", false),
+            ("app", true),
+            ("!app", false),
+            ("!missing", true),
+            ("missing notin (x)", true),
+            ("", true),
+        ] {
+            assert_eq!(
+                LabelSelector::parse(selector).map(|s| s.matches(&p)).ok(),
+                Some(expected),
+                "{selector}"
+            );
+        }
+        assert!(LabelSelector::parse("app in web").is_err());
+        assert!(LabelSelector::parse("app foo (x)").is_err());
+    }
+
+    #[test]
+    fn field_selectors_on_supported_fields_only() {
+        let p = pod(json!({}));
+        let s = FieldSelector::parse(
+            "spec.nodeName=n1,status.phase!=Pending",
+            "Pod",
+            &["spec.nodeName", "status.phase"],
+        );
+        assert!(s.is_ok_and(|s| s.matches(&p)));
+        assert!(FieldSelector::parse("spec.bogus=x", "Pod", &["spec.nodeName"]).is_err());
+        assert_eq!(
+            FieldSelector::parse("metadata.name=p", "Pod", &[])
+                .ok()
+                .and_then(|s| s.exact_name().map(str::to_owned)),
+            Some("p".into())
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! What differs between resources, as upstream's per-resource `Strategy` says it
+//! (`pkg/registry/<group>/<resource>/strategy.go`): the name rule, whether `generation`
+//! is tracked, the field selectors, and the defaults set on create.
+//!
+//! Resources not named here follow the generic rules. Must never hold behaviour that
+//! applies to every resource: that belongs in the generic store.
+
+use keelson_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use super::meta::{NameRule, metadata_mut};
+
+pub struct Strategy {
+    pub name_rule: NameRule,
+    /// `metadata.generation` starts at 1 and goes up when anything but metadata and
+    /// status changes (upstream sets it in these resources' `PrepareForCreate`).
+    pub tracks_generation: bool,
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    /// Defaults a new object gets before validation.
+    pub prepare_create: fn(&mut Value),
+    /// Whether DELETE answers with the object rather than a success `Status`.
+    pub return_deleted_object: bool,
+}
+
+impl Strategy {
+    /// Whether the resource has a `status` subresource, so that updates of the object
+    /// keep the stored status and updates of `/status` keep everything else.
+    pub fn has_status(info: &ResourceInfo) -> bool {
+        info.subresources.iter().any(|s| s.name == "status")
+    }
+}
+
+fn nothing(_: &mut Value) {}
+
+pub fn for_resource(info: &ResourceInfo) -> Strategy {
+    let generic = Strategy {
+        name_rule: NameRule::Subdomain,
+        tracks_generation: false,
+        field_selectors: &[],
+        prepare_create: nothing,
+        return_deleted_object: false,
+    };
+    match (info.group, info.plural) {
+        ("", "namespaces") => Strategy {
+            name_rule: NameRule::Label,
+            field_selectors: &["status.phase"],
+            prepare_create: prepare_namespace,
+            return_deleted_object: true,
+            ..generic
+        },
+        ("", "pods") => Strategy {
+            tracks_generation: true,
+            field_selectors: &[
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ],
+            prepare_create: prepare_pod,
+            return_deleted_object: true,
+            ..generic
+        },
+        ("", "services") => {
+            Strategy { name_rule: NameRule::Label, return_deleted_object: true, ..generic }
+        }
+        ("", "nodes") => Strategy { field_selectors: &["spec.unschedulable"], ..generic },
+        ("", "secrets") => Strategy { field_selectors: &["type"], ..generic },
+        ("", "events") => Strategy {
+            field_selectors: &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            ..generic
+        },
+        ("", "replicationcontrollers") => {
+            Strategy { tracks_generation: true, field_selectors: &["status.replicas"], ..generic }
+        }
+        ("apps", "replicasets") => {
+            Strategy { tracks_generation: true, field_selectors: &["status.replicas"], ..generic }
+        }
+        ("apps", "deployments" | "statefulsets" | "daemonsets")
+        | ("batch", "cronjobs")
+        | ("policy", "poddisruptionbudgets")
+        | ("networking.k8s.io", "networkpolicies" | "ingresses")
+        | ("apiextensions.k8s.io", "customresourcedefinitions")
+        | (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations"
+            | "validatingwebhookconfigurations"
+            | "validatingadmissionpolicies"
+            | "validatingadmissionpolicybindings",
+        ) => Strategy { tracks_generation: true, ..generic },
+        ("batch", "jobs") => {
+            Strategy { tracks_generation: true, field_selectors: &["status.successful"], ..generic }
+        }
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            Strategy { field_selectors: &["spec.signerName"], ..generic }
+        }
+        ("rbac.authorization.k8s.io", _) => {
+            Strategy { name_rule: NameRule::PathSegment, ..generic }
+        }
+        _ => generic,
+    }
+}
+
+/// Every namespace carries its name as a label and the `kubernetes` finalizer, and
+/// starts `Active`.
+fn prepare_namespace(object: &mut Value) {
+    let name = super::meta::name(object).unwrap_or_default().to_owned();
+    let meta = metadata_mut(object);
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+    if !object["spec"].is_object() {
+        object["spec"] = json!({});
+    }
+    let finalizers = &mut object["spec"]["finalizers"];
+    match finalizers.as_array_mut() {
+        Some(list) if !list.iter().any(|f| f == "kubernetes") => list.push(json!("kubernetes")),
+        Some(_) => {}
+        None => *finalizers = json!(["kubernetes"]),
+    }
+    object["status"] = json!({ "phase": "Active" });
+}
+
+/// A new pod is `Pending` with no other status.
+fn prepare_pod(object: &mut Value) {
+    object["status"] = json!({ "phase": "Pending" });
+}

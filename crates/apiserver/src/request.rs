@@ -1,0 +1,161 @@
+//! A request as the handlers see it: who sent it, the path, the decoded query, what the
+//! client accepts, and the body decoded by its content type.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::status::{ApiError, ApiResult};
+
+/// Who sent a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn anonymous() -> Self {
+        User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.name == "system:anonymous"
+    }
+}
+
+pub struct Request {
+    pub method: http::Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub user: User,
+}
+
+impl Request {
+    pub fn new(parts: http::request::Parts, body: Bytes, user: User) -> Self {
+        let query = parts.uri.query().map(parse_query).unwrap_or_default();
+        Request {
+            method: parts.method,
+            path: percent_decode(parts.uri.path()),
+            query,
+            headers: parts.headers,
+            body,
+            user,
+        }
+    }
+
+    /// The same request without its body, to derive sub-requests (a watch's initial list).
+    pub fn new_like(other: &Request) -> Request {
+        Request {
+            method: other.method.clone(),
+            path: other.path.clone(),
+            query: other.query.clone(),
+            headers: other.headers.clone(),
+            body: Bytes::new(),
+            user: other.user.clone(),
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// A boolean query parameter (`watch=1`, `watch=true`).
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("1" | "true" | "True"))
+    }
+
+    pub fn header(&self, name: http::header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Whether the client asked for a `meta.k8s.io` Table (as `kubectl get` does).
+    pub fn wants_table(&self) -> bool {
+        self.accept_has(|p| p.contains("as=Table"))
+    }
+
+    /// Whether the client asked for `PartialObjectMetadata(List)`.
+    pub fn wants_metadata_only(&self) -> bool {
+        self.accept_has(|p| p.contains("as=PartialObjectMetadata"))
+    }
+
+    fn accept_has(&self, f: impl Fn(&str) -> bool) -> bool {
+        let accept = self.header(http::header::ACCEPT);
+        // Only the first acceptable type counts; later ones are fallbacks.
+        accept.split(',').next().is_some_and(|first| f(&first.replace(' ', "")))
+    }
+
+    /// The body as JSON, decoded from JSON or YAML by its content type.
+    pub fn json_body(&self) -> ApiResult<Value> {
+        let content_type = self.header(http::header::CONTENT_TYPE);
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request("the request body is empty"));
+        }
+        let value: Value = match media {
+            "" | "application/json" | "*/*" => serde_json::from_slice(&self.body).map_err(|e| {
+                ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
+            })?,
+            "application/yaml" | "application/apply-patch+yaml" => {
+                let text = std::str::from_utf8(&self.body)
+                    .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+                serde_saphyr::from_str(text).map_err(|e| {
+                    ApiError::bad_request(format!("the body of the request is not valid YAML: {e}"))
+                })?
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        };
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        }
+        Ok(value)
+    }
+}
+
+fn parse_query(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+/// `%XX` escapes to bytes; malformed escapes stay as they are.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = parse_query("labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29&limit=500&watch");
+        assert_eq!(q["labelSelector"], "app=web,tier in (a,b)");
+        assert_eq!(q["limit"], "500");
+        assert_eq!(q["watch"], "");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

@@ -1,0 +1,611 @@
+//! The REST verbs on a resolved resource path (upstream's `endpoints/handlers`): get,
+//! list, create, update, patch, delete, deletecollection, watch, with their query
+//! parameters, status codes and response shapes.
+
+use http::StatusCode;
+use keelson_api::ResourceInfo;
+use keelson_store::ListOptions;
+use serde_json::{Value, json};
+
+use crate::registry::meta::{self, metadata, metadata_mut};
+use crate::registry::selector::{FieldSelector, LabelSelector};
+use crate::registry::strategy;
+use crate::registry::{self, Place, decode, prepare_create, prepare_update, resource_version};
+use crate::request::Request;
+use crate::router::{Target, verb};
+use crate::server::{Response, json_response};
+use crate::status::{ApiError, ApiResult};
+use crate::{ApiServer, patch, table, watch};
+
+/// How often an unconditional write retries after losing a race.
+const RETRIES: usize = 8;
+
+pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<Response> {
+    let watching = target.legacy_watch || req.flag("watch");
+    let verb = verb(&req.method, &target, watching);
+    let allowed = match &target.subresource {
+        None => target.info.verbs.contains(&verb),
+        Some(sub) => target
+            .info
+            .subresources
+            .iter()
+            .find(|s| s.name == sub.as_str())
+            .is_some_and(|s| s.verbs.contains(&verb)),
+    };
+    if !allowed {
+        return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
+    }
+    let dry_run = match req.param("dryRun") {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: unsupported value {other:?}, supported values: \"All\""
+            )));
+        }
+    };
+    match (verb, target.subresource.as_deref()) {
+        ("watch", _) => watch::serve(api, &req, &target).await,
+        ("list", None) => list(api, &req, &target).await,
+        ("get", None | Some("status")) => get(api, &req, &target).await,
+        ("create", None) => create(api, &req, &target, dry_run).await,
+        ("update", None | Some("status")) => update(api, &req, &target, dry_run).await,
+        ("patch", None | Some("status")) => patch(api, &req, &target, dry_run).await,
+        ("delete", None) => delete(api, &req, &target, dry_run).await,
+        ("deletecollection", None) => delete_collection(api, &req, &target, dry_run).await,
+        (verb, Some(sub)) => Err(ApiError::method_not_supported(
+            target.info.group,
+            &format!("{}/{sub}", target.info.plural),
+            verb,
+        )),
+        (verb, None) => {
+            Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb))
+        }
+    }
+}
+
+fn place<'a>(target: &'a Target) -> Place<'a> {
+    Place {
+        info: target.info,
+        namespace: target.namespace.as_deref(),
+        name: target.name.as_deref().unwrap_or(""),
+    }
+}
+
+fn respond(req: &Request, info: &ResourceInfo, code: StatusCode, object: &Value) -> Response {
+    if req.wants_table() {
+        return json_response(code, &table::render(info, std::slice::from_ref(object), None, req));
+    }
+    json_response(code, object)
+}
+
+async fn get(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    let (object, _) = api.objects.get(place(target)).await?;
+    Ok(respond(req, target.info, StatusCode::OK, &object))
+}
+
+/// Selectors of a list or watch.
+pub struct Filter {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_request(req: &Request, info: &ResourceInfo) -> ApiResult<Self> {
+        let strategy = strategy::for_resource(info);
+        Ok(Filter {
+            labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
+            fields: FieldSelector::parse(
+                req.param("fieldSelector").unwrap_or(""),
+                info.kind,
+                strategy.field_selectors,
+            )?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+}
+
+/// One page of a list, as the handlers and the watch's initial events need it.
+pub struct Page {
+    pub items: Vec<Value>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+/// Reads a page of `target`'s collection per the request's selectors, `limit`,
+/// `continue`, `resourceVersion` and `resourceVersionMatch`.
+pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Page> {
+    let info = target.info;
+    let filter = Filter::from_request(req, info)?;
+    let dir = registry::directory(info, target.namespace.as_deref());
+    let limit: usize = match req.param("limit") {
+        None => 0,
+        Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+    };
+    let current = api
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| crate::status::from_store(e, info.group, info.plural, ""))?;
+    let (mut start_after, revision) = match req.param("continue") {
+        Some(token) => {
+            if req.param("resourceVersion").is_some_and(|rv| rv != "0") {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            let (start, revision) = decode_continue(token)?;
+            (Some(format!("{dir}{start}")), Some(revision))
+        }
+        None => (None, list_revision(req, current)?),
+    };
+    let mut items = Vec::new();
+    let mut continue_token = None;
+    let mut remaining = None;
+    let mut revision = revision;
+    let chunk = if limit == 0 { 1000 } else { limit.max(100) };
+    'pages: loop {
+        let options = ListOptions { start_after: start_after.clone(), limit: chunk, revision };
+        let page = api.store.list(&dir, options).await.map_err(|e| match e {
+            keelson_store::Error::Compacted { .. } if req.param("continue").is_some() => ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            ),
+            e => crate::status::from_store(e, info.group, info.plural, ""),
+        })?;
+        revision = Some(page.revision);
+        let count = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            let object = decode(info, kv)?;
+            start_after = Some(kv.key.clone());
+            if filter.matches(&object) {
+                items.push(object);
+            }
+            if limit > 0 && items.len() == limit {
+                let left = page.remaining + (count - i - 1) as u64;
+                if left > 0 {
+                    let start = kv.key.strip_prefix(&dir).unwrap_or(&kv.key);
+                    continue_token = Some(encode_continue(start, page.revision));
+                    remaining = filter.is_empty().then_some(left);
+                }
+                break 'pages;
+            }
+        }
+        if !page.more() {
+            break;
+        }
+    }
+    Ok(Page { items, revision: revision.unwrap_or(current), continue_token, remaining })
+}
+
+/// The revision a list reads at: current for `""`/`"0"`/NotOlderThan, exactly `N` for
+/// `resourceVersionMatch=Exact`.
+fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64>> {
+    let rv = req.param("resourceVersion");
+    let parsed = match rv {
+        None | Some("0") => None,
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
+    };
+    match (req.param("resourceVersionMatch"), parsed) {
+        (Some("Exact"), Some(n)) => Ok(Some(n)),
+        (Some("Exact"), None) => Err(ApiError::bad_request(
+            "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"\" or \"0\"",
+        )),
+        (Some("NotOlderThan") | None, Some(n)) if n > current => Err(ApiError {
+            code: StatusCode::GATEWAY_TIMEOUT,
+            reason: "Timeout",
+            message: format!("Too large resource version: {n}, current: {current}"),
+            details: None,
+        }),
+        (Some("NotOlderThan") | None, _) => Ok(None),
+        (Some(other), _) => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch: unsupported value {other:?}, supported values: \"Exact\", \"NotOlderThan\""
+        ))),
+    }
+}
+
+fn encode_continue(start: &str, revision: i64) -> String {
+    use base64::Engine;
+    let token = json!({ "v": "meta.k8s.io/v1", "rv": revision, "start": start });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
+    use base64::Engine;
+    let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    match (value["v"].as_str(), value["rv"].as_i64(), value["start"].as_str()) {
+        (Some("meta.k8s.io/v1"), Some(rv), Some(start)) if rv > 0 && !start.contains("..") => {
+            Ok((start.to_owned(), rv))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    let info = target.info;
+    let page = read_page(api, req, target).await?;
+    let mut list_meta = json!({ "resourceVersion": page.revision.to_string() });
+    if let Some(token) = &page.continue_token {
+        list_meta["continue"] = json!(token);
+    }
+    if let Some(remaining) = page.remaining {
+        list_meta["remainingItemCount"] = json!(remaining);
+    }
+    if req.wants_table() {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::render(info, &page.items, Some(list_meta), req),
+        ));
+    }
+    if req.wants_metadata_only() {
+        let items: Vec<Value> = page
+            .items
+            .iter()
+            .map(|o| json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }))
+            .collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items }),
+        ));
+    }
+    // Items of a typed list carry no apiVersion/kind, as upstream encodes them.
+    let items: Vec<Value> = page
+        .items
+        .into_iter()
+        .map(|mut o| {
+            if let Some(map) = o.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            o
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": list_meta, "items": items }),
+    ))
+}
+
+/// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.
+async fn check_namespace(
+    api: &ApiServer,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<()> {
+    let namespaces = keelson_api::Registry::builtin()
+        .find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+    let (ns, _) =
+        api.objects.get(Place { info: namespaces, namespace: None, name: namespace }).await?;
+    let terminating =
+        metadata(&ns).contains_key("deletionTimestamp") || ns["status"]["phase"] == "Terminating";
+    if terminating {
+        let qualified = if info.group.is_empty() {
+            info.plural.to_owned()
+        } else {
+            format!("{}.{}", info.plural, info.group)
+        };
+        return Err(ApiError::forbidden(format!(
+            "{qualified} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let info = target.info;
+    if target.name.is_some() {
+        return Err(ApiError::method_not_supported(info.group, info.plural, "create"));
+    }
+    if info.namespaced() && target.namespace.is_none() {
+        return Err(ApiError::path_not_found());
+    }
+    let object = prepare_create(info, target.namespace.as_deref(), req.json_body()?)?;
+    let name = meta::name(&object).unwrap_or_default().to_owned();
+    if let Some(ns) = &target.namespace {
+        check_namespace(api, info, ns, &name).await?;
+    }
+    let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
+    let created = api.objects.create(place, object, dry_run).await?;
+    Ok(respond(req, info, StatusCode::CREATED, &created))
+}
+
+async fn update(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let body = req.json_body()?;
+    let wanted = resource_version(&body);
+    let place = place(target);
+    for _ in 0..RETRIES {
+        let (old, revision) = api.objects.get(place).await?;
+        if wanted.is_some_and(|w| w != revision) {
+            return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
+        }
+        let object =
+            prepare_update(target.info, &old, body.clone(), target.subresource.as_deref())?;
+        match write_update(api, place, object, revision, dry_run).await {
+            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+            Ok((code, object)) => return Ok(respond(req, target.info, code, &object)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified(target.info.group, target.info.plural, place.name))
+}
+
+/// Writes an updated object; an object being deleted whose last finalizer went away is
+/// deleted instead.
+async fn write_update(
+    api: &ApiServer,
+    place: Place<'_>,
+    object: Value,
+    revision: i64,
+    dry_run: bool,
+) -> ApiResult<(StatusCode, Value)> {
+    let finalizing = metadata(&object).contains_key("deletionTimestamp")
+        && metadata(&object).get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && metadata(&object).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
+            == 0;
+    if finalizing {
+        api.objects.remove(place, revision, dry_run).await?;
+        return Ok((StatusCode::OK, object));
+    }
+    Ok((StatusCode::OK, api.objects.replace(place, object, revision, dry_run).await?))
+}
+
+async fn patch(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let content_type =
+        req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
+    let kind = patch::Kind::from_content_type(&content_type)?;
+    let place = place(target);
+    for _ in 0..RETRIES {
+        let (old, revision) = api.objects.get(place).await?;
+        let patched = patch::apply(kind, target.info, &old, &req.body)?;
+        let wanted = resource_version(&patched);
+        if wanted.is_some_and(|w| w != revision) {
+            return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
+        }
+        let object = prepare_update(target.info, &old, patched, target.subresource.as_deref())?;
+        match write_update(api, place, object, revision, dry_run).await {
+            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+            Ok((code, object)) => return Ok(respond(req, target.info, code, &object)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified(target.info.group, target.info.plural, place.name))
+}
+
+/// `DeleteOptions`, from the body or the query.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    fn from_request(req: &Request) -> ApiResult<Self> {
+        let body = if req.body.is_empty() { json!({}) } else { req.json_body()? };
+        let grace_period = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            Some(g) => Some(g),
+            None => req.param("gracePeriodSeconds").and_then(|g| g.parse().ok()),
+        };
+        let propagation = body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| req.param("propagationPolicy").map(str::to_owned));
+        if let Some(p) = &propagation
+            && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+        {
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                vec![crate::status::Cause {
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
+        let orphan = body
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| req.param("orphanDependents").map(|o| o == "true"));
+        let propagation = propagation
+            .or_else(|| orphan.map(|o| if o { "Orphan".into() } else { "Background".into() }));
+        Ok(DeleteOptions {
+            grace_period,
+            propagation,
+            uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
+            resource_version: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+async fn delete(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let options = DeleteOptions::from_request(req)?;
+    let (code, object) = delete_one(api, place(target), &options, dry_run).await?;
+    let strategy = strategy::for_resource(target.info);
+    if code == StatusCode::ACCEPTED || strategy.return_deleted_object {
+        return Ok(respond(req, target.info, code, &object));
+    }
+    let mut details = json!({ "name": place(target).name, "kind": target.info.plural, "uid": metadata(&object).get("uid") });
+    if !target.info.group.is_empty() {
+        details["group"] = json!(target.info.group);
+    }
+    Ok(json_response(
+        code,
+        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details }),
+    ))
+}
+
+/// Deletes one object, or marks it for deletion: 200 and the object when it is gone,
+/// 202 and the object when finalizers or a grace period hold it.
+async fn delete_one(
+    api: &ApiServer,
+    place: Place<'_>,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> ApiResult<(StatusCode, Value)> {
+    let info = place.info;
+    for _ in 0..RETRIES {
+        let (mut object, revision) = api.objects.get(place).await?;
+        let meta = metadata(&object);
+        if let Some(uid) = &options.uid
+            && meta.get("uid").and_then(Value::as_str) != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                place.name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta.get("uid").and_then(Value::as_str).unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = &options.resource_version
+            && *rv != revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                place.name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
+                ),
+            ));
+        }
+        let mut finalizers: Vec<Value> =
+            meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let policy_finalizer = match options.propagation.as_deref() {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            _ => None,
+        };
+        if let Some(f) = policy_finalizer
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(json!(f));
+        }
+        let grace = graceful_seconds(info, &object, options.grace_period);
+        let namespace_finalizers = info.group.is_empty()
+            && info.plural == "namespaces"
+            && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if finalizers.is_empty() && grace == 0 && !namespace_finalizers {
+            match api.objects.remove(place, revision, dry_run).await {
+                Err(e) if e.reason == "Conflict" && options.resource_version.is_none() => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok((StatusCode::OK, object)),
+            }
+        }
+        if meta.contains_key("deletionTimestamp") {
+            // Already being deleted: nothing more to record.
+            return Ok((StatusCode::ACCEPTED, object));
+        }
+        let meta = metadata_mut(&mut object);
+        meta.insert("deletionTimestamp".into(), json!(deletion_time(grace)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), Value::Array(finalizers));
+        }
+        if namespace_finalizers {
+            object["status"]["phase"] = json!("Terminating");
+        }
+        match api.objects.replace(place, object, revision, dry_run).await {
+            Err(e) if e.reason == "Conflict" && options.resource_version.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(object) => return Ok((StatusCode::ACCEPTED, object)),
+        }
+    }
+    Err(ApiError::modified(info.group, info.plural, place.name))
+}
+
+/// The grace period a deletion waits for: only pods bound to a node have one (their
+/// kubelet confirms the end); everything else goes at once.
+fn graceful_seconds(info: &ResourceInfo, object: &Value, requested: Option<i64>) -> i64 {
+    if !(info.group.is_empty() && info.plural == "pods") {
+        return 0;
+    }
+    let bound = object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if !bound || finished {
+        return 0;
+    }
+    requested
+        .or_else(|| object["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
+}
+
+fn deletion_time(grace: i64) -> String {
+    use keelson_api::k8s_openapi::jiff::SignedDuration;
+    let now = meta::now_timestamp();
+    meta::format_time(now.checked_add(SignedDuration::from_secs(grace)).unwrap_or(now))
+}
+
+async fn delete_collection(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let info = target.info;
+    let options = DeleteOptions::from_request(req)?;
+    let page = read_page(api, req, target).await?;
+    let mut deleted = Vec::new();
+    for object in page.items {
+        let name = meta::name(&object).unwrap_or_default().to_owned();
+        let namespace = meta::str_field(&object, "namespace").map(str::to_owned);
+        let place = Place { info, namespace: namespace.as_deref(), name: &name };
+        match delete_one(api, place, &options, dry_run).await {
+            Ok((_, object)) => deleted.push(object),
+            // Gone in the meantime: that is what was asked.
+            Err(e) if e.code == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": { "resourceVersion": page.revision.to_string() }, "items": deleted }),
+    ))
+}

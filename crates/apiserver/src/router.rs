@@ -1,0 +1,140 @@
+//! From a path and a method to a handler, as kube-apiserver lays out its URLs:
+//! `/api/v1/namespaces/{ns}/{resource}/{name}/{subresource}`, `/apis/{group}/{version}/…`,
+//! the legacy `/watch/` prefix, discovery, version and health.
+//!
+//! Must never let an anonymous request past the health and version endpoints.
+
+use http::Method;
+use keelson_api::{Registry, ResourceInfo};
+
+use crate::request::Request;
+use crate::server::Response;
+use crate::status::{ApiError, ApiResult};
+use crate::{ApiServer, discovery, rest};
+
+/// A resource request, resolved.
+pub struct Target {
+    pub info: &'static ResourceInfo,
+    /// The namespace in the path; `None` for cluster-scoped resources and for lists
+    /// across all namespaces.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    /// Came through the legacy `/watch/` prefix.
+    pub legacy_watch: bool,
+}
+
+pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
+    let path = req.path.trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["version"] => return Ok(discovery::version()),
+        [check @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
+            return Ok(discovery::health(api, check, rest, req.param("verbose").is_some()).await);
+        }
+        _ => {}
+    }
+    if req.user.is_anonymous() {
+        return Err(ApiError::unauthorized());
+    }
+    if req.method != Method::GET && segments.len() <= 3 && !is_resource_path(&segments) {
+        return Err(ApiError::method_not_supported("", "", req.method.as_str()));
+    }
+    match segments.as_slice() {
+        ["api"] => Ok(discovery::core_versions(&req)),
+        ["apis"] => Ok(discovery::groups(&req)),
+        ["api", "v1"] => discovery::resources("", "v1"),
+        ["apis", group] => discovery::group(group),
+        ["apis", group, version] => discovery::resources(group, version),
+        ["api", "v1", rest @ ..] => resource(api, req, "", "v1", rest).await,
+        ["apis", group, version, rest @ ..] => {
+            let (group, version) = (group.to_string(), version.to_string());
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            resource(api, req, &group, &version, &rest).await
+        }
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn is_resource_path(segments: &[&str]) -> bool {
+    matches!(segments, ["api", "v1", _, ..] | ["apis", _, _, _, ..])
+}
+
+async fn resource(
+    api: &ApiServer,
+    req: Request,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> ApiResult<Response> {
+    let target = resolve(group, version, rest)?;
+    rest::handle(api, req, target).await
+}
+
+/// Resolves the part of a path after `/api/v1` or `/apis/{group}/{version}`.
+pub fn resolve(group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
+    let registry = Registry::builtin();
+    let (legacy_watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    let find =
+        |plural: &str| registry.find(group, version, plural).ok_or_else(ApiError::path_not_found);
+    let target = |info, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
+        info,
+        namespace: namespace.map(str::to_owned),
+        name: name.map(str::to_owned),
+        subresource: sub.map(str::to_owned),
+        legacy_watch,
+    };
+    // `namespaces/{ns}/…` is either a namespace (and its subresources) or a namespaced
+    // resource inside it.
+    if group.is_empty()
+        && let ["namespaces", ns, tail @ ..] = rest
+    {
+        match tail {
+            [] => return Ok(target(find("namespaces")?, None, Some(ns), None)),
+            [sub @ ("status" | "finalize")] => {
+                return Ok(target(find("namespaces")?, None, Some(ns), Some(sub)));
+            }
+            _ => {}
+        }
+    }
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
+        rest => (None, rest),
+    };
+    let (info, name, sub) = match rest {
+        [plural] => (find(plural)?, None, None),
+        [plural, name] => (find(plural)?, Some(*name), None),
+        [plural, name, sub] => (find(plural)?, Some(*name), Some(*sub)),
+        // Proxy subresources carry a path after them.
+        [plural, name, sub, ..] if *sub == "proxy" => (find(plural)?, Some(*name), Some(*sub)),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    if namespace.is_some() && !info.namespaced() {
+        return Err(ApiError::path_not_found());
+    }
+    if let Some(sub) = sub
+        && !info.subresources.iter().any(|s| s.name == sub)
+    {
+        return Err(ApiError::path_not_found());
+    }
+    Ok(target(info, namespace, name, sub))
+}
+
+/// The verb a request is, in authorization's terms.
+pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
+    match (method, &target.name) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::GET, None) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, Some(_)) => "delete",
+        (&Method::DELETE, None) => "deletecollection",
+        _ => "unknown",
+    }
+}

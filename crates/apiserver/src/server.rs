@@ -1,0 +1,139 @@
+//! The HTTPS listener: TLS (rustls) with optional client certificates, HTTP/1.1 and
+//! HTTP/2, and the authentication of each connection from its certificate.
+//!
+//! Must never serve plain HTTP, or let a request through without deciding who sent it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::request::{Request, User};
+use crate::status::ApiError;
+use crate::{ApiServer, MAX_REQUEST_BYTES};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+pub type Response = http::Response<Body>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub(crate) async fn accept_loop(
+    api: Arc<ApiServer>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (api, acceptor, shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
+        tokio::spawn(async move { connection(api, acceptor, tcp, peer, shutdown).await });
+    }
+}
+
+async fn connection(
+    api: Arc<ApiServer>,
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls = match acceptor.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            // A bad or foreign certificate ends here: the log says why, the client
+            // sees a failed handshake.
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    let user = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        None => Some(User::anonymous()),
+        Some(cert) => match keelson_pki::identity_from_der(cert) {
+            Ok(identity) => Some(User { name: identity.user, groups: identity.groups }),
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "client certificate has no usable identity");
+                None
+            }
+        },
+    };
+    let service = service_fn(move |req: http::Request<Incoming>| {
+        let (api, user) = (api.clone(), user.clone());
+        async move { Ok::<_, Infallible>(handle(&api, user, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+    }
+}
+
+async fn handle(api: &ApiServer, user: Option<User>, req: http::Request<Incoming>) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(user) = user else {
+        return error_response(&ApiError::unauthorized());
+    };
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error_response(&ApiError::too_large(MAX_REQUEST_BYTES));
+        }
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "cannot read the request body: {e}"
+            )));
+        }
+    };
+    let request = Request::new(parts, body, user);
+    let started = std::time::Instant::now();
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let response = match crate::router::dispatch(api, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    response
+}
+
+/// The one place an [`ApiError`] becomes an HTTP response.
+pub fn error_response(error: &ApiError) -> Response {
+    json_response(error.code, &error.to_status())
+}
+
+pub fn json_response(code: http::StatusCode, value: &serde_json::Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = http::Response::new(full(body));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}

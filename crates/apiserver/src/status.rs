@@ -1,0 +1,302 @@
+//! The one wire error: `metav1.Status`, with upstream's codes, reasons and messages.
+//!
+//! Every failure a client can see is built here and turned into an HTTP response in
+//! exactly one place ([`ApiError::into_response`]). Messages follow upstream's wording
+//! (`k8s.io/apimachinery/pkg/api/errors`) because clients and users match on them.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+/// One field-level problem of an `Invalid` error (`metav1.StatusCause`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, …
+    pub reason: &'static str,
+    pub message: String,
+    /// The field path, e.g. `metadata.name`.
+    pub field: String,
+}
+
+impl Cause {
+    pub fn required(field: &str, detail: &str) -> Self {
+        let message = if detail.is_empty() {
+            "Required value".to_owned()
+        } else {
+            format!("Required value: {detail}")
+        };
+        Cause { reason: "FieldValueRequired", message, field: field.to_owned() }
+    }
+
+    pub fn invalid(field: &str, value: &Value, detail: &str) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: {detail}"),
+            field: field.to_owned(),
+        }
+    }
+
+    pub fn forbidden(field: &str, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+            field: field.to_owned(),
+        }
+    }
+
+    /// `field: message`, as upstream joins causes into the error message.
+    fn describe(&self) -> String {
+        format!("{}: {}", self.field, self.message)
+    }
+}
+
+/// A failed request, as a client will see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub code: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+    /// `details` of the Status: name, group, kind (the resource), causes.
+    pub details: Option<Value>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: None }
+    }
+
+    fn with_details(mut self, group: &str, resource: &str, name: &str) -> Self {
+        let mut details = json!({ "name": name, "kind": resource });
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
+        self.details = Some(details);
+        self
+    }
+
+    /// `pods "x" not found` — `resource` is the plural, qualified by group if any.
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        let qualified = qualified(group, resource);
+        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{qualified} \"{name}\" not found"))
+            .with_details(group, resource, name)
+    }
+
+    pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
+        let qualified = qualified(group, resource);
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        )
+        .with_details(group, resource, name)
+    }
+
+    pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = qualified(group, resource);
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
+        )
+        .with_details(group, resource, name)
+    }
+
+    /// The optimistic-concurrency conflict every client retries on.
+    pub fn modified(group: &str, resource: &str, name: &str) -> Self {
+        Self::conflict(
+            group,
+            resource,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// `Deployment.apps "x" is invalid: field: message` — `kind` is the Kind.
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let joined: Vec<String> = causes.iter().map(Cause::describe).collect();
+        let qualified_kind =
+            if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+        let message = match joined.len() {
+            0 => format!("{qualified_kind} \"{name}\" is invalid"),
+            1 => format!("{qualified_kind} \"{name}\" is invalid: {}", joined[0]),
+            _ => format!("{qualified_kind} \"{name}\" is invalid: [{}]", joined.join(", ")),
+        };
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+            .with_details(group, kind, name);
+        if let Some(details) = error.details.as_mut() {
+            details["causes"] = Value::Array(
+                causes
+                    .iter()
+                    .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                    .collect(),
+            );
+        }
+        error
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    pub fn method_not_supported(group: &str, resource: &str, verb: &str) -> Self {
+        let qualified = qualified(group, resource);
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on resources of kind \"{qualified}\""),
+        )
+        .with_details(group, resource, "")
+    }
+
+    /// A path nothing serves: upstream's bare 404 Status.
+    pub fn path_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details("", "", "")
+    }
+
+    /// 410: a resource version or continue token older than the kept history.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "Expired", message)
+    }
+
+    pub fn too_old_resource_version(requested: i64, oldest: i64) -> Self {
+        Self::expired(format!("too old resource version: {requested} ({oldest})"))
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
+        )
+    }
+
+    pub fn not_acceptable(accept: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json, application/yaml (asked for {accept:?})"
+            ),
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+    }
+
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message.to_string())
+    }
+
+    /// The `metav1.Status` object.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code.as_u16(),
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+/// `pods` for core, `deployments.apps` otherwise, as upstream's `GroupResource` prints.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
+}
+
+/// The store's errors, seen from a resource (`group`, plural `resource`).
+pub fn from_store(
+    error: keelson_store::Error,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> ApiError {
+    use keelson_store::Error as E;
+    match error {
+        E::AlreadyExists { .. } => ApiError::already_exists(group, resource, name),
+        E::NotFound { .. } => ApiError::not_found(group, resource, name),
+        E::Conflict { .. } => ApiError::modified(group, resource, name),
+        E::Compacted { requested, compacted } => {
+            ApiError::too_old_resource_version(requested, compacted)
+        }
+        E::FutureRevision { requested, current } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        ),
+        E::TooLarge { .. } => ApiError::too_large(3 * 1024 * 1024),
+        E::Unavailable(message) | E::Corrupt(message) => ApiError::internal(message),
+        other => ApiError::internal(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_reads_as_upstream_writes_it() {
+        let status = ApiError::not_found("apps", "deployments", "web").to_status();
+        assert_eq!(status["message"], "deployments.apps \"web\" not found");
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["code"], 404);
+        assert_eq!(
+            status["details"],
+            json!({"name": "web", "group": "apps", "kind": "deployments"})
+        );
+    }
+
+    #[test]
+    fn invalid_joins_causes_like_upstream() {
+        let causes = vec![
+            Cause::required("metadata.name", "name or generateName is required"),
+            Cause::invalid("metadata.labels", &json!("a b"), "a valid label must be …"),
+        ];
+        let status = ApiError::invalid("", "ConfigMap", "", causes).to_status();
+        assert_eq!(
+            status["message"],
+            "ConfigMap \"\" is invalid: [metadata.name: Required value: name or generateName is required, metadata.labels: Invalid value: \"a b\": a valid label must be …]"
+        );
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueRequired");
+    }
+}

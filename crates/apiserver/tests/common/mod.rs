@@ -1,0 +1,153 @@
+//! An API server in this process on a random port, with a temp-dir PKI, and the real
+//! kubectl pointed at it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use keelson_pki::{Pki, PkiOptions};
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub running: Option<keelson_apiserver::Running>,
+}
+
+/// What a kubectl run printed.
+pub struct Out {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestServer {
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
+        let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
+        let running = keelson_apiserver::serve(keelson_apiserver::Config {
+            bind: "127.0.0.1:0".parse()?,
+            store,
+            tls: pki.server_config()?,
+        })
+        .await?;
+        let url = format!("https://127.0.0.1:{}", running.local_addr.port());
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        pki.write_kubeconfig(&kubeconfig, &url, "system:admin", &["system:masters"])?;
+        let ca_file = dir.path().join("tls/ca.crt");
+        Ok(TestServer { dir, kubeconfig, url, ca_file, running: Some(running) })
+    }
+
+    /// Runs kubectl with this server's kubeconfig; `stdin` is fed to `-f -`.
+    pub async fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Result<Out> {
+        use tokio::io::AsyncWriteExt;
+        let mut command = tokio::process::Command::new("kubectl");
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("cannot run kubectl")?;
+        if let (Some(mut input), Some(text)) = (child.stdin.take(), stdin) {
+            input.write_all(text.as_bytes()).await?;
+        }
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await??;
+        Ok(Out {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    pub async fn kubectl(&self, args: &[&str]) -> Result<Out> {
+        self.kubectl_in(args, None).await
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args).await?;
+        if !out.ok {
+            bail!("kubectl {} failed: {}", args.join(" "), out.stderr);
+        }
+        Ok(out.stdout)
+    }
+
+    /// kubectl that must fail; returns stderr.
+    pub async fn fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args).await?;
+        if out.ok {
+            bail!("kubectl {} succeeded but should have failed: {}", args.join(" "), out.stdout);
+        }
+        Ok(out.stderr)
+    }
+
+    /// A raw API request with curl: status code and body. `cert` false sends none.
+    pub async fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+        cert: bool,
+    ) -> Result<(u16, String)> {
+        let mut command = tokio::process::Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "-X", method, "--cacert"])
+            .arg(&self.ca_file);
+        if cert {
+            let (crt, key) = self.client_cert_files()?;
+            command.arg("--cert").arg(crt).arg("--key").arg(key);
+        }
+        if let Some(body) = body {
+            // From a file: a 3 MiB body does not fit in an argument list.
+            let file = self.dir.path().join(format!("body-{}", uuid_like()));
+            std::fs::write(&file, body)?;
+            command
+                .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary"])
+                .arg(format!("@{}", file.display()));
+        }
+        command.args(["-w", "\n%{http_code}"]).arg(format!("{}{path}", self.url));
+        let output = command.output().await?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').context("no status code from curl")?;
+        Ok((code.trim().parse()?, body.to_owned()))
+    }
+}
+
+fn uuid_like() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl TestServer {
+    /// The admin client certificate and key as files, for curl.
+    fn client_cert_files(&self) -> Result<(PathBuf, PathBuf)> {
+        let crt = self.dir.path().join("admin.crt");
+        let key = self.dir.path().join("admin.key");
+        if !crt.exists() {
+            let config = std::fs::read_to_string(&self.kubeconfig)?;
+            let field = |name: &str| -> Result<Vec<u8>> {
+                use base64::Engine;
+                let line = config
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(name))
+                    .context("field missing")?;
+                let value = line.split_once(':').context("no value")?.1.trim().trim_matches('"');
+                Ok(base64::engine::general_purpose::STANDARD.decode(value)?)
+            };
+            std::fs::write(&crt, field("client-certificate-data")?)?;
+            std::fs::write(&key, field("client-key-data")?)?;
+        }
+        Ok((crt, key))
+    }
+}

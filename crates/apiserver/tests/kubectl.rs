@@ -1,0 +1,337 @@
+//! The real kubectl against an in-process API server: what a user types, what upstream
+//! prints.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::TestServer;
+use serde_json::Value;
+
+const CONFIGMAP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web
+  labels: {app: web}
+data:
+  color: blue
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_and_discovery() -> Result<()> {
+    let s = TestServer::start().await?;
+    let version: Value = serde_json::from_str(&s.ok(&["version", "-o", "json"]).await?)?;
+    ensure!(
+        version["serverVersion"]["gitVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.34.0+keelson."))
+    );
+    ensure!(version["serverVersion"]["minor"] == "34");
+
+    let resources = s.ok(&["api-resources", "--no-headers"]).await?;
+    for (name, short, api_version) in
+        [("pods", "po", "v1"), ("deployments", "deploy", "apps/v1"), ("namespaces", "ns", "v1")]
+    {
+        ensure!(
+            resources.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.first() == Some(&name) && cols.contains(&short) && cols.contains(&api_version)
+            }),
+            "api-resources lacks {name}:\n{resources}"
+        );
+    }
+    let versions = s.ok(&["api-versions"]).await?;
+    for gv in ["v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "autoscaling/v2"] {
+        ensure!(versions.lines().any(|l| l == gv), "api-versions lacks {gv}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_namespaces_exist_and_print_like_upstream() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out = s.ok(&["get", "namespaces"]).await?;
+    let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+    ensure!(header == ["NAME", "STATUS", "AGE"], "{out}");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure!(
+            out.lines().any(|l| l.starts_with(ns) && l.contains("Active")),
+            "{ns} missing:\n{out}"
+        );
+    }
+    let labels = s.ok(&["get", "ns", "kube-system", "-o", "jsonpath={.metadata.labels}"]).await?;
+    ensure!(labels.contains("\"kubernetes.io/metadata.name\":\"kube-system\""), "{labels}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_lifecycle_in_every_output_format() -> Result<()> {
+    let s = TestServer::start().await?;
+    let created = s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    ensure!(
+        created.ok && created.stdout.trim() == "configmap/web created",
+        "{} {}",
+        created.stdout,
+        created.stderr
+    );
+
+    let table = s.ok(&["get", "configmaps"]).await?;
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    ensure!(header == ["NAME", "DATA", "AGE"], "{table}");
+    ensure!(
+        table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(2).eq(["web", "1"])),
+        "{table}"
+    );
+
+    let object: Value = serde_json::from_str(&s.ok(&["get", "cm", "web", "-o", "json"]).await?)?;
+    ensure!(object["kind"] == "ConfigMap" && object["apiVersion"] == "v1");
+    ensure!(object["metadata"]["namespace"] == "default" && object["data"]["color"] == "blue");
+    for field in ["uid", "resourceVersion", "creationTimestamp"] {
+        ensure!(object["metadata"][field].is_string(), "metadata.{field} missing: {object}");
+    }
+    ensure!(s.ok(&["get", "cm", "web", "-o", "name"]).await?.trim() == "configmap/web");
+    ensure!(s.ok(&["get", "cm", "web", "-o", "jsonpath={.data.color}"]).await? == "blue");
+    let yaml = s.ok(&["get", "cm", "web", "-o", "yaml"]).await?;
+    ensure!(yaml.contains("color: blue") && yaml.contains("kind: ConfigMap"), "{yaml}");
+    let custom =
+        s.ok(&["get", "cm", "-o", "custom-columns=NAME:.metadata.name,COLOR:.data.color"]).await?;
+    ensure!(
+        custom.lines().nth(1).is_some_and(|l| l.split_whitespace().eq(["web", "blue"])),
+        "{custom}"
+    );
+    let labels = s.ok(&["get", "cm", "--show-labels"]).await?;
+    ensure!(labels.contains("app=web"), "{labels}");
+
+    ensure!(s.ok(&["label", "cm", "web", "tier=front"]).await?.trim() == "configmap/web labeled");
+    ensure!(
+        s.ok(&["annotate", "cm", "web", "note=hello"]).await?.trim() == "configmap/web annotated"
+    );
+    let selected = s.ok(&["get", "cm", "-l", "tier=front,app in (web)", "-o", "name"]).await?;
+    ensure!(selected.trim() == "configmap/web", "{selected}");
+    ensure!(s.ok(&["get", "cm", "-l", "tier!=front", "-o", "name"]).await?.trim().is_empty());
+
+    s.ok(&["patch", "cm", "web", "-p", r#"{"data":{"size":"L"}}"#]).await?;
+    s.ok(&["patch", "cm", "web", "--type=merge", "-p", r#"{"data":{"color":null}}"#]).await?;
+    s.ok(&[
+        "patch",
+        "cm",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/shape","value":"round"}]"#,
+    ])
+    .await?;
+    let data = s.ok(&["get", "cm", "web", "-o", "jsonpath={.data}"]).await?;
+    ensure!(data == r#"{"shape":"round","size":"L"}"#, "{data}");
+
+    ensure!(s.ok(&["delete", "cm", "web"]).await?.trim() == "configmap \"web\" deleted");
+    let missing = s.fails(&["get", "cm", "web"]).await?;
+    ensure!(
+        missing.trim() == "Error from server (NotFound): configmaps \"web\" not found",
+        "{missing}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_added_modified_deleted() -> Result<()> {
+    let s = TestServer::start().await?;
+    let watch = {
+        let kubeconfig = s.kubeconfig.clone();
+        tokio::spawn(async move {
+            tokio::process::Command::new("kubectl")
+                .args([
+                    "get",
+                    "cm",
+                    "-w",
+                    "--output-watch-events",
+                    "--no-headers",
+                    "--request-timeout=6s",
+                ])
+                .env("KUBECONFIG", kubeconfig)
+                .kill_on_drop(true)
+                .output()
+                .await
+        })
+    };
+    // Let the watch start, then change things.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    s.ok(&["label", "cm", "web", "x=y"]).await?;
+    s.ok(&["delete", "cm", "web"]).await?;
+    let output = watch.await??;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let events: Vec<String> =
+        text.lines().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+    ensure!(
+        events == ["ADDED web", "MODIFIED web", "DELETED web"],
+        "watch printed {events:?} ({})",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_upstream_statuses() -> Result<()> {
+    let s = TestServer::start().await?;
+    let cm = |ns: &str, name: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"{ns}"}}}}"#
+        )
+    };
+
+    // Anonymous: health and version only.
+    ensure!(s.curl("GET", "/livez", None, "", false).await? == (200, "ok".to_owned()));
+    let (code, body) = s.curl("GET", "/api/v1/namespaces", None, "", false).await?;
+    let status: Value = serde_json::from_str(&body)?;
+    ensure!(
+        code == 401 && status["reason"] == "Unauthorized" && status["kind"] == "Status",
+        "{code} {body}"
+    );
+    ensure!(s.curl("GET", "/version", None, "", false).await?.0 == 200);
+
+    let post = |path: &'static str, body: String, content_type: &'static str| {
+        let s = &s;
+        async move { s.curl("POST", path, Some(&body), content_type, true).await }
+    };
+    let (code, body) =
+        post("/api/v1/namespaces/default/configmaps", "{not json".into(), "application/json")
+            .await?;
+    ensure!(code == 400 && body.contains("\"reason\":\"BadRequest\""), "{code} {body}");
+    let (code, body) =
+        post("/api/v1/namespaces/default/configmaps", cm("default", "a"), "text/plain").await?;
+    ensure!(code == 415 && body.contains("UnsupportedMediaType"), "{code} {body}");
+    let (code, body) =
+        post("/api/v1/namespaces/nope/configmaps", cm("nope", "a"), "application/json").await?;
+    ensure!(code == 404 && body.contains(r#"namespaces \"nope\" not found"#), "{code} {body}");
+    let (code, body) =
+        post("/api/v1/namespaces/default/configmaps", cm("other", "a"), "application/json").await?;
+    ensure!(code == 400 && body.contains("does not match the namespace"), "{code} {body}");
+    let (code, body) = post(
+        "/api/v1/namespaces/default/configmaps",
+        cm("default", "Bad_Name"),
+        "application/json",
+    )
+    .await?;
+    let status: Value = serde_json::from_str(&body)?;
+    ensure!(
+        code == 422
+            && status["reason"] == "Invalid"
+            && status["details"]["causes"][0]["field"] == "metadata.name",
+        "{body}"
+    );
+    let (code, body) = post(
+        "/apis/apps/v1/namespaces/default/deployments",
+        cm("default", "a"),
+        "application/json",
+    )
+    .await?;
+    ensure!(
+        code == 400 && body.contains("does not match the expected API version"),
+        "{code} {body}"
+    );
+    let big = format!(
+        r#"{{"metadata":{{"name":"big"}},"data":{{"x":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024 + 10)
+    );
+    let (code, body) =
+        post("/api/v1/namespaces/default/configmaps", big, "application/json").await?;
+    ensure!(
+        code == 413 && body.contains("RequestEntityTooLarge"),
+        "{code} {}",
+        &body[..body.len().min(300)]
+    );
+
+    let (code, _) =
+        post("/api/v1/namespaces/default/configmaps", cm("default", "a"), "application/yaml")
+            .await?;
+    ensure!(code == 201, "YAML bodies are accepted");
+    let (code, body) =
+        post("/api/v1/namespaces/default/configmaps", cm("default", "a"), "application/json")
+            .await?;
+    ensure!(code == 409 && body.contains(r#"configmaps \"a\" already exists"#), "{code} {body}");
+    let (code, body) = s.curl("GET", "/api/v1/namespaces/default/nothings", None, "", true).await?;
+    ensure!(code == 404 && body.contains("NotFound"), "{code} {body}");
+    let (code, body) = s.curl("DELETE", "/api/v1/componentstatuses/x", None, "", true).await?;
+    ensure!(code == 405 && body.contains("MethodNotAllowed"), "{code} {body}");
+    // Nothing partial was stored by any of the failures.
+    ensure!(s.ok(&["get", "cm", "-o", "name"]).await?.trim() == "configmap/a");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_updates_conflict_and_generate_name_works() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    let stale = s.ok(&["get", "cm", "web", "-o", "json"]).await?;
+    s.ok(&["label", "cm", "web", "changed=yes"]).await?;
+    let replaced = s.kubectl_in(&["replace", "--validate=false", "-f", "-"], Some(&stale)).await?;
+    ensure!(!replaced.ok, "a stale replace succeeded");
+    ensure!(
+        replaced.stderr.contains("Operation cannot be fulfilled on configmaps \"web\": the object has been modified; please apply your changes to the latest version and try again"),
+        "{}",
+        replaced.stderr
+    );
+    let generated = s
+        .kubectl_in(
+            &["create", "--validate=false", "-o", "name", "-f", "-"],
+            Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n"),
+        )
+        .await?;
+    ensure!(
+        generated.ok
+            && generated.stdout.trim().starts_with("configmap/gen-")
+            && generated.stdout.trim().len() == "configmap/gen-".len() + 5,
+        "{}",
+        generated.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_come_in_chunks_with_continue_tokens() -> Result<()> {
+    let s = TestServer::start().await?;
+    for i in 0..7 {
+        let body = format!(r#"{{"metadata":{{"name":"cm-{i}"}}}}"#);
+        let (code, _) = s
+            .curl(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                Some(&body),
+                "application/json",
+                true,
+            )
+            .await?;
+        ensure!(code == 201);
+    }
+    let all = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]).await?;
+    ensure!(all.lines().count() == 7, "{all}");
+    let (_, body) =
+        s.curl("GET", "/api/v1/namespaces/default/configmaps?limit=3", None, "", true).await?;
+    let page: Value = serde_json::from_str(&body)?;
+    ensure!(
+        page["items"].as_array().map(Vec::len) == Some(3)
+            && page["metadata"]["remainingItemCount"] == 4,
+        "{page}"
+    );
+    let token = page["metadata"]["continue"].as_str().unwrap_or_default().to_owned();
+    let (_, body) = s
+        .curl(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"),
+            None,
+            "",
+            true,
+        )
+        .await?;
+    let rest: Value = serde_json::from_str(&body)?;
+    ensure!(
+        rest["items"].as_array().map(Vec::len) == Some(4) && rest["metadata"]["continue"].is_null(),
+        "{rest}"
+    );
+    let (code, body) = s
+        .curl("GET", "/api/v1/namespaces/default/configmaps?continue=garbage", None, "", true)
+        .await?;
+    ensure!(code == 400, "{code} {body}");
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The cluster PKI of `keelson server`: the cluster CA, the API server's serving certificate,
+//! client certificates and the kubeconfigs that carry them, and the rustls configurations that
+//! put them to use.
+//!
+//! Everything lives in one TLS directory (mode 0700):
+//!
+//! | file                          | mode | what                                               |
+//! |-------------------------------|------|----------------------------------------------------|
+//! | `ca.crt`, `ca.key`            | 0644, 0600 | cluster CA, ECDSA P-256, 10 years            |
+//! | `serving-kube-apiserver.crt`, `.key` | 0644, 0600 | API server certificate, 1 year, re-issued as needed |
+//!
+//! [`Pki::ensure`] loads what exists and creates what is missing; it is idempotent and safe to
+//! call on every start. Leaf certificates are derived material and are re-issued (with the reason
+//! logged) whenever they stop fitting; the CA is never replaced behind the operator's back,
+//! because that would orphan every certificate and kubeconfig it issued.
+//!
+//! This crate must never decide what an authenticated identity may do (that is the API server's
+//! authorizer), never install a process-wide rustls crypto provider, and never pull in aws-lc:
+//! ring is passed explicitly everywhere.
+
+mod ca;
+mod cert;
+mod client;
+mod der;
+mod error;
+mod files;
+mod kubeconfig;
+mod serving;
+mod tls;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use crate::client::{CertIdentity, identity_from_der};
+pub use crate::error::{Error, Result};
+pub use crate::tls::{anonymous_client_config, client_config};
+
+/// File names inside the TLS directory.
+pub mod file_names {
+    /// The CA certificate.
+    pub const CA_CERT: &str = "ca.crt";
+    /// The CA private key.
+    pub const CA_KEY: &str = "ca.key";
+    /// The API server's serving certificate.
+    pub const SERVING_CERT: &str = "serving-kube-apiserver.crt";
+    /// The API server's serving key.
+    pub const SERVING_KEY: &str = "serving-kube-apiserver.key";
+}
+
+/// The loaded cluster PKI: the CA (certificate and signing key) and the API server's serving
+/// certificate and key.
+pub struct Pki {
+    ca: ca::Ca,
+    serving_cert: CertificateDer<'static>,
+    serving_key: PrivateKeyDer<'static>,
+}
+
+/// What [`Pki::ensure`] needs beyond the TLS directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PkiOptions {
+    /// Extra SANs for the serving certificate besides the fixed ones: each is an IP SAN if it
+    /// parses as an IP address, a DNS SAN otherwise.
+    pub extra_sans: Vec<String>,
+}
+
+impl Pki {
+    /// Loads `<tls_dir>/ca.{crt,key}` and `serving-kube-apiserver.{crt,key}`, creating any that
+    /// are missing (directory 0700, keys 0600, certificates 0644).
+    ///
+    /// The CA is ECDSA P-256, CN `keelson-ca@<unix time>`, valid 10 years; it is created only when
+    /// both of its files are absent, and a missing half, an unparseable file or a key that does
+    /// not match is an [`Error::CaUnusable`].
+    ///
+    /// The serving certificate is ECDSA P-256, CN `kube-apiserver`, serverAuth, valid 1 year, with
+    /// SANs `127.0.0.1`, `::1`, `localhost`, the host name, the host's non-loopback addresses
+    /// (IPv4 from `/proc/net/fib_trie`, global IPv6 from `/proc/net/if_inet6`), `kubernetes`,
+    /// `kubernetes.default`, `kubernetes.default.svc`, `kubernetes.default.svc.cluster.local`,
+    /// `10.43.0.1` and `options.extra_sans`. It is re-issued, with the reason logged, when it is
+    /// missing or unparseable, lacks a wanted SAN, expires within 30 days, or was not signed by the
+    /// current CA.
+    pub fn ensure(tls_dir: &Path, options: &PkiOptions) -> Result<Pki> {
+        files::ensure_dir(tls_dir)?;
+        let ca = ca::Ca::load_or_create(tls_dir)?;
+        let (serving_cert, serving_key) = serving::ensure(tls_dir, &ca, options)?;
+        Ok(Pki { ca, serving_cert, serving_key })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The CA certificate, DER.
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        self.ca.cert_der()
+    }
+
+    /// The serving certificate, DER.
+    pub fn serving_cert_der(&self) -> &CertificateDer<'static> {
+        &self.serving_cert
+    }
+
+    /// Issues a client certificate (ECDSA P-256, clientAuth, 1 year) with CN = `user` and one
+    /// O per group, signed by the CA; returns `(cert_pem, key_pem)`, the key in PKCS#8.
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
+        client::issue(&self.ca, user, groups)
+    }
+
+    /// Writes a kubeconfig for `user` in `groups` to `path`: YAML, mode 0600, written atomically
+    /// (temporary file + rename), with the CA (`certificate-authority-data`), a client
+    /// certificate and key (`client-certificate-data`, `client-key-data`) embedded, server
+    /// `server_url`, and cluster, context and user all named `default` like k3s.
+    ///
+    /// The client certificate already in the file is kept unless the file is missing or
+    /// unparseable, the certificate expires within 30 days, was not signed by the current CA, or
+    /// names another user or other groups; then a fresh one is issued. Missing parent
+    /// directories are created. An unchanged file is not rewritten.
+    pub fn write_kubeconfig(
+        &self,
+        path: &Path,
+        server_url: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<()> {
+        kubeconfig::write(self, path, server_url, user, groups)
+    }
+
+    /// A rustls server configuration for the API server: the serving certificate, ALPN `h2` then
+    /// `http/1.1`, and client certificates verified against the CA but not required, so
+    /// anonymous requests reach the server, which decides what they may do. Uses the ring
+    /// provider explicitly with the safe default protocol versions.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        tls::server_config(
+            vec![self.serving_cert.clone()],
+            self.serving_key.clone_key(),
+            self.ca.cert_der(),
+        )
+    }
+}
+
+impl fmt::Debug for Pki {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pki")
+            .field("ca_pem", &self.ca.cert_pem())
+            .field("serving_key", &"[elided]")
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,92 @@
+//! rustls configurations for the API server and its clients, always with the ring provider
+//! passed explicitly.
+//!
+//! Must never install a process-wide crypto provider, and never reject a client for lacking a
+//! certificate: anonymous requests reach the API server, which decides what they may do.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::{Error, Result};
+
+/// ALPN protocols the API server offers, preferred first.
+pub(crate) const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The API server's configuration: serving chain and key, ALPN, optional client certificates
+/// verified against `ca`.
+pub(crate) fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).map_err(|source| Error::Tls { side: "server", source })?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(Error::Verifier)?;
+    let tls = |source| Error::Tls { side: "server", source };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting `ca_pem` and presenting the client certificate chain
+/// `client_cert_pem` with key `client_key_pem` (all PEM). No ALPN protocols are set: the HTTP
+/// client in use sets the ones it speaks.
+pub fn client_config(
+    ca_pem: &str,
+    client_cert_pem: &str,
+    client_key_pem: &str,
+) -> Result<Arc<ClientConfig>> {
+    let chain = CertificateDer::pem_slice_iter(client_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::input("client certificate pem", e.to_string()))?;
+    if chain.is_empty() {
+        return Err(Error::input("client certificate pem", "no certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(client_key_pem.as_bytes())
+        .map_err(|e| Error::input("client key pem", e.to_string()))?;
+    let config = client_builder(ca_pem)?
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| Error::Tls { side: "client", source })?;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting `ca_pem` and presenting no client certificate: an
+/// anonymous client.
+pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>> {
+    Ok(Arc::new(client_builder(ca_pem)?.with_no_client_auth()))
+}
+
+fn client_builder(
+    ca_pem: &str,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| Error::input("ca certificate pem", e.to_string()))?;
+        roots.add(cert).map_err(|e| Error::input("ca certificate pem", e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::input("ca certificate pem", "no certificate found"));
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Tls { side: "client", source })?
+        .with_root_certificates(roots))
+}
