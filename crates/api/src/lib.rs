@@ -30,4 +30,5 @@ mod resource;
 pub use k8s_openapi;
 
 pub use registry::{GroupInfo, Registry};
-pub use resource::{ResourceInfo, Scope, Subresource};
+pub use resource::{ResourceInfo, Scope, Subresource, TypeError, Typed};
+pub use schemars;

@@ -41,6 +41,70 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// Subresources (`status`, `scale`, `log`...) sorted by name, as upstream lists them.
     pub subresources: &'static [Subresource],
+    /// What the Rust type of the resource's objects can do with them.
+    pub typed: Typed,
+}
+
+/// Operations that need the resource's Rust type (from `k8s-openapi`), as plain function
+/// pointers so that [`ResourceInfo`] stays static data.
+#[derive(Clone, Copy)]
+pub struct Typed {
+    /// Decodes a JSON object into the type and encodes it again: the object as the type
+    /// sees it (fields it does not know dropped), or where and why it does not fit.
+    pub normalize: fn(&serde_json::Value) -> Result<serde_json::Value, TypeError>,
+    /// The type's JSON schema, registered with all it refers to in the generator.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+impl std::fmt::Debug for Typed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Typed")
+    }
+}
+
+impl Typed {
+    /// The operations of `T`.
+    pub const fn of<T>() -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
+    {
+        Typed { normalize: normalize::<T>, schema: schema::<T> }
+    }
+}
+
+/// Why a JSON object does not fit its type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeError {
+    /// Where, as a field path from the object's root (`spec.containers[0].name`).
+    pub path: String,
+    /// A required field is absent (rather than a value of the wrong type).
+    pub missing: bool,
+    /// serde's description.
+    pub message: String,
+}
+
+fn normalize<T: serde::Serialize + serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<serde_json::Value, TypeError> {
+    let typed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path = e.path().to_string().replace(".[", "[");
+        let message = e.inner().to_string();
+        // serde names a missing field in its message; the path points at its parent.
+        let missing = message.starts_with("missing field `");
+        if missing && let Some(field) = message.split('`').nth(1) {
+            path = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
+        }
+        TypeError { path, missing, message }
+    })?;
+    serde_json::to_value(&typed).map_err(|e| TypeError {
+        path: String::new(),
+        missing: false,
+        message: e.to_string(),
+    })
+}
+
+fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 /// A subresource such as `pods/status` or `deployments/scale`.

@@ -9,11 +9,13 @@
 //! that touches the store.
 
 mod discovery;
+mod openapi;
 mod patch;
 pub mod registry;
 mod request;
 mod rest;
 mod router;
+mod scale;
 mod server;
 pub mod status;
 mod table;
@@ -121,8 +123,13 @@ async fn bootstrap(api: &ApiServer) -> Result<(), Error> {
             Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
             Err(e) => return Err(Error::Bootstrap { name: name.into(), message: e.message }),
         }
-        let object =
-            registry::prepare_create(namespaces, None, json!({ "metadata": { "name": name } }));
+        let object = registry::prepare_create(
+            namespaces,
+            None,
+            json!({ "metadata": { "name": name } }),
+            Default::default(),
+            &mut Vec::new(),
+        );
         let created = match object {
             Ok(object) => api.objects.create(place, object, false).await,
             Err(e) => Err(e),

@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 use crate::registry::meta::{self, metadata, metadata_mut};
 use crate::registry::selector::{FieldSelector, LabelSelector};
 use crate::registry::strategy;
+use crate::registry::typed::FieldValidation;
 use crate::registry::{self, Place, decode, prepare_create, prepare_update, resource_version};
 use crate::request::Request;
 use crate::router::{Target, verb};
 use crate::server::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, patch, table, watch};
+use crate::{ApiServer, patch, scale, table, watch};
 
 /// How often an unconditional write retries after losing a race.
 const RETRIES: usize = 8;
@@ -44,13 +45,17 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             )));
         }
     };
+    let write =
+        Write { dry_run, validation: FieldValidation::parse(req.param("fieldValidation"))? };
     match (verb, target.subresource.as_deref()) {
         ("watch", _) => watch::serve(api, &req, &target).await,
         ("list", None) => list(api, &req, &target).await,
         ("get", None | Some("status")) => get(api, &req, &target).await,
-        ("create", None) => create(api, &req, &target, dry_run).await,
-        ("update", None | Some("status")) => update(api, &req, &target, dry_run).await,
-        ("patch", None | Some("status")) => patch(api, &req, &target, dry_run).await,
+        ("create", None) => create(api, &req, &target, write).await,
+        ("update", None | Some("status")) => update(api, &req, &target, write).await,
+        ("patch", None | Some("status")) => patch(api, &req, &target, write).await,
+        ("get", Some("scale")) => scale::get(api, &target).await,
+        ("update" | "patch", Some("scale")) => scale::write(api, &req, &target, dry_run).await,
         ("delete", None) => delete(api, &req, &target, dry_run).await,
         ("deletecollection", None) => delete_collection(api, &req, &target, dry_run).await,
         (verb, Some(sub)) => Err(ApiError::method_not_supported(
@@ -64,7 +69,25 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     }
 }
 
-fn place<'a>(target: &'a Target) -> Place<'a> {
+/// How a write is to be done: for real or not, and how strictly its body is checked.
+#[derive(Clone, Copy)]
+struct Write {
+    dry_run: bool,
+    validation: FieldValidation,
+}
+
+/// Adds upstream's `Warning: 299 - "…"` headers.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
+    }
+    response
+}
+
+pub fn place<'a>(target: &'a Target) -> Place<'a> {
     Place {
         info: target.info,
         namespace: target.namespace.as_deref(),
@@ -311,7 +334,7 @@ async fn create(
     api: &ApiServer,
     req: &Request,
     target: &Target,
-    dry_run: bool,
+    write: Write,
 ) -> ApiResult<Response> {
     let info = target.info;
     if target.name.is_some() {
@@ -320,21 +343,28 @@ async fn create(
     if info.namespaced() && target.namespace.is_none() {
         return Err(ApiError::path_not_found());
     }
-    let object = prepare_create(info, target.namespace.as_deref(), req.json_body()?)?;
+    let mut warnings = Vec::new();
+    let object = prepare_create(
+        info,
+        target.namespace.as_deref(),
+        req.json_body()?,
+        write.validation,
+        &mut warnings,
+    )?;
     let name = meta::name(&object).unwrap_or_default().to_owned();
     if let Some(ns) = &target.namespace {
         check_namespace(api, info, ns, &name).await?;
     }
     let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
-    let created = api.objects.create(place, object, dry_run).await?;
-    Ok(respond(req, info, StatusCode::CREATED, &created))
+    let created = api.objects.create(place, object, write.dry_run).await?;
+    Ok(with_warnings(respond(req, info, StatusCode::CREATED, &created), &warnings))
 }
 
 async fn update(
     api: &ApiServer,
     req: &Request,
     target: &Target,
-    dry_run: bool,
+    write: Write,
 ) -> ApiResult<Response> {
     let body = req.json_body()?;
     let wanted = resource_version(&body);
@@ -344,11 +374,20 @@ async fn update(
         if wanted.is_some_and(|w| w != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
-        let object =
-            prepare_update(target.info, &old, body.clone(), target.subresource.as_deref())?;
-        match write_update(api, place, object, revision, dry_run).await {
+        let mut warnings = Vec::new();
+        let object = prepare_update(
+            target.info,
+            &old,
+            body.clone(),
+            target.subresource.as_deref(),
+            write.validation,
+            &mut warnings,
+        )?;
+        match write_update(api, place, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
-            Ok((code, object)) => return Ok(respond(req, target.info, code, &object)),
+            Ok((code, object)) => {
+                return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -379,7 +418,7 @@ async fn patch(
     api: &ApiServer,
     req: &Request,
     target: &Target,
-    dry_run: bool,
+    write: Write,
 ) -> ApiResult<Response> {
     let content_type =
         req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
@@ -392,10 +431,20 @@ async fn patch(
         if wanted.is_some_and(|w| w != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
-        let object = prepare_update(target.info, &old, patched, target.subresource.as_deref())?;
-        match write_update(api, place, object, revision, dry_run).await {
+        let mut warnings = Vec::new();
+        let object = prepare_update(
+            target.info,
+            &old,
+            patched,
+            target.subresource.as_deref(),
+            write.validation,
+            &mut warnings,
+        )?;
+        match write_update(api, place, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
-            Ok((code, object)) => return Ok(respond(req, target.info, code, &object)),
+            Ok((code, object)) => {
+                return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
+            }
             Err(e) => return Err(e),
         }
     }

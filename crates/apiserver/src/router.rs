@@ -10,7 +10,7 @@ use keelson_api::{Registry, ResourceInfo};
 use crate::request::Request;
 use crate::server::Response;
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, discovery, rest};
+use crate::{ApiServer, discovery, openapi, rest};
 
 /// A resource request, resolved.
 pub struct Target {
@@ -41,6 +41,8 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
         return Err(ApiError::method_not_supported("", "", req.method.as_str()));
     }
     match segments.as_slice() {
+        ["openapi", "v3"] => Ok(openapi::index()),
+        ["openapi", "v3", rest @ ..] => openapi::group_version(&rest.join("/")),
         ["api"] => Ok(discovery::core_versions(&req)),
         ["apis"] => Ok(discovery::groups(&req)),
         ["api", "v1"] => discovery::resources("", "v1"),

@@ -67,7 +67,7 @@ async fn system_namespaces_exist_and_print_like_upstream() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_lifecycle_in_every_output_format() -> Result<()> {
     let s = TestServer::start().await?;
-    let created = s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    let created = s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     ensure!(
         created.ok && created.stdout.trim() == "configmap/web created",
         "{} {}",
@@ -156,7 +156,7 @@ async fn watch_shows_added_modified_deleted() -> Result<()> {
     };
     // Let the watch start, then change things.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     s.ok(&["label", "cm", "web", "x=y"]).await?;
     s.ok(&["delete", "cm", "web"]).await?;
     let output = watch.await??;
@@ -262,10 +262,10 @@ async fn bad_requests_get_upstream_statuses() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_updates_conflict_and_generate_name_works() -> Result<()> {
     let s = TestServer::start().await?;
-    s.kubectl_in(&["create", "--validate=false", "-f", "-"], Some(CONFIGMAP)).await?;
+    s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     let stale = s.ok(&["get", "cm", "web", "-o", "json"]).await?;
     s.ok(&["label", "cm", "web", "changed=yes"]).await?;
-    let replaced = s.kubectl_in(&["replace", "--validate=false", "-f", "-"], Some(&stale)).await?;
+    let replaced = s.kubectl_in(&["replace", "-f", "-"], Some(&stale)).await?;
     ensure!(!replaced.ok, "a stale replace succeeded");
     ensure!(
         replaced.stderr.contains("Operation cannot be fulfilled on configmaps \"web\": the object has been modified; please apply your changes to the latest version and try again"),
@@ -274,7 +274,7 @@ async fn stale_updates_conflict_and_generate_name_works() -> Result<()> {
     );
     let generated = s
         .kubectl_in(
-            &["create", "--validate=false", "-o", "name", "-f", "-"],
+            &["create", "-o", "name", "-f", "-"],
             Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n"),
         )
         .await?;

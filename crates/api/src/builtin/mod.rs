@@ -80,7 +80,7 @@ impl ScopeOf for ClusterResourceScope {
 /// the builder methods below fill in what differs.
 const fn resource<T>(singular: &'static str) -> ResourceInfo
 where
-    T: Resource,
+    T: Resource + serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
     T::Scope: ScopeOf,
 {
     ResourceInfo {
@@ -94,6 +94,7 @@ where
         short_names: &[],
         categories: &[],
         subresources: &[],
+        typed: crate::resource::Typed::of::<T>(),
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod meta;
 pub mod selector;
 pub mod strategy;
+pub mod typed;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use crate::status::{ApiError, ApiResult, Cause, from_store};
 use meta::{metadata, metadata_mut};
 use strategy::Strategy;
+use typed::FieldValidation;
 
 /// Where an object lives: the resource, its namespace (if namespaced), its name.
 #[derive(Clone, Copy)]
@@ -174,9 +176,12 @@ pub fn check_type(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
 pub fn prepare_create(
     info: &ResourceInfo,
     namespace: Option<&str>,
-    mut object: Value,
+    object: Value,
+    validation: FieldValidation,
+    warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     check_type(info, &object)?;
+    let mut object = typed::decode(info, object, validation, warnings)?;
     let strategy = strategy::for_resource(info);
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
@@ -221,10 +226,13 @@ pub fn prepare_create(
 pub fn prepare_update(
     info: &ResourceInfo,
     old: &Value,
-    mut object: Value,
+    object: Value,
     subresource: Option<&str>,
+    validation: FieldValidation,
+    warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     check_type(info, &object)?;
+    let mut object = typed::decode(info, object, validation, warnings)?;
     let strategy = strategy::for_resource(info);
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);

@@ -1,0 +1,305 @@
+//! OpenAPI v3: `/openapi/v3` (an index of group-versions) and one document per
+//! group-version with its paths, operations and the schemas of its types.
+//!
+//! Schemas come from the `k8s-openapi` types (schemars), with upstream's definition
+//! names and the `x-kubernetes-group-version-kind` extension, so `kubectl explain`
+//! reads them. Operations carry `x-kubernetes-action`, the GVK, and the query
+//! parameters this server understands, so kubectl sees that it validates fields itself
+//! (`fieldValidation`). Documents are built once and cached with a content hash.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+
+use http::StatusCode;
+use keelson_api::schemars::SchemaGenerator;
+use keelson_api::schemars::generate::SchemaSettings;
+use keelson_api::{Registry, ResourceInfo};
+use serde_json::{Map, Value, json};
+
+use crate::server::{Response, full};
+use crate::status::{ApiError, ApiResult};
+
+/// A built document: its JSON and content hash.
+struct Document {
+    hash: String,
+    body: Vec<u8>,
+}
+
+fn documents() -> &'static BTreeMap<String, Document> {
+    static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
+    DOCUMENTS.get_or_init(|| {
+        let mut by_gv: BTreeMap<String, Vec<&'static ResourceInfo>> = BTreeMap::new();
+        for r in Registry::builtin().resources() {
+            by_gv.entry(path_prefix(r)).or_default().push(r);
+        }
+        by_gv
+            .into_iter()
+            .map(|(prefix, resources)| {
+                let body =
+                    serde_json::to_vec(&group_version_document(&resources)).unwrap_or_default();
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                body.hash(&mut hasher);
+                (prefix, Document { hash: format!("{:016X}", hasher.finish()), body })
+            })
+            .collect()
+    })
+}
+
+/// `api/v1` or `apis/apps/v1`.
+fn path_prefix(r: &ResourceInfo) -> String {
+    if r.group.is_empty() {
+        format!("api/{}", r.version)
+    } else {
+        format!("apis/{}/{}", r.group, r.version)
+    }
+}
+
+/// `GET /openapi/v3`.
+pub fn index() -> Response {
+    let paths: Map<String, Value> = documents()
+        .iter()
+        .map(|(prefix, doc)| {
+            (
+                prefix.clone(),
+                json!({ "serverRelativeURL": format!("/openapi/v3/{prefix}?hash={}", doc.hash) }),
+            )
+        })
+        .collect();
+    json(serde_json::to_vec(&json!({ "paths": paths })).unwrap_or_default())
+}
+
+/// `GET /openapi/v3/{api/v1 | apis/<group>/<version>}`.
+pub fn group_version(prefix: &str) -> ApiResult<Response> {
+    let doc = documents().get(prefix).ok_or_else(ApiError::path_not_found)?;
+    Ok(json(doc.body.clone()))
+}
+
+fn json(body: Vec<u8>) -> Response {
+    let mut response = http::Response::new(full(body));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn group_version_document(resources: &[&ResourceInfo]) -> Value {
+    let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    let mut paths = Map::new();
+    let mut kinds: Vec<(String, &ResourceInfo)> = Vec::new();
+    for r in resources {
+        let schema = serde_json::to_value((r.typed.schema)(&mut generator)).unwrap_or(Value::Null);
+        if let Some(name) =
+            schema.get("$ref").and_then(Value::as_str).and_then(|s| s.rsplit('/').next())
+        {
+            kinds.push((name.to_owned(), r));
+        }
+        add_paths(&mut paths, r, &schema);
+    }
+    let mut schemas = generator.take_definitions(true);
+    for (name, r) in kinds {
+        if let Some(Value::Object(definition)) = schemas.get_mut(&name) {
+            definition.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{ "group": r.group, "kind": r.kind, "version": r.version }]),
+            );
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": crate::git_version() },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    })
+}
+
+fn query(name: &str, description: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "query", "description": description, "schema": { "type": kind, "uniqueItems": true } })
+}
+
+fn write_parameters() -> Vec<Value> {
+    vec![
+        query(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed",
+            "string",
+        ),
+        query(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+            "string",
+        ),
+        query(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: - Ignore - Warn (default) - Strict",
+            "string",
+        ),
+    ]
+}
+
+fn list_parameters() -> Vec<Value> {
+    vec![
+        query(
+            "allowWatchBookmarks",
+            "allowWatchBookmarks requests watch events with type \"BOOKMARK\".",
+            "boolean",
+        ),
+        query(
+            "continue",
+            "The continue option should be set when retrieving more results from the server.",
+            "string",
+        ),
+        query(
+            "fieldSelector",
+            "A selector to restrict the list of returned objects by their fields.",
+            "string",
+        ),
+        query(
+            "labelSelector",
+            "A selector to restrict the list of returned objects by their labels.",
+            "string",
+        ),
+        query(
+            "limit",
+            "limit is a maximum number of responses to return for a list call.",
+            "integer",
+        ),
+        query(
+            "resourceVersion",
+            "resourceVersion sets a constraint on what resource versions a request may be served from.",
+            "string",
+        ),
+        query(
+            "resourceVersionMatch",
+            "resourceVersionMatch determines how resourceVersion is applied to list calls.",
+            "string",
+        ),
+        query(
+            "sendInitialEvents",
+            "`sendInitialEvents=true` may be set together with `watch=true`.",
+            "boolean",
+        ),
+        query("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
+        query(
+            "watch",
+            "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.",
+            "boolean",
+        ),
+    ]
+}
+
+fn operation(
+    r: &ResourceInfo,
+    action: &str,
+    parameters: Vec<Value>,
+    schema: &Value,
+    body: Option<Vec<&str>>,
+) -> Value {
+    let mut op = json!({
+        "operationId": format!("{action}{}{}", r.kind, if r.group.is_empty() { "Core".to_owned() } else { r.group.split('.').next().unwrap_or("").to_owned() }),
+        "parameters": parameters,
+        "responses": {
+            "200": { "description": "OK", "content": { "application/json": { "schema": schema } } },
+            "401": { "description": "Unauthorized" },
+        },
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": { "group": r.group, "version": r.version, "kind": r.kind },
+    });
+    if let Some(types) = body {
+        let content: Map<String, Value> =
+            types.into_iter().map(|t| (t.to_owned(), json!({ "schema": schema }))).collect();
+        op["requestBody"] = json!({ "content": content, "required": true });
+    }
+    op
+}
+
+fn path_parameter(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "uniqueItems": true } })
+}
+
+fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schema: &Value) {
+    let base = if r.namespaced() {
+        format!("/{}/namespaces/{{namespace}}/{}", path_prefix(r), r.plural)
+    } else {
+        format!("/{}/{}", path_prefix(r), r.plural)
+    };
+    let scope_params: Vec<Value> =
+        if r.namespaced() { vec![path_parameter("namespace")] } else { vec![] };
+    let mut collection = Map::new();
+    if r.supports("list") {
+        collection.insert("get".into(), operation(r, "list", list_parameters(), schema, None));
+    }
+    if r.supports("create") {
+        collection.insert(
+            "post".into(),
+            operation(r, "post", write_parameters(), schema, Some(vec!["*/*"])),
+        );
+    }
+    if r.supports("deletecollection") {
+        collection.insert(
+            "delete".into(),
+            operation(r, "deletecollection", list_parameters(), schema, None),
+        );
+    }
+    if !collection.is_empty() {
+        collection.insert("parameters".into(), Value::Array(scope_params.clone()));
+        paths.insert(base.clone(), Value::Object(collection));
+    }
+    let mut item = Map::new();
+    if r.supports("get") {
+        item.insert("get".into(), operation(r, "get", vec![], schema, None));
+    }
+    if r.supports("update") {
+        item.insert(
+            "put".into(),
+            operation(r, "put", write_parameters(), schema, Some(vec!["*/*"])),
+        );
+    }
+    if r.supports("patch") {
+        let mut parameters = write_parameters();
+        parameters.push(query("force", "Force is going to \"force\" Apply requests.", "boolean"));
+        // The schemas lack upstream's patch-strategy extensions, so strategic merge patch
+        // is not advertised: kubectl then computes strategic patches from its own
+        // built-in type information, which has them. The server accepts it all the same.
+        let types = vec![
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
+        item.insert("patch".into(), operation(r, "patch", parameters, schema, Some(types)));
+    }
+    if r.supports("delete") {
+        item.insert("delete".into(), operation(r, "delete", write_parameters(), schema, None));
+    }
+    if !item.is_empty() {
+        let mut params = scope_params.clone();
+        params.push(path_parameter("name"));
+        item.insert("parameters".into(), Value::Array(params));
+        paths.insert(format!("{base}/{{name}}"), Value::Object(item));
+    }
+    if let Some(status) = r.subresource("status") {
+        let mut sub = Map::new();
+        for (method, action, verb) in
+            [("get", "get", "get"), ("put", "put", "update"), ("patch", "patch", "patch")]
+        {
+            if status.verbs.contains(&verb) {
+                let body = (method != "get").then(|| vec!["*/*"]);
+                sub.insert(
+                    method.into(),
+                    operation(
+                        r,
+                        action,
+                        if method == "get" { vec![] } else { write_parameters() },
+                        schema,
+                        body,
+                    ),
+                );
+            }
+        }
+        let mut params = scope_params;
+        params.push(path_parameter("name"));
+        sub.insert("parameters".into(), Value::Array(params));
+        paths.insert(format!("{base}/{{name}}/status"), Value::Object(sub));
+    }
+}

@@ -1,0 +1,161 @@
+//! Decoding a JSON object through its Rust type, as upstream decodes into Go structs:
+//! values of the wrong type are rejected, required fields must be there, and fields the
+//! type does not have are dropped — reported per `fieldValidation` (`Strict`: 400,
+//! `Warn`: a `Warning` header, `Ignore`: silently).
+
+use keelson_api::ResourceInfo;
+use serde_json::Value;
+
+use crate::status::{ApiError, ApiResult, Cause};
+
+/// `fieldValidation`, upstream's default being `Warn`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    #[default]
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> ApiResult<Self> {
+        match value {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation: unsupported value {other:?}, supported values: \"Ignore\", \"Warn\", \"Strict\""
+            ))),
+        }
+    }
+}
+
+/// The object as its type sees it, and the warnings to send.
+pub fn decode(
+    info: &ResourceInfo,
+    object: Value,
+    validation: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let normalized = (info.typed.normalize)(&object).map_err(|e| {
+        if e.missing {
+            ApiError::invalid(
+                info.group,
+                info.kind,
+                name_of(&object),
+                vec![Cause::required(&e.path, "")],
+            )
+        } else {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {} at {}",
+                info.kind, info.version, info.kind, e.message, e.path
+            ))
+        }
+    })?;
+    let mut unknown = Vec::new();
+    unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
+    match validation {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let listed: Vec<String> =
+                unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                info.kind,
+                info.version,
+                info.kind,
+                listed.join(", ")
+            )));
+        }
+        FieldValidation::Warn => {
+            warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+        }
+        _ => {}
+    }
+    Ok(normalized)
+}
+
+fn name_of(object: &Value) -> &str {
+    object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Paths present (and not null) in `input` that the typed `output` lacks.
+fn unknown_fields(input: &Value, output: &Value, path: &mut String, found: &mut Vec<String>) {
+    match (input, output) {
+        (Value::Object(inp), Value::Object(out)) => {
+            for (key, value) in inp {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                match out.get(key) {
+                    None if !value.is_null() => found.push(path.clone()),
+                    Some(out_value) => unknown_fields(value, out_value, path, found),
+                    None => {}
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(inp), Value::Array(out)) if inp.len() == out.len() => {
+            for (i, (a, b)) in inp.iter().zip(out).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                unknown_fields(a, b, path, found);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(kind: &str) -> &'static ResourceInfo {
+        keelson_api::Registry::builtin()
+            .resources()
+            .iter()
+            .find(|r| r.kind == kind)
+            .expect("registered")
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_path() {
+        let pod = json!({"metadata": {"name": "p", "bogus": 1}, "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolice": "Always"}]}, "extra": null});
+        let mut warnings = Vec::new();
+        let decoded = decode(info("Pod"), pod.clone(), FieldValidation::Warn, &mut warnings)
+            .expect("decodes");
+        assert_eq!(
+            warnings,
+            [
+                "unknown field \"metadata.bogus\"",
+                "unknown field \"spec.containers[0].imagePullPolice\""
+            ]
+        );
+        assert!(decoded["spec"]["containers"][0].get("imagePullPolice").is_none());
+        let strict =
+            decode(info("Pod"), pod, FieldValidation::Strict, &mut Vec::new()).expect_err("strict");
+        assert_eq!(strict.code, 400);
+        assert!(
+            strict.message.starts_with("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"metadata.bogus\""),
+            "{}",
+            strict.message
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_bad_requests_and_absent_fields_decode_as_empty() {
+        let wrong = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
+        let error = decode(info("Deployment"), wrong, FieldValidation::Strict, &mut Vec::new())
+            .expect_err("wrong type");
+        assert_eq!((error.code.as_u16(), error.reason), (400, "BadRequest"), "{}", error.message);
+        // As Go's decoder does: required fields are the validation's business, not decoding's.
+        let missing =
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"image": "busybox"}]}});
+        let decoded = decode(info("Pod"), missing, FieldValidation::Strict, &mut Vec::new())
+            .expect("decodes");
+        assert_eq!(decoded["spec"]["containers"][0]["name"], "");
+    }
+}

@@ -1,0 +1,133 @@
+//! The `scale` subresource: an `autoscaling/v1` `Scale` view of a workload's
+//! `spec.replicas` (deployments, replicasets, statefulsets, replicationcontrollers), as
+//! `kubectl scale` and autoscalers use it.
+
+use http::StatusCode;
+use keelson_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use crate::registry::meta::metadata;
+use crate::registry::resource_version;
+use crate::request::Request;
+use crate::router::Target;
+use crate::server::{Response, json_response};
+use crate::status::{ApiError, ApiResult, Cause};
+use crate::{ApiServer, patch};
+
+/// The Scale of `object`.
+fn scale_of(info: &ResourceInfo, object: &Value) -> Value {
+    let meta = metadata(object);
+    let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+    let scale_meta: serde_json::Map<String, Value> = meta
+        .iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(1) },
+        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector(info, object) },
+    })
+}
+
+/// The label selector of the workload's pods, as a string.
+fn selector(info: &ResourceInfo, object: &Value) -> String {
+    let selector = &object["spec"]["selector"];
+    // Replication controllers select with a plain map; the rest with a LabelSelector.
+    let labels =
+        if info.kind == "ReplicationController" { selector } else { &selector["matchLabels"] };
+    let mut terms: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = expression["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        terms.push(match expression["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            _ => format!("!{key}"),
+        });
+    }
+    terms.join(",")
+}
+
+pub async fn get(api: &ApiServer, target: &Target) -> ApiResult<Response> {
+    let place = crate::rest::place(target);
+    let (object, _) = api.objects.get(place).await?;
+    Ok(json_response(StatusCode::OK, &scale_of(target.info, &object)))
+}
+
+/// PUT or PATCH of the Scale: sets the workload's `spec.replicas`.
+pub async fn write(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let place = crate::rest::place(target);
+    for _ in 0..8 {
+        let (mut object, revision) = api.objects.get(place).await?;
+        let current = scale_of(target.info, &object);
+        let wanted = if req.method == http::Method::PATCH {
+            let content_type = req
+                .header(http::header::CONTENT_TYPE)
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            patch::apply(
+                patch::Kind::from_content_type(&content_type)?,
+                target.info,
+                &current,
+                &req.body,
+            )?
+        } else {
+            req.json_body()?
+        };
+        if resource_version(&wanted).is_some_and(|rv| rv != revision) {
+            return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
+        }
+        let replicas = match wanted["spec"]["replicas"].as_i64() {
+            Some(n) if n >= 0 => n,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "autoscaling",
+                    "Scale",
+                    place.name,
+                    vec![Cause::invalid(
+                        "spec.replicas",
+                        &json!(n),
+                        "must be greater than or equal to 0",
+                    )],
+                ));
+            }
+            None => 0,
+        };
+        if object["spec"]["replicas"].as_i64() != Some(replicas) {
+            object["spec"]["replicas"] = json!(replicas);
+            let generation =
+                metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            object["metadata"]["generation"] = json!(generation);
+        }
+        match api.objects.replace(place, object, revision, dry_run).await {
+            Ok(updated) => {
+                return Ok(json_response(StatusCode::OK, &scale_of(target.info, &updated)));
+            }
+            Err(e) if e.reason == "Conflict" && resource_version(&wanted).is_none() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified(target.info.group, target.info.plural, place.name))
+}
