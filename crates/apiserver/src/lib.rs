@@ -17,6 +17,7 @@ mod rest;
 mod router;
 mod scale;
 mod server;
+pub mod services;
 pub mod status;
 mod table;
 mod watch;
@@ -50,6 +51,11 @@ pub struct Config {
     pub bind: SocketAddr,
     pub store: Arc<dyn Store>,
     pub tls: Arc<rustls::ServerConfig>,
+    /// Where Service cluster IPs come from (`--service-cidr`, default 10.43.0.0/16).
+    pub service_cidr: services::Cidr,
+    /// The address other hosts and pods reach this server at (the `kubernetes`
+    /// Service's endpoint); the port is the one bound.
+    pub advertise_address: std::net::IpAddr,
 }
 
 /// The state every request handler shares.
@@ -57,6 +63,7 @@ pub struct ApiServer {
     store: Arc<dyn Store>,
     objects: Objects,
     shutting_down: AtomicBool,
+    service_cidr: services::Cidr,
 }
 
 impl ApiServer {
@@ -86,7 +93,7 @@ impl Running {
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot create system namespace {name}: {message}")]
+    #[error("cannot create {name}: {message}")]
     Bootstrap { name: String, message: String },
 }
 
@@ -96,13 +103,20 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         objects: Objects { store: config.store.clone() },
         store: config.store,
         shutting_down: AtomicBool::new(false),
+        service_cidr: config.service_cidr,
     });
-    bootstrap(&api).await?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| Error::Listen { addr: config.bind, source })?;
     let local_addr =
         listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
+    bootstrap(&api).await?;
+    services::kubernetes_service(
+        &api,
+        SocketAddr::new(config.advertise_address, local_addr.port()),
+    )
+    .await
+    .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
     let (stop, stopped) = signal::channel(false);
     let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
     tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");

@@ -16,7 +16,7 @@ use crate::request::Request;
 use crate::router::{Target, verb};
 use crate::server::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, patch, scale, table, watch};
+use crate::{ApiServer, patch, scale, services, table, watch};
 
 /// How often an unconditional write retries after losing a race.
 const RETRIES: usize = 8;
@@ -85,6 +85,10 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
+}
+
+fn is_service(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.plural == "services"
 }
 
 pub fn place<'a>(target: &'a Target) -> Place<'a> {
@@ -356,7 +360,21 @@ async fn create(
         check_namespace(api, info, ns, &name).await?;
     }
     let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
-    let created = api.objects.create(place, object, write.dry_run).await?;
+    let mut object = object;
+    let claims = if is_service(info) {
+        Some(services::allocate(api, &mut object, write.dry_run).await?)
+    } else {
+        None
+    };
+    let created = match api.objects.create(place, object, write.dry_run).await {
+        Ok(created) => created,
+        Err(e) => {
+            if let Some(claims) = claims {
+                services::release(api, claims).await;
+            }
+            return Err(e);
+        }
+    };
     Ok(with_warnings(respond(req, info, StatusCode::CREATED, &created), &warnings))
 }
 
@@ -383,7 +401,7 @@ async fn update(
             write.validation,
             &mut warnings,
         )?;
-        match write_update(api, place, object, revision, write.dry_run).await {
+        match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
             Ok((code, object)) => {
                 return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
@@ -399,19 +417,42 @@ async fn update(
 async fn write_update(
     api: &ApiServer,
     place: Place<'_>,
-    object: Value,
+    old: &Value,
+    mut object: Value,
     revision: i64,
     dry_run: bool,
 ) -> ApiResult<(StatusCode, Value)> {
+    let service = is_service(place.info);
     let finalizing = metadata(&object).contains_key("deletionTimestamp")
         && metadata(&object).get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
         && metadata(&object).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
             == 0;
     if finalizing {
         api.objects.remove(place, revision, dry_run).await?;
+        if service && !dry_run {
+            services::release_service(api, old).await;
+        }
         return Ok((StatusCode::OK, object));
     }
-    Ok((StatusCode::OK, api.objects.replace(place, object, revision, dry_run).await?))
+    let claims = if service {
+        Some(services::reallocate(api, old, &mut object, dry_run).await?)
+    } else {
+        None
+    };
+    match api.objects.replace(place, object, revision, dry_run).await {
+        Ok(updated) => {
+            if service && !dry_run {
+                services::release_dropped(api, old, &updated).await;
+            }
+            Ok((StatusCode::OK, updated))
+        }
+        Err(e) => {
+            if let Some(claims) = claims {
+                services::release(api, claims).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 async fn patch(
@@ -440,7 +481,7 @@ async fn patch(
             write.validation,
             &mut warnings,
         )?;
-        match write_update(api, place, object, revision, write.dry_run).await {
+        match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
             Ok((code, object)) => {
                 return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
@@ -584,7 +625,12 @@ async fn delete_one(
             match api.objects.remove(place, revision, dry_run).await {
                 Err(e) if e.reason == "Conflict" && options.resource_version.is_none() => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok((StatusCode::OK, object)),
+                Ok(()) => {
+                    if is_service(info) && !dry_run {
+                        services::release_service(api, &object).await;
+                    }
+                    return Ok((StatusCode::OK, object));
+                }
             }
         }
         if meta.contains_key("deletionTimestamp") {

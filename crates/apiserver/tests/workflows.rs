@@ -171,3 +171,48 @@ async fn explain_reads_the_openapi_schemas() -> Result<()> {
     ensure!(index.contains("\"apis/apps/v1\"") && index.contains("serverRelativeURL"), "{index}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_read_back_with_upstream_defaults() -> Result<()> {
+    let s = TestServer::start().await?;
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {limits: {cpu: 100m, memory: 64Mi}}\n";
+    let out = s.kubectl_in(&["apply", "-f", "-"], Some(pod)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let fields = s
+        .ok(&["get", "pod", "p", "-o", "jsonpath={.spec.restartPolicy} {.spec.dnsPolicy} {.spec.schedulerName} {.spec.terminationGracePeriodSeconds} {.spec.containers[0].imagePullPolicy} {.spec.containers[0].terminationMessagePath} {.spec.containers[0].resources.requests.cpu} {.status.phase} {.status.qosClass} {.metadata.generation}"])
+        .await?;
+    ensure!(
+        fields
+            == "Always ClusterFirst default-scheduler 30 Always /dev/termination-log 100m Pending Guaranteed 1",
+        "{fields}"
+    );
+    let table = s.ok(&["get", "pods", "-o", "wide"]).await?;
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    ensure!(
+        header
+            == [
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED",
+                "NODE",
+                "READINESS",
+                "GATES"
+            ],
+        "{table}"
+    );
+    ensure!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().take(4).eq(["p", "0/1", "Pending", "0"])),
+        "{table}"
+    );
+    // An unbound pod is deleted at once; there is no kubelet to wait for.
+    ensure!(s.ok(&["delete", "pod", "p"]).await?.trim() == "pod \"p\" deleted");
+    Ok(())
+}

@@ -26,6 +26,12 @@ pub struct ServerArgs {
     /// Address the API server listens on [default: 0.0.0.0]
     #[arg(long)]
     pub bind_address: Option<IpAddr>,
+    /// IPv4 range Service cluster IPs come from [default: 10.43.0.0/16]
+    #[arg(long)]
+    pub service_cidr: Option<String>,
+    /// Address other hosts reach the API server at [default: the bind address, else the host's first IPv4]
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// sqlite://<path>, or https://host:2379[,https://host2:2379] for etcd [default: sqlite://<data-dir>/state.db]
     #[arg(long)]
     pub datastore_endpoint: Option<String>,
@@ -44,6 +50,8 @@ pub struct ServerArgs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    pub service_cidr: keelson_apiserver::services::Cidr,
+    pub advertise_address: IpAddr,
     pub https_listen_port: u16,
     pub bind_address: IpAddr,
     pub datastore: Endpoint,
@@ -69,9 +77,25 @@ impl ServerArgs {
             Some(endpoint) => Endpoint::parse(endpoint)?,
             None => Endpoint::Sqlite(data_dir.join("state.db")),
         };
+        let service_cidr = merged.service_cidr.as_deref().unwrap_or("10.43.0.0/16");
+        let service_cidr = keelson_apiserver::services::Cidr::parse(service_cidr)
+            .map_err(|e| anyhow::anyhow!("invalid --service-cidr: {e}"))?;
+        let bind_address = merged.bind_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let advertise_address = merged.advertise_address.unwrap_or_else(|| {
+            if bind_address.is_unspecified() {
+                keelson_pki::host_addresses()
+                    .into_iter()
+                    .find(IpAddr::is_ipv4)
+                    .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+            } else {
+                bind_address
+            }
+        });
         Ok(ServerConfig {
+            service_cidr,
+            advertise_address,
             https_listen_port: merged.https_listen_port.unwrap_or(6443),
-            bind_address: merged.bind_address.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            bind_address,
             datastore,
             datastore_tls: TlsFiles {
                 ca_file: merged.datastore_cafile,
@@ -88,6 +112,8 @@ impl ServerArgs {
             config: self.config,
             data_dir: self.data_dir.or(file.data_dir),
             https_listen_port: self.https_listen_port.or(file.https_listen_port),
+            service_cidr: self.service_cidr.or(file.service_cidr),
+            advertise_address: self.advertise_address.or(file.advertise_address),
             bind_address: self.bind_address.or(file.bind_address),
             datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),
             datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),

@@ -46,6 +46,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bind: SocketAddr::new(config.bind_address, config.https_listen_port),
         store: store.clone(),
         tls: pki.server_config()?,
+        service_cidr: config.service_cidr,
+        advertise_address: config.advertise_address,
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -36,6 +36,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use crate::client::{CertIdentity, identity_from_der};
 pub use crate::error::{Error, Result};
+pub use crate::serving::host_addresses;
 pub use crate::tls::{anonymous_client_config, client_config};
 
 /// File names inside the TLS directory.

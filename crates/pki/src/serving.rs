@@ -216,7 +216,7 @@ fn host_name() -> Option<String> {
 
 /// The host's own non-loopback addresses: IPv4 from `/proc/net/fib_trie`, IPv6 from
 /// `/proc/net/if_inet6`. Missing files (not Linux, no IPv6) just mean fewer names.
-fn host_addresses() -> Vec<IpAddr> {
+pub fn host_addresses() -> Vec<IpAddr> {
     let mut addrs: Vec<IpAddr> = Vec::new();
     if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
         addrs.extend(parse_fib_trie(&text).into_iter().map(IpAddr::V4));

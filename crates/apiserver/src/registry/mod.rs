@@ -6,6 +6,7 @@
 //! read and never stored. Must never write a half-prepared object: everything is
 //! decided before the one conditional write.
 
+pub mod defaults;
 pub mod meta;
 pub mod selector;
 pub mod strategy;

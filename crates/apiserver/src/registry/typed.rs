@@ -54,6 +54,8 @@ pub fn decode(
     })?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
+    let mut normalized = normalized;
+    super::defaults::apply(info.group, info.plural, &mut normalized);
     match validation {
         FieldValidation::Strict if !unknown.is_empty() => {
             let listed: Vec<String> =

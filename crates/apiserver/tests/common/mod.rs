@@ -33,6 +33,9 @@ impl TestServer {
             bind: "127.0.0.1:0".parse()?,
             store,
             tls: pki.server_config()?,
+            service_cidr: keelson_apiserver::services::Cidr::parse("10.43.0.0/16")
+                .map_err(anyhow::Error::msg)?,
+            advertise_address: "127.0.0.1".parse()?,
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());
