@@ -1,0 +1,142 @@
+//! The kube-rs client, as controllers and operators use it, against the API server:
+//! typed objects, patches, errors and a watcher.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use common::TestServer;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use keelson_api::k8s_openapi;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use serde_json::json;
+
+async fn client(s: &TestServer) -> Result<kube::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = Kubeconfig::read_from(&s.kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn configmap(name: &str) -> Result<ConfigMap> {
+    Ok(serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": "kube-rs" } },
+        "data": { "k": "v" },
+    }))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_crud_patches_and_errors() -> Result<()> {
+    let s = TestServer::start().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client(&s).await?, "default");
+
+    let created = api.create(&PostParams::default(), &configmap("one")?).await?;
+    ensure!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
+    let fetched = api.get("one").await?;
+    ensure!(fetched.data.as_ref().and_then(|d| d.get("k")).map(String::as_str) == Some("v"));
+
+    let listed = api.list(&ListParams::default().labels("app=kube-rs")).await?;
+    ensure!(listed.items.len() == 1 && listed.metadata.resource_version.is_some());
+
+    let merged = api
+        .patch("one", &PatchParams::default(), &Patch::Merge(json!({ "data": { "m": "1" } })))
+        .await?;
+    ensure!(merged.data.as_ref().is_some_and(|d| d.len() == 2));
+    let strategic = api
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "metadata": { "labels": { "s": "2" } } })),
+        )
+        .await?;
+    ensure!(strategic.metadata.labels.as_ref().is_some_and(|l| l.get("s").is_some()));
+
+    // A stale replace is a typed 409 Conflict.
+    let mut stale = fetched.clone();
+    stale.data = None;
+    match api.replace("one", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(status)) => {
+            ensure!(status.code == 409 && status.reason == "Conflict", "{status:?}")
+        }
+        other => bail!("expected a conflict, got {other:?}"),
+    }
+    // Creating it again is AlreadyExists; a missing one is NotFound.
+    match api.create(&PostParams::default(), &configmap("one")?).await {
+        Err(kube::Error::Api(status)) => {
+            ensure!(status.code == 409 && status.reason == "AlreadyExists")
+        }
+        other => bail!("expected AlreadyExists, got {other:?}"),
+    }
+    match api.get("missing").await {
+        Err(kube::Error::Api(status)) => ensure!(status.code == 404 && status.reason == "NotFound"),
+        other => bail!("expected NotFound, got {other:?}"),
+    }
+
+    api.delete("one", &DeleteParams::default()).await?;
+    ensure!(api.get_opt("one").await?.is_none());
+
+    // Typed workloads come back defaulted.
+    let deployments: Api<Deployment> = Api::namespaced(client(&s).await?, "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": {
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } }, "spec": { "containers": [{ "name": "web", "image": "nginx:1.25" }] } },
+        },
+    }))?;
+    let created = deployments.create(&PostParams::default(), &deployment).await?;
+    let spec = created.spec.unwrap_or_default();
+    ensure!(spec.replicas == Some(1) && spec.revision_history_limit == Some(10));
+    ensure!(spec.template.spec.and_then(|p| p.restart_policy).as_deref() == Some("Always"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_the_initial_state_and_changes() -> Result<()> {
+    let s = TestServer::start().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client(&s).await?, "default");
+    api.create(&PostParams::default(), &configmap("before")?).await?;
+
+    let mut stream = Box::pin(watcher(api.clone(), watcher::Config::default()));
+    let mut seen_initial = false;
+    let mut seen_after = false;
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            api.create(&PostParams::default(), &configmap("after")?).await?;
+            anyhow::Ok(())
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(seen_initial && seen_after) {
+        let event = tokio::time::timeout_at(deadline, next(&mut stream)).await??;
+        match event {
+            watcher::Event::InitApply(cm) if cm.metadata.name.as_deref() == Some("before") => {
+                seen_initial = true
+            }
+            watcher::Event::Apply(cm) if cm.metadata.name.as_deref() == Some("after") => {
+                seen_after = true
+            }
+            _ => {}
+        }
+    }
+    writer.await??;
+    Ok(())
+}
+
+async fn next<S>(stream: &mut S) -> Result<watcher::Event<ConfigMap>>
+where
+    S: futures_util::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    match stream.next().await {
+        Some(event) => Ok(event?),
+        None => bail!("the watcher ended"),
+    }
+}
