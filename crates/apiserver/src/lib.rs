@@ -11,6 +11,7 @@
 mod discovery;
 mod openapi;
 mod patch;
+mod pods;
 pub mod registry;
 mod request;
 mod rest;

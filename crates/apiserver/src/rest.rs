@@ -16,7 +16,7 @@ use crate::request::Request;
 use crate::router::{Target, verb};
 use crate::server::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, patch, scale, services, table, watch};
+use crate::{ApiServer, patch, pods, scale, services, table, watch};
 
 /// How often an unconditional write retries after losing a race.
 const RETRIES: usize = 8;
@@ -51,9 +51,27 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         ("watch", _) => watch::serve(api, &req, &target).await,
         ("list", None) => list(api, &req, &target).await,
         ("get", None | Some("status")) => get(api, &req, &target).await,
-        ("create", None) => create(api, &req, &target, write).await,
         ("update", None | Some("status")) => update(api, &req, &target, write).await,
         ("patch", None | Some("status")) => patch(api, &req, &target, write).await,
+        ("create", Some("binding")) => {
+            pods::bind(api, &req, target.namespace.as_deref().unwrap_or(""), target.name.as_deref())
+                .await
+        }
+        ("create", Some("eviction")) => {
+            let (ns, name) =
+                (target.namespace.as_deref().unwrap_or(""), target.name.as_deref().unwrap_or(""));
+            pods::evict(api, &req, ns, name, dry_run).await
+        }
+        ("create", None) if target.info.group.is_empty() && target.info.plural == "bindings" => {
+            pods::bind(api, &req, target.namespace.as_deref().unwrap_or(""), None).await
+        }
+        ("create", None) if !is_stored(target.info) => Err(ApiError::method_not_supported(
+            target.info.group,
+            target.info.plural,
+            "create (not served yet)",
+        )),
+        ("create", None) => create(api, &req, &target, write).await,
+        ("update", Some("finalize")) => finalize_namespace(api, &req, &target, dry_run).await,
         ("get", Some("scale")) => scale::get(api, &target).await,
         ("update" | "patch", Some("scale")) => scale::write(api, &req, &target, dry_run).await,
         ("delete", None) => delete(api, &req, &target, dry_run).await,
@@ -85,6 +103,59 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
+}
+
+/// Whether objects of the resource are kept (the review kinds, bindings and token
+/// requests only act).
+fn is_stored(info: &ResourceInfo) -> bool {
+    !matches!(
+        (info.group, info.plural),
+        ("", "bindings")
+            | ("authentication.k8s.io", "tokenreviews" | "selfsubjectreviews")
+            | (
+                "authorization.k8s.io",
+                "subjectaccessreviews"
+                    | "selfsubjectaccessreviews"
+                    | "localsubjectaccessreviews"
+                    | "selfsubjectrulesreviews"
+            )
+    )
+}
+
+/// `PUT /api/v1/namespaces/{name}/finalize`: replaces the namespace's `spec.finalizers`;
+/// a namespace being deleted that has none left is removed.
+async fn finalize_namespace(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let body = req.json_body()?;
+    let place = place(target);
+    for _ in 0..RETRIES {
+        let (mut namespace, revision) = api.objects.get(place).await?;
+        namespace["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
+        if namespace["spec"]["finalizers"].is_null() {
+            namespace["spec"]["finalizers"] = json!([]);
+        }
+        let done = namespace["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+            && metadata(&namespace)
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            && metadata(&namespace).contains_key("deletionTimestamp");
+        let result = if done {
+            api.objects.remove(place, revision, dry_run).await.map(|()| namespace)
+        } else {
+            api.objects.replace(place, namespace, revision, dry_run).await
+        };
+        match result {
+            Ok(namespace) => return Ok(respond(req, target.info, StatusCode::OK, &namespace)),
+            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified("", "namespaces", place.name))
 }
 
 fn is_service(info: &ResourceInfo) -> bool {
@@ -503,15 +574,21 @@ struct DeleteOptions {
 impl DeleteOptions {
     fn from_request(req: &Request) -> ApiResult<Self> {
         let body = if req.body.is_empty() { json!({}) } else { req.json_body()? };
+        Self::from_value(&body, Some(req))
+    }
+
+    /// From a `DeleteOptions` object, falling back to the query for what it lacks.
+    fn from_value(body: &Value, req: Option<&Request>) -> ApiResult<Self> {
+        let param = |name: &str| req.and_then(|r| r.param(name));
         let grace_period = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
             Some(g) => Some(g),
-            None => req.param("gracePeriodSeconds").and_then(|g| g.parse().ok()),
+            None => param("gracePeriodSeconds").and_then(|g| g.parse().ok()),
         };
         let propagation = body
             .get("propagationPolicy")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .or_else(|| req.param("propagationPolicy").map(str::to_owned));
+            .or_else(|| param("propagationPolicy").map(str::to_owned));
         if let Some(p) = &propagation
             && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
         {
@@ -531,7 +608,7 @@ impl DeleteOptions {
         let orphan = body
             .get("orphanDependents")
             .and_then(Value::as_bool)
-            .or_else(|| req.param("orphanDependents").map(|o| o == "true"));
+            .or_else(|| param("orphanDependents").map(|o| o == "true"));
         let propagation = propagation
             .or_else(|| orphan.map(|o| if o { "Orphan".into() } else { "Background".into() }));
         Ok(DeleteOptions {
@@ -544,6 +621,17 @@ impl DeleteOptions {
                 .map(str::to_owned),
         })
     }
+}
+
+/// Deletes one object with `DeleteOptions` given as JSON (for evictions).
+pub async fn delete_with_options(
+    api: &ApiServer,
+    place: Place<'_>,
+    options: &Value,
+    dry_run: bool,
+) -> ApiResult<(StatusCode, Value)> {
+    let options = DeleteOptions::from_value(options, None)?;
+    delete_one(api, place, &options, dry_run).await
 }
 
 async fn delete(

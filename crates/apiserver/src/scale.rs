@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::registry::meta::metadata;
 use crate::registry::resource_version;
+use crate::registry::selector::selector_string;
 use crate::request::Request;
 use crate::router::Target;
 use crate::server::{Response, json_response};
@@ -34,32 +35,8 @@ fn scale_of(info: &ResourceInfo, object: &Value) -> Value {
 
 /// The label selector of the workload's pods, as a string.
 fn selector(info: &ResourceInfo, object: &Value) -> String {
-    let selector = &object["spec"]["selector"];
     // Replication controllers select with a plain map; the rest with a LabelSelector.
-    let labels =
-        if info.kind == "ReplicationController" { selector } else { &selector["matchLabels"] };
-    let mut terms: Vec<String> = labels
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
-        let key = expression["key"].as_str().unwrap_or("");
-        let values: Vec<&str> = expression["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        terms.push(match expression["operator"].as_str().unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_owned(),
-            _ => format!("!{key}"),
-        });
-    }
-    terms.join(",")
+    selector_string(&object["spec"]["selector"], info.kind == "ReplicationController")
 }
 
 pub async fn get(api: &ApiServer, target: &Target) -> ApiResult<Response> {

@@ -208,6 +208,13 @@ impl ApiError {
         )
     }
 
+    /// 429: try again later (upstream's `NewTooManyRequests`).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        error.details = Some(json!({ "retryAfterSeconds": retry_after_seconds }));
+        error
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

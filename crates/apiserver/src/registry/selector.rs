@@ -120,6 +120,34 @@ fn label_key(key: &str) -> Result<String, &'static str> {
     Ok(key.to_owned())
 }
 
+/// A `metav1.LabelSelector` object (or, with `plain_map`, a bare label map as replication
+/// controllers and services use) written as selector text: `app=web,tier in (a,b)`.
+pub fn selector_string(selector: &Value, plain_map: bool) -> String {
+    let labels = if plain_map { selector } else { &selector["matchLabels"] };
+    let mut terms: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for expression in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = expression["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = expression["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        terms.push(match expression["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_owned(),
+            _ => format!("!{key}"),
+        });
+    }
+    terms.join(",")
+}
+
 /// A parsed `fieldSelector`: `field=value`, `field==value`, `field!=value`, joined by commas.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);

@@ -1,4 +1,5 @@
-//! `keelson bench …`: benchmarks whose figures go into issue notes.
+//! `keelson bench store`: the store workload of `keelson_store::bench` against each
+//! backend, printed as a table or JSON lines.
 
 use std::sync::Arc;
 
@@ -6,17 +7,7 @@ use anyhow::Context;
 use keelson_store::bench::{BytesWritten, Config, Measurement, WriteVolume, proc_write_bytes};
 use keelson_store::{Store, TlsFiles};
 
-#[derive(clap::Subcommand)]
-pub enum Command {
-    /// The same store workload against SQLite, memory, and a real etcd started here.
-    Store(StoreArgs),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
+use super::Output;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Backend {
@@ -46,13 +37,7 @@ pub struct StoreArgs {
     watchers: usize,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Store(args) => store(args).await,
-    }
-}
-
-async fn store(args: StoreArgs) -> anyhow::Result<()> {
+pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let config = Config {
         ops: args.ops,
         clients: args.clients.clone(),

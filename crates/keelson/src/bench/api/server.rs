@@ -1,0 +1,193 @@
+//! The `keelson server` under measurement: this binary started again as a child process
+//! in a temporary data dir, on a random loopback port.
+//!
+//! Dropping a [`ServerProcess`] kills and reaps the child, so an error or a panic never
+//! leaves a server behind; only then is the data dir removed.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use tempfile::TempDir;
+
+use super::client::Endpoint;
+
+/// How long the server may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of the server's log kept to explain a failure.
+const TAIL_LINES: usize = 30;
+
+pub struct ServerProcess {
+    child: Child,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    // Dropped after the child is killed (`Drop` runs before fields are dropped).
+    _data_dir: TempDir,
+}
+
+impl ServerProcess {
+    /// Starts the server, waits until it is ready and reads how to reach it from its
+    /// admin kubeconfig. Blocks: call it off the runtime.
+    pub fn start(datastore_endpoint: Option<&str>) -> anyhow::Result<(Self, Endpoint)> {
+        let data_dir = tempfile::Builder::new().prefix("keelson-bench-api-").tempdir()?;
+        let exe = std::env::current_exe().context("cannot find the keelson binary")?;
+        let mut command = Command::new(exe);
+        command.arg("server").arg("--data-dir").arg(data_dir.path()).args([
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ]);
+        if let Some(endpoint) = datastore_endpoint {
+            command.args(["--datastore-endpoint", endpoint]);
+        }
+        // `info` shows the ready line; per-request lines are `debug`, so the log stays
+        // small and costs the server nothing measurable.
+        command.env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null());
+        let mut child =
+            command.stderr(Stdio::piped()).spawn().context("cannot start keelson server")?;
+        let stderr = child.stderr.take().context("server stderr")?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let server = ServerProcess { child, tail: tail.clone(), _data_dir: data_dir };
+
+        // Read stderr for as long as the server runs: a full pipe would stall its logging.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("ready: kubectl") {
+                    let _ = ready_tx.send(());
+                }
+                let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        match ready_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("server not ready after {START_TIMEOUT:?}{}", server.log_tail())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                bail!("server exited before it was ready{}", server.log_tail())
+            }
+        }
+        let kubeconfig = server._data_dir.path().join("admin.kubeconfig");
+        let endpoint = endpoint_from_kubeconfig(&kubeconfig)?;
+        tracing::info!(pid = server.pid(), "keelson server ready");
+        Ok((server, endpoint))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mb(&self) -> anyhow::Result<f64> {
+        self.status_mb("VmHWM")
+    }
+
+    /// Resident memory now (`VmRSS`), in MiB.
+    pub fn rss_mb(&self) -> anyhow::Result<f64> {
+        self.status_mb("VmRSS")
+    }
+
+    /// `error`, with the server's exit status and last log lines if it has died.
+    pub fn explain(&mut self, error: anyhow::Error) -> anyhow::Error {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                error.context(format!("server exited ({status}){}", self.log_tail()))
+            }
+            _ => error,
+        }
+    }
+
+    fn status_mb(&self, field: &str) -> anyhow::Result<f64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .with_context(|| format!("{path} has no {field}"))?;
+        Ok((kib / 1024.0 * 10.0).round() / 10.0)
+    }
+
+    fn log_tail(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+        format!("; its last log lines:\n{}", lines.join("\n"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The parts of the admin kubeconfig the benchmark uses.
+#[derive(Deserialize)]
+struct Kubeconfig {
+    clusters: Vec<NamedCluster>,
+    users: Vec<NamedUser>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    cluster: Cluster,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Cluster {
+    server: String,
+    certificate_authority_data: String,
+}
+
+#[derive(Deserialize)]
+struct NamedUser {
+    user: User,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct User {
+    client_certificate_data: String,
+    client_key_data: String,
+}
+
+fn endpoint_from_kubeconfig(path: &Path) -> anyhow::Result<Endpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: Kubeconfig = serde_saphyr::from_str(&text)
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    let (Some(cluster), Some(user)) = (config.clusters.first(), config.users.first()) else {
+        bail!("kubeconfig {} has no cluster or no user", path.display());
+    };
+    let pem = |field: &str, value: &str| -> anyhow::Result<String> {
+        let bytes = STANDARD
+            .decode(value.trim())
+            .with_context(|| format!("kubeconfig {}: {field} is not base64", path.display()))?;
+        String::from_utf8(bytes)
+            .with_context(|| format!("kubeconfig {}: {field} is not PEM text", path.display()))
+    };
+    let tls = keelson_pki::client_config(
+        &pem("certificate-authority-data", &cluster.cluster.certificate_authority_data)?,
+        &pem("client-certificate-data", &user.user.client_certificate_data)?,
+        &pem("client-key-data", &user.user.client_key_data)?,
+    )?;
+    Endpoint::new(&cluster.cluster.server, tls)
+}
