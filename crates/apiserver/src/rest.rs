@@ -223,6 +223,46 @@ pub struct Page {
 pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Page> {
     let info = target.info;
     let filter = Filter::from_request(req, info)?;
+    let mut items = Vec::new();
+    let meta = scan(api, req, target, !filter.is_empty(), |kv| {
+        let object = decode(info, kv)?;
+        let matched = filter.matches(&object);
+        if matched {
+            items.push(object);
+        }
+        Ok(matched)
+    })
+    .await?;
+    Ok(Page {
+        items,
+        revision: meta.revision,
+        continue_token: meta.continue_token,
+        remaining: meta.remaining,
+    })
+}
+
+/// Where a scan of a collection ended.
+pub struct PageMeta {
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+/// Walks `target`'s collection per the request's `limit`, `continue`, `resourceVersion`
+/// and `resourceVersionMatch`, handing each stored object to `visit`, which says whether
+/// it counts towards the limit (matched the selectors). `filtered` hides the remaining
+/// count, which a filtered list cannot know.
+async fn scan<F>(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    filtered: bool,
+    mut visit: F,
+) -> ApiResult<PageMeta>
+where
+    F: FnMut(&keelson_store::KeyValue) -> ApiResult<bool>,
+{
+    let info = target.info;
     let dir = registry::directory(info, target.namespace.as_deref());
     let limit: usize = match req.param("limit") {
         None => 0,
@@ -233,7 +273,7 @@ pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiRe
         .current_revision()
         .await
         .map_err(|e| crate::status::from_store(e, info.group, info.plural, ""))?;
-    let (mut start_after, revision) = match req.param("continue") {
+    let (mut start_after, mut revision) = match req.param("continue") {
         Some(token) => {
             if req.param("resourceVersion").is_some_and(|rv| rv != "0") {
                 return Err(ApiError::bad_request(
@@ -245,10 +285,9 @@ pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiRe
         }
         None => (None, list_revision(req, current)?),
     };
-    let mut items = Vec::new();
+    let mut counted = 0;
     let mut continue_token = None;
     let mut remaining = None;
-    let mut revision = revision;
     let chunk = if limit == 0 { 1000 } else { limit.max(100) };
     'pages: loop {
         let options = ListOptions { start_after: start_after.clone(), limit: chunk, revision };
@@ -261,17 +300,16 @@ pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiRe
         revision = Some(page.revision);
         let count = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
-            let object = decode(info, kv)?;
             start_after = Some(kv.key.clone());
-            if filter.matches(&object) {
-                items.push(object);
+            if visit(kv)? {
+                counted += 1;
             }
-            if limit > 0 && items.len() == limit {
+            if limit > 0 && counted == limit {
                 let left = page.remaining + (count - i - 1) as u64;
                 if left > 0 {
                     let start = kv.key.strip_prefix(&dir).unwrap_or(&kv.key);
                     continue_token = Some(encode_continue(start, page.revision));
-                    remaining = filter.is_empty().then_some(left);
+                    remaining = (!filtered).then_some(left);
                 }
                 break 'pages;
             }
@@ -280,7 +318,7 @@ pub async fn read_page(api: &ApiServer, req: &Request, target: &Target) -> ApiRe
             break;
         }
     }
-    Ok(Page { items, revision: revision.unwrap_or(current), continue_token, remaining })
+    Ok(PageMeta { revision: revision.unwrap_or(current), continue_token, remaining })
 }
 
 /// The revision a list reads at: current for `""`/`"0"`/NotOlderThan, exactly `N` for
@@ -335,6 +373,12 @@ fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
 
 async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
     let info = target.info;
+    if !req.wants_table()
+        && !req.wants_metadata_only()
+        && Filter::from_request(req, info)?.is_empty()
+    {
+        return list_raw(api, req, target).await;
+    }
     let page = read_page(api, req, target).await?;
     let mut list_meta = json!({ "resourceVersion": page.revision.to_string() });
     if let Some(token) = &page.continue_token {
@@ -376,6 +420,44 @@ async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Resp
         StatusCode::OK,
         &json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": list_meta, "items": items }),
     ))
+}
+
+/// A plain JSON list without selectors, written from the stored bytes: no object is
+/// decoded whole (the hot path of informers and `kubectl get -o json`).
+async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    let info = target.info;
+    // Items first and list metadata last (JSON clients do not care about key order), so
+    // the body is written once, in place.
+    let mut body = format!(
+        r#"{{"kind":"{}","apiVersion":"{}","items":["#,
+        info.list_kind(),
+        info.api_version()
+    )
+    .into_bytes();
+    let empty = body.len();
+    let meta = scan(api, req, target, false, |kv| {
+        if body.len() > empty {
+            body.push(b',');
+        }
+        registry::write_list_item(info, kv, &mut body)?;
+        Ok(true)
+    })
+    .await?;
+    let mut list_meta = json!({ "resourceVersion": meta.revision.to_string() });
+    if let Some(token) = &meta.continue_token {
+        list_meta["continue"] = json!(token);
+    }
+    if let Some(remaining) = meta.remaining {
+        list_meta["remainingItemCount"] = json!(remaining);
+    }
+    body.extend_from_slice(b"],\"metadata\":");
+    body.extend_from_slice(list_meta.to_string().as_bytes());
+    body.push(b'}');
+    let mut response = http::Response::new(crate::server::full(body));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 /// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.

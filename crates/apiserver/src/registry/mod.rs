@@ -71,6 +71,50 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     Ok(object)
 }
 
+/// Writes a stored object as a list item — stamped with its resource version, without
+/// `apiVersion`/`kind` — straight from its stored bytes: only the top level and
+/// `metadata` are parsed, the rest is copied as it is.
+pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) -> ApiResult<()> {
+    let corrupt = |e: serde_json::Error| {
+        ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
+    };
+    let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(&kv.value).map_err(corrupt)?;
+    out.push(b'{');
+    let mut first = true;
+    let mut separator = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    let mut wrote_metadata = false;
+    for (key, raw) in &top {
+        if key == "apiVersion" || key == "kind" {
+            continue;
+        }
+        separator(out);
+        serde_json::to_writer(&mut *out, key).map_err(corrupt)?;
+        out.push(b':');
+        if key == "metadata" {
+            let mut meta: serde_json::Map<String, Value> =
+                serde_json::from_str(raw.get()).map_err(corrupt)?;
+            meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+            serde_json::to_writer(&mut *out, &meta).map_err(corrupt)?;
+            wrote_metadata = true;
+        } else {
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+    }
+    if !wrote_metadata {
+        separator(out);
+        out.extend_from_slice(
+            format!(r#""metadata":{{"resourceVersion":"{}"}}"#, kv.mod_revision).as_bytes(),
+        );
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 fn encode(object: &Value) -> ApiResult<Vec<u8>> {
     let mut stored = object.clone();
     metadata_mut(&mut stored).remove("resourceVersion");
