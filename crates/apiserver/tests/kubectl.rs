@@ -17,9 +17,7 @@ data:
   color: blue
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_and_discovery() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn version_and_discovery(s: TestServer) -> Result<()> {
     let version: Value = serde_json::from_str(&s.ok(&["version", "-o", "json"]).await?)?;
     ensure!(
         version["serverVersion"]["gitVersion"]
@@ -47,9 +45,7 @@ async fn version_and_discovery() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn system_namespaces_exist_and_print_like_upstream() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn system_namespaces_exist_and_print_like_upstream(s: TestServer) -> Result<()> {
     let out = s.ok(&["get", "namespaces"]).await?;
     let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
     ensure!(header == ["NAME", "STATUS", "AGE"], "{out}");
@@ -64,9 +60,7 @@ async fn system_namespaces_exist_and_print_like_upstream() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configmap_lifecycle_in_every_output_format() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn configmap_lifecycle_in_every_output_format(s: TestServer) -> Result<()> {
     let created = s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     ensure!(
         created.ok && created.stdout.trim() == "configmap/web created",
@@ -124,7 +118,7 @@ async fn configmap_lifecycle_in_every_output_format() -> Result<()> {
     let data = s.ok(&["get", "cm", "web", "-o", "jsonpath={.data}"]).await?;
     ensure!(data == r#"{"shape":"round","size":"L"}"#, "{data}");
 
-    ensure!(s.ok(&["delete", "cm", "web"]).await?.trim() == "configmap \"web\" deleted");
+    ensure!(s.ok(&["delete", "cm", "web"]).await?.trim().starts_with("configmap \"web\" deleted"));
     let missing = s.fails(&["get", "cm", "web"]).await?;
     ensure!(
         missing.trim() == "Error from server (NotFound): configmaps \"web\" not found",
@@ -133,13 +127,12 @@ async fn configmap_lifecycle_in_every_output_format() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_shows_added_modified_deleted() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn watch_shows_added_modified_deleted(s: TestServer) -> Result<()> {
     let watch = {
         let kubeconfig = s.kubeconfig.clone();
+        let kubectl = s.kubectl_bin.clone();
         tokio::spawn(async move {
-            tokio::process::Command::new("kubectl")
+            tokio::process::Command::new(kubectl)
                 .args([
                     "get",
                     "cm",
@@ -171,9 +164,7 @@ async fn watch_shows_added_modified_deleted() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_upstream_statuses() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
     let cm = |ns: &str, name: &str| {
         format!(
             r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"{ns}"}}}}"#
@@ -259,9 +250,7 @@ async fn bad_requests_get_upstream_statuses() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_updates_conflict_and_generate_name_works() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn stale_updates_conflict_and_generate_name_works(s: TestServer) -> Result<()> {
     s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     let stale = s.ok(&["get", "cm", "web", "-o", "json"]).await?;
     s.ok(&["label", "cm", "web", "changed=yes"]).await?;
@@ -288,9 +277,7 @@ async fn stale_updates_conflict_and_generate_name_works() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_come_in_chunks_with_continue_tokens() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn lists_come_in_chunks_with_continue_tokens(s: TestServer) -> Result<()> {
     for i in 0..7 {
         let body = format!(r#"{{"metadata":{{"name":"cm-{i}"}}}}"#);
         let (code, _) = s
@@ -335,3 +322,13 @@ async fn lists_come_in_chunks_with_continue_tokens() -> Result<()> {
     ensure!(code == 400, "{code} {body}");
     Ok(())
 }
+
+with_each_kubectl!(
+    version_and_discovery,
+    system_namespaces_exist_and_print_like_upstream,
+    configmap_lifecycle_in_every_output_format,
+    watch_shows_added_modified_deleted,
+    bad_requests_get_upstream_statuses,
+    stale_updates_conflict_and_generate_name_works,
+    lists_come_in_chunks_with_continue_tokens,
+);

