@@ -11,6 +11,7 @@ pub mod meta;
 pub mod selector;
 pub mod strategy;
 pub mod typed;
+pub mod validation;
 
 use std::sync::Arc;
 
@@ -261,7 +262,8 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     (strategy.prepare_create)(&mut object);
-    validate_meta(info, &strategy, &object)?;
+    let causes = validation::validate_create(info.group, info.plural, &object);
+    validate(info, &strategy, &object, causes)?;
     Ok(object)
 }
 
@@ -347,7 +349,8 @@ pub fn prepare_update(
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut object).insert("generation".into(), json!(generation));
     }
-    validate_meta(info, &strategy, &object)?;
+    let causes = validation::validate_update(info.group, info.plural, old, &object);
+    validate(info, &strategy, &object, causes)?;
     Ok(object)
 }
 
@@ -365,7 +368,13 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
     strip(old) != strip(new)
 }
 
-fn validate_meta(info: &ResourceInfo, strategy: &Strategy, object: &Value) -> ApiResult<()> {
+/// Metadata rules, then the type's own (`type_causes`), as one `Invalid` error.
+fn validate(
+    info: &ResourceInfo,
+    strategy: &Strategy,
+    object: &Value,
+    type_causes: Vec<Cause>,
+) -> ApiResult<()> {
     let mut causes = Vec::new();
     let name = meta::name(object).unwrap_or("");
     if name.is_empty() {
@@ -379,6 +388,7 @@ fn validate_meta(info: &ResourceInfo, strategy: &Strategy, object: &Value) -> Ap
     {
         causes.push(Cause::invalid("metadata.finalizers", finalizers, "must be a list of strings"));
     }
+    causes.extend(type_causes);
     if causes.is_empty() {
         Ok(())
     } else {
