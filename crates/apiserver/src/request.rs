@@ -99,6 +99,11 @@ impl Request {
             "" | "application/json" | "*/*" => serde_json::from_slice(&self.body).map_err(|e| {
                 ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
             })?,
+            keelson_proto::MEDIA_TYPE => keelson_proto::decode(&self.body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body of the request is not a valid Kubernetes protobuf object: {e}"
+                ))
+            })?,
             "application/yaml" | "application/apply-patch+yaml" => {
                 let text = std::str::from_utf8(&self.body)
                     .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;

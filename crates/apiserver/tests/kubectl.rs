@@ -323,6 +323,102 @@ async fn lists_come_in_chunks_with_continue_tokens(s: TestServer) -> Result<()> 
     Ok(())
 }
 
+/// The typed commands send protobuf bodies; each must create what it says.
+async fn typed_create_commands(s: TestServer) -> Result<()> {
+    let commands: &[(&[&str], &str)] = &[
+        (&["create", "configmap", "web", "--from-literal=a=1"], "configmap/web created"),
+        (&["create", "secret", "generic", "s", "--from-literal=p=q"], "secret/s created"),
+        (
+            &["create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--port=80"],
+            "deployment.apps/web created",
+        ),
+        (&["create", "namespace", "team"], "namespace/team created"),
+        (&["create", "service", "clusterip", "web", "--tcp=80:8080"], "service/web created"),
+        (&["create", "job", "j", "--image=busybox", "--", "echo", "hi"], "job.batch/j created"),
+        (
+            &["create", "cronjob", "c", "--image=busybox", "--schedule=*/5 * * * *"],
+            "cronjob.batch/c created",
+        ),
+        (
+            &["create", "role", "r", "--verb=get", "--resource=pods"],
+            "role.rbac.authorization.k8s.io/r created",
+        ),
+        (&["create", "serviceaccount", "sa"], "serviceaccount/sa created"),
+        (&["run", "nginx", "--image=nginx"], "pod/nginx created"),
+        (&["expose", "deployment", "web", "--port=8080", "--name=web2"], "service/web2 exposed"),
+    ];
+    for (args, printed) in commands {
+        let out = s.kubectl(args).await?;
+        ensure!(
+            out.ok && out.stdout.trim() == *printed,
+            "kubectl {}: {}{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+    }
+    let data = s.ok(&["get", "secret", "s", "-o", "jsonpath={.data.p}"]).await?;
+    ensure!(data == "cQ==", "secret data arrives base64-encoded: {data}");
+    let deployment = s
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort}",
+        ])
+        .await?;
+    ensure!(deployment == "2 80", "{deployment}");
+    let selector = s
+        .ok(&["get", "svc", "web2", "-o", "jsonpath={.spec.selector.app} {.spec.ports[0].port}"])
+        .await?;
+    ensure!(selector == "web 8080", "{selector}");
+    Ok(())
+}
+
+async fn invalid_objects_are_explained(s: TestServer) -> Result<()> {
+    let mismatch = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    let out = s.kubectl_in(&["apply", "-f", "-"], Some(mismatch)).await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains(
+                "The Deployment \"d\" is invalid: spec.template.metadata.labels: Invalid value"
+            )
+            && out.stderr.contains("`selector` does not match template `labels`"),
+        "{}",
+        out.stderr
+    );
+    let frozen = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: \"1\"}\n";
+    ensure!(s.kubectl_in(&["apply", "-f", "-"], Some(frozen)).await?.ok);
+    let out = s.kubectl(&["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#]).await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{}",
+        out.stderr
+    );
+    s.ok(&["run", "p", "--image=busybox"]).await?;
+    let out = s
+        .kubectl(&[
+            "patch",
+            "pod",
+            "p",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"p","args":["x"]}]}}"#,
+        ])
+        .await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains("spec: Forbidden: pod updates may not change fields other than"),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        s.ok(&["set", "image", "pod/p", "p=busybox:1.36"]).await?.trim() == "pod/p image updated"
+    );
+    Ok(())
+}
+
 with_each_kubectl!(
     version_and_discovery,
     system_namespaces_exist_and_print_like_upstream,
@@ -331,4 +427,6 @@ with_each_kubectl!(
     bad_requests_get_upstream_statuses,
     stale_updates_conflict_and_generate_name_works,
     lists_come_in_chunks_with_continue_tokens,
+    typed_create_commands,
+    invalid_objects_are_explained,
 );
