@@ -8,6 +8,7 @@
 //! Every other component reaches the cluster through this server; it is the only one
 //! that touches the store.
 
+mod cache;
 mod discovery;
 mod openapi;
 mod patch;
@@ -65,6 +66,7 @@ pub struct ApiServer {
     objects: Objects,
     shutting_down: AtomicBool,
     service_cidr: services::Cidr,
+    caches: cache::Caches,
 }
 
 impl ApiServer {
@@ -102,6 +104,7 @@ pub enum Error {
 pub async fn serve(config: Config) -> Result<Running, Error> {
     let api = Arc::new(ApiServer {
         objects: Objects { store: config.store.clone() },
+        caches: cache::Caches::new(config.store.clone()),
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,

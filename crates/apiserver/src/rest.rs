@@ -435,14 +435,29 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     )
     .into_bytes();
     let empty = body.len();
-    let meta = scan(api, req, target, false, |kv| {
+    let mut write = |kv: &keelson_store::KeyValue| -> ApiResult<bool> {
         if body.len() > empty {
             body.push(b',');
         }
         registry::write_list_item(info, kv, &mut body)?;
         Ok(true)
-    })
-    .await?;
+    };
+    // "Any" revision, whole: the watch cache has it without reading the store.
+    let from_cache = req.param("resourceVersion") == Some("0")
+        && req.param("limit").is_none()
+        && req.param("continue").is_none();
+    let cache = if from_cache { api.caches.get(&info.storage_prefix()).await } else { None };
+    let meta = match cache {
+        Some(cache) => {
+            let (objects, revision, _) =
+                cache.snapshot(&registry::directory(info, target.namespace.as_deref()));
+            for kv in &objects {
+                write(kv)?;
+            }
+            PageMeta { revision, continue_token: None, remaining: None }
+        }
+        None => scan(api, req, target, false, write).await?,
+    };
     let mut list_meta = json!({ "resourceVersion": meta.revision.to_string() });
     if let Some(token) = &meta.continue_token {
         list_meta["continue"] = json!(token);

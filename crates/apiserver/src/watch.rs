@@ -19,7 +19,11 @@ use http_body_util::BodyExt;
 use keelson_api::ResourceInfo;
 use keelson_store::{Event, Revision};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use keelson_store::Store;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::registry::{decode, directory};
 use crate::request::Request;
@@ -33,6 +37,51 @@ use crate::{ApiServer, table};
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Upstream's default watch timeout is 30–60 minutes (`--min-request-timeout`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Where a watch's events come from.
+enum Source {
+    /// A store watch of the request's directory.
+    Store(keelson_store::Watch),
+    /// The resource's watch cache: a backlog, then the live feed, filtered to `dir`.
+    Cache {
+        backlog: VecDeque<Arc<Event>>,
+        live: broadcast::Receiver<Arc<Event>>,
+        dir: String,
+        store: Arc<dyn Store>,
+    },
+}
+
+impl Source {
+    /// The next event after `last`. A cache subscriber that fell behind continues from
+    /// the store at `last`, which keeps the history a broadcast drops.
+    async fn next(&mut self, last: Revision) -> Option<keelson_store::Result<Event>> {
+        loop {
+            let (event, dir) = match self {
+                Source::Store(watch) => return watch.next().await,
+                Source::Cache { backlog, live, dir, store } => {
+                    let event = match backlog.pop_front() {
+                        Some(event) => event,
+                        None => match live.recv().await {
+                            Ok(event) => event,
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                match store.watch(dir, last).await {
+                                    Ok(watch) => *self = Source::Store(watch),
+                                    Err(e) => return Some(Err(e)),
+                                }
+                                continue;
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        },
+                    };
+                    (event, dir)
+                }
+            };
+            if event.revision() > last && event.key().starts_with(dir.as_str()) {
+                return Some(Ok((*event).clone()));
+            }
+        }
+    }
+}
 
 /// A streaming response body fed by a channel.
 struct ChannelBody(mpsc::Receiver<Bytes>);
@@ -150,30 +199,56 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         (None, None | Some("0")) => true,
         (None, Some(_)) => false,
     };
-    let (initial, from) = if initial_state {
-        let mut list_req = Request::new_like(req);
-        list_req.query.remove("limit");
-        list_req.query.remove("continue");
-        list_req.query.remove("resourceVersionMatch");
-        list_req.query.insert("resourceVersion".into(), "0".into());
-        let page = read_page(api, &list_req, target).await?;
-        (page.items, page.revision)
-    } else {
-        match rv {
-            Some(rv) => (
-                Vec::new(),
-                rv.parse::<Revision>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version {rv:?}"))
-                })?,
-            ),
-            None => (
-                Vec::new(),
-                api.store
-                    .current_revision()
-                    .await
-                    .map_err(|e| from_store(e, info.group, info.plural, ""))?,
-            ),
+    let dir = directory(info, target.namespace.as_deref());
+    let cache = api.caches.get(&info.storage_prefix()).await;
+    let (initial, from, source) = if initial_state {
+        match &cache {
+            // The initial state and what follows, from the cache at one revision.
+            Some(cache) => {
+                let (objects, revision, live) = cache.snapshot(&dir);
+                let initial =
+                    objects.iter().map(|kv| decode(info, kv)).collect::<ApiResult<Vec<_>>>()?;
+                let source = Source::Cache {
+                    backlog: VecDeque::new(),
+                    live,
+                    dir: dir.clone(),
+                    store: api.store.clone(),
+                };
+                (initial, revision, Ok(source))
+            }
+            None => {
+                let mut list_req = Request::new_like(req);
+                list_req.query.remove("limit");
+                list_req.query.remove("continue");
+                list_req.query.remove("resourceVersionMatch");
+                list_req.query.insert("resourceVersion".into(), "0".into());
+                let page = read_page(api, &list_req, target).await?;
+                let source = api.store.watch(&dir, page.revision).await.map(Source::Store);
+                (page.items, page.revision, source)
+            }
         }
+    } else {
+        let from = match rv {
+            Some(rv) => rv
+                .parse::<Revision>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+            None => api
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| from_store(e, info.group, info.plural, ""))?,
+        };
+        let source = match cache.as_ref().and_then(|c| c.subscribe(from)) {
+            Some(sub) => Ok(Source::Cache {
+                backlog: sub.backlog.into(),
+                live: sub.live,
+                dir: dir.clone(),
+                store: api.store.clone(),
+            }),
+            // Older than the cache's ring (or newer than it has seen): from the store.
+            None => api.store.watch(&dir, from).await.map(Source::Store),
+        };
+        (Vec::new(), from, source)
     };
     let (out, rx) = mpsc::channel(64);
     let stream = Stream {
@@ -183,11 +258,10 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         table: req.wants_table().then(|| Request::new_like(req)),
         out,
     };
-    let store_watch = api.store.watch(&directory(info, target.namespace.as_deref()), from).await;
     tokio::spawn(async move {
         let _ = tokio::time::timeout(
             timeout,
-            run(stream, initial, from, store_watch, bookmarks, send_initial == Some(true)),
+            run(stream, initial, from, source, bookmarks, send_initial == Some(true)),
         )
         .await;
     });
@@ -203,7 +277,7 @@ async fn run(
     stream: Stream,
     initial: Vec<Value>,
     from: Revision,
-    store_watch: keelson_store::Result<keelson_store::Watch>,
+    source: keelson_store::Result<Source>,
     bookmarks: bool,
     initial_events_end: bool,
 ) {
@@ -215,7 +289,7 @@ async fn run(
     if initial_events_end && !stream.bookmark(from, true).await {
         return;
     }
-    let mut watch = match store_watch {
+    let mut watch = match source {
         Ok(watch) => watch,
         Err(e) => {
             let error = from_store(e, stream.info.group, stream.info.plural, "");
@@ -228,7 +302,7 @@ async fn run(
     ticker.tick().await;
     loop {
         tokio::select! {
-            event = watch.next() => match event {
+            event = watch.next(last) => match event {
                 Some(Ok(event)) => {
                     last = event.revision();
                     match stream.translate(&event) {
