@@ -145,7 +145,7 @@ async fn bootstrap(api: &ApiServer) -> Result<(), Error> {
             namespaces,
             None,
             json!({ "metadata": { "name": name } }),
-            Default::default(),
+            &Default::default(),
             &mut Vec::new(),
         );
         let created = match object {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::registry::meta::{self, metadata, metadata_mut};
 use crate::registry::selector::{FieldSelector, LabelSelector};
 use crate::registry::strategy;
-use crate::registry::typed::FieldValidation;
+use crate::registry::typed::{BodyCheck, FieldValidation};
 use crate::registry::{self, Place, decode, prepare_create, prepare_update, resource_version};
 use crate::request::Request;
 use crate::router::{Target, verb};
@@ -92,6 +92,16 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
 struct Write {
     dry_run: bool,
     validation: FieldValidation,
+}
+
+/// The checks of a JSON or YAML object body: the mode asked for, and duplicate fields.
+fn body_check(req: &Request, write: Write) -> BodyCheck {
+    let json = matches!(
+        req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim(),
+        "" | "application/json"
+    );
+    let duplicates = if json { registry::typed::duplicate_fields(&req.body) } else { Vec::new() };
+    BodyCheck { mode: write.validation, duplicates }
 }
 
 /// Adds upstream's `Warning: 299 - "…"` headers.
@@ -520,7 +530,7 @@ async fn create(
         info,
         target.namespace.as_deref(),
         req.json_body()?,
-        write.validation,
+        &body_check(req, write),
         &mut warnings,
     )?;
     let name = meta::name(&object).unwrap_or_default().to_owned();
@@ -566,7 +576,7 @@ async fn update(
             &old,
             body.clone(),
             target.subresource.as_deref(),
-            write.validation,
+            &body_check(req, write),
             &mut warnings,
         )?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
@@ -646,7 +656,7 @@ async fn patch(
             &old,
             patched,
             target.subresource.as_deref(),
-            write.validation,
+            &BodyCheck { mode: write.validation, duplicates: Vec::new() },
             &mut warnings,
         )?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {

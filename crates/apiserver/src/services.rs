@@ -231,7 +231,7 @@ async fn claim_ip(api: &ApiServer, ip: Ipv4Addr, namespace: &str, name: &str) ->
         "spec": { "parentRef": { "group": "", "resource": "services", "namespace": namespace, "name": name } },
     });
     let address =
-        crate::registry::prepare_create(info, None, address, Default::default(), &mut Vec::new())?;
+        crate::registry::prepare_create(info, None, address, &Default::default(), &mut Vec::new())?;
     let ip_name = ip.to_string();
     match api.objects.create(Place { info, namespace: None, name: &ip_name }, address, false).await
     {
@@ -370,7 +370,7 @@ pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr)
             services,
             Some("default"),
             service,
-            Default::default(),
+            &Default::default(),
             &mut Vec::new(),
         )?;
         let claims = allocate(api, &mut service, false).await?;
@@ -400,7 +400,7 @@ pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr)
                 endpoints,
                 Some("default"),
                 object,
-                Default::default(),
+                &Default::default(),
                 &mut Vec::new(),
             )?;
             match api.objects.create(place, object, false).await {

@@ -245,6 +245,20 @@ async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
     ensure!(code == 404 && body.contains("NotFound"), "{code} {body}");
     let (code, body) = s.curl("DELETE", "/api/v1/componentstatuses/x", None, "", true).await?;
     ensure!(code == 405 && body.contains("MethodNotAllowed"), "{code} {body}");
+    let duplicated = r#"{"metadata":{"name":"dup"},"data":{"a":"1","a":"2"}}"#;
+    let (code, body) = s
+        .curl(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            Some(duplicated),
+            "application/json",
+            true,
+        )
+        .await?;
+    ensure!(
+        code == 400 && body.contains(r#"strict decoding error: duplicate field \"data.a\""#),
+        "{code} {body}"
+    );
     // Nothing partial was stored by any of the failures.
     ensure!(s.ok(&["get", "cm", "-o", "name"]).await?.trim() == "configmap/a");
     Ok(())

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::status::{ApiError, ApiResult, Cause, from_store};
 use meta::{metadata, metadata_mut};
 use strategy::Strategy;
-use typed::FieldValidation;
+use typed::BodyCheck;
 
 /// Where an object lives: the resource, its namespace (if namespaced), its name.
 #[derive(Clone, Copy)]
@@ -223,11 +223,11 @@ pub fn prepare_create(
     info: &ResourceInfo,
     namespace: Option<&str>,
     object: Value,
-    validation: FieldValidation,
+    check: &BodyCheck,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     check_type(info, &object)?;
-    let mut object = typed::decode(info, object, validation, warnings)?;
+    let mut object = typed::decode(info, object, check, warnings)?;
     let strategy = strategy::for_resource(info);
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
@@ -275,11 +275,11 @@ pub fn prepare_update(
     old: &Value,
     object: Value,
     subresource: Option<&str>,
-    validation: FieldValidation,
+    check: &BodyCheck,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     check_type(info, &object)?;
-    let mut object = typed::decode(info, object, validation, warnings)?;
+    let mut object = typed::decode(info, object, check, warnings)?;
     let strategy = strategy::for_resource(info);
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);

@@ -30,11 +30,19 @@ impl FieldValidation {
     }
 }
 
+/// How strictly a request body is checked, and what was found in its raw form.
+#[derive(Clone, Debug, Default)]
+pub struct BodyCheck {
+    pub mode: FieldValidation,
+    /// Fields the body named twice ([`duplicate_fields`]).
+    pub duplicates: Vec<String>,
+}
+
 /// The object as its type sees it, and the warnings to send.
 pub fn decode(
     info: &ResourceInfo,
     object: Value,
-    validation: FieldValidation,
+    check: &BodyCheck,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     let normalized = (info.typed.normalize)(&object).map_err(|e| {
@@ -56,10 +64,12 @@ pub fn decode(
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
     let mut normalized = normalized;
     super::defaults::apply(info.group, info.plural, &mut normalized);
-    match validation {
-        FieldValidation::Strict if !unknown.is_empty() => {
-            let listed: Vec<String> =
-                unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let mut problems: Vec<String> =
+        unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    problems.extend(check.duplicates.iter().map(|f| format!("duplicate field \"{f}\"")));
+    match check.mode {
+        FieldValidation::Strict if !problems.is_empty() => {
+            let listed = problems;
             return Err(ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                 info.kind,
@@ -68,9 +78,7 @@ pub fn decode(
                 listed.join(", ")
             )));
         }
-        FieldValidation::Warn => {
-            warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
-        }
+        FieldValidation::Warn => warnings.extend(problems),
         _ => {}
     }
     Ok(normalized)
@@ -115,6 +123,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn strict() -> BodyCheck {
+        BodyCheck { mode: FieldValidation::Strict, duplicates: Vec::new() }
+    }
+
     fn info(kind: &str) -> &'static ResourceInfo {
         keelson_api::Registry::builtin()
             .resources()
@@ -127,7 +139,7 @@ mod tests {
     fn unknown_fields_are_named_by_path() {
         let pod = json!({"metadata": {"name": "p", "bogus": 1}, "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolice": "Always"}]}, "extra": null});
         let mut warnings = Vec::new();
-        let decoded = decode(info("Pod"), pod.clone(), FieldValidation::Warn, &mut warnings)
+        let decoded = decode(info("Pod"), pod.clone(), &BodyCheck::default(), &mut warnings)
             .expect("decodes");
         assert_eq!(
             warnings,
@@ -137,8 +149,7 @@ mod tests {
             ]
         );
         assert!(decoded["spec"]["containers"][0].get("imagePullPolice").is_none());
-        let strict =
-            decode(info("Pod"), pod, FieldValidation::Strict, &mut Vec::new()).expect_err("strict");
+        let strict = decode(info("Pod"), pod, &strict(), &mut Vec::new()).expect_err("strict");
         assert_eq!(strict.code, 400);
         assert!(
             strict.message.starts_with("Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"metadata.bogus\""),
@@ -150,14 +161,111 @@ mod tests {
     #[test]
     fn wrong_types_are_bad_requests_and_absent_fields_decode_as_empty() {
         let wrong = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
-        let error = decode(info("Deployment"), wrong, FieldValidation::Strict, &mut Vec::new())
-            .expect_err("wrong type");
+        let error =
+            decode(info("Deployment"), wrong, &strict(), &mut Vec::new()).expect_err("wrong type");
         assert_eq!((error.code.as_u16(), error.reason), (400, "BadRequest"), "{}", error.message);
         // As Go's decoder does: required fields are the validation's business, not decoding's.
         let missing =
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"image": "busybox"}]}});
-        let decoded = decode(info("Pod"), missing, FieldValidation::Strict, &mut Vec::new())
-            .expect("decodes");
+        let decoded = decode(info("Pod"), missing, &strict(), &mut Vec::new()).expect("decodes");
         assert_eq!(decoded["spec"]["containers"][0]["name"], "");
+    }
+}
+
+/// Paths of keys that appear twice in one object of a JSON document, which parsing into
+/// a map silently collapses (`spec.replicas`, `spec.containers[0].name`).
+pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+    #[derive(Debug)]
+    enum Frame {
+        Object { keys: std::collections::HashSet<String>, path: String, key: Option<String> },
+        Array { path: String, index: usize },
+    }
+    let mut found = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    // The path of the value about to start, from the innermost container.
+    let value_path = |stack: &[Frame]| -> String {
+        match stack.last() {
+            Some(Frame::Object { path, key: Some(key), .. }) => {
+                if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                }
+            }
+            Some(Frame::Array { path, index }) => format!("{path}[{index}]"),
+            _ => String::new(),
+        }
+    };
+    while i < json.len() {
+        match json[i] {
+            b'{' => {
+                let path = value_path(&stack);
+                stack.push(Frame::Object { keys: Default::default(), path, key: None });
+            }
+            b'[' => {
+                let path = value_path(&stack);
+                stack.push(Frame::Array { path, index: 0 });
+            }
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array { index, .. }) => *index += 1,
+                Some(Frame::Object { key, .. }) => *key = None,
+                None => {}
+            },
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    if json[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let text = &json[start..i.min(json.len())];
+                // A string right after '{' or ',' in an object is a key.
+                if let Some(Frame::Object { keys, path, key }) = stack.last_mut()
+                    && key.is_none()
+                {
+                    let name: String =
+                        serde_json::from_slice(&[b"\"", text, b"\""].concat()).unwrap_or_default();
+                    if !keys.insert(name.clone()) {
+                        found.push(if path.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{path}.{name}")
+                        });
+                    }
+                    *key = Some(name);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::duplicate_fields;
+
+    #[test]
+    fn duplicates_are_found_at_any_depth() {
+        let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"x"},{"name":"y","image":"i","image":"j"}]}},"replicas":2},"data":{"k\"q":"1","k\"q":"2"}}"#;
+        assert_eq!(
+            duplicate_fields(body),
+            [
+                "metadata.name",
+                "spec.template.spec.containers[1].image",
+                "spec.replicas",
+                "data.k\"q"
+            ]
+        );
+        assert!(
+            duplicate_fields(br#"{"a":{"b":1},"c":{"b":2},"s":"{\"a\":1,\"a\":2}"}"#).is_empty()
+        );
     }
 }
