@@ -563,22 +563,34 @@ async fn update(
     write: Write,
 ) -> ApiResult<Response> {
     let body = req.json_body()?;
-    let wanted = resource_version(&body);
+    let check = body_check(req, write);
+    guaranteed_update(api, req, target, write, |_| Ok((body.clone(), check.clone()))).await
+}
+
+/// Upstream's `GuaranteedUpdate`: read the stored object, compute the new one from it,
+/// write it if nothing changed in between, and start again after a lost race — unless
+/// the client named the resourceVersion it expects.
+async fn guaranteed_update<F>(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    write: Write,
+    mut next: F,
+) -> ApiResult<Response>
+where
+    F: FnMut(&Value) -> ApiResult<(Value, BodyCheck)>,
+{
     let place = place(target);
     for _ in 0..RETRIES {
         let (old, revision) = api.objects.get(place).await?;
+        let (body, check) = next(&old)?;
+        let wanted = resource_version(&body);
         if wanted.is_some_and(|w| w != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
         let mut warnings = Vec::new();
-        let object = prepare_update(
-            target.info,
-            &old,
-            body.clone(),
-            target.subresource.as_deref(),
-            &body_check(req, write),
-            &mut warnings,
-        )?;
+        let subresource = target.subresource.as_deref();
+        let object = prepare_update(target.info, &old, body, subresource, &check, &mut warnings)?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
             Ok((code, object)) => {
@@ -642,32 +654,11 @@ async fn patch(
     let content_type =
         req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
     let kind = patch::Kind::from_content_type(&content_type)?;
-    let place = place(target);
-    for _ in 0..RETRIES {
-        let (old, revision) = api.objects.get(place).await?;
-        let patched = patch::apply(kind, target.info, &old, &req.body)?;
-        let wanted = resource_version(&patched);
-        if wanted.is_some_and(|w| w != revision) {
-            return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
-        }
-        let mut warnings = Vec::new();
-        let object = prepare_update(
-            target.info,
-            &old,
-            patched,
-            target.subresource.as_deref(),
-            &BodyCheck { mode: write.validation, duplicates: Vec::new() },
-            &mut warnings,
-        )?;
-        match write_update(api, place, &old, object, revision, write.dry_run).await {
-            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
-            Ok((code, object)) => {
-                return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(ApiError::modified(target.info.group, target.info.plural, place.name))
+    let check = BodyCheck { mode: write.validation, duplicates: Vec::new() };
+    guaranteed_update(api, req, target, write, |old| {
+        Ok((patch::apply(kind, target.info, old, &req.body)?, check.clone()))
+    })
+    .await
 }
 
 /// `DeleteOptions`, from the body or the query.
