@@ -1,0 +1,282 @@
+//! Server-side printing: `meta.k8s.io/v1` Tables for `kubectl get`, with upstream's
+//! columns per type and upstream's NAME/CREATED AT default for types without a printer.
+//!
+//! Upstream keeps its printers in `pkg/printers/internalversion/printers.go` (plus the
+//! aggregator's for APIServices); [`printer`] is the index from a resource to its
+//! [`Printer`], and each submodule holds the printers of one API area. A printer's cells
+//! are computed from the stored JSON object, defensively: a missing field prints as
+//! upstream prints the zero value of its internal type (`<none>`, `<unset>`, `<unknown>`,
+//! `0`), never as an error. The server always renders the wide columns (priority 1) as
+//! upstream does; kubectl hides them unless asked for `-o wide`.
+//!
+//! This module must never fail a request: every object yields a row with exactly one cell
+//! per column.
+
+mod auth;
+mod autoscaling;
+mod batch;
+mod cells;
+mod cluster;
+mod core;
+mod events;
+mod extensions;
+mod networking;
+mod pods;
+mod storage;
+mod workloads;
+
+use keelson_api::ResourceInfo;
+use serde_json::{Value, json};
+
+use cells::Now;
+
+use crate::registry::meta::metadata;
+use crate::request::Request;
+
+/// A column definition: what `kubectl get` prints as the header, and when.
+#[derive(Clone, Copy, Debug)]
+struct Column {
+    name: &'static str,
+    /// `string`, `integer`, `boolean` or `date`, as upstream declares it (the cells may
+    /// still be strings: upstream prints `<unset>` in a boolean column).
+    kind: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    priority: u8,
+    /// `name` for the column that names the object, otherwise empty.
+    format: &'static str,
+}
+
+impl Column {
+    /// The object's name, with `format: name`.
+    const NAME: Column = Column { name: "Name", kind: "string", priority: 0, format: "name" };
+    /// The object's age.
+    const AGE: Column = Column::string("Age");
+
+    const fn string(name: &'static str) -> Column {
+        Column { name, kind: "string", priority: 0, format: "" }
+    }
+
+    const fn integer(name: &'static str) -> Column {
+        Column { name, kind: "integer", priority: 0, format: "" }
+    }
+
+    const fn boolean(name: &'static str) -> Column {
+        Column { name, kind: "boolean", priority: 0, format: "" }
+    }
+
+    /// A string column shown only with `-o wide`.
+    const fn wide(name: &'static str) -> Column {
+        Column { name, kind: "string", priority: 1, format: "" }
+    }
+}
+
+/// A type's columns and the function that fills one row's cells, one per column.
+#[derive(Clone, Copy)]
+struct Printer {
+    columns: &'static [Column],
+    cells: fn(&Value, Now) -> Vec<Value>,
+}
+
+/// Upstream's default (`rest.NewDefaultTableConvertor`): the name and the creation time.
+const DEFAULT: Printer = Printer {
+    columns: &[Column::NAME, Column { name: "Created At", kind: "date", priority: 0, format: "" }],
+    cells: |o, _| vec![cells::name(o), json!(cells::created_at(o))],
+};
+
+/// Renders `objects` as a Table; `list_meta` for lists, `None` for one object.
+pub fn render(
+    info: &ResourceInfo,
+    objects: &[Value],
+    list_meta: Option<Value>,
+    req: &Request,
+) -> Value {
+    let printer = printer(info);
+    let now = Now::current();
+    let include = req.param("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let object = match include {
+                "None" => Value::Null,
+                "Object" => o.clone(),
+                _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }),
+            };
+            json!({ "cells": (printer.cells)(o, now), "object": object })
+        })
+        .collect();
+    let definitions: Vec<Value> = printer
+        .columns
+        .iter()
+        .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority }))
+        .collect();
+    let meta = list_meta.unwrap_or_else(|| {
+        json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
+    });
+    json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": definitions, "rows": rows })
+}
+
+/// Upstream's `duration.HumanDuration` of a number of seconds: precise when recent, coarse
+/// when old (`45s`, `2m30s`, `3h5m`, `20h`, `3d4h`, `40d`, `3y10d`).
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let s = seconds.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    let y = d / 365;
+    match () {
+        () if s < 120 => format!("{s}s"),
+        () if m < 10 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        () if m < 180 => format!("{m}m"),
+        () if h < 8 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        () if h < 48 => format!("{h}h"),
+        () if h < 192 && h % 24 != 0 => format!("{d}d{}h", h % 24),
+        () if h < 24 * 365 * 2 => format!("{d}d"),
+        () if y < 8 && d % 365 != 0 => format!("{y}y{}d", d % 365),
+        () => format!("{y}y"),
+    }
+}
+
+/// The printer upstream uses for a resource; [`DEFAULT`] where upstream has none (roles,
+/// cluster roles, limit ranges, custom resource definitions, the review kinds...).
+fn printer(info: &ResourceInfo) -> Printer {
+    match (info.group, info.plural) {
+        ("", "componentstatuses") => core::COMPONENT_STATUS,
+        ("", "configmaps") => core::CONFIG_MAP,
+        ("", "namespaces") => core::NAMESPACE,
+        ("", "nodes") => core::NODE,
+        ("", "podtemplates") => core::POD_TEMPLATE,
+        ("", "resourcequotas") => core::RESOURCE_QUOTA,
+        ("", "secrets") => core::SECRET,
+        ("", "serviceaccounts") => core::SERVICE_ACCOUNT,
+        ("", "pods") => pods::POD,
+        ("", "events") | ("events.k8s.io", "events") => events::EVENT,
+        ("", "replicationcontrollers") => workloads::REPLICATION_CONTROLLER,
+        ("apps", "controllerrevisions") => workloads::CONTROLLER_REVISION,
+        ("apps", "daemonsets") => workloads::DAEMON_SET,
+        ("apps", "deployments") => workloads::DEPLOYMENT,
+        ("apps", "replicasets") => workloads::REPLICA_SET,
+        ("apps", "statefulsets") => workloads::STATEFUL_SET,
+        ("autoscaling", "horizontalpodautoscalers") => autoscaling::HORIZONTAL_POD_AUTOSCALER,
+        ("policy", "poddisruptionbudgets") => workloads::POD_DISRUPTION_BUDGET,
+        ("batch", "cronjobs") => batch::CRON_JOB,
+        ("batch", "jobs") => batch::JOB,
+        ("", "endpoints") => networking::ENDPOINTS,
+        ("", "services") => networking::SERVICE,
+        ("discovery.k8s.io", "endpointslices") => networking::ENDPOINT_SLICE,
+        ("networking.k8s.io", "ingressclasses") => networking::INGRESS_CLASS,
+        ("networking.k8s.io", "ingresses") => networking::INGRESS,
+        ("networking.k8s.io", "ipaddresses") => networking::IP_ADDRESS,
+        ("networking.k8s.io", "networkpolicies") => networking::NETWORK_POLICY,
+        ("networking.k8s.io", "servicecidrs") => networking::SERVICE_CIDR,
+        ("", "persistentvolumeclaims") => storage::PERSISTENT_VOLUME_CLAIM,
+        ("", "persistentvolumes") => storage::PERSISTENT_VOLUME,
+        ("storage.k8s.io", "csidrivers") => storage::CSI_DRIVER,
+        ("storage.k8s.io", "csinodes") => storage::CSI_NODE,
+        ("storage.k8s.io", "csistoragecapacities") => storage::CSI_STORAGE_CAPACITY,
+        ("storage.k8s.io", "storageclasses") => storage::STORAGE_CLASS,
+        ("storage.k8s.io", "volumeattachments") => storage::VOLUME_ATTACHMENT,
+        ("storage.k8s.io", "volumeattributesclasses") => storage::VOLUME_ATTRIBUTES_CLASS,
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => auth::CLUSTER_ROLE_BINDING,
+        ("rbac.authorization.k8s.io", "rolebindings") => auth::ROLE_BINDING,
+        ("certificates.k8s.io", "certificatesigningrequests") => auth::CERTIFICATE_SIGNING_REQUEST,
+        ("coordination.k8s.io", "leases") => cluster::LEASE,
+        ("node.k8s.io", "runtimeclasses") => cluster::RUNTIME_CLASS,
+        ("scheduling.k8s.io", "priorityclasses") => cluster::PRIORITY_CLASS,
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
+            extensions::MUTATING_WEBHOOK_CONFIGURATION
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+            extensions::VALIDATING_WEBHOOK_CONFIGURATION
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            extensions::VALIDATING_ADMISSION_POLICY
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            extensions::VALIDATING_ADMISSION_POLICY_BINDING
+        }
+        ("apiregistration.k8s.io", "apiservices") => extensions::API_SERVICE,
+        _ => DEFAULT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keelson_api::Registry;
+    use serde_json::{Value, json};
+
+    use super::{Now, human_duration, printer};
+
+    /// The column names and cells a resource's printer gives `object` at `now`.
+    pub(super) fn print(
+        group: &str,
+        plural: &str,
+        object: &Value,
+        now: &str,
+    ) -> (Vec<&'static str>, Vec<Value>) {
+        let info = Registry::builtin()
+            .resources()
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .unwrap_or_else(|| panic!("no resource {plural}.{group}"));
+        let p = printer(info);
+        let names = p.columns.iter().map(|c| c.name).collect();
+        (names, (p.cells)(object, Now::at(now)))
+    }
+
+    #[test]
+    fn every_resource_prints_one_cell_per_column() {
+        let empty = json!({ "metadata": { "name": "x" } });
+        for info in Registry::builtin().resources() {
+            let p = printer(info);
+            let what = format!("{}/{} {}", info.group, info.version, info.plural);
+            let first = p.columns[0].name;
+            let expected_first = if info.plural == "events" { "Last Seen" } else { "Name" };
+            assert_eq!(first, expected_first, "{what}");
+            let cells = (p.cells)(&empty, Now::at("2025-01-01T00:00:00Z"));
+            assert_eq!(cells.len(), p.columns.len(), "{what}: {cells:?}");
+            let name = p.columns.iter().position(|c| c.format == "name");
+            assert_eq!(name.map(|i| &cells[i]), Some(&json!("x")), "{what}");
+            assert!(p.columns.iter().all(|c| c.priority <= 1), "{what}");
+        }
+    }
+
+    #[test]
+    fn resources_without_an_upstream_printer_show_name_and_creation_time() {
+        let role = json!({ "metadata": { "name": "reader", "creationTimestamp": "2025-01-01T10:00:00Z" } });
+        let (columns, cells) =
+            print("rbac.authorization.k8s.io", "roles", &role, "2025-01-02T00:00:00Z");
+        assert_eq!(columns, ["Name", "Created At"]);
+        assert_eq!(cells, [json!("reader"), json!("2025-01-01T10:00:00Z")]);
+        let (_, cells) = print(
+            "",
+            "limitranges",
+            &json!({ "metadata": { "name": "l" } }),
+            "2025-01-02T00:00:00Z",
+        );
+        assert_eq!(cells, [json!("l"), json!("0001-01-01T00:00:00Z")]);
+    }
+
+    #[test]
+    fn durations_read_like_kubectl() {
+        for (seconds, shown) in [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (300, "5m"),
+            (600, "10m"),
+            (3 * 3600 + 5 * 60, "3h5m"),
+            (4 * 3600, "4h"),
+            (20 * 3600, "20h"),
+            (3 * 86400 + 4 * 3600, "3d4h"),
+            (3 * 86400, "3d"),
+            (40 * 86400, "40d"),
+            (3 * 365 * 86400 + 10 * 86400, "3y10d"),
+            (9 * 365 * 86400 + 10 * 86400, "9y"),
+        ] {
+            assert_eq!(human_duration(seconds), shown, "{seconds}s");
+        }
+    }
+}
