@@ -5,9 +5,10 @@
 //! with `omitempty` (a zero value is dropped, yet gogo-protobuf always encodes it). A Go
 //! program keeps, for reflection, every struct type it can encode: field names, struct
 //! tags (`json:"replicas,omitempty" protobuf:"varint,1,opt,name=replicas"`) and field
-//! types. This module walks those runtime type descriptors (Go's `internal/abi` layout
-//! for 64-bit little-endian targets, stable since Go 1.21) starting from the
-//! `.typelink` section.
+//! types. The same tags carry what strategic merge patch needs (`patchStrategy:"merge"
+//! patchMergeKey:"name"`). This module walks those runtime type descriptors (Go's
+//! `internal/abi` layout for 64-bit little-endian targets, stable since Go 1.21) starting
+//! from the `.typelink` section.
 //!
 //! It must never guess: anything that does not parse as the layout expects is an error.
 
@@ -32,6 +33,11 @@ pub struct GoField {
     pub pointer: bool,
     /// Field number from the `protobuf` tag.
     pub number: Option<u32>,
+    /// The `patchStrategy` tag (`merge`, `retainKeys`, `merge,retainKeys`, `replace`):
+    /// how a strategic merge patch treats the field.
+    pub patch_strategy: Option<String>,
+    /// The `patchMergeKey` tag: the field that identifies an item of a merged list.
+    pub patch_merge_key: Option<String>,
 }
 
 const KIND_ARRAY: u8 = 17;
@@ -256,6 +262,8 @@ fn read_struct(image: &Image, t: u64) -> Result<Option<GoStruct>, String> {
             inline,
             pointer,
             number,
+            patch_strategy: lookup(&tag, "patchStrategy"),
+            patch_merge_key: lookup(&tag, "patchMergeKey"),
         });
     }
     Ok(any_protobuf.then_some(GoStruct { pkg, name, fields }))

@@ -1,15 +1,20 @@
 //! Generates `crates/proto/src/schema/generated.rs`, the table `keelson-proto` decodes
-//! Kubernetes protobuf with. See README.md beside this crate for why three sources.
+//! Kubernetes protobuf with, and `crates/api/src/patch_meta.rs`, the strategic merge
+//! patch metadata of the types keelson-api registers. See README.md beside this crate for
+//! why three sources.
 //!
 //! Usage (from the workspace root):
 //!   cargo run --manifest-path crates/proto/generate/Cargo.toml -- [--check]
 //!       [--k8s-pb DIR] [--k8s-openapi DIR] [--go-binary FILE]... [--out FILE]
-//! `--check` compares instead of writing and fails if the file is stale.
+//!       [--builtin DIR] [--patch-meta-out FILE]
+//! `--check` compares instead of writing and fails if a file is stale.
 
+mod builtin;
 mod emit;
 mod gobin;
 mod merge;
 mod openapi;
+mod patch_meta;
 mod prost;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +48,7 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let (mut check, mut k8s_pb, mut k8s_openapi, mut binaries, mut out) =
         (false, None, None, Vec::new(), None);
+    let (mut builtin, mut patch_meta_out) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -51,6 +57,8 @@ fn run() -> Result<(), String> {
             "--k8s-openapi" => k8s_openapi = Some(PathBuf::from(value()?)),
             "--go-binary" => binaries.push(value()?),
             "--out" => out = Some(PathBuf::from(value()?)),
+            "--builtin" => builtin = Some(PathBuf::from(value()?)),
+            "--patch-meta-out" => patch_meta_out = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -65,9 +73,10 @@ fn run() -> Result<(), String> {
     if binaries.is_empty() {
         binaries = GO_BINARIES.iter().map(|s| s.to_string()).collect();
     }
-    let out = out.unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/schema/generated.rs")
-    });
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = out.unwrap_or_else(|| here.join("../src/schema/generated.rs"));
+    let builtin = builtin.unwrap_or_else(|| here.join("../../api/src/builtin"));
+    let patch_meta_out = patch_meta_out.unwrap_or_else(|| here.join("../../api/src/patch_meta.rs"));
 
     let packages: Vec<_> = prost::read(&k8s_pb)?
         .into_iter()
@@ -105,16 +114,29 @@ fn run() -> Result<(), String> {
         schema.kinds.len(),
         text.lines().count()
     );
+    let registered = builtin::read(&builtin)?;
+    let meta = patch_meta::build(&schema, &openapi, &registered)?;
+    for line in &meta.report {
+        eprintln!("{line}");
+    }
+    let meta_text = patch_meta::render(&meta, &sources);
+    eprintln!("patch meta: {} lines", meta_text.lines().count());
+    write_or_check(&out, &text, check)?;
+    write_or_check(&patch_meta_out, &meta_text, check)
+}
+
+/// Writes `text` to `path`, or with `check` fails if the file differs from it.
+fn write_or_check(path: &Path, text: &str, check: bool) -> Result<(), String> {
     if check {
         let current =
-            std::fs::read_to_string(&out).map_err(|e| format!("read {}: {e}", out.display()))?;
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         if current != text {
-            return Err(format!("{} is stale: regenerate it", out.display()));
+            return Err(format!("{} is stale: regenerate it", path.display()));
         }
-        eprintln!("{} is up to date", out.display());
+        eprintln!("{} is up to date", path.display());
     } else {
-        std::fs::write(&out, text).map_err(|e| format!("write {}: {e}", out.display()))?;
-        eprintln!("wrote {}", out.display());
+        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

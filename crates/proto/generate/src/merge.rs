@@ -21,6 +21,10 @@ pub struct Schema {
 pub struct Msg {
     /// Full proto name, e.g. `k8s.io.api.core.v1.Volume`.
     pub name: String,
+    /// The OpenAPI definition name, e.g. `io.k8s.api.core.v1.Volume`.
+    pub definition: String,
+    /// A Go binary declares this very type (not only another version of it).
+    pub go_declared: bool,
     /// Name of the runtime's `Special` variant.
     pub special: &'static str,
     pub fields: Vec<Fld>,
@@ -35,6 +39,17 @@ pub struct Fld {
     pub go: Option<GoInfo>,
     /// Printed inside the enclosing object (`json:",inline"`).
     pub inline: bool,
+    /// Strategic merge patch tags, when the message's own Go struct declares the field
+    /// (never borrowed from another version: strategies may differ between versions).
+    pub patch: Option<PatchTags>,
+    /// The same as k8s-pb's doc comment states it (`+patchStrategy=merge`), to check them.
+    pub doc_patch: PatchTags,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PatchTags {
+    pub strategy: Option<String>,
+    pub merge_key: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -116,6 +131,7 @@ pub fn build(
         go.iter().map(|s| ((s.pkg.clone(), s.name.to_ascii_lowercase()), s)).collect();
     // Every message, keyed by (go package, lowercase name), in proto-name order.
     let mut order = BTreeMap::new();
+    let mut definitions = HashMap::new();
     for (p, package) in packages.iter().enumerate() {
         let pkg = go_pkg(&package.module);
         for (m, message) in package.messages.iter().enumerate() {
@@ -126,6 +142,8 @@ pub fn build(
                 .or_else(|| openapi.names.get(&key).cloned())
                 .unwrap_or_else(|| message.name.clone());
             let full = format!("k8s.io.{}.{}", package.module.join("."), name);
+            let definition = format!("io.k8s.{}.{name}", pkg["k8s.io/".len()..].replace('/', "."));
+            definitions.insert(full.to_ascii_lowercase(), definition);
             order.insert(full.to_ascii_lowercase(), (full, p, m, key));
         }
     }
@@ -163,7 +181,12 @@ pub fn build(
             let wanted = normalize(&f.name);
             let by_number =
                 |s: &GoStruct| s.fields.iter().find(|g| g.number == Some(f.number)).cloned();
+            let mut patch = None;
             let (go_field, source) = if let Some(g) = exact.and_then(by_number) {
+                patch = Some(PatchTags {
+                    strategy: g.patch_strategy.clone(),
+                    merge_key: g.patch_merge_key.clone(),
+                });
                 (Some(g), "go")
             } else if let Some(g) = siblings.iter().filter_map(|s| by_number(s)).find(|g| {
                 g.inline || g.json.as_deref().map(normalize).as_deref() == Some(wanted.as_str())
@@ -201,7 +224,24 @@ pub fn build(
                 lower_camel(&f.name)
             };
             let go = go_field.map(|g| GoInfo { pointer: g.pointer, omitempty: g.omitempty });
-            fields.push(Fld { number: f.number, json, ty, card: f.card, go, inline });
+            let marker = |key: &str| {
+                f.markers
+                    .iter()
+                    .find_map(|m| m.strip_prefix(key)?.strip_prefix('='))
+                    .map(String::from)
+            };
+            let doc_patch =
+                PatchTags { strategy: marker("patchStrategy"), merge_key: marker("patchMergeKey") };
+            fields.push(Fld {
+                number: f.number,
+                json,
+                ty,
+                card: f.card,
+                go,
+                inline,
+                patch,
+                doc_patch,
+            });
         }
         fields.sort_by_key(|f| f.number);
         let special = SPECIAL
@@ -213,7 +253,13 @@ pub fn build(
         if special != "None" {
             report.push(format!("{full}: decoded as {special}"));
         }
-        messages.push(Msg { name: full.clone(), special, fields });
+        messages.push(Msg {
+            name: full.clone(),
+            definition: definitions.remove(lower).unwrap_or_default(),
+            go_declared: exact.is_some(),
+            special,
+            fields,
+        });
     }
     for (source, n) in stats {
         report.push(format!("fields whose JSON name or Go declaration comes from {source}: {n}"));

@@ -35,6 +35,8 @@ pub struct Field {
     pub card: Card,
     /// First line of the doc comment, which usually starts with the JSON name.
     pub doc: String,
+    /// The doc comment's `+key=value` markers (`+patchStrategy=merge`), copied from Go.
+    pub markers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +95,7 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
         Package { module: module.to_vec(), messages: Vec::new(), resources: Vec::new() };
     let mut lines = text.lines().map(str::trim).enumerate();
     let mut doc = String::new();
+    let mut markers = Vec::new();
     let mut is_message = false;
     let mut resource: Option<(String, String, String)> = None;
     while let Some((n, line)) = lines.next() {
@@ -100,6 +103,9 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
         if let Some(d) = line.strip_prefix("///") {
             if doc.is_empty() {
                 doc = d.trim().to_string();
+            }
+            if let Some(marker) = d.trim().strip_prefix('+') {
+                markers.push(marker.to_string());
             }
             continue;
         }
@@ -124,7 +130,9 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
             }
             let message =
                 package.messages.last_mut().ok_or_else(|| err("field outside a message".into()))?;
-            message.fields.push(field(module, attr, &decl, std::mem::take(&mut doc)).map_err(err)?);
+            let mut field = field(module, attr, &decl, std::mem::take(&mut doc)).map_err(err)?;
+            field.markers = std::mem::take(&mut markers);
+            message.fields.push(field);
         } else if let Some(rest) = line.strip_prefix("impl crate::Resource for ") {
             resource =
                 Some((rest.trim_end_matches(" {").to_string(), String::new(), String::new()));
@@ -138,6 +146,7 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
             }
         }
         doc.clear();
+        markers.clear();
     }
     Ok(package)
 }
@@ -183,7 +192,7 @@ fn field(module: &[String], attr: &str, decl: &str, doc: String) -> Result<Field
         other => return Err(format!("unsupported prost field kind {other:?} in {attr}")),
     };
     let number = number.ok_or_else(|| format!("no tag in {attr}"))?;
-    Ok(Field { name, number, kind, card, doc })
+    Ok(Field { name, number, kind, card, doc, markers: Vec::new() })
 }
 
 /// Splits `message, optional, tag = "1"` at commas outside quotes.
