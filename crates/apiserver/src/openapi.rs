@@ -98,6 +98,7 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
         add_paths(&mut paths, r, &schema);
     }
     let mut schemas = generator.take_definitions(true);
+    add_patch_extensions(&mut schemas);
     for (name, r) in kinds {
         if let Some(Value::Object(definition)) = schemas.get_mut(&name) {
             definition.insert(
@@ -112,6 +113,29 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
         "paths": paths,
         "components": { "schemas": schemas },
     })
+}
+
+/// Upstream's `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` on every
+/// property that has them, from the generated patch metadata.
+fn add_patch_extensions(schemas: &mut Map<String, Value>) {
+    for (name, definition) in schemas.iter_mut() {
+        let Some(meta) = keelson_api::patch_meta::type_named(name) else { continue };
+        let Some(properties) = definition.get_mut("properties").and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for field in meta.fields {
+            let (Some(strategy), Some(Value::Object(property))) =
+                (field.strategy.as_str(), properties.get_mut(field.name))
+            else {
+                continue;
+            };
+            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            if let Some(key) = field.merge_key {
+                property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+            }
+        }
+    }
 }
 
 fn query(name: &str, description: &str, kind: &str) -> Value {

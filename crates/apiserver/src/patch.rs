@@ -3,11 +3,13 @@
 //!
 //! Strategic merge patch merges lists of objects by a key instead of replacing them,
 //! and understands the directives `$patch` (replace, delete, merge), `$retainKeys`,
-//! `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>`. The merge keys are
-//! those of the built-in types' Go struct tags (`patchMergeKey`), by field and context;
-//! a list with no key is replaced, as upstream does for lists without a patch strategy.
+//! `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>`. Which lists merge,
+//! and by which key, is upstream's own `patchStrategy`/`patchMergeKey` data for every
+//! built-in type (`keelson_api::patch_meta`), walked from the object's kind; a list
+//! without a strategy is replaced, a map merged, as upstream does.
 
 use keelson_api::ResourceInfo;
+use keelson_api::patch_meta::Shape;
 use serde_json::{Map, Value};
 
 use crate::status::{ApiError, ApiResult, Cause};
@@ -43,8 +45,15 @@ impl Kind {
     }
 }
 
-/// Applies a patch body to `original`.
-pub fn apply(kind: Kind, info: &ResourceInfo, original: &Value, body: &[u8]) -> ApiResult<Value> {
+/// Applies a patch body to `original`, an object of type `root` (see [`root_type`]);
+/// `info` names the resource in errors.
+pub fn apply(
+    kind: Kind,
+    info: &ResourceInfo,
+    root: Option<Meta>,
+    original: &Value,
+    body: &[u8],
+) -> ApiResult<Value> {
     let invalid_body =
         |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
     let mut document = original.clone();
@@ -76,51 +85,25 @@ pub fn apply(kind: Kind, info: &ResourceInfo, original: &Value, body: &[u8]) -> 
             let Value::Object(patch) = patch else {
                 return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
             };
-            document = strategic_merge(&document, &patch, &mut Vec::new(), info)?;
+            document = strategic_merge(&document, &patch, root)?;
         }
     }
     Ok(document)
 }
 
-/// The merge key of the list at `path` (field names from the root, list items as `[]`).
-fn merge_key(path: &[String], info: &ResourceInfo) -> Option<&'static str> {
-    let field = path.last()?.as_str();
-    let parent = path.len().checked_sub(2).and_then(|i| path.get(i)).map(String::as_str);
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "schedulingGates"
-        | "env" => "name",
-        "volumeMounts" => "mountPath",
-        "volumeDevices" => "devicePath",
-        "ports" if parent == Some("[]") => "containerPort",
-        "ports" if info.kind == "Service" => "port",
-        "hostAliases" | "podIPs" | "hostIPs" => "ip",
-        "conditions" => "type",
-        "addresses" if info.kind == "Node" => "type",
-        "ownerReferences" => "uid",
-        "topologySpreadConstraints" => "topologyKey",
-        _ => return None,
-    })
+type Meta = &'static keelson_api::patch_meta::TypeMeta;
+
+/// The type a resource's objects have, where patches start their walk.
+pub fn root_type(group: &str, version: &str, kind: &str) -> Option<Meta> {
+    keelson_api::patch_meta::kind_type(group, version, kind)
 }
 
-/// Lists of strings merged as sets rather than replaced.
-fn merges_primitives(path: &[String]) -> bool {
-    matches!(
-        path.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-        ["metadata", "finalizers"]
-    )
-}
-
+/// Merges `patch` into `original`, an object of type `ty` (`None`: unknown, so lists are
+/// replaced and maps merged, as for a field with no patch strategy).
 fn strategic_merge(
     original: &Value,
     patch: &Map<String, Value>,
-    path: &mut Vec<String>,
-    info: &ResourceInfo,
+    ty: Option<Meta>,
 ) -> ApiResult<Value> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
@@ -134,21 +117,22 @@ fn strategic_merge(
     }
     let mut result = original.as_object().cloned().unwrap_or_default();
     for (key, value) in patch {
-        if key == "$patch"
-            || key == "$retainKeys"
-            || key.starts_with("$setElementOrder/")
-            || key.starts_with("$deleteFromPrimitiveList/")
-        {
+        if key.starts_with('$') {
             continue;
         }
-        path.push(key.clone());
+        let field = ty.and_then(|t| t.field(key));
+        let child = field.and_then(|f| f.value_type());
         match value {
             Value::Null => {
                 result.remove(key);
             }
             Value::Object(inner) => {
-                let merged =
-                    strategic_merge(result.get(key).unwrap_or(&Value::Null), inner, path, info)?;
+                let current = result.get(key).unwrap_or(&Value::Null);
+                let merged = match field.map(|f| f.shape) {
+                    // A map of objects: each entry merges as its type.
+                    Some(Shape::Map) if child.is_some() => merge_map(current, inner, child)?,
+                    _ => strategic_merge(current, inner, child)?,
+                };
                 if merged.is_null() {
                     result.remove(key);
                 } else {
@@ -156,14 +140,13 @@ fn strategic_merge(
                 }
             }
             Value::Array(items) => {
-                let merged = merge_list(result.get(key), items, path, info)?;
+                let merged = merge_list(result.get(key), items, field)?;
                 result.insert(key.clone(), merged);
             }
             scalar => {
                 result.insert(key.clone(), scalar.clone());
             }
         }
-        path.pop();
     }
     for (key, value) in patch {
         if let Some(list) = key.strip_prefix("$deleteFromPrimitiveList/")
@@ -176,9 +159,8 @@ fn strategic_merge(
             && let (Some(Value::Array(current)), Some(order)) =
                 (result.get_mut(list), value.as_array())
         {
-            let mut with_path = path.clone();
-            with_path.push(list.to_owned());
-            reorder(current, order, merge_key(&with_path, info));
+            let merge_key = ty.and_then(|t| t.field(list)).and_then(|f| f.merge_key);
+            reorder(current, order, merge_key);
         }
     }
     if let Some(retain) = patch.get("$retainKeys").and_then(Value::as_array) {
@@ -187,11 +169,30 @@ fn strategic_merge(
     Ok(Value::Object(result))
 }
 
+/// A map whose values are objects of type `ty`: entries merge one by one.
+fn merge_map(original: &Value, patch: &Map<String, Value>, ty: Option<Meta>) -> ApiResult<Value> {
+    let mut result = original.as_object().cloned().unwrap_or_default();
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                result.remove(key);
+            }
+            Value::Object(inner) => {
+                let merged = strategic_merge(result.get(key).unwrap_or(&Value::Null), inner, ty)?;
+                result.insert(key.clone(), merged);
+            }
+            other => {
+                result.insert(key.clone(), other.clone());
+            }
+        }
+    }
+    Ok(Value::Object(result))
+}
+
 fn merge_list(
     original: Option<&Value>,
     items: &[Value],
-    path: &mut Vec<String>,
-    info: &ResourceInfo,
+    field: Option<&'static keelson_api::patch_meta::FieldMeta>,
 ) -> ApiResult<Value> {
     let replace = items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
     let items: Vec<&Value> = items
@@ -199,10 +200,12 @@ fn merge_list(
         .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("replace"))
         .collect();
     let current = original.and_then(Value::as_array).cloned().unwrap_or_default();
-    if replace {
+    let merges = field.is_some_and(|f| f.strategy.merges());
+    if replace || !merges {
         return Ok(Value::Array(items.into_iter().cloned().collect()));
     }
-    if merges_primitives(path) {
+    let Some(key) = field.and_then(|f| f.merge_key) else {
+        // A merged list of primitives is a set.
         let mut merged = current;
         for item in items {
             if !merged.contains(item) {
@@ -210,28 +213,24 @@ fn merge_list(
             }
         }
         return Ok(Value::Array(merged));
-    }
-    let Some(key) = merge_key(path, info) else {
-        return Ok(Value::Array(items.into_iter().cloned().collect()));
     };
+    let item_type = field.and_then(|f| f.value_type());
     let mut merged = current;
-    path.push("[]".into());
     for item in items {
         let Some(item_map) = item.as_object() else {
             return Err(ApiError::bad_request(format!(
-                "list {} holds objects merged by {key:?}; got {item}",
-                path[..path.len() - 1].join(".")
+                "list items merged by {key:?} must be objects; got {item}"
             )));
         };
         let id = item_map.get(key);
-        let position = merged.iter().position(|m| m.get(key) == id && id.is_some());
+        let position = merged.iter().position(|m| id.is_some() && m.get(key) == id);
         match (item_map.get("$patch").and_then(Value::as_str), position) {
             (Some("delete"), Some(i)) => {
                 merged.remove(i);
             }
             (Some("delete"), None) => {}
             (_, Some(i)) => {
-                let combined = strategic_merge(&merged[i], item_map, path, info)?;
+                let combined = strategic_merge(&merged[i], item_map, item_type)?;
                 merged[i] = combined;
             }
             (_, None) => {
@@ -241,7 +240,6 @@ fn merge_list(
             }
         }
     }
-    path.pop();
     Ok(Value::Array(merged))
 }
 
@@ -270,7 +268,9 @@ mod tests {
     }
 
     fn smp(kind: &str, original: Value, patch: Value) -> Value {
-        apply(Kind::Strategic, info(kind), &original, patch.to_string().as_bytes())
+        let info = info(kind);
+        let root = root_type(info.group, info.version, info.kind);
+        apply(Kind::Strategic, info, root, &original, patch.to_string().as_bytes())
             .expect("patch applies")
     }
 

@@ -656,7 +656,9 @@ async fn patch(
     let kind = patch::Kind::from_content_type(&content_type)?;
     let check = BodyCheck { mode: write.validation, duplicates: Vec::new() };
     guaranteed_update(api, req, target, write, |old| {
-        Ok((patch::apply(kind, target.info, old, &req.body)?, check.clone()))
+        let info = target.info;
+        let root = patch::root_type(info.group, info.version, info.kind);
+        Ok((patch::apply(kind, info, root, old, &req.body)?, check.clone()))
     })
     .await
 }

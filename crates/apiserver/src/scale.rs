@@ -64,9 +64,11 @@ pub async fn write(
                 .unwrap_or("")
                 .trim()
                 .to_owned();
+            let scale = patch::root_type("autoscaling", "v1", "Scale");
             patch::apply(
                 patch::Kind::from_content_type(&content_type)?,
                 target.info,
+                scale,
                 &current,
                 &req.body,
             )?
