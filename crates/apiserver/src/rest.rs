@@ -740,6 +740,16 @@ async fn delete(
     target: &Target,
     dry_run: bool,
 ) -> ApiResult<Response> {
+    let name = target.name.as_deref().unwrap_or("");
+    // NamespaceLifecycle: these namespaces are the cluster's own.
+    if target.info.group.is_empty()
+        && target.info.plural == "namespaces"
+        && ["default", "kube-system", "kube-public"].contains(&name)
+    {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
     let options = DeleteOptions::from_request(req)?;
     let (code, object) = delete_one(api, place(target), &options, dry_run).await?;
     let strategy = strategy::for_resource(target.info);

@@ -209,6 +209,26 @@ async fn objects_read_back_with_upstream_defaults(s: TestServer) -> Result<()> {
             .is_some_and(|l| l.split_whitespace().take(4).eq(["p", "0/1", "Pending", "0"])),
         "{table}"
     );
+    // A job gets a selector of its own uid, and its template the labels that match.
+    s.ok(&["create", "job", "j", "--image=busybox", "--", "true"]).await?;
+    let job = s.ok(&["get", "job", "j", "-o", "jsonpath={.metadata.uid} {.spec.selector.matchLabels.batch\\.kubernetes\\.io/controller-uid} {.spec.template.metadata.labels.job-name}"]).await?;
+    let parts: Vec<&str> = job.split(' ').collect();
+    ensure!(parts.len() == 3 && parts[0] == parts[1] && parts[2] == "j", "{job}");
+    let pvc = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    ensure!(s.kubectl_in(&["apply", "-f", "-"], Some(pvc)).await?.ok);
+    ensure!(
+        s.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase} {.spec.volumeMode}"]).await?
+            == "Pending Filesystem"
+    );
+    let refused = s.kubectl(&["delete", "namespace", "default"]).await?;
+    ensure!(
+        !refused.ok
+            && refused
+                .stderr
+                .contains("namespaces \"default\" is forbidden: this namespace may not be deleted"),
+        "{}",
+        refused.stderr
+    );
     // An unbound pod is deleted at once; there is no kubelet to wait for.
     ensure!(s.ok(&["delete", "pod", "p"]).await?.trim().starts_with("pod \"p\" deleted"));
     Ok(())

@@ -48,6 +48,9 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
         }
         ("", "services") => service(object),
         ("", "secrets") => default(object, "type", json!("Opaque")),
+        ("scheduling.k8s.io", "priorityclasses") => {
+            default(object, "preemptionPolicy", json!("PreemptLowerPriority"))
+        }
         ("", "persistentvolumeclaims") => {
             default(child(object, "spec"), "volumeMode", json!("Filesystem"))
         }

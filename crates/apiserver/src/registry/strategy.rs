@@ -69,6 +69,8 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
         ("", "services") => {
             Strategy { name_rule: NameRule::Label, return_deleted_object: true, ..generic }
         }
+        ("", "persistentvolumeclaims") => Strategy { prepare_create: prepare_claim, ..generic },
+        ("", "persistentvolumes") => Strategy { prepare_create: prepare_volume, ..generic },
         ("", "nodes") => Strategy { field_selectors: &["spec.unschedulable"], ..generic },
         ("", "secrets") => Strategy { field_selectors: &["type"], ..generic },
         ("", "events") => Strategy {
@@ -105,9 +107,12 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
             | "validatingadmissionpolicies"
             | "validatingadmissionpolicybindings",
         ) => Strategy { tracks_generation: true, ..generic },
-        ("batch", "jobs") => {
-            Strategy { tracks_generation: true, field_selectors: &["status.successful"], ..generic }
-        }
+        ("batch", "jobs") => Strategy {
+            tracks_generation: true,
+            field_selectors: &["status.successful"],
+            prepare_create: prepare_job,
+            ..generic
+        },
         ("certificates.k8s.io", "certificatesigningrequests") => {
             Strategy { field_selectors: &["spec.signerName"], ..generic }
         }
@@ -137,6 +142,55 @@ fn prepare_namespace(object: &mut Value) {
         None => *finalizers = json!(["kubernetes"]),
     }
     object["status"] = json!({ "phase": "Active" });
+}
+
+/// A new claim is `Pending` until a volume binds it.
+fn prepare_claim(object: &mut Value) {
+    object["status"] = json!({ "phase": "Pending" });
+}
+
+/// A new volume is `Pending` until it is available.
+fn prepare_volume(object: &mut Value) {
+    object["status"] = json!({ "phase": "Pending" });
+}
+
+/// Upstream's job `PrepareForCreate`: no status yet, and unless the user manages the
+/// selector, one generated from the job's uid, with the labels that match it on the pod
+/// template.
+fn prepare_job(object: &mut Value) {
+    object["status"] = json!({});
+    if object["spec"]["manualSelector"] == true {
+        return;
+    }
+    let uid = object["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    if !object["spec"].is_object() {
+        object["spec"] = json!({});
+    }
+    object["spec"]["selector"] =
+        json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": uid } });
+    let template = &mut object["spec"]["template"];
+    if !template.is_object() {
+        *template = json!({});
+    }
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    let template_labels = &mut template["metadata"]["labels"];
+    if !template_labels.is_object() {
+        *template_labels = json!({});
+    }
+    if let (Some(target), Some(source)) = (template_labels.as_object_mut(), labels.as_object()) {
+        for (k, v) in source {
+            target.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 /// A new pod is `Pending`, with the QoS class its resources give it.
