@@ -5,6 +5,7 @@
 //! Must never reject what upstream accepts; a rule not written here yet is a rule not
 //! enforced, never a guess.
 
+mod cluster;
 mod core;
 mod pod;
 mod workloads;
@@ -27,6 +28,18 @@ pub fn validate_create(group: &str, plural: &str, object: &Value) -> Vec<Cause> 
         }
         ("batch", "jobs") => workloads::job(&object["spec"], "spec", &mut causes),
         ("batch", "cronjobs") => workloads::cronjob(object, &mut causes),
+        ("", "nodes") => cluster::node(object, &mut causes),
+        ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
+            cluster::role(plural, object, &mut causes)
+        }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            cluster::binding(plural, object, &mut causes)
+        }
+        ("policy", "poddisruptionbudgets") => cluster::disruption_budget(object, &mut causes),
+        ("scheduling.k8s.io", "priorityclasses") => cluster::priority_class(object, &mut causes),
+        ("storage.k8s.io", "storageclasses") => cluster::storage_class(object, &mut causes),
+        ("coordination.k8s.io", "leases") => cluster::lease(object, &mut causes),
+        ("networking.k8s.io", "ingresses") => cluster::ingress(object, &mut causes),
         _ => {}
     }
     causes
@@ -46,6 +59,15 @@ pub fn validate_update(group: &str, plural: &str, old: &Value, new: &Value) -> V
                 "spec.selector",
                 &mut causes,
             );
+        }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            cluster::binding_update(old, new, &mut causes)
+        }
+        ("scheduling.k8s.io", "priorityclasses") => {
+            cluster::priority_class_update(old, new, &mut causes)
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            cluster::storage_class_update(old, new, &mut causes)
         }
         _ => {}
     }
