@@ -10,6 +10,7 @@
 
 mod cache;
 mod discovery;
+pub mod encryption;
 mod openapi;
 mod patch;
 mod pods;
@@ -58,6 +59,8 @@ pub struct Config {
     /// The address other hosts and pods reach this server at (the `kubernetes`
     /// Service's endpoint); the port is the one bound.
     pub advertise_address: std::net::IpAddr,
+    /// What is encrypted at rest, and how (`--encryption-provider-config`).
+    pub encryption: Option<encryption::EncryptionConfig>,
 }
 
 /// The state every request handler shares.
@@ -102,6 +105,11 @@ pub enum Error {
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
+    let store = match config.encryption {
+        Some(encryption) => encryption::EncryptedStore::wrap(config.store, encryption),
+        None => config.store,
+    };
+    let config = Config { store, encryption: None, ..config };
     let api = Arc::new(ApiServer {
         objects: Objects { store: config.store.clone() },
         caches: cache::Caches::new(config.store.clone()),

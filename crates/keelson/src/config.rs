@@ -32,6 +32,9 @@ pub struct ServerArgs {
     /// Address other hosts reach the API server at [default: the bind address, else the host's first IPv4]
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
+    /// EncryptionConfiguration for data at rest [default: <data-dir>/cred/encryption-config.yaml, generated to encrypt Secrets]
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
     /// sqlite://<path>, or https://host:2379[,https://host2:2379] for etcd [default: sqlite://<data-dir>/state.db]
     #[arg(long)]
     pub datastore_endpoint: Option<String>,
@@ -50,6 +53,8 @@ pub struct ServerArgs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// The EncryptionConfiguration file, and whether it was named (else it is generated).
+    pub encryption_provider_config: (PathBuf, bool),
     pub service_cidr: keelson_apiserver::services::Cidr,
     pub advertise_address: IpAddr,
     pub https_listen_port: u16,
@@ -91,7 +96,12 @@ impl ServerArgs {
                 bind_address
             }
         });
+        let encryption_provider_config = match merged.encryption_provider_config.clone() {
+            Some(path) => (path, true),
+            None => (data_dir.join("cred/encryption-config.yaml"), false),
+        };
         Ok(ServerConfig {
+            encryption_provider_config,
             service_cidr,
             advertise_address,
             https_listen_port: merged.https_listen_port.unwrap_or(6443),
@@ -114,6 +124,9 @@ impl ServerArgs {
             https_listen_port: self.https_listen_port.or(file.https_listen_port),
             service_cidr: self.service_cidr.or(file.service_cidr),
             advertise_address: self.advertise_address.or(file.advertise_address),
+            encryption_provider_config: self
+                .encryption_provider_config
+                .or(file.encryption_provider_config),
             bind_address: self.bind_address.or(file.bind_address),
             datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),
             datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),

@@ -36,6 +36,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || Pki::ensure(&tls_dir, &PkiOptions { extra_sans }))
             .await?
             .context("cannot set up the cluster PKI")?;
+    let (encryption_path, named) = &config.encryption_provider_config;
+    let encryption = if *named {
+        keelson_apiserver::encryption::EncryptionConfig::load(encryption_path)?
+    } else {
+        keelson_apiserver::encryption::EncryptionConfig::load_or_create(encryption_path)?
+    };
     let store = keelson_store::open(&config.datastore, &config.datastore_tls)
         .await
         .with_context(|| format!("cannot open datastore {}", config.datastore))?;
@@ -48,6 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls: pki.server_config()?,
         service_cidr: config.service_cidr,
         advertise_address: config.advertise_address,
+        encryption: Some(encryption),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -60,6 +60,22 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         .arg(data.join("admin.kubeconfig"))
         .output()?;
     let listed = String::from_utf8_lossy(&namespaces.stdout).into_owned();
+    // A Secret is stored encrypted: its data is nowhere in the datastore's files.
+    let secret = Command::new("kubectl")
+        .args([
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2-plaintext",
+            "--kubeconfig",
+        ])
+        .arg(data.join("admin.kubeconfig"))
+        .output()?;
+    let read_back = Command::new("kubectl")
+        .args(["get", "secret", "db", "-o", "jsonpath={.data.password}", "--kubeconfig"])
+        .arg(data.join("admin.kubeconfig"))
+        .output()?;
     // SIGTERM, as a service manager stops it.
     let _ = Command::new("kill").arg(child.id().to_string()).status()?;
     let status = child.wait()?;
@@ -76,8 +92,27 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         String::from_utf8_lossy(&namespaces.stderr)
     );
     ensure!(status.success(), "server exited with {status}");
-    for private in ["state.db", "admin.kubeconfig", "tls/ca.key", "tls/serving-kube-apiserver.key"]
-    {
+    ensure!(secret.status.success(), "{}", String::from_utf8_lossy(&secret.stderr));
+    ensure!(
+        String::from_utf8_lossy(&read_back.stdout) == "aHVudGVyMi1wbGFpbnRleHQ=",
+        "the secret reads back decrypted"
+    );
+    for file in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        for needle in [&b"hunter2-plaintext"[..], b"aHVudGVyMi1wbGFpbnRleHQ=", b"\"password\""] {
+            ensure!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext of a Secret in {file}"
+            );
+        }
+    }
+    for private in [
+        "state.db",
+        "admin.kubeconfig",
+        "tls/ca.key",
+        "tls/serving-kube-apiserver.key",
+        "cred/encryption-config.yaml",
+    ] {
         let mode = std::fs::metadata(data.join(private))?.permissions().mode() & 0o777;
         ensure!(mode == 0o600, "{private} has mode {mode:o}");
     }

@@ -213,6 +213,12 @@ impl Watch {
         Watch { rx }
     }
 
+    /// A watch fed by a channel, for stores that wrap another (encryption at rest): the
+    /// sender must keep the contract's ordering and end with an `Err` or by closing.
+    pub fn from_channel(rx: tokio::sync::mpsc::Receiver<Result<Event>>) -> Self {
+        Watch { rx }
+    }
+
     /// The next event, in revision order.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         self.rx.recv().await

@@ -84,6 +84,7 @@ impl TestServer {
             service_cidr: keelson_apiserver::services::Cidr::parse("10.43.0.0/16")
                 .map_err(anyhow::Error::msg)?,
             advertise_address: "127.0.0.1".parse()?,
+            encryption: None,
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());
