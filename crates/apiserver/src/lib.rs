@@ -8,6 +8,7 @@
 //! Every other component reaches the cluster through this server; it is the only one
 //! that touches the store.
 
+pub mod audit;
 mod cache;
 mod discovery;
 pub mod encryption;
@@ -61,6 +62,8 @@ pub struct Config {
     pub advertise_address: std::net::IpAddr,
     /// What is encrypted at rest, and how (`--encryption-provider-config`).
     pub encryption: Option<encryption::EncryptionConfig>,
+    /// Where the audit log goes and what it records; `None` records nothing.
+    pub audit: Option<audit::AuditConfig>,
 }
 
 /// The state every request handler shares.
@@ -70,6 +73,7 @@ pub struct ApiServer {
     shutting_down: AtomicBool,
     service_cidr: services::Cidr,
     caches: cache::Caches,
+    auditor: Option<audit::Auditor>,
 }
 
 impl ApiServer {
@@ -99,6 +103,8 @@ impl Running {
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit { path: String, source: std::io::Error },
     #[error("cannot create {name}: {message}")]
     Bootstrap { name: String, message: String },
 }
@@ -109,8 +115,16 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         Some(encryption) => encryption::EncryptedStore::wrap(config.store, encryption),
         None => config.store,
     };
+    let auditor = match config.audit.clone() {
+        Some(audit) => {
+            let path = audit.path.display().to_string();
+            Some(audit::Auditor::start(audit).map_err(|source| Error::Audit { path, source })?)
+        }
+        None => None,
+    };
     let config = Config { store, encryption: None, ..config };
     let api = Arc::new(ApiServer {
+        auditor,
         objects: Objects { store: config.store.clone() },
         caches: cache::Caches::new(config.store.clone()),
         store: config.store,

@@ -140,3 +140,36 @@ pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
         _ => "unknown",
     }
 }
+
+/// What a request is about, for the audit log: its verb and the object it addresses.
+pub fn describe(req: &Request) -> crate::audit::Described {
+    let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let resolved = match segments.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => {
+            resolve("", "v1", rest).ok().map(|t| (t, "", "v1"))
+        }
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => {
+            resolve(group, version, rest).ok().map(|t| (t, *group, *version))
+        }
+        _ => None,
+    };
+    match resolved {
+        Some((target, group, version)) => crate::audit::Described {
+            verb: verb(&req.method, &target, target.legacy_watch || req.flag("watch")).to_owned(),
+            path: req.path.clone(),
+            object: Some(crate::audit::ObjectRef {
+                resource: target.info.plural.to_owned(),
+                subresource: target.subresource.unwrap_or_default(),
+                namespace: target.namespace.unwrap_or_default(),
+                name: target.name.unwrap_or_default(),
+                group: group.to_owned(),
+                version: version.to_owned(),
+            }),
+        },
+        None => crate::audit::Described {
+            verb: req.method.as_str().to_ascii_lowercase(),
+            path: req.path.clone(),
+            object: None,
+        },
+    }
+}

@@ -81,7 +81,7 @@ async fn connection(
     };
     let service = service_fn(move |req: http::Request<Incoming>| {
         let (api, user) = (api.clone(), user.clone());
-        async move { Ok::<_, Infallible>(handle(&api, user, req).await) }
+        async move { Ok::<_, Infallible>(handle(&api, user, peer, req).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -96,7 +96,13 @@ async fn connection(
     }
 }
 
-async fn handle(api: &ApiServer, user: Option<User>, req: http::Request<Incoming>) -> Response {
+async fn handle(
+    api: &ApiServer,
+    user: Option<User>,
+    peer: SocketAddr,
+    req: http::Request<Incoming>,
+) -> Response {
+    let received = crate::audit::received_now();
     let (parts, body) = req.into_parts();
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
@@ -115,10 +121,29 @@ async fn handle(api: &ApiServer, user: Option<User>, req: http::Request<Incoming
     let request = Request::new(parts, body, user);
     let started = std::time::Instant::now();
     let (method, path) = (request.method.clone(), request.path.clone());
+    // What the audit log needs, taken before the request is handed on.
+    let audit = api.auditor.as_ref().map(|auditor| {
+        let described = crate::router::describe(&request);
+        let agent = request.header(http::header::USER_AGENT).to_owned();
+        (auditor, described, request.user.clone(), agent, request.body.clone())
+    });
     let response = match crate::router::dispatch(api, request).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
     };
+    if let Some((auditor, described, user, agent, body)) = audit {
+        let stage = if described.verb == "watch" { "ResponseStarted" } else { "ResponseComplete" };
+        auditor.record(
+            &described,
+            &user,
+            response.status().as_u16(),
+            &received,
+            Some(peer),
+            &agent,
+            Some(&body),
+            stage,
+        );
+    }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
     response
 }

@@ -29,6 +29,7 @@ async fn secrets_in_etcd_are_ciphertext() -> Result<()> {
             .map_err(anyhow::Error::msg)?,
         advertise_address: "127.0.0.1".parse()?,
         encryption: Some(encryption),
+        audit: None,
     })
     .await?;
     let kubeconfig = dir.path().join("admin.kubeconfig");

@@ -35,6 +35,18 @@ pub struct ServerArgs {
     /// EncryptionConfiguration for data at rest [default: <data-dir>/cred/encryption-config.yaml, generated to encrypt Secrets]
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
+    /// Audit log file [default: <data-dir>/logs/audit.log]
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// audit.k8s.io/v1 Policy file [default: Metadata for everything but health checks]
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Audit log size in megabytes before it rotates [default: 100]
+    #[arg(long)]
+    pub audit_log_maxsize: Option<u64>,
+    /// Rotated audit logs kept [default: 10]
+    #[arg(long)]
+    pub audit_log_maxbackup: Option<usize>,
     /// sqlite://<path>, or https://host:2379[,https://host2:2379] for etcd [default: sqlite://<data-dir>/state.db]
     #[arg(long)]
     pub datastore_endpoint: Option<String>,
@@ -53,6 +65,10 @@ pub struct ServerArgs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    pub audit_log_path: PathBuf,
+    pub audit_policy_file: Option<PathBuf>,
+    pub audit_log_maxsize_mb: u64,
+    pub audit_log_maxbackup: usize,
     /// The EncryptionConfiguration file, and whether it was named (else it is generated).
     pub encryption_provider_config: (PathBuf, bool),
     pub service_cidr: keelson_apiserver::services::Cidr,
@@ -101,6 +117,13 @@ impl ServerArgs {
             None => (data_dir.join("cred/encryption-config.yaml"), false),
         };
         Ok(ServerConfig {
+            audit_log_path: merged
+                .audit_log_path
+                .clone()
+                .unwrap_or_else(|| data_dir.join("logs/audit.log")),
+            audit_policy_file: merged.audit_policy_file.clone(),
+            audit_log_maxsize_mb: merged.audit_log_maxsize.unwrap_or(100),
+            audit_log_maxbackup: merged.audit_log_maxbackup.unwrap_or(10),
             encryption_provider_config,
             service_cidr,
             advertise_address,
@@ -127,6 +150,10 @@ impl ServerArgs {
             encryption_provider_config: self
                 .encryption_provider_config
                 .or(file.encryption_provider_config),
+            audit_log_path: self.audit_log_path.or(file.audit_log_path),
+            audit_policy_file: self.audit_policy_file.or(file.audit_policy_file),
+            audit_log_maxsize: self.audit_log_maxsize.or(file.audit_log_maxsize),
+            audit_log_maxbackup: self.audit_log_maxbackup.or(file.audit_log_maxbackup),
             bind_address: self.bind_address.or(file.bind_address),
             datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),
             datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),

@@ -55,6 +55,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_cidr: config.service_cidr,
         advertise_address: config.advertise_address,
         encryption: Some(encryption),
+        audit: Some(keelson_apiserver::audit::AuditConfig {
+            path: config.audit_log_path.clone(),
+            policy: match &config.audit_policy_file {
+                Some(path) => {
+                    keelson_apiserver::audit::Policy::load(path).map_err(anyhow::Error::msg)?
+                }
+                None => keelson_apiserver::audit::Policy::default(),
+            },
+            max_size_bytes: config.audit_log_maxsize_mb.saturating_mul(1024 * 1024),
+            max_backups: config.audit_log_maxbackup,
+        }),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

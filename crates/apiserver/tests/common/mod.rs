@@ -74,6 +74,18 @@ impl TestServer {
     }
 
     pub async fn start_with(kubectl_bin: PathBuf) -> Result<Self> {
+        Self::start_full(kubectl_bin, None).await
+    }
+
+    /// A server that writes an audit log as `audit` says.
+    pub async fn start_audited(audit: keelson_apiserver::audit::AuditConfig) -> Result<Self> {
+        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit)).await
+    }
+
+    async fn start_full(
+        kubectl_bin: PathBuf,
+        audit: Option<keelson_apiserver::audit::AuditConfig>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
@@ -85,6 +97,7 @@ impl TestServer {
                 .map_err(anyhow::Error::msg)?,
             advertise_address: "127.0.0.1".parse()?,
             encryption: None,
+            audit,
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());
