@@ -115,24 +115,36 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
     })
 }
 
-/// Upstream's `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` on every
-/// property that has them, from the generated patch metadata.
+/// Upstream's extensions from the generated metadata: `x-kubernetes-patch-strategy`,
+/// `-patch-merge-key`, `-list-type`, `-list-map-keys`, `-map-type` on properties, and
+/// `x-kubernetes-map-type` on structs marked atomic or granular.
 fn add_patch_extensions(schemas: &mut Map<String, Value>) {
     for (name, definition) in schemas.iter_mut() {
         let Some(meta) = keelson_api::patch_meta::type_named(name) else { continue };
+        if let (Some(structure), Some(object)) = (meta.struct_type, definition.as_object_mut()) {
+            object.insert("x-kubernetes-map-type".into(), json!(structure.as_str()));
+        }
         let Some(properties) = definition.get_mut("properties").and_then(Value::as_object_mut)
         else {
             continue;
         };
         for field in meta.fields {
-            let (Some(strategy), Some(Value::Object(property))) =
-                (field.strategy.as_str(), properties.get_mut(field.name))
-            else {
-                continue;
-            };
-            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            let Some(Value::Object(property)) = properties.get_mut(field.name) else { continue };
+            if let Some(strategy) = field.strategy.as_str() {
+                property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            }
             if let Some(key) = field.merge_key {
                 property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+            }
+            if let Some(list) = field.list_type {
+                property.insert("x-kubernetes-list-type".into(), json!(list.as_str()));
+                if !field.list_map_keys.is_empty() {
+                    property
+                        .insert("x-kubernetes-list-map-keys".into(), json!(field.list_map_keys));
+                }
+            }
+            if let Some(map) = field.map_type {
+                property.insert("x-kubernetes-map-type".into(), json!(map.as_str()));
             }
         }
     }

@@ -166,6 +166,20 @@ async fn explain_reads_the_openapi_schemas(s: TestServer) -> Result<()> {
     );
     let pod = s.ok(&["explain", "pods.spec.containers"]).await?;
     ensure!(pod.contains("FIELD: containers <[]Container>") && pod.contains("image"), "{pod}");
+    let core: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/openapi/v3/api/v1"]).await?)?;
+    let containers =
+        &core["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    ensure!(
+        containers["x-kubernetes-patch-strategy"] == "merge"
+            && containers["x-kubernetes-patch-merge-key"] == "name",
+        "{containers}"
+    );
+    ensure!(
+        containers["x-kubernetes-list-type"] == "map"
+            && containers["x-kubernetes-list-map-keys"] == serde_json::json!(["name"]),
+        "{containers}"
+    );
     let index = s.ok(&["get", "--raw", "/openapi/v3"]).await?;
     ensure!(index.contains("\"apis/apps/v1\"") && index.contains("serverRelativeURL"), "{index}");
     Ok(())

@@ -28,6 +28,8 @@ pub struct Msg {
     /// Name of the runtime's `Special` variant.
     pub special: &'static str,
     pub fields: Vec<Fld>,
+    /// The markers of k8s-pb's doc comment on the message (`+structType=atomic`).
+    pub markers: Markers,
 }
 
 pub struct Fld {
@@ -44,12 +46,53 @@ pub struct Fld {
     pub patch: Option<PatchTags>,
     /// The same as k8s-pb's doc comment states it (`+patchStrategy=merge`), to check them.
     pub doc_patch: PatchTags,
+    /// The server-side apply markers of k8s-pb's doc comment (`+listType=map`).
+    pub markers: Markers,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PatchTags {
     pub strategy: Option<String>,
     pub merge_key: Option<String>,
+}
+
+/// The markers server-side apply reads, as Go's comments (copied into k8s-pb's doc
+/// comments) state them: `+listType`, `+listMapKey` (repeatable, in order), `+mapType`,
+/// `+structType`. Values are as written; `patch_meta` checks them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Markers {
+    pub list_type: Option<String>,
+    pub list_map_keys: Vec<String>,
+    pub map_type: Option<String>,
+    pub struct_type: Option<String>,
+}
+
+impl Markers {
+    /// Reads them from a doc comment's markers (`listType=map`, without the `+`); a
+    /// single-valued marker given twice with different values is an error.
+    fn parse(markers: &[String]) -> Result<Self, String> {
+        let values = |key: &str| -> Vec<String> {
+            markers
+                .iter()
+                .filter_map(|m| m.strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim().to_string())
+                .collect()
+        };
+        let one = |key: &str| -> Result<Option<String>, String> {
+            let mut v = values(key);
+            v.dedup();
+            match v.len() {
+                0 | 1 => Ok(v.pop()),
+                _ => Err(format!("+{key} given as {}", v.join(" and "))),
+            }
+        };
+        Ok(Markers {
+            list_type: one("listType")?,
+            list_map_keys: values("listMapKey"),
+            map_type: one("mapType")?,
+            struct_type: one("structType")?,
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -241,6 +284,8 @@ pub fn build(
                 inline,
                 patch,
                 doc_patch,
+                markers: Markers::parse(&f.markers)
+                    .map_err(|e| format!("{full}.{}: {e}", f.name))?,
             });
         }
         fields.sort_by_key(|f| f.number);
@@ -259,6 +304,7 @@ pub fn build(
             go_declared: exact.is_some(),
             special,
             fields,
+            markers: Markers::parse(&message.markers).map_err(|e| format!("{full}: {e}"))?,
         });
     }
     for (source, n) in stats {

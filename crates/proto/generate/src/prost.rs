@@ -24,6 +24,8 @@ pub struct Message {
     /// prost's name (UpperCamelCase, which may differ in case from the proto name).
     pub name: String,
     pub fields: Vec<Field>,
+    /// The doc comment's `+key=value` markers (`+structType=atomic`), copied from Go.
+    pub markers: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -96,6 +98,8 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
     let mut lines = text.lines().map(str::trim).enumerate();
     let mut doc = String::new();
     let mut markers = Vec::new();
+    // The markers of the doc comment above `#[derive(...)]`, for the struct it derives.
+    let mut struct_markers = Vec::new();
     let mut is_message = false;
     let mut resource: Option<(String, String, String)> = None;
     while let Some((n, line)) = lines.next() {
@@ -111,12 +115,17 @@ fn parse(module: &[String], text: &str) -> Result<Package, String> {
         }
         if line.starts_with("#[derive(") {
             is_message = line.contains("::prost::Message");
+            struct_markers = std::mem::take(&mut markers);
         } else if let Some(name) = line
             .strip_prefix("pub struct ")
             .and_then(|l| l.strip_suffix(" {").or(l.strip_suffix(" {}")))
         {
             if is_message {
-                package.messages.push(Message { name: name.to_string(), fields: Vec::new() });
+                package.messages.push(Message {
+                    name: name.to_string(),
+                    fields: Vec::new(),
+                    markers: std::mem::take(&mut struct_markers),
+                });
             }
         } else if let Some(attr) = line.strip_prefix("#[prost(").and_then(|l| l.strip_suffix(")]"))
         {
