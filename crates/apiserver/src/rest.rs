@@ -65,6 +65,12 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         ("create", None) if target.info.group.is_empty() && target.info.plural == "bindings" => {
             pods::bind(api, &req, target.namespace.as_deref().unwrap_or(""), None).await
         }
+        ("create", None)
+            if target.info.group == "authentication.k8s.io"
+                && target.info.plural == "selfsubjectreviews" =>
+        {
+            Ok(self_subject_review(&req))
+        }
         ("create", None) if !is_stored(target.info) => Err(ApiError::method_not_supported(
             target.info.group,
             target.info.plural,
@@ -113,6 +119,19 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
+}
+
+/// `kubectl auth whoami`: who the server takes the caller for.
+fn self_subject_review(req: &Request) -> Response {
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": { "creationTimestamp": null },
+            "status": { "userInfo": { "username": req.user.name, "groups": req.user.groups } },
+        }),
+    )
 }
 
 /// Whether objects of the resource are kept (the review kinds, bindings and token

@@ -72,7 +72,15 @@ async fn connection(
     let user = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         None => Some(User::anonymous()),
         Some(cert) => match keelson_pki::identity_from_der(cert) {
-            Ok(identity) => Some(User { name: identity.user, groups: identity.groups }),
+            Ok(identity) => {
+                // As upstream's authenticators do: every authenticated user is in
+                // system:authenticated.
+                let mut groups = identity.groups;
+                if !groups.iter().any(|g| g == "system:authenticated") {
+                    groups.push("system:authenticated".into());
+                }
+                Some(User { name: identity.user, groups })
+            }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "client certificate has no usable identity");
                 None

@@ -433,6 +433,18 @@ async fn invalid_objects_are_explained(s: TestServer) -> Result<()> {
     Ok(())
 }
 
+async fn whoami_names_the_certificate_user(s: TestServer) -> Result<()> {
+    let out = s.ok(&["auth", "whoami"]).await?;
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    ensure!(rows.first().is_some_and(|r| r == &["ATTRIBUTE", "VALUE"]), "{out}");
+    ensure!(rows.iter().any(|r| r == &["Username", "system:admin"]), "{out}");
+    ensure!(
+        rows.iter().any(|r| r == &["Groups", "[system:masters", "system:authenticated]"]),
+        "{out}"
+    );
+    Ok(())
+}
+
 with_each_kubectl!(
     version_and_discovery,
     system_namespaces_exist_and_print_like_upstream,
@@ -443,4 +455,5 @@ with_each_kubectl!(
     lists_come_in_chunks_with_continue_tokens,
     typed_create_commands,
     invalid_objects_are_explained,
+    whoami_names_the_certificate_user,
 );
