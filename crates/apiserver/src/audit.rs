@@ -290,15 +290,31 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
-fn write_loop(config: AuditConfig, mut file: std::fs::File, mut rx: mpsc::Receiver<Value>) {
+fn write_loop(config: AuditConfig, file: std::fs::File, mut rx: mpsc::Receiver<Value>) {
     let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    while let Some(event) = rx.blocking_recv() {
+    // Buffered, flushed whenever the queue runs dry: one write per burst, not per event.
+    let mut file = std::io::BufWriter::new(file);
+    loop {
+        let event = match rx.try_recv() {
+            Ok(event) => event,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if let Err(e) = file.flush() {
+                    tracing::warn!(path = %config.path.display(), error = %e, "cannot write the audit log");
+                }
+                match rx.blocking_recv() {
+                    Some(event) => event,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
         if size > 0 && size + line.len() as u64 > config.max_size_bytes {
+            let _ = file.flush();
             match rotate(&config) {
                 Ok(fresh) => {
-                    file = fresh;
+                    file = std::io::BufWriter::new(fresh);
                     size = 0;
                 }
                 Err(e) => {
@@ -311,6 +327,7 @@ fn write_loop(config: AuditConfig, mut file: std::fs::File, mut rx: mpsc::Receiv
         }
         size += line.len() as u64;
     }
+    let _ = file.flush();
 }
 
 /// Renames the log to `audit-<timestamp>.log` (as upstream's lumberjack does), removes
