@@ -1,6 +1,7 @@
 //! The `keelson` command: parses flags, wires components, nothing else.
 
 mod bench;
+mod certificate;
 mod config;
 mod datastore;
 mod server;
@@ -30,6 +31,11 @@ enum Command {
     Server(config::ServerArgs),
     /// Run the API server alone (today the same as `server`).
     Apiserver(config::ServerArgs),
+    /// Check or rotate the cluster's certificates.
+    Certificate {
+        #[command(subcommand)]
+        command: certificate::Command,
+    },
     /// Manage the datastore.
     Datastore {
         #[command(subcommand)]
@@ -58,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) | Command::Apiserver(args) => {
             runtime().and_then(|rt| rt.block_on(server::run(args)))
         }
+        Command::Certificate { command } => certificate::run(command),
         Command::Datastore { command } => {
             runtime().and_then(|rt| rt.block_on(datastore::run(command)))
         }
@@ -80,5 +87,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: logs in files and journals stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -32,10 +32,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         extra_sans.push(config.bind_address.to_string());
     }
     let tls_dir = config.data_dir.join("tls");
-    let pki =
-        tokio::task::spawn_blocking(move || Pki::ensure(&tls_dir, &PkiOptions { extra_sans }))
-            .await?
-            .context("cannot set up the cluster PKI")?;
+    let pki_options = PkiOptions { extra_sans };
+    let options = pki_options.clone();
+    let pki = tokio::task::spawn_blocking(move || Pki::ensure(&tls_dir, &options))
+        .await?
+        .context("cannot set up the cluster PKI")?;
     let (encryption_path, named) = &config.encryption_provider_config;
     let encryption = if *named {
         keelson_apiserver::encryption::EncryptionConfig::load(encryption_path)?
@@ -48,10 +49,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let revision = store.current_revision().await?;
     tracing::info!(backend = store.backend(), revision, "datastore ready");
 
+    let (tls, serving) = pki.reloadable_server_config()?;
     let running = keelson_apiserver::serve(keelson_apiserver::Config {
         bind: SocketAddr::new(config.bind_address, config.https_listen_port),
         store: store.clone(),
-        tls: pki.server_config()?,
+        tls,
         service_cidr: config.service_cidr,
         advertise_address: config.advertise_address,
         encryption: Some(encryption),
@@ -79,12 +81,66 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     pki.write_kubeconfig(&kubeconfig, &server_url, "system:admin", &["system:masters"])
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
+    tokio::spawn(renew_certificates(
+        config.data_dir.join("tls"),
+        pki_options,
+        serving,
+        kubeconfig,
+        server_url,
+    ));
 
     stop.await?;
     tracing::info!("shutting down");
     running.shutdown().await;
     drop(store);
     Ok(())
+}
+
+/// Keeps the leaf certificates fresh without a restart: hourly, and whenever the files
+/// change (`keelson certificate rotate`), the PKI re-issues what is missing or within 30
+/// days of expiry, and new handshakes get the current serving certificate.
+async fn renew_certificates(
+    tls_dir: std::path::PathBuf,
+    options: PkiOptions,
+    serving: std::sync::Arc<keelson_pki::ServingCert>,
+    kubeconfig: std::path::PathBuf,
+    server_url: String,
+) {
+    const POLL: std::time::Duration = std::time::Duration::from_secs(2);
+    const RENEW_EVERY: u32 = 1800;
+    let stamp = |dir: &std::path::Path| {
+        std::fs::metadata(dir.join(keelson_pki::file_names::SERVING_CERT))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut seen = stamp(&tls_dir);
+    let mut ticks = 0u32;
+    loop {
+        tokio::time::sleep(POLL).await;
+        ticks += 1;
+        let now = stamp(&tls_dir);
+        if now == seen && !ticks.is_multiple_of(RENEW_EVERY) {
+            continue;
+        }
+        let (dir, opts, config, url) =
+            (tls_dir.clone(), options.clone(), kubeconfig.clone(), server_url.clone());
+        let renewed = tokio::task::spawn_blocking(move || {
+            let pki = Pki::ensure(&dir, &opts)?;
+            pki.write_kubeconfig(&config, &url, "system:admin", &["system:masters"])?;
+            Ok::<_, keelson_pki::Error>(pki)
+        })
+        .await;
+        match renewed {
+            Ok(Ok(pki)) => match pki.serve_current(&serving) {
+                Ok(true) => tracing::info!("serving certificate renewed; new connections get it"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot serve the renewed certificate"),
+            },
+            Ok(Err(e)) => tracing::warn!(error = %e, "certificate renewal failed"),
+            Err(e) => tracing::warn!(error = %e, "certificate renewal task failed"),
+        }
+        seen = stamp(&tls_dir);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.

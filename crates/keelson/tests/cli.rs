@@ -202,3 +202,78 @@ async fn migrate_sqlite_to_etcd_and_back() -> Result<()> {
     }
     Ok(())
 }
+
+/// The serial number of the certificate a server presents.
+fn served_serial(port: &str) -> Result<String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo | openssl s_client -connect 127.0.0.1:{port} 2>/dev/null | openssl x509 -noout -serial"))
+        .output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+#[test]
+fn certificates_rotate_while_the_server_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut child = keelson()
+        .args(["server", "--https-listen-port", "0", "--bind-address", "127.0.0.1", "--data-dir"])
+        .arg(&data)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let port = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("ready: kubectl") => {
+                break line
+                    .rsplit("server=https://127.0.0.1:")
+                    .next()
+                    .and_then(|p| p.split_whitespace().next())
+                    .map(str::to_owned);
+            }
+            Some(_) => continue,
+            None => break None,
+        }
+    };
+    // Drain the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let result = (|| -> Result<()> {
+        let port = port.context("the server never said where it listens")?;
+        let check = keelson().args(["certificate", "check", "--data-dir"]).arg(&data).output()?;
+        let table = String::from_utf8(check.stdout)?;
+        for name in ["ca", "serving-kube-apiserver", "admin.kubeconfig"] {
+            ensure!(
+                table.lines().any(|l| l.starts_with(name) && l.trim_end().ends_with('d')),
+                "{name} missing:\n{table}"
+            );
+        }
+        let before = served_serial(&port)?;
+        ensure!(before.starts_with("serial="), "{before}");
+        let rotated =
+            keelson().args(["certificate", "rotate", "--data-dir"]).arg(&data).output()?;
+        ensure!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+        // No restart: new handshakes get the new certificate within the poll interval.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = served_serial(&port)?;
+            if now.starts_with("serial=") && now != before {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "still serving {now} after rotation");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let kubectl = Command::new("kubectl")
+            .args(["get", "ns", "default", "-o", "name", "--kubeconfig"])
+            .arg(data.join("admin.kubeconfig"))
+            .output()?;
+        ensure!(
+            String::from_utf8_lossy(&kubectl.stdout).trim() == "namespace/default",
+            "{}",
+            String::from_utf8_lossy(&kubectl.stderr)
+        );
+        Ok(())
+    })();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    result
+}

@@ -37,7 +37,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use crate::client::{CertIdentity, identity_from_der};
 pub use crate::error::{Error, Result};
 pub use crate::serving::host_addresses;
-pub use crate::tls::{anonymous_client_config, client_config};
+pub use crate::tls::{ServingCert, anonymous_client_config, client_config};
 
 /// File names inside the TLS directory.
 pub mod file_names {
@@ -140,7 +140,50 @@ impl Pki {
             self.ca.cert_der(),
         )
     }
+
+    /// [`Pki::server_config`] whose serving certificate can be renewed while the server
+    /// runs: pass a later [`Pki`] to [`Pki::serve_current`] with the returned handle.
+    pub fn reloadable_server_config(
+        &self,
+    ) -> Result<(Arc<rustls::ServerConfig>, Arc<ServingCert>)> {
+        let serving = Arc::new(ServingCert::new(
+            vec![self.serving_cert.clone()],
+            self.serving_key.clone_key(),
+        )?);
+        Ok((tls::reloadable_server_config(serving.clone(), self.ca.cert_der())?, serving))
+    }
+
+    /// Makes `serving` hand out this PKI's serving certificate from the next handshake;
+    /// `true` if that changed the certificate.
+    pub fn serve_current(&self, serving: &ServingCert) -> Result<bool> {
+        serving.replace(vec![self.serving_cert.clone()], self.serving_key.clone_key())
+    }
+
+    /// Forces new leaf certificates: the serving certificate now, a client certificate the
+    /// next time a kubeconfig is written (see [`Pki::write_kubeconfig`]). The CA stays.
+    pub fn rotate_serving(tls_dir: &Path, options: &PkiOptions) -> Result<Pki> {
+        for name in [file_names::SERVING_CERT, file_names::SERVING_KEY] {
+            let path = tls_dir.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    op: "remove",
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Pki::ensure(tls_dir, options)
+    }
 }
+
+/// Who a certificate names and when it expires (Unix seconds), for `certificate check`.
+pub fn certificate_expiry(der: &[u8]) -> Result<(String, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::input("certificate", e.to_string()))?;
+    Ok((cert.subject().to_string(), cert.validity().not_after.timestamp()))
+}
+
+impl Pki {}
 
 impl fmt::Debug for Pki {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,12 +4,14 @@
 //! Must never install a process-wide crypto provider, and never reject a client for lacking a
 //! certificate: anonymous requests reach the API server, which decides what they may do.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::{Error, Result};
@@ -21,11 +23,66 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The serving certificate of a running server, replaceable while it serves: new
+/// handshakes get the new certificate, open connections keep theirs.
+#[derive(Debug)]
+pub struct ServingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServingCert {
+    fn certified(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<CertifiedKey>> {
+        let signing = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|source| Error::Tls { side: "server", source })?;
+        Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    }
+
+    pub(crate) fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self> {
+        Ok(ServingCert { current: RwLock::new(Self::certified(chain, key)?) })
+    }
+
+    /// Serves `chain`/`key` from the next handshake on; `false` if it was already served.
+    pub(crate) fn replace(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<bool> {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.cert == chain {
+            return Ok(false);
+        }
+        *current = Self::certified(chain, key)?;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
 /// The API server's configuration: serving chain and key, ALPN, optional client certificates
 /// verified against `ca`.
 pub(crate) fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+) -> Result<Arc<ServerConfig>> {
+    reloadable_server_config(Arc::new(ServingCert::new(chain, key)?), ca)
+}
+
+/// The API server's configuration, serving whatever `serving` holds at each handshake.
+pub(crate) fn reloadable_server_config(
+    serving: Arc<ServingCert>,
     ca: &CertificateDer<'static>,
 ) -> Result<Arc<ServerConfig>> {
     let provider = provider();
@@ -40,8 +97,7 @@ pub(crate) fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(tls)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(tls)?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
