@@ -5,8 +5,8 @@ set -euo pipefail
 
 # protobuf-compiler: the CRI and etcd gRPC bindings are generated at build time.
 # etcd-server: the etcd backend is tested and benchmarked against a real etcd.
-# curl: tests probe TLS endpoints with an independent client.
-KEELSON_APT_PACKAGES=(protobuf-compiler etcd-server curl)
+# curl, openssl: tests probe TLS endpoints with independent clients.
+KEELSON_APT_PACKAGES=(protobuf-compiler etcd-server curl openssl)
 
 missing=()
 for pkg in "${KEELSON_APT_PACKAGES[@]}"; do
