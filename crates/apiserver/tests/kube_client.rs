@@ -103,31 +103,28 @@ async fn a_watcher_sees_the_initial_state_and_changes() -> Result<()> {
     api.create(&PostParams::default(), &configmap("before")?).await?;
 
     let mut stream = Box::pin(watcher(api.clone(), watcher::Config::default()));
-    let mut seen_initial = false;
-    let mut seen_after = false;
-    let writer = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            api.create(&PostParams::default(), &configmap("after")?).await?;
-            anyhow::Ok(())
-        })
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !(seen_initial && seen_after) {
-        let event = tokio::time::timeout_at(deadline, next(&mut stream)).await??;
-        match event {
+    // The initial state, to its end; then a change, which the watch must bring.
+    let mut seen_initial = false;
+    loop {
+        match tokio::time::timeout_at(deadline, next(&mut stream)).await?? {
             watcher::Event::InitApply(cm) if cm.metadata.name.as_deref() == Some("before") => {
                 seen_initial = true
             }
-            watcher::Event::Apply(cm) if cm.metadata.name.as_deref() == Some("after") => {
-                seen_after = true
-            }
+            watcher::Event::InitDone => break,
             _ => {}
         }
     }
-    writer.await??;
-    Ok(())
+    ensure!(seen_initial, "the initial state lacked the existing object");
+    api.create(&PostParams::default(), &configmap("after")?).await?;
+    loop {
+        if let watcher::Event::Apply(cm) =
+            tokio::time::timeout_at(deadline, next(&mut stream)).await??
+            && cm.metadata.name.as_deref() == Some("after")
+        {
+            return Ok(());
+        }
+    }
 }
 
 async fn next<S>(stream: &mut S) -> Result<watcher::Event<ConfigMap>>
