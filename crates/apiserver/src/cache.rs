@@ -63,13 +63,13 @@ impl Cache {
         dir: &str,
     ) -> (Vec<KeyValue>, Revision, broadcast::Receiver<Arc<Event>>) {
         let state = self.read();
-        let objects = state
-            .objects
-            .range(dir.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(dir))
-            .map(|(_, kv)| kv.clone())
-            .collect();
-        (objects, state.revision, self.live.subscribe())
+        let (objects, revision) = objects_under(&state, dir);
+        (objects, revision, self.live.subscribe())
+    }
+
+    /// The objects under `dir` at the cache's revision (for lists: no live feed).
+    pub fn objects(&self, dir: &str) -> (Vec<KeyValue>, Revision) {
+        objects_under(&self.read(), dir)
     }
 
     fn apply(&self, event: Event) {
@@ -103,6 +103,16 @@ impl Cache {
 
 /// A started cache and the signal that it has its first state.
 type Started = (Arc<Cache>, watch::Receiver<bool>);
+
+fn objects_under(state: &State, dir: &str) -> (Vec<KeyValue>, Revision) {
+    let objects = state
+        .objects
+        .range(dir.to_owned()..)
+        .take_while(|(k, _)| k.starts_with(dir))
+        .map(|(_, kv)| kv.clone())
+        .collect();
+    (objects, state.revision)
+}
 
 /// The caches of all resources, started on first use.
 pub struct Caches {

@@ -478,8 +478,8 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     let cache = if from_cache { api.caches.get(&info.storage_prefix()).await } else { None };
     let meta = match cache {
         Some(cache) => {
-            let (objects, revision, _) =
-                cache.snapshot(&registry::directory(info, target.namespace.as_deref()));
+            let (objects, revision) =
+                cache.objects(&registry::directory(info, target.namespace.as_deref()));
             for kv in &objects {
                 write(kv)?;
             }

@@ -190,16 +190,6 @@ impl ApiError {
         )
     }
 
-    pub fn not_acceptable(accept: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "NotAcceptable",
-            format!(
-                "only the following media types are accepted: application/json, application/yaml (asked for {accept:?})"
-            ),
-        )
-    }
-
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

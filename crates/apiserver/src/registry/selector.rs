@@ -188,11 +188,6 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
-    /// The value of `metadata.name` this selector pins, if any (`kubectl get -w name`).
-    pub fn exact_name(&self) -> Option<&str> {
-        self.0.iter().find(|(f, eq, _)| f == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
-    }
-
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let pointer = format!("/{}", field.replace('.', "/"));
@@ -262,11 +257,5 @@ mod tests {
         );
         assert!(s.is_ok_and(|s| s.matches(&p)));
         assert!(FieldSelector::parse("spec.bogus=x", "Pod", &["spec.nodeName"]).is_err());
-        assert_eq!(
-            FieldSelector::parse("metadata.name=p", "Pod", &[])
-                .ok()
-                .and_then(|s| s.exact_name().map(str::to_owned)),
-            Some("p".into())
-        );
     }
 }
