@@ -67,6 +67,11 @@ impl Cache {
         (objects, revision, self.live.subscribe())
     }
 
+    /// The revision of the last change applied.
+    pub fn revision(&self) -> Revision {
+        self.read().revision
+    }
+
     /// The objects under `dir` at the cache's revision (for lists: no live feed).
     pub fn objects(&self, dir: &str) -> (Vec<KeyValue>, Revision) {
         objects_under(&self.read(), dir)

@@ -9,6 +9,7 @@
 //! that touches the store.
 
 pub mod audit;
+pub mod auth;
 mod cache;
 mod discovery;
 pub mod encryption;
@@ -74,6 +75,7 @@ pub struct ApiServer {
     service_cidr: services::Cidr,
     caches: cache::Caches,
     auditor: Option<audit::Auditor>,
+    authorizer: auth::Authorizer,
 }
 
 impl ApiServer {
@@ -130,6 +132,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
+        authorizer: auth::Authorizer::default(),
     });
     let listener = TcpListener::bind(config.bind)
         .await
@@ -137,6 +140,14 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     let local_addr =
         listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
     bootstrap(&api).await?;
+    auth::bootstrap::reconcile(&api).await?;
+    // The aggregated roles (admin, edit, view) have their rules before the first request.
+    let roles =
+        api.store.list(auth::aggregation::PREFIX, Default::default()).await.map_err(|e| {
+            Error::Bootstrap { name: "clusterroles".into(), message: e.to_string() }
+        })?;
+    auth::aggregation::aggregate_all(&api, &roles.items).await;
+    tokio::spawn(auth::aggregation::run(api.clone()));
     services::kubernetes_service(
         &api,
         SocketAddr::new(config.advertise_address, local_addr.port()),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::status::{ApiError, ApiResult};
 
 /// Who sent a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,

@@ -71,6 +71,9 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         {
             Ok(self_subject_review(&req))
         }
+        ("create", None) if target.info.group == "authorization.k8s.io" => {
+            crate::auth::reviews::answer(api, &req, &target).await
+        }
         ("create", None) if !is_stored(target.info) => Err(ApiError::method_not_supported(
             target.info.group,
             target.info.plural,
@@ -556,6 +559,7 @@ async fn create(
     if let Some(ns) = &target.namespace {
         check_namespace(api, info, ns, &name).await?;
     }
+    crate::auth::escalation::check(api, &req.user, info, None, &object).await?;
     let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
     let mut object = object;
     let claims = if is_service(info) {
@@ -610,6 +614,7 @@ where
         let mut warnings = Vec::new();
         let subresource = target.subresource.as_deref();
         let object = prepare_update(target.info, &old, body, subresource, &check, &mut warnings)?;
+        crate::auth::escalation::check(api, &req.user, target.info, Some(&old), &object).await?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
             Ok((code, object)) => {

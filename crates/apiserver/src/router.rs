@@ -37,6 +37,7 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
     if req.user.is_anonymous() {
         return Err(ApiError::unauthorized());
     }
+    crate::auth::authorize_request(api, &req).await?;
     if req.method != Method::GET && segments.len() <= 3 && !is_resource_path(&segments) {
         return Err(ApiError::method_not_supported("", "", req.method.as_str()));
     }

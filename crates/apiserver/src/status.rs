@@ -151,6 +151,18 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
     }
 
+    /// Upstream's `NewForbidden`: `pods "x" is forbidden: why`, `pods is forbidden: why`
+    /// without a name, `forbidden: why` without a resource.
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = qualified(group, resource);
+        let message = match (resource, name) {
+            ("", _) => format!("forbidden: {why}"),
+            (_, "") => format!("{qualified} is forbidden: {why}"),
+            _ => format!("{qualified} {name:?} is forbidden: {why}"),
+        };
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message).with_details(group, resource, name)
+    }
+
     pub fn method_not_supported(group: &str, resource: &str, verb: &str) -> Self {
         let qualified = qualified(group, resource);
         Self::new(

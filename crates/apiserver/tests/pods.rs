@@ -131,7 +131,12 @@ async fn eviction_honours_the_disruption_budget() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_kinds_are_never_stored() -> Result<()> {
     let s = TestServer::start().await?;
-    let (code, body) = post(&s, "/apis/authorization.k8s.io/v1/subjectaccessreviews", json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {"name": "x"}, "spec": {"user": "u"}})).await?;
+    let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {"name": "x"}, "spec": {"user": "u", "groups": ["system:authenticated"], "nonResourceAttributes": {"path": "/version", "verb": "get"}}});
+    let (code, body) =
+        post(&s, "/apis/authorization.k8s.io/v1/subjectaccessreviews", review).await?;
+    ensure!(code == 201 && body["status"]["allowed"] == true, "{code} {body}");
+    let (code, body) =
+        s.curl("GET", "/apis/authorization.k8s.io/v1/subjectaccessreviews", None, "", true).await?;
     ensure!(code == 405, "{code} {body}");
     Ok(())
 }

@@ -59,6 +59,7 @@ pub struct TestServer {
     pub url: String,
     pub ca_file: PathBuf,
     pub running: Option<keelson_apiserver::Running>,
+    pub pki: Pki,
 }
 
 /// What a kubectl run printed.
@@ -104,16 +105,37 @@ impl TestServer {
         let kubeconfig = dir.path().join("admin.kubeconfig");
         pki.write_kubeconfig(&kubeconfig, &url, "system:admin", &["system:masters"])?;
         let ca_file = dir.path().join("tls/ca.crt");
-        Ok(TestServer { kubectl_bin, dir, kubeconfig, url, ca_file, running: Some(running) })
+        Ok(TestServer { kubectl_bin, dir, kubeconfig, url, ca_file, running: Some(running), pki })
+    }
+
+    /// A kubeconfig for `user` in `groups`, with a client certificate from the CA.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let path = self.dir.path().join(format!("{}.kubeconfig", user.replace(':', "-")));
+        self.pki.write_kubeconfig(&path, &self.url, user, groups)?;
+        Ok(path)
+    }
+
+    /// Runs kubectl as the user of `kubeconfig`.
+    pub async fn kubectl_as(&self, kubeconfig: &std::path::Path, args: &[&str]) -> Result<Out> {
+        self.kubectl_with(kubeconfig, args, None).await
     }
 
     /// Runs kubectl with this server's kubeconfig; `stdin` is fed to `-f -`.
     pub async fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Result<Out> {
+        self.kubectl_with(&self.kubeconfig, args, stdin).await
+    }
+
+    async fn kubectl_with(
+        &self,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Out> {
         use tokio::io::AsyncWriteExt;
         let mut command = tokio::process::Command::new(&self.kubectl_bin);
         command
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("HOME", self.dir.path())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -1,0 +1,327 @@
+//! Authorization: who may do what. A request becomes [`Attributes`] (upstream's
+//! `RequestInfo`: verb, namespace, group, resource, subresource, name or a non-resource
+//! path); the [`Authorizer`] asks, in upstream's order, the privileged group
+//! (`system:masters` may do anything), the Node authorizer and RBAC ([`rbac`]); the
+//! first to allow wins, and a request no one allows is a 403 with upstream's message.
+//!
+//! Also here: the RBAC bootstrap policy reconciled at start ([`bootstrap`]), RBAC's
+//! escalation checks on role and binding writes, and the access reviews
+//! (`kubectl auth can-i`, [`reviews`]).
+//!
+//! Must never allow a request that no authorizer allowed, and must never let an
+//! authorizer's failure (a role it cannot read) turn into an allow.
+
+pub mod aggregation;
+pub mod bootstrap;
+pub mod escalation;
+pub mod node;
+pub mod rbac;
+pub mod reviews;
+
+use crate::ApiServer;
+use crate::request::{Request, User};
+use crate::status::ApiError;
+
+/// The group whose members may do anything (upstream's `SystemPrivilegedGroup`).
+pub const PRIVILEGED_GROUP: &str = "system:masters";
+
+/// What a request asks to do, in authorization's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub user: User,
+    pub verb: String,
+    /// A resource request (`/api/v1/…`, `/apis/{group}/{version}/…`); otherwise `path`
+    /// is what is asked for.
+    pub resource_request: bool,
+    pub path: String,
+    pub namespace: String,
+    pub api_group: String,
+    pub api_version: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+}
+
+impl Attributes {
+    /// Upstream's `RequestInfoFactory.NewRequestInfo`: the verb from the method, `get`
+    /// without a name is `list`, `list` with `?watch` is `watch`, `delete` without a name
+    /// is `deletecollection`, and a list or watch of `metadata.name=x` names `x`.
+    pub fn from_request(req: &Request) -> Attributes {
+        let mut attributes = Attributes {
+            user: req.user.clone(),
+            path: req.path.clone(),
+            verb: req.method.as_str().to_ascii_lowercase(),
+            ..Default::default()
+        };
+        let parts: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut parts = match parts.as_slice() {
+            ["api", rest @ ..] if rest.len() >= 2 => rest.to_vec(),
+            ["apis", group, rest @ ..] if rest.len() >= 2 => {
+                attributes.api_group = group.to_string();
+                rest.to_vec()
+            }
+            _ => return attributes,
+        };
+        attributes.resource_request = true;
+        attributes.api_version = parts.remove(0).to_owned();
+        if parts.first() == Some(&"watch") && parts.len() >= 2 {
+            parts.remove(0);
+            attributes.verb = "watch".into();
+        } else {
+            attributes.verb = match req.method.as_str() {
+                "POST" => "create",
+                "GET" | "HEAD" => "get",
+                "PUT" => "update",
+                "PATCH" => "patch",
+                "DELETE" => "delete",
+                _ => "",
+            }
+            .into();
+        }
+        if parts.first() == Some(&"namespaces") && parts.len() > 1 {
+            attributes.namespace = parts[1].to_owned();
+            // `namespaces/{ns}/status|finalize` are the namespace's own subresources.
+            if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+                parts.drain(..2);
+            }
+        }
+        let part = |i: usize| parts.get(i).map(|s| s.to_string()).unwrap_or_default();
+        (attributes.resource, attributes.name, attributes.subresource) =
+            (part(0), part(1), part(2));
+        if attributes.name.is_empty() && attributes.verb == "get" {
+            attributes.verb = "list".into();
+        }
+        if attributes.verb == "list" && matches!(req.param("watch"), Some("true" | "1")) {
+            attributes.verb = "watch".into();
+        }
+        if matches!(attributes.verb.as_str(), "list" | "watch")
+            && let Some(selector) = req.param("fieldSelector")
+            && let Some(name) = single_name(selector)
+        {
+            attributes.name = name;
+        }
+        if attributes.name.is_empty() && attributes.verb == "delete" {
+            attributes.verb = "deletecollection".into();
+        }
+        attributes
+    }
+
+    /// The same question about another verb (what `escalate` and `bind` checks ask).
+    pub fn resource(
+        user: &User,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Attributes {
+        Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            resource_request: true,
+            namespace: namespace.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// `metadata.name=x` (or `==`) as the whole field selector.
+fn single_name(selector: &str) -> Option<String> {
+    let (key, value) = selector
+        .split_once("==")
+        .or_else(|| selector.split_once('='))
+        .filter(|(k, _)| !k.ends_with('!') && !selector.contains(','))?;
+    (key.trim() == "metadata.name").then(|| value.trim().to_owned())
+}
+
+/// An authorizer's answer (upstream's `Decision` with its reason).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow(String),
+    Deny(String),
+    /// Neither: the next authorizer decides. The reason says why not (a role that does
+    /// not exist), for the 403 message.
+    NoOpinion(String),
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// The authorizers of `--authorization-mode=Node,RBAC`, behind the privileged group.
+#[derive(Default)]
+pub struct Authorizer {
+    pub rbac: rbac::Rbac,
+}
+
+impl Authorizer {
+    /// The union of the authorizers: the first allow or deny decides; without one, the
+    /// reasons of all are joined.
+    pub async fn decide(&self, api: &ApiServer, attributes: &Attributes) -> Decision {
+        if attributes.user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
+            return Decision::Allow(String::new());
+        }
+        let mut reasons = Vec::new();
+        for decision in
+            [node::decide(api, attributes).await, self.rbac.decide(api, attributes).await]
+        {
+            match decision {
+                Decision::NoOpinion(reason) => {
+                    if !reason.is_empty() {
+                        reasons.push(reason);
+                    }
+                }
+                decided => return decided,
+            }
+        }
+        Decision::NoOpinion(reasons.join(", "))
+    }
+
+    /// Authorizes a request, or the 403 a client sees.
+    pub async fn authorize(
+        &self,
+        api: &ApiServer,
+        attributes: &Attributes,
+    ) -> Result<(), ApiError> {
+        match self.decide(api, attributes).await {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+                tracing::debug!(user = %attributes.user.name, verb = %attributes.verb, resource = %attributes.resource, path = %attributes.path, %reason, "forbidden");
+                Err(forbidden(attributes, &reason))
+            }
+        }
+    }
+}
+
+/// Upstream's `responsewriters.Forbidden`: who cannot do what, and why.
+pub fn forbidden(attributes: &Attributes, reason: &str) -> ApiError {
+    let user = &attributes.user.name;
+    let verb = &attributes.verb;
+    let mut message = if !attributes.resource_request {
+        format!("User {user:?} cannot {verb} path {:?}", attributes.path)
+    } else {
+        let mut resource = attributes.resource.clone();
+        if !attributes.subresource.is_empty() {
+            resource = format!("{resource}/{}", attributes.subresource);
+        }
+        let group = &attributes.api_group;
+        match attributes.namespace.as_str() {
+            "" => format!(
+                "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
+            ),
+            ns => format!(
+                "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {ns:?}"
+            ),
+        }
+    };
+    if !reason.is_empty() {
+        message = format!("{message}: {reason}");
+    }
+    ApiError::forbidden_resource(
+        &attributes.api_group,
+        &attributes.resource,
+        &attributes.name,
+        &message,
+    )
+}
+
+/// Writes `updated` over `existing` (read at `revision`) as an update by the server
+/// itself: prepared and validated as any update, unconditional on nothing but the
+/// revision.
+async fn write_update(
+    api: &ApiServer,
+    place: crate::registry::Place<'_>,
+    existing: &serde_json::Value,
+    updated: serde_json::Value,
+    revision: i64,
+) -> Result<(), ApiError> {
+    let object = crate::registry::prepare_update(
+        place.info,
+        existing,
+        updated,
+        None,
+        &Default::default(),
+        &mut Vec::new(),
+    )?;
+    api.objects.replace(place, object, revision, false).await.map(drop)
+}
+
+/// Authorizes a request as the filter chain does, after authentication.
+pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), ApiError> {
+    api.authorizer.authorize(api, &Attributes::from_request(req)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(method: &str, uri: &str) -> Attributes {
+        let (parts, ()) = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .expect("request")
+            .into_parts();
+        let user = User { name: "u".into(), groups: vec![] };
+        Attributes::from_request(&Request::new(parts, bytes::Bytes::new(), user))
+    }
+
+    #[test]
+    fn requests_become_upstream_attributes() {
+        let a = attributes("GET", "/api/v1/namespaces/ns/pods");
+        assert_eq!(
+            (a.verb.as_str(), a.namespace.as_str(), a.resource.as_str()),
+            ("list", "ns", "pods")
+        );
+        let a = attributes("GET", "/api/v1/namespaces/ns/pods?watch=true");
+        assert_eq!(a.verb, "watch");
+        let a = attributes("GET", "/api/v1/watch/namespaces/ns/pods");
+        assert_eq!((a.verb.as_str(), a.resource.as_str()), ("watch", "pods"));
+        let a = attributes("GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp");
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("list", "p"));
+        let a = attributes("POST", "/api/v1/namespaces/ns/pods/p/exec");
+        assert_eq!(
+            (a.verb.as_str(), a.name.as_str(), a.subresource.as_str()),
+            ("create", "p", "exec")
+        );
+        let a = attributes("GET", "/api/v1/namespaces/ns");
+        assert_eq!(
+            (a.resource.as_str(), a.name.as_str(), a.namespace.as_str()),
+            ("namespaces", "ns", "ns")
+        );
+        let a = attributes("PUT", "/api/v1/namespaces/ns/finalize");
+        assert_eq!((a.resource.as_str(), a.subresource.as_str()), ("namespaces", "finalize"));
+        let a = attributes("DELETE", "/apis/apps/v1/namespaces/ns/deployments");
+        assert_eq!((a.verb.as_str(), a.api_group.as_str()), ("deletecollection", "apps"));
+        let a = attributes("GET", "/apis/apps/v1");
+        assert!(!a.resource_request);
+        assert_eq!((a.verb.as_str(), a.path.as_str()), ("get", "/apis/apps/v1"));
+        let a = attributes("GET", "/api/v1/nodes");
+        assert_eq!((a.verb.as_str(), a.namespace.as_str()), ("list", ""));
+    }
+
+    #[test]
+    fn forbidden_messages_are_upstreams() {
+        let mut a = attributes("GET", "/api/v1/namespaces/ns/pods/p/log");
+        a.user.name = "bob".into();
+        let e = forbidden(&a, "");
+        assert_eq!(e.code, http::StatusCode::FORBIDDEN);
+        assert_eq!(
+            e.message,
+            "pods \"p\" is forbidden: User \"bob\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"ns\""
+        );
+        let a = attributes("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles");
+        let e = forbidden(&a, "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found");
+        assert_eq!(
+            e.message,
+            "clusterroles.rbac.authorization.k8s.io is forbidden: User \"u\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found"
+        );
+        let a = attributes("GET", "/metrics");
+        assert_eq!(forbidden(&a, "").message, "forbidden: User \"u\" cannot get path \"/metrics\"");
+    }
+}

@@ -1,0 +1,268 @@
+//! The Node authorizer (upstream's `plugin/pkg/auth/authorizer/node`): a kubelet, user
+//! `system:node:<name>` in group `system:nodes`, may read a Secret, ConfigMap,
+//! PersistentVolumeClaim or PersistentVolume only when a pod bound to its node uses it,
+//! may request tokens only for the service accounts of its pods, may touch only its own
+//! Lease and CSINode, and otherwise holds the rules of the `system:node` role.
+//! NodeRestriction (in admission) narrows the writes further to its own Node and pods.
+//!
+//! Upstream keeps a graph of pods, volumes and nodes; this authorizer walks the pods of
+//! the object's namespace from the watch cache instead. Must never answer Allow for an
+//! object no pod of the node references.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::rbac::Rule;
+use super::{Attributes, Decision};
+use crate::ApiServer;
+
+/// The node a user is, if it is a node: `system:node:<name>` in `system:nodes`.
+pub fn node_name(user: &crate::request::User) -> Option<&str> {
+    let name = user.name.strip_prefix("system:node:")?;
+    (user.groups.iter().any(|g| g == "system:nodes") && !name.is_empty()).then_some(name)
+}
+
+/// The rules of the bootstrap `system:node` role, which the Node authorizer grants.
+fn node_rules() -> &'static [Rule] {
+    static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        super::bootstrap::policy()
+            .iter()
+            .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == "system:node")
+            .map(super::rbac::rules_of)
+            .unwrap_or_default()
+    })
+}
+
+pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
+    let Some(node) = node_name(&a.user) else {
+        return Decision::NoOpinion(String::new());
+    };
+    if !a.resource_request {
+        return rules(a);
+    }
+    let no_relationship = || {
+        Decision::NoOpinion(format!("no relationship found between node '{node}' and this object"))
+    };
+    match (a.api_group.as_str(), a.resource.as_str()) {
+        (
+            "",
+            kind @ ("secrets" | "configmaps" | "persistentvolumeclaims" | "persistentvolumes"),
+        ) => {
+            if !matches!(a.verb.as_str(), "get" | "list" | "watch") {
+                return Decision::NoOpinion("can only read resources of this type".into());
+            }
+            if !a.subresource.is_empty() {
+                return Decision::NoOpinion("cannot read subresource".into());
+            }
+            if kind != "persistentvolumes" && a.namespace.is_empty() {
+                return Decision::NoOpinion("can only read namespaced object of this type".into());
+            }
+            if a.name.is_empty() {
+                return Decision::NoOpinion("No Object name found".into());
+            }
+            match references(api, node, kind, &a.namespace, &a.name).await {
+                true => Decision::Allow(String::new()),
+                false => no_relationship(),
+            }
+        }
+        ("", "serviceaccounts") if a.subresource == "token" => {
+            if a.verb != "create" {
+                return Decision::NoOpinion(
+                    "can only create tokens for individual service accounts".into(),
+                );
+            }
+            match references(api, node, "serviceaccounts", &a.namespace, &a.name).await {
+                true => Decision::Allow(String::new()),
+                false => no_relationship(),
+            }
+        }
+        ("coordination.k8s.io", "leases") => {
+            if a.namespace != "kube-node-lease" || (a.name != node && a.verb != "create") {
+                return Decision::NoOpinion(
+                    "can only access node lease with the same name as the requesting node".into(),
+                );
+            }
+            if !matches!(a.verb.as_str(), "get" | "create" | "update" | "patch" | "delete") {
+                return Decision::NoOpinion(
+                    "can only get, create, update, patch, or delete a node lease".into(),
+                );
+            }
+            Decision::Allow(String::new())
+        }
+        ("storage.k8s.io", "csinodes") => {
+            if a.name != node && a.verb != "create" {
+                return Decision::NoOpinion(
+                    "can only access CSINode with the same name as the requesting node".into(),
+                );
+            }
+            Decision::Allow(String::new())
+        }
+        _ => rules(a),
+    }
+}
+
+fn rules(a: &Attributes) -> Decision {
+    if node_rules().iter().any(|r| r.allows(a)) {
+        Decision::Allow(String::new())
+    } else {
+        Decision::NoOpinion(String::new())
+    }
+}
+
+/// Whether a pod bound to `node` uses the object (for a PersistentVolume: through a
+/// claim of such a pod).
+async fn references(api: &ApiServer, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
+    if kind == "persistentvolumes" {
+        return bound_volume(api, node, name).await;
+    }
+    pods_on(api, node, Some(namespace)).await.iter().any(|pod| uses(pod, kind, name))
+}
+
+/// The pods bound to `node`, in `namespace` or everywhere.
+async fn pods_on(api: &ApiServer, node: &str, namespace: Option<&str>) -> Vec<Value> {
+    let prefix = "/registry/pods/";
+    let Some(cache) = api.caches.get(prefix).await else {
+        return Vec::new();
+    };
+    let dir = match namespace {
+        Some(ns) => format!("{prefix}{ns}/"),
+        None => prefix.to_owned(),
+    };
+    cache
+        .objects(&dir)
+        .0
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+        .filter(|pod| pod["spec"]["nodeName"] == node)
+        .collect()
+}
+
+/// Whether a PersistentVolume is bound to a claim a pod of `node` uses.
+async fn bound_volume(api: &ApiServer, node: &str, volume: &str) -> bool {
+    let Some(cache) = api.caches.get("/registry/persistentvolumes/").await else {
+        return false;
+    };
+    let (kvs, _) = cache.objects(&format!("/registry/persistentvolumes/{volume}"));
+    let Some(pv) = kvs.first().and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+    else {
+        return false;
+    };
+    let (Some(ns), Some(claim)) =
+        (pv["spec"]["claimRef"]["namespace"].as_str(), pv["spec"]["claimRef"]["name"].as_str())
+    else {
+        return false;
+    };
+    pods_on(api, node, Some(ns)).await.iter().any(|pod| uses(pod, "persistentvolumeclaims", claim))
+}
+
+/// Whether a pod's spec names the object: volumes (also projected and ephemeral),
+/// `env`/`envFrom` of every container, image pull secrets, its service account.
+pub fn uses(pod: &Value, kind: &str, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let is = |v: &Value| v.as_str() == Some(name);
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|f| spec[*f].as_array().into_iter().flatten());
+    let volumes = || spec["volumes"].as_array().into_iter().flatten();
+    let projected =
+        || volumes().flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten());
+    // A container's `envFrom[].<whole>` or `env[].valueFrom.<key>` names the object.
+    let from_env = |whole: &str, key: &str| {
+        containers.clone().any(|c| {
+            let list = |field: &str| c[field].as_array().cloned().unwrap_or_default();
+            list("envFrom").iter().any(|e| is(&e[whole]["name"]))
+                || list("env").iter().any(|e| is(&e["valueFrom"][key]["name"]))
+        })
+    };
+    match kind {
+        "serviceaccounts" => {
+            let account = spec["serviceAccountName"].as_str().unwrap_or("default");
+            account == name
+        }
+        "secrets" => {
+            spec["imagePullSecrets"].as_array().into_iter().flatten().any(|s| is(&s["name"]))
+                || volumes().any(|v| {
+                    is(&v["secret"]["secretName"])
+                        || is(&v["csi"]["nodePublishSecretRef"]["name"])
+                        || is(&v["cephfs"]["secretRef"]["name"])
+                        || is(&v["flexVolume"]["secretRef"]["name"])
+                        || is(&v["iscsi"]["secretRef"]["name"])
+                        || is(&v["rbd"]["secretRef"]["name"])
+                        || is(&v["azureFile"]["secretName"])
+                })
+                || projected().any(|s| is(&s["secret"]["name"]))
+                || from_env("secretRef", "secretKeyRef")
+        }
+        "configmaps" => {
+            volumes().any(|v| is(&v["configMap"]["name"]))
+                || projected().any(|s| is(&s["configMap"]["name"]))
+                || from_env("configMapRef", "configMapKeyRef")
+        }
+        "persistentvolumeclaims" => volumes().any(|v| {
+            is(&v["persistentVolumeClaim"]["claimName"])
+                || (v["ephemeral"].is_object()
+                    && pod["metadata"]["name"]
+                        .as_str()
+                        .zip(v["name"].as_str())
+                        .is_some_and(|(pod, volume)| format!("{pod}-{volume}") == name))
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pods_reference_what_they_use() {
+        let pod = json!({
+            "metadata": { "name": "p" },
+            "spec": {
+                "nodeName": "n1",
+                "serviceAccountName": "robot",
+                "imagePullSecrets": [{ "name": "pull" }],
+                "containers": [{
+                    "name": "c",
+                    "env": [{ "name": "A", "valueFrom": { "secretKeyRef": { "name": "env-secret", "key": "k" } } }],
+                    "envFrom": [{ "configMapRef": { "name": "env-cm" } }],
+                }],
+                "volumes": [
+                    { "name": "s", "secret": { "secretName": "vol-secret" } },
+                    { "name": "proj", "projected": { "sources": [{ "configMap": { "name": "proj-cm" } }] } },
+                    { "name": "data", "persistentVolumeClaim": { "claimName": "claim" } },
+                    { "name": "scratch", "ephemeral": { "volumeClaimTemplate": { "spec": {} } } },
+                ],
+            },
+        });
+        for (kind, name) in [
+            ("secrets", "pull"),
+            ("secrets", "env-secret"),
+            ("secrets", "vol-secret"),
+            ("configmaps", "env-cm"),
+            ("configmaps", "proj-cm"),
+            ("persistentvolumeclaims", "claim"),
+            ("persistentvolumeclaims", "p-scratch"),
+            ("serviceaccounts", "robot"),
+        ] {
+            assert!(uses(&pod, kind, name), "{kind} {name}");
+        }
+        assert!(!uses(&pod, "secrets", "other"));
+        assert!(!uses(&pod, "configmaps", "vol-secret"));
+        assert!(!uses(&pod, "serviceaccounts", "default"));
+    }
+
+    #[test]
+    fn only_nodes_are_nodes() {
+        let user = |name: &str, groups: &[&str]| crate::request::User {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        assert_eq!(node_name(&user("system:node:n1", &["system:nodes"])), Some("n1"));
+        assert_eq!(node_name(&user("system:node:n1", &[])), None);
+        assert_eq!(node_name(&user("bob", &["system:nodes"])), None);
+    }
+}
