@@ -144,13 +144,7 @@ fn host_probes_and_lifecycle_hosts() {
         r#"container "init" uses probe or lifecycle host "169.254.169.254""#,
     );
     // New in policy v1.34.
-    assert_only(
-        "baseline:v1.34",
-        &one,
-        "probe or lifecycle host",
-        &common::only("baseline:latest", &one).detail,
-    );
-    assert_allowed("baseline:v1.33", &one);
+    common::assert_new_in("baseline", 34, &one, "probe or lifecycle host");
 }
 
 #[test]
@@ -274,12 +268,11 @@ fn proc_mount() {
         "procMount",
         r#"container "app" must not set securityContext.procMount to "Unmasked""#,
     );
-    // No user-namespace relaxation at 1.34 (it sits behind a default-off feature gate).
-    let userns = with(|p| {
-        p["spec"]["hostUsers"] = json!(false);
-        p["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked");
-    });
-    assert_eq!(common::only("baseline:latest", &userns).reason, "procMount");
+    common::assert_no_user_namespace_relaxation(
+        "baseline:latest",
+        |p| p["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked"),
+        "procMount",
+    );
 }
 
 #[test]

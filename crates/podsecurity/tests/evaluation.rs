@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{detail, lv, run};
+use common::{detail, lv, reasons, run};
 use keelson_podsecurity::{LATEST_MINOR, Version, Violation, message, warning};
 use serde_json::json;
 
@@ -57,10 +57,8 @@ fn baseline_results_come_before_restricted_results_each_sorted_by_check_id() {
         "containers": [{"name": "c", "ports": [{"hostPort": 80}],
                         "securityContext": {"runAsUser": 0, "procMount": "Unmasked"}}],
     }});
-    let reasons: Vec<String> =
-        run("restricted:latest", &pod).into_iter().map(|v| v.reason).collect();
     assert_eq!(
-        reasons,
+        reasons("restricted:latest", &pod),
         [
             "host namespaces",
             "hostPort",
@@ -74,10 +72,8 @@ fn baseline_results_come_before_restricted_results_each_sorted_by_check_id() {
             "seccompProfile",
         ]
     );
-    let baseline: Vec<String> =
-        run("baseline:latest", &pod).into_iter().map(|v| v.reason).collect();
     assert_eq!(
-        baseline,
+        reasons("baseline:latest", &pod),
         ["host namespaces", "hostPath volumes", "hostPort", "procMount", "forbidden sysctls"]
     );
 }
@@ -113,10 +109,8 @@ fn at_v1_0_only_the_original_checks_run() {
             .all(|v| v.reason == "forbidden sysctls" || v.reason == "seLinuxOptions")
     );
     assert_eq!(run("restricted:v1.0", &pod).len(), 2);
-    let latest: Vec<String> =
-        run("restricted:latest", &pod).into_iter().map(|v| v.reason).collect();
     assert_eq!(
-        latest,
+        reasons("restricted:latest", &pod),
         [
             "probe or lifecycle host",
             "allowPrivilegeEscalation != false",

@@ -3,8 +3,23 @@
 
 mod common;
 
-use common::{assert_allowed, assert_only, run, with};
-use serde_json::json;
+use common::{assert_allowed, assert_new_in, assert_only, containers, windows_with, with};
+use serde_json::{Value, json};
+
+/// Asserts that `pod` breaks a rule only restricted has: restricted (latest) reports it alone,
+/// as `reason` with `detail`, and baseline allows the pod.
+fn assert_restricted_only(pod: &Value, reason: &str, detail: &str) {
+    assert_only("restricted:latest", pod, reason, detail);
+    assert_allowed("baseline:latest", pod);
+}
+
+/// Asserts that a restricted control exempts Windows pods from policy v1.25: `pod` (a Windows
+/// pod) passes restricted there and at latest, and fails with `reason` at v1.24.
+fn assert_linux_only_from_v1_25(pod: &Value, reason: &str) {
+    assert_allowed("restricted:v1.25", pod);
+    assert_allowed("restricted:latest", pod);
+    assert_eq!(common::only("restricted:v1.24", pod).reason, reason);
+}
 
 #[test]
 fn allow_privilege_escalation() {
@@ -15,29 +30,24 @@ fn allow_privilege_escalation() {
             {"name": "b", "securityContext": {"capabilities": {"drop": ["ALL"]}}},
         ]);
     });
-    assert_only(
-        "restricted:latest",
+    assert_restricted_only(
         &pod,
         "allowPrivilegeEscalation != false",
         r#"containers "a", "b" must set securityContext.allowPrivilegeEscalation=false"#,
     );
-    assert_allowed("baseline:latest", &pod);
     // The field arrived in 1.8: policy v1.7 does not check it.
-    assert_allowed("restricted:v1.7", &pod);
-    assert_eq!(run("restricted:v1.8", &pod).len(), 1);
+    assert_new_in("restricted", 8, &pod, "allowPrivilegeEscalation != false");
 }
 
 #[test]
 fn allow_privilege_escalation_is_linux_only_from_v1_25() {
-    let pod = with(|p| {
-        p["spec"]["os"] = json!({"name": "windows"});
+    let unset = |p: &mut Value| {
         p["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"drop": ["ALL"]}});
-    });
-    assert_allowed("restricted:v1.25", &pod);
-    assert_eq!(common::only("restricted:v1.24", &pod).reason, "allowPrivilegeEscalation != false");
+    };
+    assert_linux_only_from_v1_25(&windows_with(unset), "allowPrivilegeEscalation != false");
     let linux = with(|p| {
         p["spec"]["os"] = json!({"name": "linux"});
-        p["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"drop": ["ALL"]}});
+        unset(p);
     });
     assert_eq!(
         common::only("restricted:latest", &linux).reason,
@@ -88,18 +98,15 @@ fn capabilities_restricted_replaces_baseline_from_v1_22() {
     let no_drop = with(|p| {
         p["spec"]["containers"][0]["securityContext"] = json!({"allowPrivilegeEscalation": false})
     });
-    assert_allowed("restricted:v1.21", &no_drop);
-    assert_eq!(common::only("restricted:v1.22", &no_drop).reason, "unrestricted capabilities");
+    assert_new_in("restricted", 22, &no_drop, "unrestricted capabilities");
 }
 
 #[test]
 fn capabilities_restricted_is_linux_only_from_v1_25() {
-    let pod = with(|p| {
-        p["spec"]["os"] = json!({"name": "windows"});
+    let pod = windows_with(|p| {
         p["spec"]["containers"][0]["securityContext"] = json!({"allowPrivilegeEscalation": false});
     });
-    assert_allowed("restricted:latest", &pod);
-    assert_eq!(common::only("restricted:v1.24", &pod).reason, "unrestricted capabilities");
+    assert_linux_only_from_v1_25(&pod, "unrestricted capabilities");
 }
 
 #[test]
@@ -141,8 +148,7 @@ fn restricted_volumes() {
 fn run_as_non_root() {
     let explicit = with(|p| {
         p["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
-        p["spec"]["containers"] =
-            json!([common::container("a"), common::container("b"), common::container("c"),]);
+        p["spec"]["containers"] = containers(&["a", "b", "c"]);
         p["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] = json!(false);
         p["spec"]["containers"][1]["securityContext"]["runAsNonRoot"] = json!(false);
         p["spec"]["containers"][2]["securityContext"]["runAsNonRoot"] = json!(true);
@@ -155,24 +161,18 @@ fn run_as_non_root() {
     );
     let implicit = with(|p| {
         p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
-        p["spec"]["containers"] =
-            json!([common::container("a"), common::container("b"), common::container("c")]);
+        p["spec"]["containers"] = containers(&["a", "b", "c"]);
         p["spec"]["containers"][2]["securityContext"]["runAsNonRoot"] = json!(true);
     });
-    assert_only(
-        "restricted:latest",
+    assert_restricted_only(
         &implicit,
         "runAsNonRoot != true",
         r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#,
     );
-    assert_allowed("baseline:latest", &implicit);
     // Checked since v1.0.
     assert_eq!(common::only("restricted:v1.0", &implicit).reason, "runAsNonRoot != true");
     // Applies to Windows pods too.
-    let windows = with(|p| {
-        p["spec"]["os"] = json!({"name": "windows"});
-        p["spec"]["securityContext"] = json!({});
-    });
+    let windows = windows_with(|p| p["spec"]["securityContext"] = json!({}));
     assert_eq!(common::only("restricted:latest", &windows).reason, "runAsNonRoot != true");
 }
 
@@ -180,7 +180,7 @@ fn run_as_non_root() {
 fn run_as_user() {
     let pod = with(|p| {
         p["spec"]["securityContext"]["runAsUser"] = json!(0);
-        p["spec"]["containers"] = json!([common::container("a"), common::container("b")]);
+        p["spec"]["containers"] = containers(&["a", "b"]);
         p["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0);
         p["spec"]["containers"][1]["securityContext"]["runAsUser"] = json!(1000);
     });
@@ -191,35 +191,33 @@ fn run_as_user() {
         r#"pod and container "a" must not set runAsUser=0"#,
     );
     // New in policy v1.23.
-    assert_allowed("restricted:v1.22", &pod);
-    assert_eq!(common::only("restricted:v1.23", &pod).reason, "runAsUser=0");
-    // No user-namespace relaxation at 1.34 (it sits behind a default-off feature gate).
-    let userns = with(|p| {
-        p["spec"]["hostUsers"] = json!(false);
-        p["spec"]["securityContext"]["runAsUser"] = json!(0);
-    });
-    assert_eq!(common::only("restricted:latest", &userns).reason, "runAsUser=0");
+    assert_new_in("restricted", 23, &pod, "runAsUser=0");
+    common::assert_no_user_namespace_relaxation(
+        "restricted:latest",
+        |p| p["spec"]["securityContext"]["runAsUser"] = json!(0),
+        "runAsUser=0",
+    );
 }
 
 #[test]
 fn seccomp_restricted() {
     let implicit = with(|p| {
         p["spec"]["securityContext"] = json!({"runAsNonRoot": true});
-        p["spec"]["containers"] = json!([common::container("a"), common::container("b")]);
+        p["spec"]["containers"] = containers(&["a", "b"]);
         p["spec"]["containers"][1]["securityContext"]["seccompProfile"] =
             json!({"type": "Localhost", "localhostProfile": "x"});
     });
-    assert_only(
-        "restricted:latest",
+    // Restricted requires a profile; baseline allows it unset.
+    assert_restricted_only(
         &implicit,
         "seccompProfile",
         r#"pod or container "a" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#,
     );
-    // Unset is fine for baseline.
-    assert_allowed("baseline:latest", &implicit);
+    // New in policy v1.19.
+    assert_new_in("restricted", 19, &implicit, "seccompProfile");
     let explicit = with(|p| {
         p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"});
-        p["spec"]["containers"] = json!([common::container("a"), common::container("b")]);
+        p["spec"]["containers"] = containers(&["a", "b"]);
         p["spec"]["containers"][1]["securityContext"]["seccompProfile"] =
             json!({"type": "Unconfined"});
     });
@@ -230,21 +228,14 @@ fn seccomp_restricted() {
         "seccompProfile",
         r#"pod and container "b" must not set securityContext.seccompProfile.type to "Unconfined""#,
     );
-    // New in policy v1.19.
-    assert_allowed("restricted:v1.18", &implicit);
 }
 
 #[test]
 fn seccomp_restricted_is_linux_only_from_v1_25() {
-    let pod = with(|p| {
-        p["spec"]["os"] = json!({"name": "windows"});
-        p["spec"]["securityContext"] = json!({"runAsNonRoot": true});
-    });
-    assert_allowed("restricted:v1.25", &pod);
-    assert_eq!(common::only("restricted:v1.24", &pod).reason, "seccompProfile");
+    let pod = windows_with(|p| p["spec"]["securityContext"] = json!({"runAsNonRoot": true}));
+    assert_linux_only_from_v1_25(&pod, "seccompProfile");
     // A Windows pod is still held to baseline's seccomp rule.
-    let unconfined = with(|p| {
-        p["spec"]["os"] = json!({"name": "windows"});
+    let unconfined = windows_with(|p| {
         p["spec"]["securityContext"]["seccompProfile"] = json!({"type": "Unconfined"});
     });
     assert_eq!(common::only("baseline:latest", &unconfined).reason, "seccompProfile");

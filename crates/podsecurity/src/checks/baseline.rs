@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Check, Pod, Revision, bool_at, containers_phrase, get, go_quote, join_quote, name, pluralize,
-    str_at, strings, violation,
+    Check, Pod, Revision, bad_containers, bool_at, containers_phrase, containers_where,
+    forbidden_setters, get, go_quote, join_quote, name, pluralize, quoted_list,
+    security_context_setters, str_at, strings, uses, violation,
 };
 use crate::Violation;
 
@@ -47,27 +48,10 @@ const fn rev(min_minor: u32, run: fn(&Pod<'_>) -> Option<Violation>) -> Revision
 /// when the field arrived).
 fn app_armor_profile(pod: &Pod<'_>) -> Option<Violation> {
     const ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
-    let bad_type = |sc: Option<&serde_json::Value>| -> Option<String> {
-        let profile = get(sc?, &["appArmorProfile"])?;
-        let ty = str_at(profile, &["type"]).unwrap_or("");
+    let mut setters = security_context_setters(pod, |sc| {
+        let ty = str_at(get(sc, &["appArmorProfile"])?, &["type"]).unwrap_or("");
         (!matches!(ty, "RuntimeDefault" | "Localhost")).then(|| ty.to_owned())
-    };
-    let mut setters = Vec::new();
-    let mut bad_values = BTreeSet::new();
-    if let Some(ty) = bad_type(get(pod.spec, &["securityContext"])) {
-        setters.push("pod".to_owned());
-        bad_values.insert(ty);
-    }
-    let mut bad_containers = Vec::new();
-    for c in pod.containers() {
-        if let Some(ty) = bad_type(get(c, &["securityContext"])) {
-            bad_containers.push(name(c));
-            bad_values.insert(ty);
-        }
-    }
-    if !bad_containers.is_empty() {
-        setters.push(containers_phrase(&bad_containers));
-    }
+    });
     let mut bad_annotations: Vec<String> = pod
         .annotations()
         .filter(|(k, v)| {
@@ -77,21 +61,14 @@ fn app_armor_profile(pod: &Pod<'_>) -> Option<Violation> {
         .map(|(k, v)| format!("{k}={}", go_quote(v)))
         .collect();
     bad_annotations.sort();
-    let mut bad_values: Vec<String> = bad_values.into_iter().collect();
     if !bad_annotations.is_empty() {
-        setters.push(pluralize("annotation", "annotations", bad_annotations.len()).to_owned());
-        bad_values.extend(bad_annotations);
+        setters.who.push(pluralize("annotation", "annotations", bad_annotations.len()).to_owned());
     }
-    if setters.is_empty() {
-        return None;
-    }
+    let who = setters.phrase()?;
+    let bad_values: Vec<String> = setters.values.into_iter().chain(bad_annotations).collect();
     violation(
         pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", bad_values.len()),
-        format!(
-            "{} must not set AppArmor profile type to {}",
-            setters.join(" and "),
-            join_quote(&bad_values)
-        ),
+        format!("{who} must not set AppArmor profile type to {}", join_quote(&bad_values)),
     )
 }
 
@@ -114,28 +91,18 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
 
 /// `securityContext.capabilities.add` may only hold the default capabilities.
 fn capabilities_baseline(pod: &Pod<'_>) -> Option<Violation> {
-    let mut bad_containers = Vec::new();
-    let mut non_default = BTreeSet::new();
-    for c in pod.containers() {
-        let mut valid = true;
-        for cap in strings(c, &["securityContext", "capabilities", "add"]) {
-            if !DEFAULT_CAPABILITIES.contains(&cap) {
-                valid = false;
-                non_default.insert(cap);
-            }
-        }
-        if !valid {
-            bad_containers.push(name(c));
-        }
-    }
-    if bad_containers.is_empty() {
+    let (bad, non_default) = bad_containers(pod, |c| {
+        strings(c, &["securityContext", "capabilities", "add"])
+            .filter(|cap| !DEFAULT_CAPABILITIES.contains(cap))
+    });
+    if bad.is_empty() {
         return None;
     }
     violation(
         "non-default capabilities",
         format!(
             "{} must not include {} in securityContext.capabilities.add",
-            containers_phrase(&bad_containers),
+            containers_phrase(&bad),
             join_quote(&non_default)
         ),
     )
@@ -161,43 +128,27 @@ fn host_path_volumes(pod: &Pod<'_>) -> Option<Violation> {
     if bad.is_empty() {
         return None;
     }
-    violation(
-        "hostPath volumes",
-        format!("{} {}", pluralize("volume", "volumes", bad.len()), join_quote(&bad)),
-    )
+    violation("hostPath volumes", quoted_list("volume", "volumes", &bad))
 }
 
 /// No container port may set a non-zero `hostPort`.
 fn host_ports(pod: &Pod<'_>) -> Option<Violation> {
-    let mut bad_containers = Vec::new();
     // Upstream collects the ports as strings in a sorted set, so "10000" sorts before "80".
-    let mut ports = BTreeSet::new();
-    for c in pod.containers() {
-        let mut valid = true;
-        for port in super::array(c, &["ports"]) {
-            let host_port = get(port, &["hostPort"]).and_then(serde_json::Value::as_i64);
-            if let Some(p) = host_port.filter(|p| *p != 0) {
-                valid = false;
-                ports.insert(p.to_string());
-            }
-        }
-        if !valid {
-            bad_containers.push(name(c));
-        }
-    }
-    if bad_containers.is_empty() {
+    let (bad, ports) = bad_containers(pod, |c| {
+        super::array(c, &["ports"])
+            .filter_map(|port| get(port, &["hostPort"]).and_then(serde_json::Value::as_i64))
+            .filter(|p| *p != 0)
+            .map(|p| p.to_string())
+    });
+    if bad.is_empty() {
         return None;
     }
-    violation(
-        "hostPort",
-        format!(
-            "{} {} {} {}",
-            containers_phrase(&bad_containers),
-            pluralize("uses", "use", bad_containers.len()),
-            pluralize("hostPort", "hostPorts", ports.len()),
-            ports.into_iter().collect::<Vec<_>>().join(", ")
-        ),
-    )
+    let ports = format!(
+        "{} {}",
+        pluralize("hostPort", "hostPorts", ports.len()),
+        ports.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    violation("hostPort", uses(&containers_phrase(&bad), bad.len(), &ports))
 }
 
 /// Probes and lifecycle handlers must not set `httpGet.host` or `tcpSocket.host` (v1.34+;
@@ -210,52 +161,31 @@ fn host_probes_and_host_lifecycle(pod: &Pod<'_>) -> Option<Violation> {
         &["lifecycle", "postStart"],
         &["lifecycle", "preStop"],
     ];
-    let mut bad_containers = BTreeSet::new();
-    let mut hosts = BTreeSet::new();
-    for c in pod.containers() {
-        for path in HANDLERS {
-            let Some(handler) = get(c, path) else { continue };
-            for action in ["httpGet", "tcpSocket"] {
-                match str_at(handler, &[action, "host"]) {
-                    Some(host) if !host.is_empty() => {
-                        bad_containers.insert(name(c));
-                        hosts.insert(host.to_owned());
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    if bad_containers.is_empty() {
+    let (mut bad, hosts) = bad_containers(pod, |c| {
+        HANDLERS
+            .iter()
+            .filter_map(|path| get(c, path))
+            .flat_map(|handler| {
+                ["httpGet", "tcpSocket"].map(|action| str_at(handler, &[action, "host"]))
+            })
+            .flatten()
+            .filter(|host| !host.is_empty())
+    });
+    if bad.is_empty() {
         return None;
     }
-    violation(
-        "probe or lifecycle host",
-        format!(
-            "{} {} {} {} {}",
-            pluralize("container", "containers", bad_containers.len()),
-            join_quote(&bad_containers),
-            pluralize("uses", "use", bad_containers.len()),
-            pluralize("probe or lifecycle host", "probe or lifecycle hosts", hosts.len()),
-            join_quote(&hosts)
-        ),
-    )
+    // Upstream keeps these container names in a sorted set.
+    bad.sort();
+    bad.dedup();
+    let hosts = quoted_list("probe or lifecycle host", "probe or lifecycle hosts", &hosts);
+    violation("probe or lifecycle host", uses(&containers_phrase(&bad), bad.len(), &hosts))
 }
 
 /// `securityContext.privileged` must be unset or false.
 fn privileged(pod: &Pod<'_>) -> Option<Violation> {
-    let bad: Vec<String> = pod
-        .containers()
-        .filter(|c| bool_at(c, &["securityContext", "privileged"]) == Some(true))
-        .map(name)
-        .collect();
-    if bad.is_empty() {
-        return None;
-    }
-    violation(
-        "privileged",
-        format!("{} must not set securityContext.privileged=true", containers_phrase(&bad)),
-    )
+    let bad =
+        containers_where(pod, |c| bool_at(c, &["securityContext", "privileged"]) == Some(true))?;
+    violation("privileged", format!("{bad} must not set securityContext.privileged=true"))
 }
 
 /// `securityContext.procMount` must be unset or `Default`.
@@ -263,25 +193,17 @@ fn privileged(pod: &Pod<'_>) -> Option<Violation> {
 /// Upstream 1.34 relaxes this for `hostUsers: false` pods only behind the alpha, default-off
 /// `UserNamespacesPodSecurityStandards` feature gate; this crate evaluates the default.
 fn proc_mount(pod: &Pod<'_>) -> Option<Violation> {
-    let mut bad_containers = Vec::new();
-    let mut types = BTreeSet::new();
-    for c in pod.containers() {
-        match str_at(c, &["securityContext", "procMount"]) {
-            Some(ty) if ty != "Default" => {
-                bad_containers.push(name(c));
-                types.insert(ty);
-            }
-            _ => {}
-        }
-    }
-    if bad_containers.is_empty() {
+    let (bad, types) = bad_containers(pod, |c| {
+        str_at(c, &["securityContext", "procMount"]).filter(|ty| *ty != "Default")
+    });
+    if bad.is_empty() {
         return None;
     }
     violation(
         "procMount",
         format!(
             "{} must not set securityContext.procMount to {}",
-            containers_phrase(&bad_containers),
+            containers_phrase(&bad),
             join_quote(&types)
         ),
     )
@@ -300,43 +222,27 @@ fn se_linux_options_v1_31(pod: &Pod<'_>) -> Option<Violation> {
 fn se_linux_options(pod: &Pod<'_>, allowed_types: &[&str]) -> Option<Violation> {
     let mut bad_types = BTreeSet::new();
     let (mut set_user, mut set_role) = (false, false);
-    let mut valid = |sc: Option<&serde_json::Value>| -> bool {
-        let Some(opts) = sc.and_then(|sc| get(sc, &["seLinuxOptions"])) else { return true };
-        let mut ok = true;
+    let setters = forbidden_setters(pod, |sc| {
+        let Some(opts) = get(sc, &["seLinuxOptions"]) else { return false };
+        let mut forbidden = false;
         let ty = str_at(opts, &["type"]).unwrap_or("");
         if !allowed_types.contains(&ty) {
-            ok = false;
+            forbidden = true;
             bad_types.insert(ty.to_owned());
         }
         if !str_at(opts, &["user"]).unwrap_or("").is_empty() {
-            ok = false;
+            forbidden = true;
             set_user = true;
         }
         if !str_at(opts, &["role"]).unwrap_or("").is_empty() {
-            ok = false;
+            forbidden = true;
             set_role = true;
         }
-        ok
-    };
-    let mut setters = Vec::new();
-    if !valid(get(pod.spec, &["securityContext"])) {
-        setters.push("pod".to_owned());
-    }
-    let bad_containers: Vec<String> =
-        pod.containers().filter(|c| !valid(get(c, &["securityContext"]))).map(name).collect();
-    if !bad_containers.is_empty() {
-        setters.push(containers_phrase(&bad_containers));
-    }
-    if setters.is_empty() {
-        return None;
-    }
+        forbidden
+    })?;
     let mut data = Vec::new();
     if !bad_types.is_empty() {
-        data.push(format!(
-            "{} {}",
-            pluralize("type", "types", bad_types.len()),
-            join_quote(&bad_types)
-        ));
+        data.push(quoted_list("type", "types", &bad_types));
     }
     if set_user {
         data.push("user may not be set".to_owned());
@@ -346,11 +252,7 @@ fn se_linux_options(pod: &Pod<'_>, allowed_types: &[&str]) -> Option<Violation> 
     }
     violation(
         "seLinuxOptions",
-        format!(
-            "{} set forbidden securityContext.seLinuxOptions: {}",
-            setters.join(" and "),
-            data.join("; ")
-        ),
+        format!("{setters} set forbidden securityContext.seLinuxOptions: {}", data.join("; ")),
     )
 }
 
@@ -387,38 +289,19 @@ pub(super) fn valid_seccomp(ty: &str) -> bool {
     matches!(ty, "RuntimeDefault" | "Localhost")
 }
 
-/// From v1.19: `seccompProfile.type`, where set, must be RuntimeDefault or Localhost.
-fn seccomp_baseline(pod: &Pod<'_>) -> Option<Violation> {
-    let bad_type = |sc: Option<&serde_json::Value>| -> Option<String> {
-        let profile = get(sc?, &["seccompProfile"])?;
-        let ty = str_at(profile, &["type"]).unwrap_or("");
+/// From v1.19: `seccompProfile.type`, where set, must be RuntimeDefault or Localhost. The
+/// restricted seccomp check reports explicitly forbidden types through this too.
+pub(super) fn seccomp_baseline(pod: &Pod<'_>) -> Option<Violation> {
+    let setters = security_context_setters(pod, |sc| {
+        let ty = str_at(get(sc, &["seccompProfile"])?, &["type"]).unwrap_or("");
         (!valid_seccomp(ty)).then(|| ty.to_owned())
-    };
-    let mut setters = Vec::new();
-    let mut bad_values = BTreeSet::new();
-    if let Some(ty) = bad_type(get(pod.spec, &["securityContext"])) {
-        setters.push("pod".to_owned());
-        bad_values.insert(ty);
-    }
-    let mut bad_containers = Vec::new();
-    for c in pod.containers() {
-        if let Some(ty) = bad_type(get(c, &["securityContext"])) {
-            bad_containers.push(name(c));
-            bad_values.insert(ty);
-        }
-    }
-    if !bad_containers.is_empty() {
-        setters.push(containers_phrase(&bad_containers));
-    }
-    if setters.is_empty() {
-        return None;
-    }
+    });
+    let who = setters.phrase()?;
     violation(
         "seccompProfile",
         format!(
-            "{} must not set securityContext.seccompProfile.type to {}",
-            setters.join(" and "),
-            join_quote(&bad_values)
+            "{who} must not set securityContext.seccompProfile.type to {}",
+            join_quote(&setters.values)
         ),
     )
 }
@@ -470,25 +353,10 @@ fn sysctls(pod: &Pod<'_>, safe: &[&[&str]]) -> Option<Violation> {
 
 /// `windowsOptions.hostProcess` (pod and containers) must be unset or false.
 fn windows_host_process(pod: &Pod<'_>) -> Option<Violation> {
-    let host_process = |v: &serde_json::Value| {
-        bool_at(v, &["securityContext", "windowsOptions", "hostProcess"]) == Some(true)
-    };
-    let mut setters = Vec::new();
-    if host_process(pod.spec) {
-        setters.push("pod".to_owned());
-    }
-    let bad: Vec<String> = pod.containers().filter(|c| host_process(c)).map(name).collect();
-    if !bad.is_empty() {
-        setters.push(containers_phrase(&bad));
-    }
-    if setters.is_empty() {
-        return None;
-    }
+    let setters =
+        forbidden_setters(pod, |sc| bool_at(sc, &["windowsOptions", "hostProcess"]) == Some(true))?;
     violation(
         "hostProcess",
-        format!(
-            "{} must not set securityContext.windowsOptions.hostProcess=true",
-            setters.join(" and ")
-        ),
+        format!("{setters} must not set securityContext.windowsOptions.hostProcess=true"),
     )
 }

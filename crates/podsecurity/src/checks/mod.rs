@@ -1,9 +1,11 @@
 //! The check registry: which revision of which check runs at a level and policy version,
-//! in upstream's order, plus the helpers the checks share (container traversal, Go-style
-//! quoting and pluralisation, so details read exactly like upstream's).
+//! in upstream's order, plus the helpers the checks share (container and security-context
+//! traversal, Go-style quoting and pluralisation, so details read exactly like upstream's).
 
 mod baseline;
 mod restricted;
+
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -132,9 +134,114 @@ fn join_quote<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
     items.join(", ")
 }
 
+/// `"<singular|plural> \"a\", \"b\""`: quoted items after a noun agreeing with their number.
+fn quoted_list<I>(singular: &str, plural: &str, items: I) -> String
+where
+    I: IntoIterator<IntoIter: ExactSizeIterator, Item: AsRef<str>>,
+{
+    let items = items.into_iter();
+    format!("{} {}", pluralize(singular, plural, items.len()), join_quote(items))
+}
+
 /// `"<container|containers> \"a\", \"b\""`, the subject most details start with.
 fn containers_phrase(names: &[String]) -> String {
-    format!("{} {}", pluralize("container", "containers", names.len()), join_quote(names))
+    quoted_list("container", "containers", names)
+}
+
+/// `"<subjects> <uses|use> <objects>"`, upstream's detail for `count` named subjects (such as
+/// `containers "a", "b"`) that use forbidden things.
+fn uses(subjects: &str, count: usize, objects: &str) -> String {
+    format!("{subjects} {} {objects}", pluralize("uses", "use", count))
+}
+
+/// The object's `securityContext`, `None` when absent or `null`.
+fn security_context(v: &Value) -> Option<&Value> {
+    get(v, &["securityContext"])
+}
+
+/// `containers "a", "b"` naming the containers `pred` holds for, in visit order; `None` when
+/// there are none.
+fn containers_where<'a>(pod: &Pod<'a>, mut pred: impl FnMut(&'a Value) -> bool) -> Option<String> {
+    let names: Vec<String> = pod.containers().filter(|c| pred(c)).map(name).collect();
+    (!names.is_empty()).then(|| containers_phrase(&names))
+}
+
+/// Runs `bad` on each container, in visit order: the names of those it finds forbidden
+/// values in, and every distinct value found, sorted.
+fn bad_containers<'a, T: Ord, I: IntoIterator<Item = T>>(
+    pod: &Pod<'a>,
+    mut bad: impl FnMut(&'a Value) -> I,
+) -> (Vec<String>, BTreeSet<T>) {
+    let mut names = Vec::new();
+    let mut values = BTreeSet::new();
+    for c in pod.containers() {
+        let mut found = false;
+        for value in bad(c) {
+            found = true;
+            values.insert(value);
+        }
+        if found {
+            names.push(name(c));
+        }
+    }
+    (names, values)
+}
+
+/// Who sets a forbidden value in a security context, and the distinct values set.
+struct Setters<T> {
+    /// `"pod"` and/or `containers "a", "b"`, in that order.
+    who: Vec<String>,
+    /// The distinct forbidden values found, sorted.
+    values: BTreeSet<T>,
+}
+
+impl<T> Setters<T> {
+    /// `"pod and containers \"a\", \"b\""`, or `None` when nothing sets a forbidden value.
+    fn phrase(&self) -> Option<String> {
+        (!self.who.is_empty()).then(|| self.who.join(" and "))
+    }
+}
+
+/// Runs `bad` on the pod's `securityContext`, then on each container's (absent or `null`
+/// contexts are skipped): upstream's "pod then containers" pattern for a field that may be
+/// set at either level and must not hold a forbidden value at any.
+fn security_context_setters<'a, T: Ord>(
+    pod: &Pod<'a>,
+    mut bad: impl FnMut(&'a Value) -> Option<T>,
+) -> Setters<T> {
+    let mut who = Vec::new();
+    let mut values = BTreeSet::new();
+    if let Some(value) = security_context(pod.spec).and_then(&mut bad) {
+        who.push("pod".to_owned());
+        values.insert(value);
+    }
+    let (containers, container_values) =
+        bad_containers(pod, |c| security_context(c).and_then(&mut bad));
+    if !containers.is_empty() {
+        who.push(containers_phrase(&containers));
+    }
+    values.extend(container_values);
+    Setters { who, values }
+}
+
+/// [`security_context_setters`] for a yes/no rule: the phrase naming every security context
+/// `forbidden` holds for, `None` when there are none.
+fn forbidden_setters<'a>(
+    pod: &Pod<'a>,
+    mut forbidden: impl FnMut(&'a Value) -> bool,
+) -> Option<String> {
+    security_context_setters(pod, |sc| forbidden(sc).then_some(())).phrase()
+}
+
+/// `"pod or containers \"a\", \"b\""` when a field the restricted level requires is unset
+/// in the pod's `securityContext` and in those containers' (`is_set` reads one context);
+/// `None` when the pod sets it, or every container does.
+fn unset_phrase(pod: &Pod<'_>, is_set: impl Fn(&Value) -> bool) -> Option<String> {
+    let set = |v: &Value| security_context(v).is_some_and(&is_set);
+    if set(pod.spec) {
+        return None;
+    }
+    containers_where(pod, |c| !set(c)).map(|containers| format!("pod or {containers}"))
 }
 
 /// Go's `%q` for a string: double-quoted with backslash escapes.

@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Check, Pod, Revision, baseline::valid_seccomp, bool_at, containers_phrase, get, join_quote,
-    name, pluralize, str_at, strings, violation,
+    Check, Pod, Revision, bad_containers, baseline::seccomp_baseline, bool_at, containers_phrase,
+    containers_where, forbidden_setters, get, join_quote, name, quoted_list, strings, unset_phrase,
+    uses, violation,
 };
 use crate::Violation;
 
@@ -51,20 +52,12 @@ const fn rev(
 
 /// Every container must set `securityContext.allowPrivilegeEscalation: false`.
 fn allow_privilege_escalation(pod: &Pod<'_>) -> Option<Violation> {
-    let bad: Vec<String> = pod
-        .containers()
-        .filter(|c| bool_at(c, &["securityContext", "allowPrivilegeEscalation"]) != Some(false))
-        .map(name)
-        .collect();
-    if bad.is_empty() {
-        return None;
-    }
+    let bad = containers_where(pod, |c| {
+        bool_at(c, &["securityContext", "allowPrivilegeEscalation"]) != Some(false)
+    })?;
     violation(
         "allowPrivilegeEscalation != false",
-        format!(
-            "{} must set securityContext.allowPrivilegeEscalation=false",
-            containers_phrase(&bad)
-        ),
+        format!("{bad} must set securityContext.allowPrivilegeEscalation=false"),
     )
 }
 
@@ -75,31 +68,17 @@ fn allow_privilege_escalation_linux(pod: &Pod<'_>) -> Option<Violation> {
 
 /// Every container must drop `ALL` and may add only `NET_BIND_SERVICE`.
 fn capabilities_restricted(pod: &Pod<'_>) -> Option<Violation> {
-    let mut missing_drop_all = Vec::new();
-    let mut adding_forbidden = Vec::new();
-    let mut forbidden = BTreeSet::new();
-    for c in pod.containers() {
-        let Some(caps) = get(c, &["securityContext", "capabilities"]) else {
-            missing_drop_all.push(name(c));
-            continue;
-        };
-        if !strings(caps, &["drop"]).any(|cap| cap == "ALL") {
-            missing_drop_all.push(name(c));
-        }
-        let mut added_forbidden = false;
-        for cap in strings(caps, &["add"]).filter(|cap| *cap != "NET_BIND_SERVICE") {
-            added_forbidden = true;
-            forbidden.insert(cap);
-        }
-        if added_forbidden {
-            adding_forbidden.push(name(c));
-        }
-    }
+    let missing_drop_all = containers_where(pod, |c| {
+        !strings(c, &["securityContext", "capabilities", "drop"]).any(|cap| cap == "ALL")
+    });
+    let (adding_forbidden, forbidden) = bad_containers(pod, |c| {
+        strings(c, &["securityContext", "capabilities", "add"])
+            .filter(|cap| *cap != "NET_BIND_SERVICE")
+    });
     let mut details = Vec::new();
-    if !missing_drop_all.is_empty() {
+    if let Some(missing_drop_all) = missing_drop_all {
         details.push(format!(
-            r#"{} must set securityContext.capabilities.drop=["ALL"]"#,
-            containers_phrase(&missing_drop_all)
+            r#"{missing_drop_all} must set securityContext.capabilities.drop=["ALL"]"#
         ));
     }
     if !adding_forbidden.is_empty() {
@@ -174,17 +153,9 @@ fn restricted_volumes(pod: &Pod<'_>) -> Option<Violation> {
     if bad_volumes.is_empty() {
         return None;
     }
-    violation(
-        "restricted volume types",
-        format!(
-            "{} {} {} {} {}",
-            pluralize("volume", "volumes", bad_volumes.len()),
-            join_quote(&bad_volumes),
-            pluralize("uses", "use", bad_volumes.len()),
-            pluralize("restricted volume type", "restricted volume types", bad_types.len()),
-            join_quote(&bad_types)
-        ),
-    )
+    let volumes = quoted_list("volume", "volumes", &bad_volumes);
+    let types = quoted_list("restricted volume type", "restricted volume types", &bad_types);
+    violation("restricted volume types", uses(&volumes, bad_volumes.len(), &types))
 }
 
 /// `runAsNonRoot` must be true, at pod level or on every container; nothing may set it to
@@ -193,116 +164,40 @@ fn restricted_volumes(pod: &Pod<'_>) -> Option<Violation> {
 /// Upstream 1.34 skips this for `hostUsers: false` pods only behind the alpha, default-off
 /// `UserNamespacesPodSecurityStandards` feature gate; this crate evaluates the default.
 fn run_as_non_root(pod: &Pod<'_>) -> Option<Violation> {
-    let mut setters = Vec::new();
-    let pod_value = bool_at(pod.spec, &["securityContext", "runAsNonRoot"]);
-    if pod_value == Some(false) {
-        setters.push("pod".to_owned());
-    }
-    let pod_non_root = pod_value == Some(true);
-    let mut explicitly_bad = Vec::new();
-    let mut implicitly_bad = Vec::new();
-    for c in pod.containers() {
-        match bool_at(c, &["securityContext", "runAsNonRoot"]) {
-            Some(false) => explicitly_bad.push(name(c)),
-            Some(true) => {}
-            None if !pod_non_root => implicitly_bad.push(name(c)),
-            None => {}
+    let run_as_non_root = |sc: &serde_json::Value| bool_at(sc, &["runAsNonRoot"]);
+    let detail = match forbidden_setters(pod, |sc| run_as_non_root(sc) == Some(false)) {
+        Some(setters) => format!("{setters} must not set securityContext.runAsNonRoot=false"),
+        // Nothing sets false, so "set" here means set to true.
+        None => {
+            let unset = unset_phrase(pod, |sc| run_as_non_root(sc).is_some())?;
+            format!("{unset} must set securityContext.runAsNonRoot=true")
         }
-    }
-    if !explicitly_bad.is_empty() {
-        setters.push(containers_phrase(&explicitly_bad));
-    }
-    if !setters.is_empty() {
-        return violation(
-            "runAsNonRoot != true",
-            format!("{} must not set securityContext.runAsNonRoot=false", setters.join(" and ")),
-        );
-    }
-    if !implicitly_bad.is_empty() {
-        return violation(
-            "runAsNonRoot != true",
-            format!(
-                "pod or {} must set securityContext.runAsNonRoot=true",
-                containers_phrase(&implicitly_bad)
-            ),
-        );
-    }
-    None
+    };
+    violation("runAsNonRoot != true", detail)
 }
 
 /// Nothing may set `runAsUser: 0` (v1.23+). Same user-namespace note as `runAsNonRoot`.
 fn run_as_user(pod: &Pod<'_>) -> Option<Violation> {
-    let is_root = |v: &serde_json::Value| {
-        get(v, &["securityContext", "runAsUser"]).and_then(|u| u.as_i64()) == Some(0)
-    };
-    let mut setters = Vec::new();
-    if is_root(pod.spec) {
-        setters.push("pod".to_owned());
-    }
-    let bad: Vec<String> = pod.containers().filter(|c| is_root(c)).map(name).collect();
-    if !bad.is_empty() {
-        setters.push(containers_phrase(&bad));
-    }
-    if setters.is_empty() {
-        return None;
-    }
-    violation("runAsUser=0", format!("{} must not set runAsUser=0", setters.join(" and ")))
+    let setters = forbidden_setters(pod, |sc| {
+        get(sc, &["runAsUser"]).and_then(serde_json::Value::as_i64) == Some(0)
+    })?;
+    violation("runAsUser=0", format!("{setters} must not set runAsUser=0"))
 }
 
 /// `seccompProfile.type` must be set, to RuntimeDefault or Localhost, at pod level or on
-/// every container (v1.19+); this replaces the baseline seccomp check.
+/// every container (v1.19+); this replaces the baseline seccomp check, and reports a
+/// forbidden type exactly as that check does.
 fn seccomp_restricted(pod: &Pod<'_>) -> Option<Violation> {
-    let profile_type = |v: &serde_json::Value| {
-        get(v, &["securityContext", "seccompProfile"])
-            .map(|p| str_at(p, &["type"]).unwrap_or("").to_owned())
-    };
-    let mut setters = Vec::new();
-    let mut bad_values = BTreeSet::new();
-    let mut pod_set = false;
-    if let Some(ty) = profile_type(pod.spec) {
-        if valid_seccomp(&ty) {
-            pod_set = true;
-        } else {
-            setters.push("pod".to_owned());
-            bad_values.insert(ty);
-        }
-    }
-    let mut explicitly_bad = Vec::new();
-    let mut implicitly_bad = Vec::new();
-    for c in pod.containers() {
-        match profile_type(c) {
-            Some(ty) if !valid_seccomp(&ty) => {
-                explicitly_bad.push(name(c));
-                bad_values.insert(ty);
-            }
-            Some(_) => {}
-            None if !pod_set => implicitly_bad.push(name(c)),
-            None => {}
-        }
-    }
-    if !explicitly_bad.is_empty() {
-        setters.push(containers_phrase(&explicitly_bad));
-    }
-    if !setters.is_empty() {
-        return violation(
+    seccomp_baseline(pod).or_else(|| {
+        // No profile has a forbidden type, so a set one is valid.
+        let unset = unset_phrase(pod, |sc| get(sc, &["seccompProfile"]).is_some())?;
+        violation(
             "seccompProfile",
             format!(
-                "{} must not set securityContext.seccompProfile.type to {}",
-                setters.join(" and "),
-                join_quote(&bad_values)
+                r#"{unset} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#
             ),
-        );
-    }
-    if !implicitly_bad.is_empty() {
-        return violation(
-            "seccompProfile",
-            format!(
-                r#"pod or {} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#,
-                containers_phrase(&implicitly_bad)
-            ),
-        );
-    }
-    None
+        )
+    })
 }
 
 /// From v1.25 the seccomp rule is Linux-only: Windows pods pass.

@@ -51,6 +51,28 @@ pub fn assert_allowed(level: &str, pod: &Value) {
     assert!(v.is_empty(), "{level}: expected no violations, got {v:?}");
 }
 
+/// Asserts that a check is new in policy `v1.{minor}` of `level`: `pod` passes at the version
+/// before, and from that version fails that check alone, with `reason`.
+pub fn assert_new_in(level: &str, minor: u32, pod: &Value, reason: &str) {
+    assert_allowed(&format!("{level}:v1.{}", minor - 1), pod);
+    assert_eq!(only(&format!("{level}:v1.{minor}"), pod).reason, reason);
+}
+
+/// The reasons of the violations `level` finds, in order.
+pub fn reasons(level: &str, pod: &Value) -> Vec<String> {
+    run(level, pod).into_iter().map(|v| v.reason).collect()
+}
+
+/// Asserts that `f`'s problem still fails `level` with `reason` in a `hostUsers: false` pod:
+/// upstream 1.34 relaxes some checks for such pods only behind a default-off feature gate.
+pub fn assert_no_user_namespace_relaxation(level: &str, f: impl FnOnce(&mut Value), reason: &str) {
+    let userns = with(|p| {
+        p["spec"]["hostUsers"] = json!(false);
+        f(p);
+    });
+    assert_eq!(only(level, &userns).reason, reason);
+}
+
 /// A pod that satisfies restricted at every version; tests add one problem to it.
 pub fn restricted_pod() -> Value {
     json!({
@@ -71,9 +93,22 @@ pub fn container(name: &str) -> Value {
     })
 }
 
+/// Restricted-clean containers named `names`, as a JSON array.
+pub fn containers(names: &[&str]) -> Value {
+    names.iter().map(|n| container(n)).collect()
+}
+
 /// `restricted_pod()` with `f` applied to it.
 pub fn with(f: impl FnOnce(&mut Value)) -> Value {
     let mut pod = restricted_pod();
     f(&mut pod);
     pod
+}
+
+/// `restricted_pod()` as a Windows pod (`spec.os.name: windows`), with `f` applied to it.
+pub fn windows_with(f: impl FnOnce(&mut Value)) -> Value {
+    with(|p| {
+        p["spec"]["os"] = json!({"name": "windows"});
+        f(p);
+    })
 }
