@@ -8,6 +8,7 @@
 //! Every other component reaches the cluster through this server; it is the only one
 //! that touches the store.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 mod cache;
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use keelson_api::Registry;
 use keelson_store::Store;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 
@@ -65,6 +66,8 @@ pub struct Config {
     pub encryption: Option<encryption::EncryptionConfig>,
     /// Where the audit log goes and what it records; `None` records nothing.
     pub audit: Option<audit::AuditConfig>,
+    /// PodSecurity admission's defaults and exemptions.
+    pub pod_security: admission::podsecurity::Config,
 }
 
 /// The state every request handler shares.
@@ -76,6 +79,7 @@ pub struct ApiServer {
     caches: cache::Caches,
     auditor: Option<audit::Auditor>,
     authorizer: auth::Authorizer,
+    pod_security: admission::podsecurity::Config,
 }
 
 impl ApiServer {
@@ -133,6 +137,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
         authorizer: auth::Authorizer::default(),
+        pod_security: config.pod_security,
     });
     let listener = TcpListener::bind(config.bind)
         .await
@@ -160,37 +165,60 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     Ok(Running { local_addr, api, stop, task })
 }
 
-/// Creates the system namespaces that are missing.
+/// Creates what every cluster has and is missing: the system namespaces and the
+/// system priority classes (upstream's `scheduling/bootstrap-system-priority-classes`).
 async fn bootstrap(api: &ApiServer) -> Result<(), Error> {
-    let namespaces =
-        Registry::builtin().find("", "v1", "namespaces").ok_or_else(|| Error::Bootstrap {
-            name: "namespaces".into(),
-            message: "the resource is not registered".into(),
-        })?;
     for name in SYSTEM_NAMESPACES {
-        let place = Place { info: namespaces, namespace: None, name };
-        match api.objects.get(place).await {
-            Ok(_) => continue,
-            Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
-            Err(e) => return Err(Error::Bootstrap { name: name.into(), message: e.message }),
-        }
-        let object = registry::prepare_create(
-            namespaces,
-            None,
-            json!({ "metadata": { "name": name } }),
-            &Default::default(),
-            &mut Vec::new(),
-        );
-        let created = match object {
-            Ok(object) => api.objects.create(place, object, false).await,
-            Err(e) => Err(e),
-        };
-        match created {
-            Ok(_) => tracing::info!(namespace = name, "created system namespace"),
-            // Another server of the same cluster was first.
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(Error::Bootstrap { name: name.into(), message: e.message }),
-        }
+        create_missing(api, "", "namespaces", json!({ "metadata": { "name": name } })).await?;
+    }
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        let class =
+            json!({ "metadata": { "name": name }, "value": value, "description": description });
+        create_missing(api, "scheduling.k8s.io", "priorityclasses", class).await?;
     }
     Ok(())
+}
+
+/// Creates a cluster-scoped object unless it exists.
+async fn create_missing(
+    api: &ApiServer,
+    group: &str,
+    plural: &str,
+    object: Value,
+) -> Result<(), Error> {
+    let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let failed = |message: String| Error::Bootstrap { name: format!("{plural}/{name}"), message };
+    let info = Registry::builtin()
+        .resources()
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .ok_or_else(|| failed("the resource is not registered".into()))?;
+    let place = Place { info, namespace: None, name: &name };
+    match api.objects.get(place).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
+        Err(e) => return Err(failed(e.message)),
+    }
+    let object = registry::prepare_create(info, None, object, &Default::default(), &mut Vec::new())
+        .map_err(|e| failed(e.message))?;
+    match api.objects.create(place, object, false).await {
+        Ok(_) => {
+            tracing::info!(kind = info.kind, name, "created a system object");
+            Ok(())
+        }
+        // Another server of the same cluster was first.
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(failed(e.message)),
+    }
 }

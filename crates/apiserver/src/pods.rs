@@ -144,6 +144,17 @@ pub async fn evict(
     }
     let delete_options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
     let info = pods()?;
+    let admission = crate::admission::Attributes {
+        user: &req.user,
+        info,
+        namespace,
+        name,
+        subresource: "eviction",
+        operation: crate::admission::Operation::Create,
+        old: None,
+        dry_run,
+    };
+    crate::admission::admit(api, &admission, &mut eviction.clone()).await?;
     let place = Place { info, namespace: Some(namespace), name };
     let (pod, revision) = api.objects.get(place).await?;
     if !can_ignore_budget(&pod) {

@@ -559,9 +559,20 @@ async fn create(
     if let Some(ns) = &target.namespace {
         check_namespace(api, info, ns, &name).await?;
     }
+    let mut object = object;
+    let admission = crate::admission::Attributes {
+        user: &req.user,
+        info,
+        namespace: target.namespace.as_deref().unwrap_or(""),
+        name: &name,
+        subresource: "",
+        operation: crate::admission::Operation::Create,
+        old: None,
+        dry_run: write.dry_run,
+    };
+    warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
     crate::auth::escalation::check(api, &req.user, info, None, &object).await?;
     let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
-    let mut object = object;
     let claims = if is_service(info) {
         Some(services::allocate(api, &mut object, write.dry_run).await?)
     } else {
@@ -613,7 +624,19 @@ where
         }
         let mut warnings = Vec::new();
         let subresource = target.subresource.as_deref();
-        let object = prepare_update(target.info, &old, body, subresource, &check, &mut warnings)?;
+        let mut object =
+            prepare_update(target.info, &old, body, subresource, &check, &mut warnings)?;
+        let admission = crate::admission::Attributes {
+            user: &req.user,
+            info: target.info,
+            namespace: target.namespace.as_deref().unwrap_or(""),
+            name: place.name,
+            subresource: subresource.unwrap_or(""),
+            operation: crate::admission::Operation::Update,
+            old: Some(&old),
+            dry_run: write.dry_run,
+        };
+        warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
         crate::auth::escalation::check(api, &req.user, target.info, Some(&old), &object).await?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
@@ -774,6 +797,17 @@ async fn delete(
             "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
         )));
     }
+    let admission = crate::admission::Attributes {
+        user: &req.user,
+        info: target.info,
+        namespace: target.namespace.as_deref().unwrap_or(""),
+        name,
+        subresource: "",
+        operation: crate::admission::Operation::Delete,
+        old: None,
+        dry_run,
+    };
+    crate::admission::admit_delete(api, &admission).await?;
     let options = DeleteOptions::from_request(req)?;
     let (code, object) = delete_one(api, place(target), &options, dry_run).await?;
     let strategy = strategy::for_resource(target.info);

@@ -30,6 +30,7 @@ async fn secrets_in_etcd_are_ciphertext() -> Result<()> {
         advertise_address: "127.0.0.1".parse()?,
         encryption: Some(encryption),
         audit: None,
+        pod_security: Default::default(),
     })
     .await?;
     let kubeconfig = dir.path().join("admin.kubeconfig");

@@ -68,6 +68,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_size_bytes: config.audit_log_maxsize_mb.saturating_mul(1024 * 1024),
             max_backups: config.audit_log_maxbackup,
         }),
+        pod_security: Default::default(),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -62,7 +62,7 @@ pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
             if a.name.is_empty() {
                 return Decision::NoOpinion("No Object name found".into());
             }
-            match references(api, node, kind, &a.namespace, &a.name).await {
+            match related(api, node, kind, &a.namespace, &a.name).await {
                 true => Decision::Allow(String::new()),
                 false => no_relationship(),
             }
@@ -73,7 +73,7 @@ pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
                     "can only create tokens for individual service accounts".into(),
                 );
             }
-            match references(api, node, "serviceaccounts", &a.namespace, &a.name).await {
+            match related(api, node, "serviceaccounts", &a.namespace, &a.name).await {
                 true => Decision::Allow(String::new()),
                 false => no_relationship(),
             }
@@ -113,7 +113,7 @@ fn rules(a: &Attributes) -> Decision {
 
 /// Whether a pod bound to `node` uses the object (for a PersistentVolume: through a
 /// claim of such a pod).
-async fn references(api: &ApiServer, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
+async fn related(api: &ApiServer, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
     if kind == "persistentvolumes" {
         return bound_volume(api, node, name).await;
     }
@@ -157,59 +157,78 @@ async fn bound_volume(api: &ApiServer, node: &str, volume: &str) -> bool {
     pods_on(api, node, Some(ns)).await.iter().any(|pod| uses(pod, "persistentvolumeclaims", claim))
 }
 
-/// Whether a pod's spec names the object: volumes (also projected and ephemeral),
-/// `env`/`envFrom` of every container, image pull secrets, its service account.
+/// Whether a pod's spec names the object.
 pub fn uses(pod: &Value, kind: &str, name: &str) -> bool {
+    references(pod, kind).iter().any(|n| n == name)
+}
+
+/// The objects of `kind` a pod's spec names: volumes (also projected and ephemeral
+/// ones), `env`/`envFrom` of every container, image pull secrets, its service account.
+pub fn references(pod: &Value, kind: &str) -> Vec<String> {
     let spec = &pod["spec"];
-    let is = |v: &Value| v.as_str() == Some(name);
-    let containers = ["containers", "initContainers", "ephemeralContainers"]
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let volumes = list(&spec["volumes"]);
+    let projected: Vec<Value> =
+        volumes.iter().flat_map(|v| list(&v["projected"]["sources"])).collect();
+    let containers: Vec<Value> = ["containers", "initContainers", "ephemeralContainers"]
         .iter()
-        .flat_map(|f| spec[*f].as_array().into_iter().flatten());
-    let volumes = || spec["volumes"].as_array().into_iter().flatten();
-    let projected =
-        || volumes().flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten());
-    // A container's `envFrom[].<whole>` or `env[].valueFrom.<key>` names the object.
-    let from_env = |whole: &str, key: &str| {
-        containers.clone().any(|c| {
-            let list = |field: &str| c[field].as_array().cloned().unwrap_or_default();
-            list("envFrom").iter().any(|e| is(&e[whole]["name"]))
-                || list("env").iter().any(|e| is(&e["valueFrom"][key]["name"]))
-        })
+        .flat_map(|f| list(&spec[*f]))
+        .collect();
+    // A container's `envFrom[].<whole>` and `env[].valueFrom.<key>`.
+    let from_env = |whole: &str, key: &str| -> Vec<Value> {
+        containers
+            .iter()
+            .flat_map(|c| {
+                let whole = list(&c["envFrom"]).into_iter().map(|e| e[whole]["name"].clone());
+                let keys = list(&c["env"]).into_iter().map(|e| e["valueFrom"][key]["name"].clone());
+                whole.chain(keys).collect::<Vec<_>>()
+            })
+            .collect()
     };
-    match kind {
-        "serviceaccounts" => {
-            let account = spec["serviceAccountName"].as_str().unwrap_or("default");
-            account == name
-        }
+    let found: Vec<Value> = match kind {
+        "serviceaccounts" => match spec["serviceAccountName"].as_str() {
+            Some(account) if !account.is_empty() => vec![Value::from(account)],
+            _ => vec![Value::from("default")],
+        },
         "secrets" => {
-            spec["imagePullSecrets"].as_array().into_iter().flatten().any(|s| is(&s["name"]))
-                || volumes().any(|v| {
-                    is(&v["secret"]["secretName"])
-                        || is(&v["csi"]["nodePublishSecretRef"]["name"])
-                        || is(&v["cephfs"]["secretRef"]["name"])
-                        || is(&v["flexVolume"]["secretRef"]["name"])
-                        || is(&v["iscsi"]["secretRef"]["name"])
-                        || is(&v["rbd"]["secretRef"]["name"])
-                        || is(&v["azureFile"]["secretName"])
-                })
-                || projected().any(|s| is(&s["secret"]["name"]))
-                || from_env("secretRef", "secretKeyRef")
+            let mut found: Vec<Value> =
+                list(&spec["imagePullSecrets"]).iter().map(|s| s["name"].clone()).collect();
+            for v in &volumes {
+                found.push(v["secret"]["secretName"].clone());
+                found.push(v["azureFile"]["secretName"].clone());
+                found.push(v["csi"]["nodePublishSecretRef"]["name"].clone());
+                for source in ["cephfs", "flexVolume", "iscsi", "rbd", "scaleIO", "storageos"] {
+                    found.push(v[source]["secretRef"]["name"].clone());
+                }
+            }
+            found.extend(projected.iter().map(|s| s["secret"]["name"].clone()));
+            found.extend(from_env("secretRef", "secretKeyRef"));
+            found
         }
         "configmaps" => {
-            volumes().any(|v| is(&v["configMap"]["name"]))
-                || projected().any(|s| is(&s["configMap"]["name"]))
-                || from_env("configMapRef", "configMapKeyRef")
+            let mut found: Vec<Value> =
+                volumes.iter().map(|v| v["configMap"]["name"].clone()).collect();
+            found.extend(projected.iter().map(|s| s["configMap"]["name"].clone()));
+            found.extend(from_env("configMapRef", "configMapKeyRef"));
+            found
         }
-        "persistentvolumeclaims" => volumes().any(|v| {
-            is(&v["persistentVolumeClaim"]["claimName"])
-                || (v["ephemeral"].is_object()
-                    && pod["metadata"]["name"]
-                        .as_str()
-                        .zip(v["name"].as_str())
-                        .is_some_and(|(pod, volume)| format!("{pod}-{volume}") == name))
-        }),
-        _ => false,
-    }
+        "persistentvolumeclaims" => {
+            let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+            let mut found = Vec::new();
+            for v in &volumes {
+                found.push(v["persistentVolumeClaim"]["claimName"].clone());
+                if v["ephemeral"].is_object() {
+                    found.push(Value::from(format!(
+                        "{pod_name}-{}",
+                        v["name"].as_str().unwrap_or("")
+                    )));
+                }
+            }
+            found
+        }
+        _ => Vec::new(),
+    };
+    found.iter().filter_map(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ impl TestServer {
             advertise_address: "127.0.0.1".parse()?,
             encryption: None,
             audit,
+            pod_security: Default::default(),
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());

@@ -1,0 +1,171 @@
+//! The mutating plugins that fill in what a new object leaves out, as upstream's do:
+//! Priority (`plugin/pkg/admission/priority`), DefaultTolerationSeconds and
+//! DefaultStorageClass (`plugin/pkg/admission/storage/storageclass/setdefault`).
+
+use serde_json::{Value, json};
+
+use super::Attributes;
+use crate::ApiServer;
+use crate::status::ApiResult;
+
+/// Every object stored under `prefix`, from the watch cache (or the store while the
+/// cache starts).
+pub async fn stored(api: &ApiServer, prefix: &str) -> Vec<Value> {
+    let kvs = match api.caches.get(prefix).await {
+        Some(cache) => cache.objects(prefix).0,
+        None => match api.store.list(prefix, Default::default()).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::warn!(prefix, error = %e, "admission cannot read objects");
+                Vec::new()
+            }
+        },
+    };
+    kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect()
+}
+
+/// Priority: a new pod's `priority` and `preemptionPolicy` come from its PriorityClass
+/// (or the global default class, or 0); a pod may not name a class that does not exist
+/// or a priority that differs from its class's.
+pub async fn priority(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+    if !a.is("", "pods") {
+        return Ok(());
+    }
+    let classes = stored(api, "/registry/priorityclasses/").await;
+    let named = pod["spec"]["priorityClassName"].as_str().unwrap_or("").to_owned();
+    let (value, policy) = if named.is_empty() {
+        let default = classes
+            .iter()
+            .filter(|c| c["globalDefault"] == true)
+            .min_by_key(|c| c["value"].as_i64().unwrap_or(0));
+        match default {
+            Some(class) => {
+                pod["spec"]["priorityClassName"] = class["metadata"]["name"].clone();
+                (class["value"].as_i64().unwrap_or(0), class["preemptionPolicy"].clone())
+            }
+            None => (0, json!("PreemptLowerPriority")),
+        }
+    } else {
+        match classes.iter().find(|c| c["metadata"]["name"] == named.as_str()) {
+            Some(class) => {
+                (class["value"].as_i64().unwrap_or(0), class["preemptionPolicy"].clone())
+            }
+            None => {
+                return Err(a.forbidden(format!("no PriorityClass with name {named} was found")));
+            }
+        }
+    };
+    if let Some(given) = pod["spec"]["priority"].as_i64()
+        && given != value
+    {
+        return Err(a.forbidden(format!(
+            "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+        )));
+    }
+    pod["spec"]["priority"] = json!(value);
+    if let Some(policy) = policy.as_str() {
+        if let Some(given) = pod["spec"]["preemptionPolicy"].as_str()
+            && given != policy
+        {
+            return Err(a.forbidden(format!(
+                "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            )));
+        }
+        pod["spec"]["preemptionPolicy"] = json!(policy);
+    }
+    Ok(())
+}
+
+/// DefaultTolerationSeconds: a new pod tolerates `not-ready` and `unreachable` nodes
+/// for 300 s unless it says otherwise, so its node's failure evicts it after five
+/// minutes.
+pub fn toleration_seconds(a: &Attributes<'_>, pod: &mut Value) {
+    if !a.is("", "pods") {
+        return;
+    }
+    let tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    let tolerates = |taint: &str| {
+        tolerations.iter().any(|t| {
+            let key = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (key == taint || key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let mut added = tolerations.clone();
+    for taint in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !tolerates(taint) {
+            added.push(json!({
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }));
+        }
+    }
+    if added.len() != tolerations.len() {
+        pod["spec"]["tolerations"] = Value::Array(added);
+    }
+}
+
+/// DefaultStorageClass: a new claim that names no class gets the default one (the
+/// newest, if several are marked).
+pub async fn storage_class(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    claim: &mut Value,
+) -> ApiResult<()> {
+    if !a.is("", "persistentvolumeclaims") || !claim["spec"]["storageClassName"].is_null() {
+        return Ok(());
+    }
+    let is_default = |c: &Value| {
+        [
+            "storageclass.kubernetes.io/is-default-class",
+            "storageclass.beta.kubernetes.io/is-default-class",
+        ]
+        .iter()
+        .any(|k| c["metadata"]["annotations"][*k] == "true")
+    };
+    let classes = stored(api, "/registry/storageclasses/").await;
+    let newest = classes
+        .iter()
+        .filter(|c| is_default(c))
+        .max_by_key(|c| c["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_owned());
+    if let Some(class) = newest {
+        claim["spec"]["storageClassName"] = class["metadata"]["name"].clone();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_tolerate_node_failure_for_five_minutes() {
+        let info = keelson_api::Registry::builtin().find("", "v1", "pods").expect("pods");
+        let user = crate::request::User::default();
+        let a = Attributes {
+            user: &user,
+            info,
+            namespace: "ns",
+            name: "p",
+            subresource: "",
+            operation: super::super::Operation::Create,
+            old: None,
+            dry_run: false,
+        };
+        let mut pod = json!({ "spec": { "tolerations": [{ "key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5 }] } });
+        toleration_seconds(&a, &mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                { "key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5 },
+                { "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 },
+            ])
+        );
+        // A toleration of every taint covers both.
+        let mut pod = json!({ "spec": { "tolerations": [{ "operator": "Exists" }] } });
+        toleration_seconds(&a, &mut pod);
+        assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
+    }
+}

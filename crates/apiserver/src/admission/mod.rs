@@ -1,0 +1,89 @@
+//! Admission: what happens to a write after it is authorized and decoded, before it is
+//! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
+//! order). Mutating plugins first — Priority, DefaultTolerationSeconds,
+//! DefaultStorageClass — then validating ones — NodeRestriction, PodSecurity. A plugin
+//! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
+//! client as `Warning` headers.
+//!
+//! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
+//! ServiceAccount, ResourceQuota, the webhooks and ValidatingAdmissionPolicy are not
+//! built yet.
+//!
+//! Must never let a refused object reach the store, and never refuse a write for a
+//! reason other than the plugin's rule (a missing object it looks up is the plugin's
+//! upstream answer, not an internal error).
+
+pub mod defaults;
+pub mod noderestriction;
+pub mod podsecurity;
+
+use keelson_api::ResourceInfo;
+use serde_json::Value;
+
+use crate::ApiServer;
+use crate::request::User;
+use crate::status::{ApiError, ApiResult};
+
+/// What a write does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    /// Upstream's spelling, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+/// A write as admission sees it (upstream's `admission.Attributes`).
+pub struct Attributes<'a> {
+    pub user: &'a User,
+    pub info: &'static ResourceInfo,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub subresource: &'a str,
+    pub operation: Operation,
+    /// The object before the write (updates and deletes).
+    pub old: Option<&'a Value>,
+    pub dry_run: bool,
+}
+
+impl Attributes<'_> {
+    pub fn is(&self, group: &str, plural: &str) -> bool {
+        self.info.group == group && self.info.plural == plural
+    }
+
+    /// Upstream's `admission.NewForbidden`: `pods "x" is forbidden: why`.
+    pub fn forbidden(&self, why: impl std::fmt::Display) -> ApiError {
+        ApiError::forbidden_resource(self.info.group, self.info.plural, self.name, &why.to_string())
+    }
+}
+
+/// Runs the admission chain on a create or update; `object` may be changed by the
+/// mutating plugins. Returns the warnings for the client.
+pub async fn admit(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    object: &mut Value,
+) -> ApiResult<Vec<String>> {
+    if a.operation == Operation::Create && a.subresource.is_empty() {
+        defaults::priority(api, a, object).await?;
+        defaults::toleration_seconds(a, object);
+        defaults::storage_class(api, a, object).await?;
+    }
+    noderestriction::validate(api, a, Some(object)).await?;
+    podsecurity::validate(api, a, object).await
+}
+
+/// Runs the validating plugins that look at deletes (NodeRestriction).
+pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<()> {
+    noderestriction::validate(api, a, None).await
+}

@@ -1,0 +1,199 @@
+//! PodSecurity admission (upstream's `pod-security-admission`): a pod is checked against
+//! its namespace's Pod Security Standards level — refused (403) if it violates the
+//! `enforce` level, with a `Warning` if it violates the `warn` level; a workload's pod
+//! template is checked for `warn` only; a namespace's `pod-security.kubernetes.io/*`
+//! labels must be valid, and tightening `enforce` warns about the pods already there.
+//! The checks themselves are `keelson-podsecurity`'s.
+//!
+//! Keelson's cluster default (upstream's is privileged everywhere): enforce
+//! `baseline`, warn and audit `restricted`, with `kube-system` exempt, where the
+//! cluster's own privileged pods live. Audit annotations are not written yet.
+
+use keelson_podsecurity::{self as pss, Level, LevelVersion, Policy, Version};
+use serde_json::{Map, Value};
+
+use super::{Attributes, Operation};
+use crate::ApiServer;
+use crate::registry::Place;
+use crate::status::{ApiError, ApiResult, Cause};
+
+/// The cluster-wide defaults and exemptions (upstream's `PodSecurityConfiguration`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub defaults: Policy,
+    pub exempt_namespaces: Vec<String>,
+    pub exempt_users: Vec<String>,
+    pub exempt_runtime_classes: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let latest = |level| LevelVersion::new(level, Version::Latest);
+        Config {
+            defaults: Policy {
+                enforce: latest(Level::Baseline),
+                audit: latest(Level::Restricted),
+                warn: latest(Level::Restricted),
+            },
+            exempt_namespaces: vec!["kube-system".into()],
+            exempt_users: Vec::new(),
+            exempt_runtime_classes: Vec::new(),
+        }
+    }
+}
+
+/// Checks a create or update; returns the warnings.
+pub async fn validate(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    object: &Value,
+) -> ApiResult<Vec<String>> {
+    let config = &api.pod_security;
+    if a.is("", "namespaces") && a.subresource.is_empty() {
+        return namespace(api, a, object).await;
+    }
+    let is_pod = a.is("", "pods") && matches!(a.subresource, "" | "ephemeralcontainers");
+    if !is_pod && !a.subresource.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some((metadata, spec)) = pss::pod_template(a.info.kind, object) else {
+        return Ok(Vec::new());
+    };
+    if a.operation == Operation::Update
+        && let Some(old) = a.old
+        && let Some((old_metadata, old_spec)) = pss::pod_template(a.info.kind, old)
+        && !significant(metadata, spec, old_metadata, old_spec)
+    {
+        return Ok(Vec::new());
+    }
+    if config.exempt_namespaces.iter().any(|n| n == a.namespace)
+        || config.exempt_users.contains(&a.user.name)
+        || spec["runtimeClassName"]
+            .as_str()
+            .is_some_and(|r| config.exempt_runtime_classes.iter().any(|c| c == r))
+    {
+        return Ok(Vec::new());
+    }
+    let policy = namespace_policy(api, a.namespace, config).await;
+    if is_pod {
+        let violations = pss::check(&policy.enforce, metadata, spec);
+        if !violations.is_empty() {
+            return Err(a.forbidden(pss::message(&policy.enforce, &violations)));
+        }
+    }
+    let violations = pss::check(&policy.warn, metadata, spec);
+    if violations.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![pss::warning(&policy.warn, &violations)])
+}
+
+/// Upstream's `isSignificantPodUpdate`: only a change of the spec other than images, or
+/// of the seccomp and AppArmor annotations, can change the verdict.
+fn significant(metadata: &Value, spec: &Value, old_metadata: &Value, old_spec: &Value) -> bool {
+    let without_images = |spec: &Value| {
+        let mut spec = spec.clone();
+        for field in ["containers", "initContainers", "ephemeralContainers"] {
+            for c in spec[field].as_array_mut().into_iter().flatten() {
+                c["image"] = Value::Null;
+            }
+        }
+        spec
+    };
+    let security_annotations = |metadata: &Value| -> Vec<(String, Value)> {
+        metadata["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| {
+                k.starts_with("seccomp.security.alpha.kubernetes.io/")
+                    || k.starts_with("container.apparmor.security.beta.kubernetes.io/")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    without_images(spec) != without_images(old_spec)
+        || security_annotations(metadata) != security_annotations(old_metadata)
+}
+
+/// The policy of a namespace: its labels over the cluster defaults (invalid labels
+/// fall back as upstream's do).
+async fn namespace_policy(api: &ApiServer, namespace: &str, config: &Config) -> Policy {
+    let Some(info) = keelson_api::Registry::builtin().find("", "v1", "namespaces") else {
+        return config.defaults;
+    };
+    let labels = match api.objects.get(Place { info, namespace: None, name: namespace }).await {
+        Ok((ns, _)) => ns["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
+        Err(_) => Map::new(),
+    };
+    pss::evaluate_labels(&labels, &config.defaults).0
+}
+
+/// A namespace's labels must be valid; a stricter `enforce` warns about the pods it
+/// would refuse now.
+async fn namespace(api: &ApiServer, a: &Attributes<'_>, ns: &Value) -> ApiResult<Vec<String>> {
+    let config = &api.pod_security;
+    let labels = ns["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    let name = ns["metadata"]["name"].as_str().unwrap_or("");
+    let policy = match pss::policy_from_labels(&labels, &config.defaults) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            let causes = errors
+                .iter()
+                .map(|e| {
+                    let (field, message) = e.split_once(": ").unwrap_or(("", e));
+                    Cause {
+                        reason: "FieldValueInvalid",
+                        message: message.to_owned(),
+                        field: field.to_owned(),
+                    }
+                })
+                .collect();
+            return Err(ApiError::invalid("", "Namespace", name, causes));
+        }
+    };
+    let Some(old) = a.old else {
+        return Ok(Vec::new());
+    };
+    let old_labels = old["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    let old_policy = pss::evaluate_labels(&old_labels, &config.defaults).0;
+    if old_policy.enforce == policy.enforce
+        || policy.enforce.level == Level::Privileged
+        || config.exempt_namespaces.iter().any(|n| n == name)
+    {
+        return Ok(Vec::new());
+    }
+    // Pods that share one list of violations are reported together.
+    let mut groups: Vec<(String, Vec<String>, usize)> = Vec::new();
+    let prefix = format!("/registry/pods/{name}/");
+    let mut pods = super::defaults::stored(api, &prefix).await;
+    pods.sort_by(|x, y| x["metadata"]["name"].as_str().cmp(&y["metadata"]["name"].as_str()));
+    for pod in &pods {
+        let violations = pss::check(&policy.enforce, &pod["metadata"], &pod["spec"]);
+        if violations.is_empty() {
+            continue;
+        }
+        let reasons: Vec<String> = violations.into_iter().map(|v| v.reason).collect();
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        match groups.iter_mut().find(|(_, r, _)| *r == reasons) {
+            Some(group) => group.2 += 1,
+            None => groups.push((pod_name, reasons, 0)),
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut warnings = vec![format!(
+        "existing pods in namespace {name:?} violate the new PodSecurity enforce level {:?}",
+        policy.enforce.to_string()
+    )];
+    for (pod, reasons, others) in groups {
+        let who = match others {
+            0 => pod,
+            1 => format!("{pod} (and 1 other pod)"),
+            n => format!("{pod} (and {n} other pods)"),
+        };
+        warnings.push(format!("{who}: {}", reasons.join(", ")));
+    }
+    Ok(warnings)
+}
