@@ -375,7 +375,11 @@ mod tests {
     #[test]
     fn the_default_policy_skips_health_checks() {
         let policy = Policy::default();
-        let admin = User { name: "system:admin".into(), groups: vec!["system:masters".into()] };
+        let admin = User {
+            name: "system:admin".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        };
         assert_eq!(policy.level(&request("get", "/livez", None), &admin), Level::None);
         assert_eq!(policy.level(&request("get", "/readyz/etcd", None), &admin), Level::None);
         assert_eq!(policy.level(&request("get", "/api", None), &admin), Level::Metadata);
@@ -394,8 +398,8 @@ mod tests {
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: None\n    users: [\"system:kube-proxy\"]\n  - level: RequestResponse\n    resources: [{group: \"\", resources: [configmaps]}]\n    namespaces: [team]\n  - level: Metadata\n",
         )
         .expect("parses");
-        let proxy = User { name: "system:kube-proxy".into(), groups: vec![] };
-        let alice = User { name: "alice".into(), groups: vec![] };
+        let proxy = User { name: "system:kube-proxy".into(), groups: vec![], ..Default::default() };
+        let alice = User { name: "alice".into(), groups: vec![], ..Default::default() };
         let cm = request(
             "update",
             "/api/v1/namespaces/team/configmaps/x",

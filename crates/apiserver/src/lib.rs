@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod audit;
 pub mod auth;
+pub mod authn;
 mod cache;
 mod discovery;
 pub mod encryption;
@@ -68,6 +69,8 @@ pub struct Config {
     pub audit: Option<audit::AuditConfig>,
     /// PodSecurity admission's defaults and exemptions.
     pub pod_security: admission::podsecurity::Config,
+    /// The signing key and issuer of service account tokens; `None` serves none.
+    pub service_accounts: Option<authn::serviceaccount::Config>,
 }
 
 /// The state every request handler shares.
@@ -80,6 +83,7 @@ pub struct ApiServer {
     auditor: Option<audit::Auditor>,
     authorizer: auth::Authorizer,
     pod_security: admission::podsecurity::Config,
+    tokens: Option<authn::serviceaccount::Tokens>,
 }
 
 impl ApiServer {
@@ -128,7 +132,15 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         }
         None => None,
     };
-    let config = Config { store, encryption: None, ..config };
+    let tokens = match config.service_accounts {
+        Some(accounts) => {
+            Some(authn::serviceaccount::Tokens::new(accounts).map_err(|message| {
+                Error::Bootstrap { name: "service account signing key".into(), message }
+            })?)
+        }
+        None => None,
+    };
+    let config = Config { store, encryption: None, service_accounts: None, ..config };
     let api = Arc::new(ApiServer {
         auditor,
         objects: Objects { store: config.store.clone() },
@@ -138,6 +150,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         service_cidr: config.service_cidr,
         authorizer: auth::Authorizer::default(),
         pod_security: config.pod_security,
+        tokens,
     });
     let listener = TcpListener::bind(config.bind)
         .await
@@ -153,6 +166,9 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         })?;
     auth::aggregation::aggregate_all(&api, &roles.items).await;
     tokio::spawn(auth::aggregation::run(api.clone()));
+    // Every namespace has its default service account and the cluster CA from the start.
+    authn::publisher::reconcile(&api).await;
+    tokio::spawn(authn::publisher::run(api.clone()));
     services::kubernetes_service(
         &api,
         SocketAddr::new(config.advertise_address, local_addr.port()),

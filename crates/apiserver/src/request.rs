@@ -13,11 +13,19 @@ use crate::status::{ApiError, ApiResult};
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// Empty for certificate users; the service account's uid for its tokens.
+    pub uid: String,
+    /// What the authenticator adds (a service account token's pod and credential id).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl User {
     pub fn anonymous() -> Self {
-        User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
+        User {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..Default::default()
+        }
     }
 
     pub fn is_anonymous(&self) -> bool {

@@ -71,6 +71,15 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         {
             Ok(self_subject_review(&req))
         }
+        ("create", Some("token")) => {
+            crate::authn::serviceaccount::token_request(api, &req, &target).await
+        }
+        ("create", None)
+            if target.info.group == "authentication.k8s.io"
+                && target.info.plural == "tokenreviews" =>
+        {
+            crate::authn::serviceaccount::token_review(api, &req).await
+        }
         ("create", None) if target.info.group == "authorization.k8s.io" => {
             crate::auth::reviews::answer(api, &req, &target).await
         }
@@ -126,13 +135,21 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 
 /// `kubectl auth whoami`: who the server takes the caller for.
 fn self_subject_review(req: &Request) -> Response {
+    let user = &req.user;
+    let mut info = json!({ "username": user.name, "groups": user.groups });
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
     json_response(
         StatusCode::CREATED,
         &json!({
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": { "creationTimestamp": null },
-            "status": { "userInfo": { "username": req.user.name, "groups": req.user.groups } },
+            "status": { "userInfo": info },
         }),
     )
 }

@@ -37,11 +37,21 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
     if req.user.is_anonymous() {
         return Err(ApiError::unauthorized());
     }
+    let mut req = req;
+    req.user = crate::authn::impersonate(api, req.user.clone(), &req.headers).await?;
     crate::auth::authorize_request(api, &req).await?;
     if req.method != Method::GET && segments.len() <= 3 && !is_resource_path(&segments) {
         return Err(ApiError::method_not_supported("", "", req.method.as_str()));
     }
     match segments.as_slice() {
+        [".well-known", "openid-configuration"] => match api.tokens.as_ref() {
+            Some(tokens) => Ok(crate::authn::serviceaccount::discovery(tokens)),
+            None => Err(ApiError::path_not_found()),
+        },
+        ["openid", "v1", "jwks"] => match api.tokens.as_ref() {
+            Some(tokens) => Ok(crate::authn::serviceaccount::jwks(tokens)),
+            None => Err(ApiError::path_not_found()),
+        },
         ["openapi", "v3"] => Ok(openapi::index()),
         ["openapi", "v3", rest @ ..] => openapi::group_version(&rest.join("/")),
         ["api"] => Ok(discovery::core_versions(&req)),

@@ -79,7 +79,7 @@ async fn connection(
                 if !groups.iter().any(|g| g == "system:authenticated") {
                     groups.push("system:authenticated".into());
                 }
-                Some(User { name: identity.user, groups })
+                Some(User { name: identity.user, groups, ..Default::default() })
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "client certificate has no usable identity");
@@ -125,6 +125,20 @@ async fn handle(
                 "cannot read the request body: {e}"
             )));
         }
+    };
+    // A bearer token authenticates a request without a client certificate.
+    let user = match crate::authn::bearer(&parts.headers) {
+        Some(token) if user.is_anonymous() => {
+            let audiences = api.tokens.as_ref().map(|t| t.accepts().to_vec()).unwrap_or_default();
+            match crate::authn::authenticate_token(api, token, &audiences).await {
+                Ok(user) => user,
+                Err(why) => {
+                    tracing::info!(%peer, reason = %why, "bearer token rejected");
+                    return error_response(&ApiError::unauthorized());
+                }
+            }
+        }
+        _ => user,
     };
     let request = Request::new(parts, body, user);
     let started = std::time::Instant::now();

@@ -427,7 +427,10 @@ async fn nodes_write_only_their_own_objects() -> Result<()> {
     };
     let out = put_status("elsewhere").await?;
     ensure!(
-        !out.ok && out.stderr.contains(r#"node "n1" can only update pod status for pods with spec.nodeName set to itself"#),
+        !out.ok
+            && out.stderr.contains(
+                r#"node "n1" can only update pod status for pods with spec.nodeName set to itself"#
+            ),
         "{}",
         out.stderr
     );

@@ -31,6 +31,7 @@ async fn secrets_in_etcd_are_ciphertext() -> Result<()> {
         encryption: Some(encryption),
         audit: None,
         pod_security: Default::default(),
+        service_accounts: None,
     })
     .await?;
     let kubeconfig = dir.path().join("admin.kubeconfig");

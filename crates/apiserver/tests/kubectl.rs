@@ -72,8 +72,10 @@ async fn configmap_lifecycle_in_every_output_format(s: TestServer) -> Result<()>
     let table = s.ok(&["get", "configmaps"]).await?;
     let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
     ensure!(header == ["NAME", "DATA", "AGE"], "{table}");
+    // Every namespace also holds the cluster CA, `kube-root-ca.crt`, as upstream's do.
     ensure!(
-        table.lines().nth(1).is_some_and(|l| l.split_whitespace().take(2).eq(["web", "1"])),
+        table.lines().any(|l| l.split_whitespace().take(2).eq(["web", "1"]))
+            && table.lines().any(|l| l.starts_with("kube-root-ca.crt ")),
         "{table}"
     );
 
@@ -89,10 +91,7 @@ async fn configmap_lifecycle_in_every_output_format(s: TestServer) -> Result<()>
     ensure!(yaml.contains("color: blue") && yaml.contains("kind: ConfigMap"), "{yaml}");
     let custom =
         s.ok(&["get", "cm", "-o", "custom-columns=NAME:.metadata.name,COLOR:.data.color"]).await?;
-    ensure!(
-        custom.lines().nth(1).is_some_and(|l| l.split_whitespace().eq(["web", "blue"])),
-        "{custom}"
-    );
+    ensure!(custom.lines().any(|l| l.split_whitespace().eq(["web", "blue"])), "{custom}");
     let labels = s.ok(&["get", "cm", "--show-labels"]).await?;
     ensure!(labels.contains("app=web"), "{labels}");
 
@@ -102,7 +101,9 @@ async fn configmap_lifecycle_in_every_output_format(s: TestServer) -> Result<()>
     );
     let selected = s.ok(&["get", "cm", "-l", "tier=front,app in (web)", "-o", "name"]).await?;
     ensure!(selected.trim() == "configmap/web", "{selected}");
-    ensure!(s.ok(&["get", "cm", "-l", "tier!=front", "-o", "name"]).await?.trim().is_empty());
+    // `!=` also selects objects without the label.
+    let others = s.ok(&["get", "cm", "-l", "tier!=front", "-o", "name"]).await?;
+    ensure!(others.trim() == "configmap/kube-root-ca.crt", "{others}");
 
     s.ok(&["patch", "cm", "web", "-p", r#"{"data":{"size":"L"}}"#]).await?;
     s.ok(&["patch", "cm", "web", "--type=merge", "-p", r#"{"data":{"color":null}}"#]).await?;
@@ -146,6 +147,8 @@ async fn watch_shows_added_modified_deleted(s: TestServer) -> Result<()> {
         let line = line.context("the watch ended")?;
         Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
     };
+    // The initial list: the namespace's root CA, then the marker.
+    ensure!(next().await? == "ADDED kube-root-ca.crt");
     ensure!(next().await? == "ADDED marker");
     s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
     ensure!(next().await? == "ADDED web");
@@ -252,7 +255,8 @@ async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
         "{code} {body}"
     );
     // Nothing partial was stored by any of the failures.
-    ensure!(s.ok(&["get", "cm", "-o", "name"]).await?.trim() == "configmap/a");
+    let stored = s.ok(&["get", "cm", "-o", "name"]).await?;
+    ensure!(stored.trim() == "configmap/a\nconfigmap/kube-root-ca.crt", "{stored}");
     Ok(())
 }
 
@@ -297,14 +301,15 @@ async fn lists_come_in_chunks_with_continue_tokens(s: TestServer) -> Result<()> 
             .await?;
         ensure!(code == 201);
     }
+    // Seven and the namespace's kube-root-ca.crt.
     let all = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]).await?;
-    ensure!(all.lines().count() == 7, "{all}");
+    ensure!(all.lines().count() == 8, "{all}");
     let (_, body) =
         s.curl("GET", "/api/v1/namespaces/default/configmaps?limit=3", None, "", true).await?;
     let page: Value = serde_json::from_str(&body)?;
     ensure!(
         page["items"].as_array().map(Vec::len) == Some(3)
-            && page["metadata"]["remainingItemCount"] == 4,
+            && page["metadata"]["remainingItemCount"] == 5,
         "{page}"
     );
     let token = page["metadata"]["continue"].as_str().unwrap_or_default().to_owned();
@@ -319,7 +324,7 @@ async fn lists_come_in_chunks_with_continue_tokens(s: TestServer) -> Result<()> 
         .await?;
     let rest: Value = serde_json::from_str(&body)?;
     ensure!(
-        rest["items"].as_array().map(Vec::len) == Some(4) && rest["metadata"]["continue"].is_null(),
+        rest["items"].as_array().map(Vec::len) == Some(5) && rest["metadata"]["continue"].is_null(),
         "{rest}"
     );
     let (code, body) = s

@@ -69,6 +69,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_backups: config.audit_log_maxbackup,
         }),
         pod_security: Default::default(),
+        service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
+            key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
+            issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
+            audiences: Vec::new(),
+            root_ca_pem: pki.ca_pem().to_owned(),
+        }),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -8,6 +8,7 @@
 //! |-------------------------------|------|----------------------------------------------------|
 //! | `ca.crt`, `ca.key`            | 0644, 0600 | cluster CA, ECDSA P-256, 10 years            |
 //! | `serving-kube-apiserver.crt`, `.key` | 0644, 0600 | API server certificate, 1 year, re-issued as needed |
+//! | `service.key`                 | 0600 | service account token signing key, ECDSA P-256     |
 //!
 //! [`Pki::ensure`] loads what exists and creates what is missing; it is idempotent and safe to
 //! call on every start. Leaf certificates are derived material and are re-issued (with the reason
@@ -25,6 +26,7 @@ mod der;
 mod error;
 mod files;
 mod kubeconfig;
+mod service_account;
 mod serving;
 mod tls;
 
@@ -36,6 +38,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use crate::client::{CertIdentity, identity_from_der};
 pub use crate::error::{Error, Result};
+pub use crate::service_account::{SERVICE_ACCOUNT_KEY, ServiceAccountKey};
 pub use crate::serving::host_addresses;
 pub use crate::tls::{ServingCert, anonymous_client_config, client_config};
 

@@ -1,12 +1,12 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
-//! order). Mutating plugins first — Priority, DefaultTolerationSeconds,
+//! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
 //! DefaultStorageClass — then validating ones — NodeRestriction, PodSecurity. A plugin
 //! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
 //! client as `Warning` headers.
 //!
 //! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
-//! ServiceAccount, ResourceQuota, the webhooks and ValidatingAdmissionPolicy are not
+//! ResourceQuota, the webhooks and ValidatingAdmissionPolicy are not
 //! built yet.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
@@ -16,6 +16,7 @@
 pub mod defaults;
 pub mod noderestriction;
 pub mod podsecurity;
+pub mod serviceaccount;
 
 use keelson_api::ResourceInfo;
 use serde_json::Value;
@@ -75,6 +76,7 @@ pub async fn admit(
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
     if a.operation == Operation::Create && a.subresource.is_empty() {
+        serviceaccount::admit(api, a, object).await?;
         defaults::priority(api, a, object).await?;
         defaults::toleration_seconds(a, object);
         defaults::storage_class(api, a, object).await?;

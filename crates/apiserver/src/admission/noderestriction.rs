@@ -71,8 +71,47 @@ pub async fn validate(
             "unexpected pod subresource {sub:?}, only 'status' and 'eviction' are allowed"
         ))),
         ("", "nodes", _) => node_write(a, node, object),
+        ("", "serviceaccounts", "token") => match object {
+            Some(request) => token_request(api, a, node, request).await,
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
+}
+
+/// A node asks for tokens only for pods bound to itself, named by uid.
+async fn token_request(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    node: &str,
+    request: &Value,
+) -> ApiResult<()> {
+    let reference = &request["spec"]["boundObjectRef"];
+    let name = reference["name"].as_str().unwrap_or("");
+    if reference["apiVersion"] != "v1" || reference["kind"] != "Pod" || name.is_empty() {
+        return Err(a.forbidden("node requested token not bound to a pod"));
+    }
+    let uid = reference["uid"].as_str().unwrap_or("");
+    if uid.is_empty() {
+        return Err(a.forbidden("node requested token with a pod binding without a uid"));
+    }
+    let pods = keelson_api::Registry::builtin()
+        .find("", "v1", "pods")
+        .ok_or_else(|| crate::status::ApiError::internal("pods are not registered"))?;
+    let place = Place { info: pods, namespace: Some(a.namespace), name };
+    let (pod, _) = api.objects.get(place).await?;
+    let actual = pod["metadata"]["uid"].as_str().unwrap_or("");
+    if uid != actual {
+        return Err(a.forbidden(format!(
+            "the UID in the bound object reference ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
+        )));
+    }
+    if pod["spec"]["nodeName"] != node {
+        return Err(
+            a.forbidden("node requested token bound to a pod scheduled on a different node")
+        );
+    }
+    Ok(())
 }
 
 async fn existing_pod(api: &ApiServer, a: &Attributes<'_>, name: &str) -> ApiResult<Value> {

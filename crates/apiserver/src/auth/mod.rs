@@ -233,7 +233,7 @@ pub fn forbidden(attributes: &Attributes, reason: &str) -> ApiError {
 /// Writes `updated` over `existing` (read at `revision`) as an update by the server
 /// itself: prepared and validated as any update, unconditional on nothing but the
 /// revision.
-async fn write_update(
+pub(crate) async fn write_update(
     api: &ApiServer,
     place: crate::registry::Place<'_>,
     existing: &serde_json::Value,
@@ -267,7 +267,7 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        let user = User { name: "u".into(), groups: vec![] };
+        let user = User { name: "u".into(), groups: vec![], ..Default::default() };
         Attributes::from_request(&Request::new(parts, bytes::Bytes::new(), user))
     }
 

@@ -279,6 +279,7 @@ mod tests {
         let user = |name: &str, groups: &[&str]| crate::request::User {
             name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
         };
         assert_eq!(node_name(&user("system:node:n1", &["system:nodes"])), Some("n1"));
         assert_eq!(node_name(&user("system:node:n1", &[])), None);

@@ -535,8 +535,11 @@ mod tests {
         let ask = |user: &str, groups: &[&str], verb: &str, ns: &str| {
             let mut a = request(verb, "", "pods", "", "p");
             a.namespace = ns.into();
-            a.user =
-                User { name: user.into(), groups: groups.iter().map(|g| g.to_string()).collect() };
+            a.user = User {
+                name: user.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..Default::default()
+            };
             index.decide(&a)
         };
         assert_eq!(
@@ -554,8 +557,10 @@ mod tests {
                 "RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found".into()
             )
         );
-        let (rules, errors) =
-            index.rules_for(&User { name: "alice".into(), groups: vec!["team".into()] }, "ns");
+        let (rules, errors) = index.rules_for(
+            &User { name: "alice".into(), groups: vec!["team".into()], ..Default::default() },
+            "ns",
+        );
         assert_eq!((rules.len(), errors.len()), (1, 0));
     }
 }

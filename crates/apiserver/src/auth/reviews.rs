@@ -88,13 +88,7 @@ fn invalid(kind: &str, cause: Cause) -> ApiError {
 fn subject(review: &Value, kind: &str) -> ApiResult<User> {
     let spec = &review["spec"];
     let name = spec["user"].as_str().unwrap_or("").to_owned();
-    let groups: Vec<String> = spec["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let groups = crate::registry::meta::string_list(&spec["groups"]);
     if name.is_empty() && groups.is_empty() {
         return Err(invalid(
             kind,
@@ -105,7 +99,7 @@ fn subject(review: &Value, kind: &str) -> ApiResult<User> {
             ),
         ));
     }
-    Ok(User { name, groups })
+    Ok(User { name, groups, ..Default::default() })
 }
 
 /// The question of a review's spec.

@@ -47,7 +47,10 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
             pod_template(object.pointer_mut("/spec/template"));
         }
         ("", "services") => service(object),
-        ("", "secrets") => default(object, "type", json!("Opaque")),
+        ("", "secrets") => {
+            default(object, "type", json!("Opaque"));
+            string_data(object);
+        }
         ("scheduling.k8s.io", "priorityclasses") => {
             default(object, "preemptionPolicy", json!("PreemptLowerPriority"))
         }
@@ -143,6 +146,23 @@ fn pod_template(template: Option<&mut Value>) {
 }
 
 /// `SetDefaults_PodSpec`, `_Container`, `_Probe`, `_Volume` and friends.
+/// A Secret's `stringData` is written into `data` (base64), winning over a key of the
+/// same name, and never stored (upstream's v1 conversion).
+fn string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|s| s.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 pub fn pod_spec(spec: &mut Value) {
     default(spec, "dnsPolicy", json!("ClusterFirst"));
     default(spec, "restartPolicy", json!("Always"));

@@ -26,6 +26,11 @@ pub fn now() -> String {
     format_time(now_timestamp())
 }
 
+/// The strings of a JSON list (anything else is none).
+pub fn string_list(value: &Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
 pub fn metadata(object: &Value) -> &Map<String, Value> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
     object.get("metadata").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))

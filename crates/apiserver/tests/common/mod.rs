@@ -100,6 +100,12 @@ impl TestServer {
             encryption: None,
             audit,
             pod_security: Default::default(),
+            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
+                key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
+                issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
+                audiences: Vec::new(),
+                root_ca_pem: pki.ca_pem().to_owned(),
+            }),
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());
@@ -158,6 +164,15 @@ impl TestServer {
 
     pub async fn kubectl(&self, args: &[&str]) -> Result<Out> {
         self.kubectl_in(args, None).await
+    }
+
+    /// Creates an object of a kind that is answered, not stored (a review), and prints
+    /// `jsonpath` of the answer. Client-side validation is off: for kinds without PATCH
+    /// kubectl validates against `/openapi/v2`, which is not served.
+    pub async fn review(&self, object: &str, jsonpath: &str) -> Result<Out> {
+        let output = format!("jsonpath={jsonpath}");
+        self.kubectl_in(&["create", "--validate=false", "-f", "-", "-o", &output], Some(object))
+            .await
     }
 
     /// kubectl that must succeed; returns stdout.
