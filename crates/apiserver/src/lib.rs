@@ -63,8 +63,9 @@ pub struct Config {
     /// The address other hosts and pods reach this server at (the `kubernetes`
     /// Service's endpoint); the port is the one bound.
     pub advertise_address: std::net::IpAddr,
-    /// What is encrypted at rest, and how (`--encryption-provider-config`).
-    pub encryption: Option<encryption::EncryptionConfig>,
+    /// What is encrypted at rest, and how (`--encryption-provider-config`); the caller
+    /// may keep a clone to reload it while the server runs.
+    pub encryption: Option<encryption::Encryption>,
     /// Where the audit log goes and what it records; `None` records nothing.
     pub audit: Option<audit::AuditConfig>,
     /// PodSecurity admission's defaults and exemptions.
@@ -84,6 +85,8 @@ pub struct ApiServer {
     authorizer: auth::Authorizer,
     pod_security: admission::podsecurity::Config,
     tokens: Option<authn::serviceaccount::Tokens>,
+    /// The configuration in effect and the store under the encryption, for the status.
+    encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
 }
 
 impl ApiServer {
@@ -121,9 +124,13 @@ pub enum Error {
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
-    let store = match config.encryption {
-        Some(encryption) => encryption::EncryptedStore::wrap(config.store, encryption),
-        None => config.store,
+    let raw = config.store.clone();
+    let (store, encryption) = match config.encryption.clone() {
+        Some(encryption) => (
+            encryption::EncryptedStore::wrap(config.store.clone(), encryption.clone()),
+            Some((encryption, raw)),
+        ),
+        None => (config.store.clone(), None),
     };
     let auditor = match config.audit.clone() {
         Some(audit) => {
@@ -151,6 +158,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         authorizer: auth::Authorizer::default(),
         pod_security: config.pod_security,
         tokens,
+        encryption,
     });
     let listener = TcpListener::bind(config.bind)
         .await

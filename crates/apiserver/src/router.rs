@@ -59,6 +59,7 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
         ["api", "v1"] => discovery::resources("", "v1"),
         ["apis", group] => discovery::group(group),
         ["apis", group, version] => discovery::resources(group, version),
+        ["keelson", "v1", "secrets-encryption"] => encryption_status(api).await,
         ["api", "v1", rest @ ..] => resource(api, req, "", "v1", rest).await,
         ["apis", group, version, rest @ ..] => {
             let (group, version) = (group.to_string(), version.to_string());
@@ -68,6 +69,19 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
         }
         _ => Err(ApiError::path_not_found()),
     }
+}
+
+/// Keelson's own, as k3s's `/v1-k3s/encrypt/status`: the encryption configuration in
+/// effect and what the stored Secrets are written with (names and counts, no key
+/// material). A non-resource URL: RBAC grants it like `/metrics`.
+async fn encryption_status(api: &ApiServer) -> ApiResult<Response> {
+    let Some((encryption, raw)) = &api.encryption else {
+        return Err(ApiError::path_not_found());
+    };
+    let status =
+        crate::encryption::status(encryption, raw.as_ref()).await.map_err(ApiError::internal)?;
+    let value = serde_json::to_value(status).map_err(ApiError::internal)?;
+    Ok(crate::server::json_response(http::StatusCode::OK, &value))
 }
 
 fn is_resource_path(segments: &[&str]) -> bool {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::DirBuilderExt;
 
 use anyhow::Context;
+use keelson_apiserver::encryption::{Encryption, EncryptionConfig};
 use keelson_pki::{Pki, PkiOptions};
 
 use crate::config::ServerArgs;
@@ -38,11 +39,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await?
         .context("cannot set up the cluster PKI")?;
     let (encryption_path, named) = &config.encryption_provider_config;
-    let encryption = if *named {
-        keelson_apiserver::encryption::EncryptionConfig::load(encryption_path)?
+    // What was loaded: the reload loop acts on changes made after this read.
+    let encryption_loaded = std::fs::read(encryption_path).ok();
+    let encryption = Encryption::new(if *named {
+        EncryptionConfig::load(encryption_path)?
     } else {
-        keelson_apiserver::encryption::EncryptionConfig::load_or_create(encryption_path)?
-    };
+        EncryptionConfig::load_or_create(encryption_path)?
+    });
     let store = keelson_store::open(&config.datastore, &config.datastore_tls)
         .await
         .with_context(|| format!("cannot open datastore {}", config.datastore))?;
@@ -56,7 +59,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls,
         service_cidr: config.service_cidr,
         advertise_address: config.advertise_address,
-        encryption: Some(encryption),
+        encryption: Some(encryption.clone()),
         audit: Some(keelson_apiserver::audit::AuditConfig {
             path: config.audit_log_path.clone(),
             policy: match &config.audit_policy_file {
@@ -88,6 +91,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     pki.write_kubeconfig(&kubeconfig, &server_url, "system:admin", &["system:masters"])
         .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
     tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
+    tokio::spawn(reload_encryption(encryption_path.clone(), encryption_loaded, encryption));
     tokio::spawn(renew_certificates(
         config.data_dir.join("tls"),
         pki_options,
@@ -147,6 +151,42 @@ async fn renew_certificates(
             Err(e) => tracing::warn!(error = %e, "certificate renewal task failed"),
         }
         seen = stamp(&tls_dir);
+    }
+}
+
+/// Puts edits of the `EncryptionConfiguration` file in effect without a restart
+/// (`keelson secrets-encrypt rotate-keys`, or by hand), as kube-apiserver's
+/// `--encryption-provider-config-automatic-reload`: the file is read every second, and
+/// a changed one that is valid replaces the configuration in effect; an invalid one is
+/// logged and the configuration in effect kept.
+async fn reload_encryption(
+    path: std::path::PathBuf,
+    mut seen: Option<Vec<u8>>,
+    encryption: Encryption,
+) {
+    const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(POLL).await;
+        let Ok(now) = tokio::fs::read(&path).await else { continue };
+        if seen.as_ref() == Some(&now) {
+            continue;
+        }
+        let parsed = String::from_utf8(now.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|text| EncryptionConfig::parse(&text));
+        seen = Some(now);
+        match parsed {
+            Ok(config) => {
+                let write_key = config.write_key("/registry/secrets/");
+                encryption.reload(config);
+                tracing::info!(path = %path.display(), secrets_write_key = %write_key, "encryption configuration reloaded");
+            }
+            Err(reason) => tracing::warn!(
+                path = %path.display(),
+                %reason,
+                "invalid encryption configuration; keeping the one in effect"
+            ),
+        }
     }
 }
 
