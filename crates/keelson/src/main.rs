@@ -2,8 +2,10 @@
 
 mod bench;
 mod certificate;
+mod client;
 mod config;
 mod datastore;
+mod secrets_encrypt;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: certificate::Command,
     },
+    /// Show or rotate the keys that encrypt Secrets at rest, while the server runs.
+    SecretsEncrypt {
+        #[command(subcommand)]
+        command: secrets_encrypt::Command,
+    },
     /// Manage the datastore.
     Datastore {
         #[command(subcommand)]
@@ -65,6 +72,9 @@ fn main() -> std::process::ExitCode {
             runtime().and_then(|rt| rt.block_on(server::run(args)))
         }
         Command::Certificate { command } => certificate::run(command),
+        Command::SecretsEncrypt { command } => {
+            runtime().and_then(|rt| rt.block_on(secrets_encrypt::run(command)))
+        }
         Command::Datastore { command } => {
             runtime().and_then(|rt| rt.block_on(datastore::run(command)))
         }

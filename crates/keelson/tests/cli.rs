@@ -212,68 +212,154 @@ fn served_serial(port: &str) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
+/// `keelson server` on a random loopback port in `data`, killed and reaped on drop (so
+/// a failing test leaves no server behind).
+struct RunningServer {
+    child: std::process::Child,
+    port: String,
+}
+
+impl RunningServer {
+    fn start(data: &Path) -> Result<Self> {
+        let mut child = keelson()
+            .args(["server", "--https-listen-port", "0", "--bind-address", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(data)
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let port = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("ready: kubectl") => {
+                    break line
+                        .rsplit("server=https://127.0.0.1:")
+                        .next()
+                        .and_then(|p| p.split_whitespace().next())
+                        .map(str::to_owned);
+                }
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        // Drain the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        // Owned before the check, so that a server that never got ready is killed too.
+        let mut server = RunningServer { child, port: String::new() };
+        server.port = port.context("the server never said where it listens")?;
+        Ok(server)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn certificates_rotate_while_the_server_runs() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let mut child = keelson()
-        .args(["server", "--https-listen-port", "0", "--bind-address", "127.0.0.1", "--data-dir"])
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let port = loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("ready: kubectl") => {
-                break line
-                    .rsplit("server=https://127.0.0.1:")
-                    .next()
-                    .and_then(|p| p.split_whitespace().next())
-                    .map(str::to_owned);
-            }
-            Some(_) => continue,
-            None => break None,
+    let server = RunningServer::start(&data)?;
+    let port = &server.port;
+    let check = keelson().args(["certificate", "check", "--data-dir"]).arg(&data).output()?;
+    let table = String::from_utf8(check.stdout)?;
+    for name in ["ca", "serving-kube-apiserver", "admin.kubeconfig"] {
+        ensure!(
+            table.lines().any(|l| l.starts_with(name) && l.trim_end().ends_with('d')),
+            "{name} missing:\n{table}"
+        );
+    }
+    let before = served_serial(port)?;
+    ensure!(before.starts_with("serial="), "{before}");
+    let rotated = keelson().args(["certificate", "rotate", "--data-dir"]).arg(&data).output()?;
+    ensure!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    // No restart: new handshakes get the new certificate within the poll interval.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = served_serial(port)?;
+        if now.starts_with("serial=") && now != before {
+            break;
         }
-    };
-    // Drain the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let result = (|| -> Result<()> {
-        let port = port.context("the server never said where it listens")?;
-        let check = keelson().args(["certificate", "check", "--data-dir"]).arg(&data).output()?;
-        let table = String::from_utf8(check.stdout)?;
-        for name in ["ca", "serving-kube-apiserver", "admin.kubeconfig"] {
-            ensure!(
-                table.lines().any(|l| l.starts_with(name) && l.trim_end().ends_with('d')),
-                "{name} missing:\n{table}"
-            );
-        }
-        let before = served_serial(&port)?;
-        ensure!(before.starts_with("serial="), "{before}");
-        let rotated =
-            keelson().args(["certificate", "rotate", "--data-dir"]).arg(&data).output()?;
-        ensure!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
-        // No restart: new handshakes get the new certificate within the poll interval.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = served_serial(&port)?;
-            if now.starts_with("serial=") && now != before {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "still serving {now} after rotation");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let kubectl = Command::new("kubectl")
-            .args(["get", "ns", "default", "-o", "name", "--kubeconfig"])
+        ensure!(Instant::now() < deadline, "still serving {now} after rotation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kubectl = Command::new("kubectl")
+        .args(["get", "ns", "default", "-o", "name", "--kubeconfig"])
+        .arg(data.join("admin.kubeconfig"))
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&kubectl.stdout).trim() == "namespace/default",
+        "{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn secrets_encryption_keys_rotate_while_the_server_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = RunningServer::start(&data)?;
+    let kubectl = |args: &[&str]| -> Result<String> {
+        let output = Command::new("kubectl")
+            .args(args)
+            .arg("--kubeconfig")
             .arg(data.join("admin.kubeconfig"))
             .output()?;
         ensure!(
-            String::from_utf8_lossy(&kubectl.stdout).trim() == "namespace/default",
-            "{}",
-            String::from_utf8_lossy(&kubectl.stderr)
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
         );
-        Ok(())
-    })();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-    result
+        Ok(String::from_utf8(output.stdout)?)
+    };
+    let secrets_encrypt = |verb: &str| -> Result<String> {
+        let output = keelson().args(["secrets-encrypt", verb, "--data-dir"]).arg(&data).output()?;
+        ensure!(
+            output.status.success(),
+            "secrets-encrypt {verb}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    };
+    let stored = || -> Vec<u8> {
+        ["state.db", "state.db-wal"]
+            .iter()
+            .flat_map(|file| std::fs::read(data.join(file)).unwrap_or_default())
+            .collect()
+    };
+    let has = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+
+    kubectl(&["create", "secret", "generic", "db", "--from-literal=password=hunter2-plaintext"])?;
+    let status = secrets_encrypt("status")?;
+    ensure!(status.contains("secrets: secretbox [key1], identity"), "{status}");
+    ensure!(status.contains("all stored with secretbox/key1"), "{status}");
+    ensure!(!has(&stored(), b"k8s:enc:secretbox:v1:key2:"));
+
+    let rotated = secrets_encrypt("rotate-keys")?;
+    ensure!(rotated.contains("rewritten with secretbox/key2; dropped key1"), "{rotated}");
+    ensure!(has(&stored(), b"k8s:enc:secretbox:v1:key2:"), "no Secret stored with key2");
+    ensure!(!has(&stored(), b"aHVudGVyMi1wbGFpbnRleHQ="), "plaintext in the datastore");
+    let read = kubectl(&["get", "secret", "db", "-o", "jsonpath={.data.password}"])?;
+    ensure!(read == "aHVudGVyMi1wbGFpbnRleHQ=", "read back {read:?}");
+
+    // The old key is gone from the file and from what the server has in effect.
+    let config = std::fs::read_to_string(data.join("cred/encryption-config.yaml"))?;
+    ensure!(config.contains("key2") && !config.contains("key1"), "{config}");
+    let status = secrets_encrypt("status")?;
+    ensure!(status.contains("secrets: secretbox [key2], identity"), "{status}");
+    ensure!(status.contains("Loaded by the server: yes"), "{status}");
+    ensure!(status.contains("all stored with secretbox/key2"), "{status}");
+    // Secrets written from now on use the new key too, and a second rotation works.
+    kubectl(&["create", "secret", "generic", "later", "--from-literal=k=v"])?;
+    let rotated = secrets_encrypt("rotate-keys")?;
+    ensure!(
+        rotated.contains("Rotated: 2 Secrets rewritten with secretbox/key1; dropped key2"),
+        "{rotated}"
+    );
+    let read = kubectl(&["get", "secret", "later", "-o", "jsonpath={.data.k}"])?;
+    ensure!(read == "dg==", "read back {read:?}");
+    Ok(())
 }

@@ -5,7 +5,6 @@
 //! Figures are for issue notes and comparisons made in one run; nothing asserts on them.
 //! The benchmark runs on the server's machine and competes with it for CPU.
 
-mod client;
 mod server;
 mod watch;
 
@@ -18,9 +17,9 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use self::client::{Call, Endpoint};
 use self::server::ServerProcess;
 use super::Output;
+use crate::client::{Call, Endpoint};
 
 /// Where create, get, update and delete are measured.
 const POD_NAMESPACE: &str = "default";

@@ -6,19 +6,15 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 use tempfile::TempDir;
 
-use super::client::Endpoint;
+use crate::client::Endpoint;
 
 /// How long the server may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,7 +79,7 @@ impl ServerProcess {
             }
         }
         let kubeconfig = server._data_dir.path().join("admin.kubeconfig");
-        let endpoint = endpoint_from_kubeconfig(&kubeconfig)?;
+        let endpoint = Endpoint::from_kubeconfig(&kubeconfig)?;
         tracing::info!(pid = server.pid(), "keelson server ready");
         Ok((server, endpoint))
     }
@@ -136,58 +132,4 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The parts of the admin kubeconfig the benchmark uses.
-#[derive(Deserialize)]
-struct Kubeconfig {
-    clusters: Vec<NamedCluster>,
-    users: Vec<NamedUser>,
-}
-
-#[derive(Deserialize)]
-struct NamedCluster {
-    cluster: Cluster,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Cluster {
-    server: String,
-    certificate_authority_data: String,
-}
-
-#[derive(Deserialize)]
-struct NamedUser {
-    user: User,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct User {
-    client_certificate_data: String,
-    client_key_data: String,
-}
-
-fn endpoint_from_kubeconfig(path: &Path) -> anyhow::Result<Endpoint> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: Kubeconfig = serde_saphyr::from_str(&text)
-        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
-    let (Some(cluster), Some(user)) = (config.clusters.first(), config.users.first()) else {
-        bail!("kubeconfig {} has no cluster or no user", path.display());
-    };
-    let pem = |field: &str, value: &str| -> anyhow::Result<String> {
-        let bytes = STANDARD
-            .decode(value.trim())
-            .with_context(|| format!("kubeconfig {}: {field} is not base64", path.display()))?;
-        String::from_utf8(bytes)
-            .with_context(|| format!("kubeconfig {}: {field} is not PEM text", path.display()))
-    };
-    let tls = keelson_pki::client_config(
-        &pem("certificate-authority-data", &cluster.cluster.certificate_authority_data)?,
-        &pem("client-certificate-data", &user.user.client_certificate_data)?,
-        &pem("client-key-data", &user.user.client_key_data)?,
-    )?;
-    Endpoint::new(&cluster.cluster.server, tls)
 }

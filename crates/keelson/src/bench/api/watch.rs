@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use super::client::{Call, Endpoint};
 use super::{pod_json, pod_name, pods_path};
+use crate::client::{Call, Endpoint};
 
 /// How long a watcher waits for its events once the creates are done.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);

@@ -1,14 +1,18 @@
 //! HTTPS connections to the API server: HTTP/1.1 with keep-alive, one connection per
-//! client task, authenticated by the admin kubeconfig's client certificate.
+//! client task, authenticated by the admin kubeconfig's client certificate. Used by
+//! `keelson bench api` and `keelson secrets-encrypt`.
 //!
-//! Deliberately plain (hyper's connection API, no pool, no retries): what is measured is
-//! the server, so the client must add as little of its own as it can.
+//! Deliberately plain (hyper's connection API, no pool, no retries): what the benchmark
+//! measures is the server, so the client must add as little of its own as it can.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -16,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -31,6 +36,30 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The server and client certificate of a kubeconfig (the admin one the server writes).
+    pub fn from_kubeconfig(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Kubeconfig = serde_saphyr::from_str(&text)
+            .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+        let (Some(cluster), Some(user)) = (config.clusters.first(), config.users.first()) else {
+            bail!("kubeconfig {} has no cluster or no user", path.display());
+        };
+        let pem = |field: &str, value: &str| -> anyhow::Result<String> {
+            let bytes = STANDARD
+                .decode(value.trim())
+                .with_context(|| format!("kubeconfig {}: {field} is not base64", path.display()))?;
+            String::from_utf8(bytes)
+                .with_context(|| format!("kubeconfig {}: {field} is not PEM text", path.display()))
+        };
+        let tls = keelson_pki::client_config(
+            &pem("certificate-authority-data", &cluster.cluster.certificate_authority_data)?,
+            &pem("client-certificate-data", &user.user.client_certificate_data)?,
+            &pem("client-key-data", &user.user.client_key_data)?,
+        )?;
+        Endpoint::new(&cluster.cluster.server, tls)
+    }
+
     /// `server_url` is the kubeconfig's `https://<ip>:<port>`; `tls` carries the client
     /// certificate. ALPN offers HTTP/1.1 only.
     pub fn new(server_url: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
@@ -119,6 +148,25 @@ impl Connection {
         Ok(body)
     }
 
+    /// Sends `method path` with an optional JSON body; the status and the whole body,
+    /// whatever the status is.
+    pub async fn request_json(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = self.request(&method, path, body)?;
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let response = self.send(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        })
+        .await
+        .with_context(|| format!("{method} {path} timed out"))?
+    }
+
     /// Sends a GET and returns the response body unread, for streams (watches). The
     /// connection carries nothing else afterwards.
     pub async fn open_stream(mut self, path: &str) -> anyhow::Result<Incoming> {
@@ -158,4 +206,35 @@ impl Connection {
         self.sender.ready().await.context("connection to the API server closed")?;
         Ok(self.sender.send_request(request).await?)
     }
+}
+
+/// The parts of the admin kubeconfig a client uses.
+#[derive(Deserialize)]
+struct Kubeconfig {
+    clusters: Vec<NamedCluster>,
+    users: Vec<NamedUser>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    cluster: Cluster,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Cluster {
+    server: String,
+    certificate_authority_data: String,
+}
+
+#[derive(Deserialize)]
+struct NamedUser {
+    user: User,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct User {
+    client_certificate_data: String,
+    client_key_data: String,
 }
