@@ -165,8 +165,8 @@ async fn rotate_keys(cluster: &Cluster) -> anyhow::Result<()> {
         cluster.file.display()
     );
     let mut doc = read_yaml(&cluster.file)?;
-    let rule = secrets_rule(&doc)
-        .with_context(|| format!("{} has no rule for secrets", cluster.file.display()))?;
+    let rule = rotatable_rule(&doc)
+        .with_context(|| format!("cannot rotate {}", cluster.file.display()))?;
     let name = new_key_name(&doc);
     let first = &mut doc["resources"][rule]["providers"];
     let providers = first.as_array_mut().context("providers is not a list")?;
@@ -284,15 +284,28 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// The index of the first rule that covers Secrets.
-fn secrets_rule(doc: &Value) -> Option<usize> {
-    doc["resources"].as_array()?.iter().position(|rule| {
-        rule["resources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| matches!(r.as_str(), Some("secrets" | "*." | "*.*")))
-    })
+/// The index of the rule that covers Secrets, if it covers nothing else: only Secrets
+/// are rewritten, so dropping the old keys of a wider rule would leave the other
+/// resources unreadable.
+fn rotatable_rule(doc: &Value) -> anyhow::Result<usize> {
+    let rule = doc["resources"]
+        .as_array()
+        .and_then(|rules| {
+            rules.iter().position(|rule| {
+                rule["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|r| matches!(r.as_str(), Some("secrets" | "*." | "*.*")))
+            })
+        })
+        .context("no rule covers secrets")?;
+    let covered = &doc["resources"][rule]["resources"];
+    ensure!(
+        *covered == json!(["secrets"]),
+        "the rule for secrets covers {covered}, but rotate-keys rewrites only Secrets: give secrets a rule of their own"
+    );
+    Ok(rule)
 }
 
 /// `keyN` for the smallest N no key of the file is named.
@@ -351,7 +364,13 @@ mod tests {
         )
         .expect("yaml");
         assert_eq!(new_key_name(&doc), "key4");
-        assert_eq!(secrets_rule(&doc), Some(1));
+        assert_eq!(rotatable_rule(&doc).ok(), Some(1));
+        let wide: Value = serde_saphyr::from_str(
+            "kind: EncryptionConfiguration\nresources:\n  - resources: [secrets, configmaps]\n    providers: [{identity: {}}]\n",
+        )
+        .expect("yaml");
+        let refused = rotatable_rule(&wide).expect_err("a rule wider than secrets");
+        assert!(refused.to_string().contains("give secrets a rule of their own"), "{refused}");
         assert_eq!(percent_encode("a/b=="), "a%2Fb%3D%3D");
     }
 }
