@@ -88,17 +88,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         a => a.to_string(),
     };
     let server_url = format!("https://{host}:{}", running.local_addr.port());
-    pki.write_kubeconfig(&kubeconfig, &server_url, "system:admin", &["system:masters"])
-        .with_context(|| format!("cannot write {}", kubeconfig.display()))?;
+    write_kubeconfigs(&pki, &config.data_dir, &server_url)?;
+    log_effective_settings(&config, encryption_path);
     tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
     tokio::spawn(reload_encryption(encryption_path.clone(), encryption_loaded, encryption));
-    tokio::spawn(renew_certificates(
-        config.data_dir.join("tls"),
-        pki_options,
-        serving,
-        kubeconfig,
-        server_url,
-    ));
+    tokio::spawn(renew_certificates(config.data_dir.clone(), pki_options, serving, server_url));
 
     stop.await?;
     tracing::info!("shutting down");
@@ -107,16 +101,71 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The kubeconfigs of the cluster's identities, under the data dir: the administrator
+/// (`system:masters`) and each control-plane component, which RBAC's bootstrap roles
+/// know by name.
+const KUBECONFIGS: [(&str, &str, &[&str]); 4] = [
+    ("admin.kubeconfig", "system:admin", &["system:masters"]),
+    ("cred/scheduler.kubeconfig", "system:kube-scheduler", &[]),
+    ("cred/controller-manager.kubeconfig", "system:kube-controller-manager", &[]),
+    ("cred/kube-proxy.kubeconfig", "system:kube-proxy", &[]),
+];
+
+/// Writes (or renews) every identity's kubeconfig, each 0600.
+fn write_kubeconfigs(
+    pki: &Pki,
+    data_dir: &std::path::Path,
+    server_url: &str,
+) -> anyhow::Result<()> {
+    for (file, user, groups) in KUBECONFIGS {
+        let path = data_dir.join(file);
+        pki.write_kubeconfig(&path, server_url, user, groups)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Logs once what the server enforces, under kube-apiserver's flag names, so an audit
+/// (or kube-bench's eye) reads the same words it would on upstream.
+fn log_effective_settings(config: &crate::config::ServerConfig, encryption: &std::path::Path) {
+    let tls = config.data_dir.join("tls");
+    let flags = [
+        "--anonymous-auth=false".to_owned(),
+        "--authorization-mode=Node,RBAC".to_owned(),
+        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,NodeRestriction,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass".to_owned(),
+        format!("--client-ca-file={}", tls.join("ca.crt").display()),
+        format!("--tls-cert-file={}", tls.join(keelson_pki::file_names::SERVING_CERT).display()),
+        format!("--tls-private-key-file={}", tls.join(keelson_pki::file_names::SERVING_KEY).display()),
+        "--tls-min-version=VersionTLS12".to_owned(),
+        format!("--service-account-key-file={}", tls.join(keelson_pki::SERVICE_ACCOUNT_KEY).display()),
+        format!("--service-account-signing-key-file={}", tls.join(keelson_pki::SERVICE_ACCOUNT_KEY).display()),
+        format!("--service-account-issuer={}", keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER),
+        "--service-account-lookup=true".to_owned(),
+        format!("--encryption-provider-config={}", encryption.display()),
+        "--encryption-provider-config-automatic-reload=true".to_owned(),
+        format!("--audit-log-path={}", config.audit_log_path.display()),
+        format!("--audit-log-maxsize={}", config.audit_log_maxsize_mb),
+        format!("--audit-log-maxbackup={}", config.audit_log_maxbackup),
+        format!("--audit-policy-file={}", config.audit_policy_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(built in: Metadata)".into())),
+        "--profiling=false".to_owned(),
+        "--request-timeout=1m0s".to_owned(),
+        format!("--service-cluster-ip-range={}", config.service_cidr),
+        format!("--bind-address={}", config.bind_address),
+        format!("--secure-port={}", config.https_listen_port),
+    ];
+    tracing::info!(flags = %flags.join(" "), "kube-apiserver effective settings");
+}
+
 /// Keeps the leaf certificates fresh without a restart: hourly, and whenever the files
 /// change (`keelson certificate rotate`), the PKI re-issues what is missing or within 30
 /// days of expiry, and new handshakes get the current serving certificate.
 async fn renew_certificates(
-    tls_dir: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
     options: PkiOptions,
     serving: std::sync::Arc<keelson_pki::ServingCert>,
-    kubeconfig: std::path::PathBuf,
     server_url: String,
 ) {
+    let tls_dir = data_dir.join("tls");
     const POLL: std::time::Duration = std::time::Duration::from_secs(2);
     const RENEW_EVERY: u32 = 1800;
     let stamp = |dir: &std::path::Path| {
@@ -133,12 +182,12 @@ async fn renew_certificates(
         if now == seen && !ticks.is_multiple_of(RENEW_EVERY) {
             continue;
         }
-        let (dir, opts, config, url) =
-            (tls_dir.clone(), options.clone(), kubeconfig.clone(), server_url.clone());
+        let (dir, opts, data, url) =
+            (tls_dir.clone(), options.clone(), data_dir.clone(), server_url.clone());
         let renewed = tokio::task::spawn_blocking(move || {
             let pki = Pki::ensure(&dir, &opts)?;
-            pki.write_kubeconfig(&config, &url, "system:admin", &["system:masters"])?;
-            Ok::<_, keelson_pki::Error>(pki)
+            write_kubeconfigs(&pki, &data, &url)?;
+            Ok::<_, anyhow::Error>(pki)
         })
         .await;
         match renewed {

@@ -47,13 +47,28 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut settings = String::new();
     let ready = loop {
         match lines.next() {
             Some(line) if line.as_ref().is_ok_and(|l| l.contains("ready: kubectl")) => break true,
+            Some(Ok(line)) if line.contains("effective settings") => settings = line,
             Some(_) if Instant::now() < deadline => continue,
             _ => break false,
         }
     };
+    // Each control-plane identity has its kubeconfig; RBAC knows it by name.
+    let whoami = |file: &str| -> Result<String> {
+        let out = Command::new("kubectl")
+            .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", "--kubeconfig"])
+            .arg(data.join(file))
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let identities = [
+        whoami("cred/scheduler.kubeconfig")?,
+        whoami("cred/controller-manager.kubeconfig")?,
+        whoami("cred/kube-proxy.kubeconfig")?,
+    ];
     // The kubeconfig it wrote works with the real kubectl.
     let namespaces = Command::new("kubectl")
         .args(["get", "namespaces", "-o", "name", "--kubeconfig"])
@@ -92,6 +107,19 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         String::from_utf8_lossy(&namespaces.stderr)
     );
     ensure!(status.success(), "server exited with {status}");
+    ensure!(
+        identities
+            == ["system:kube-scheduler", "system:kube-controller-manager", "system:kube-proxy"],
+        "{identities:?}"
+    );
+    for flag in [
+        "--anonymous-auth=false",
+        "--authorization-mode=Node,RBAC",
+        "NodeRestriction,PodSecurity",
+        "--encryption-provider-config=",
+    ] {
+        ensure!(settings.contains(flag), "the effective settings lack {flag}: {settings}");
+    }
     ensure!(secret.status.success(), "{}", String::from_utf8_lossy(&secret.stderr));
     ensure!(
         String::from_utf8_lossy(&read_back.stdout) == "aHVudGVyMi1wbGFpbnRleHQ=",
@@ -111,7 +139,11 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         "admin.kubeconfig",
         "tls/ca.key",
         "tls/serving-kube-apiserver.key",
+        "tls/service.key",
         "cred/encryption-config.yaml",
+        "cred/scheduler.kubeconfig",
+        "cred/controller-manager.kubeconfig",
+        "cred/kube-proxy.kubeconfig",
     ] {
         let mode = std::fs::metadata(data.join(private))?.permissions().mode() & 0o777;
         ensure!(mode == 0o600, "{private} has mode {mode:o}");

@@ -15,7 +15,7 @@ use crate::cert::{self, BACKDATE};
 use crate::der;
 use crate::{Error, Result};
 
-const CLIENT_VALIDITY: Duration = Duration::days(365);
+const CLIENT_VALIDITY: Duration = Duration::days(90);
 
 const OID_COMMON_NAME: &[u64] = &[2, 5, 4, 3];
 const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];

@@ -14,8 +14,9 @@ use crate::{Error, Result};
 
 /// Mode of private keys and kubeconfigs.
 pub(crate) const PRIVATE: u32 = 0o600;
-/// Mode of certificates.
-pub(crate) const PUBLIC: u32 = 0o644;
+/// Mode of certificates: owner-only too, as CIS 1.1.20 asks of PKI files (the
+/// directory is 0700 anyway).
+pub(crate) const PUBLIC: u32 = 0o600;
 /// Mode of the TLS directory.
 pub(crate) const PRIVATE_DIR: u32 = 0o700;
 

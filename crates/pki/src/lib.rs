@@ -6,8 +6,8 @@
 //!
 //! | file                          | mode | what                                               |
 //! |-------------------------------|------|----------------------------------------------------|
-//! | `ca.crt`, `ca.key`            | 0644, 0600 | cluster CA, ECDSA P-256, 10 years            |
-//! | `serving-kube-apiserver.crt`, `.key` | 0644, 0600 | API server certificate, 1 year, re-issued as needed |
+//! | `ca.crt`, `ca.key`            | 0600, 0600 | cluster CA, ECDSA P-256, 10 years            |
+//! | `serving-kube-apiserver.crt`, `.key` | 0600, 0600 | API server certificate, 90 days, re-issued 30 days before expiry |
 //! | `service.key`                 | 0600 | service account token signing key, ECDSA P-256     |
 //!
 //! [`Pki::ensure`] loads what exists and creates what is missing; it is idempotent and safe to
@@ -72,13 +72,13 @@ pub struct PkiOptions {
 
 impl Pki {
     /// Loads `<tls_dir>/ca.{crt,key}` and `serving-kube-apiserver.{crt,key}`, creating any that
-    /// are missing (directory 0700, keys 0600, certificates 0644).
+    /// are missing (directory 0700, keys and certificates 0600).
     ///
     /// The CA is ECDSA P-256, CN `keelson-ca@<unix time>`, valid 10 years; it is created only when
     /// both of its files are absent, and a missing half, an unparseable file or a key that does
     /// not match is an [`Error::CaUnusable`].
     ///
-    /// The serving certificate is ECDSA P-256, CN `kube-apiserver`, serverAuth, valid 1 year, with
+    /// The serving certificate is ECDSA P-256, CN `kube-apiserver`, serverAuth, valid 90 days, with
     /// SANs `127.0.0.1`, `::1`, `localhost`, the host name, the host's non-loopback addresses
     /// (IPv4 from `/proc/net/fib_trie`, global IPv6 from `/proc/net/if_inet6`), `kubernetes`,
     /// `kubernetes.default`, `kubernetes.default.svc`, `kubernetes.default.svc.cluster.local`,
@@ -107,7 +107,7 @@ impl Pki {
         &self.serving_cert
     }
 
-    /// Issues a client certificate (ECDSA P-256, clientAuth, 1 year) with CN = `user` and one
+    /// Issues a client certificate (ECDSA P-256, clientAuth, 90 days) with CN = `user` and one
     /// O per group, signed by the CA; returns `(cert_pem, key_pem)`, the key in PKCS#8.
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         client::issue(&self.ca, user, groups)

@@ -25,7 +25,7 @@ use crate::file_names::{SERVING_CERT, SERVING_KEY};
 use crate::files::{self, PRIVATE, PUBLIC};
 use crate::{Error, PkiOptions, Result};
 
-const SERVING_VALIDITY: Duration = Duration::days(365);
+const SERVING_VALIDITY: Duration = Duration::days(90);
 
 /// The first address of the default service CIDR (10.43.0.0/16): the `kubernetes` service.
 const FIRST_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);

@@ -53,8 +53,8 @@ fn creates_files_with_private_modes() -> Result<()> {
     assert_eq!(mode(&dir)?, 0o700);
     assert_eq!(mode(&dir.join(CA_KEY))?, 0o600);
     assert_eq!(mode(&dir.join(SERVING_KEY))?, 0o600);
-    assert_eq!(mode(&dir.join(CA_CERT))?, 0o644);
-    assert_eq!(mode(&dir.join(SERVING_CERT))?, 0o644);
+    assert_eq!(mode(&dir.join(CA_CERT))?, 0o600);
+    assert_eq!(mode(&dir.join(SERVING_CERT))?, 0o600);
     let leftovers: Vec<_> = fs::read_dir(&dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
@@ -120,7 +120,7 @@ fn serving_certificate_carries_the_wanted_names() -> Result<()> {
     let (_, ca) = x509_parser::parse_x509_certificate(pki.ca_der())?;
     cert.verify_signature(Some(ca.public_key()))?;
     let lifetime = cert.validity().not_after.to_datetime() - OffsetDateTime::now_utc();
-    assert!(lifetime > Duration::days(360) && lifetime <= Duration::days(365));
+    assert!(lifetime > Duration::days(85) && lifetime <= Duration::days(90));
     Ok(())
 }
 
@@ -201,7 +201,7 @@ fn serving_certificate_expiring_within_30_days_is_reissued() -> Result<()> {
     let pki = Pki::ensure(tmp.path(), &PkiOptions::default())?;
     let (_, cert) = x509_parser::parse_x509_certificate(pki.serving_cert_der())?;
     let lifetime = cert.validity().not_after.to_datetime() - OffsetDateTime::now_utc();
-    assert!(lifetime > Duration::days(360), "not re-issued: {lifetime}");
+    assert!(lifetime > Duration::days(85), "not re-issued: {lifetime}");
     Ok(())
 }
 

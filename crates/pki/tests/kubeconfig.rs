@@ -66,7 +66,7 @@ fn kubeconfig_embeds_ca_and_admin_credentials() -> Result<()> {
     assert!(cert.extended_key_usage()?.context("eku")?.value.client_auth);
     assert!(!cert.is_ca());
     let lifetime = cert.validity().not_after.to_datetime() - OffsetDateTime::now_utc();
-    assert!(lifetime > Duration::days(360) && lifetime <= Duration::days(365));
+    assert!(lifetime > Duration::days(85) && lifetime <= Duration::days(90));
     Ok(())
 }
 
@@ -191,7 +191,7 @@ fn certificate_expiring_within_30_days_is_replaced() -> Result<()> {
     let der = client_cert_der(&fs::read_to_string(&path)?)?;
     let (_, renewed) = x509_parser::parse_x509_certificate(&der)?;
     let lifetime = renewed.validity().not_after.to_datetime() - OffsetDateTime::now_utc();
-    assert!(lifetime > Duration::days(360), "not re-issued: {lifetime}");
+    assert!(lifetime > Duration::days(85), "not re-issued: {lifetime}");
     Ok(())
 }
 
