@@ -149,7 +149,18 @@ async fn handle(
         let agent = request.header(http::header::USER_AGENT).to_owned();
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
-    let response = match crate::router::dispatch(api, request).await {
+    let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
+    let dispatched = crate::router::dispatch(api, request);
+    let result = match deadline {
+        Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::timeout(
+                "request did not complete within requested timeout - context deadline exceeded",
+            )),
+        },
+        None => dispatched.await,
+    };
+    let response = match result {
         Ok(response) => response,
         Err(error) => error_response(&error),
     };
@@ -170,6 +181,36 @@ async fn handle(
     response
 }
 
+/// The longest a request that is not long-running may take (kube-apiserver's
+/// `--request-timeout`, one minute); a `timeout` query parameter may shorten it.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Watches (and, when they exist, exec, attach, port-forward, proxy and followed logs)
+/// run as long as the client wants; nothing else does.
+fn is_long_running(req: &Request) -> bool {
+    let streaming = req
+        .path
+        .rsplit('/')
+        .any(|segment| matches!(segment, "exec" | "attach" | "portforward" | "proxy"));
+    req.flag("watch") || req.path.contains("/watch/") || streaming || req.flag("follow")
+}
+
+/// The request's deadline: `?timeout=` (a Go duration such as `32s` or `1m`) when shorter
+/// than the server's.
+fn request_timeout(req: &Request) -> std::time::Duration {
+    let asked = req.param("timeout").and_then(|t| {
+        let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit())?);
+        let n: u64 = number.parse().ok()?;
+        match unit {
+            "ms" => Some(std::time::Duration::from_millis(n)),
+            "s" => Some(std::time::Duration::from_secs(n)),
+            "m" => Some(std::time::Duration::from_secs(n * 60)),
+            _ => None,
+        }
+    });
+    asked.filter(|d| !d.is_zero()).map_or(REQUEST_TIMEOUT, |d| d.min(REQUEST_TIMEOUT))
+}
+
 /// The one place an [`ApiError`] becomes an HTTP response.
 pub fn error_response(error: &ApiError) -> Response {
     json_response(error.code, &error.to_status())
@@ -183,4 +224,29 @@ pub fn json_response(code: http::StatusCode, value: &serde_json::Value) -> Respo
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Request {
+        let (parts, ()) = http::Request::builder().uri(uri).body(()).expect("request").into_parts();
+        Request::new(parts, Bytes::new(), User::default())
+    }
+
+    #[test]
+    fn requests_get_a_deadline_unless_they_stream() {
+        assert!(is_long_running(&request("/api/v1/pods?watch=true")));
+        assert!(is_long_running(&request("/api/v1/watch/pods")));
+        assert!(is_long_running(&request("/api/v1/namespaces/a/pods/p/exec?command=ls")));
+        assert!(!is_long_running(&request("/api/v1/namespaces/a/pods/p")));
+        assert_eq!(request_timeout(&request("/api/v1/pods")), REQUEST_TIMEOUT);
+        assert_eq!(
+            request_timeout(&request("/api/v1/pods?timeout=32s")),
+            std::time::Duration::from_secs(32)
+        );
+        assert_eq!(request_timeout(&request("/api/v1/pods?timeout=5m")), REQUEST_TIMEOUT);
+        assert_eq!(request_timeout(&request("/api/v1/pods?timeout=bogus")), REQUEST_TIMEOUT);
+    }
 }

@@ -202,6 +202,11 @@ impl ApiError {
         )
     }
 
+    /// Upstream's `NewTimeoutError`: 504, `Timeout: why`.
+    pub fn timeout(why: &str) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", format!("Timeout: {why}"))
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

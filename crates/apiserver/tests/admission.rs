@@ -138,6 +138,14 @@ async fn every_baseline_control_is_enforced() -> Result<()> {
             out.stderr
         );
     }
+    // NamespaceLifecycle: nothing new in a namespace being deleted.
+    s.ok(&["create", "namespace", "leaving"]).await?;
+    s.ok(&["delete", "namespace", "leaving", "--wait=false"]).await?;
+    let refused = s.fails(&["create", "configmap", "late", "-n", "leaving"]).await?;
+    ensure!(
+        refused.contains(r#"configmaps "late" is forbidden: unable to create new content in namespace leaving because it is being terminated"#),
+        "{refused}"
+    );
     // A namespace may opt out; kube-system is exempt.
     s.ok(&["create", "namespace", "lab"]).await?;
     s.ok(&["label", "namespace", "lab", "pod-security.kubernetes.io/enforce=privileged"]).await?;

@@ -283,22 +283,59 @@ async fn nodes_reach_only_what_their_pods_use() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_needs_create_even_over_a_websocket_get() -> Result<()> {
+    let s = TestServer::start().await?;
+    let mallory = s.kubeconfig_for("mallory", &[])?;
+    s.ok(&["create", "role", "exec-get", "--verb=get", "--resource=pods,pods/exec"]).await?;
+    s.ok(&["create", "rolebinding", "mallory-exec", "--role=exec-get", "--user=mallory"]).await?;
+    eventually_ok(&s, &mallory, &["auth", "can-i", "get", "pods", "--subresource=exec"]).await?;
+    let path = "/api/v1/namespaces/default/pods/p/exec?command=id";
+    let denied = fails_as(&s, &mallory, &["get", "--raw", path]).await?;
+    ensure!(denied.contains("cannot create resource") && denied.contains("pods/exec"), "{denied}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_path_refuses_the_anonymous() -> Result<()> {
     let s = TestServer::start().await?;
-    for path in [
+    let mut paths: Vec<String> = [
         "/api",
         "/apis",
-        "/api/v1/namespaces",
-        "/api/v1/namespaces/default/secrets",
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        "/api/v1",
+        "/apis/apps/v1",
         "/openapi/v3",
-        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-    ] {
-        let (code, body) = s.curl("GET", path, None, "", false).await?;
-        ensure!(
-            code == 401 && body.contains("\"reason\":\"Unauthorized\""),
-            "{path}: {code} {body}"
-        );
+        "/openapi/v3/api/v1",
+        "/.well-known/openid-configuration",
+        "/openid/v1/jwks",
+        "/keelson/v1/secrets-encryption",
+        "/metrics",
+        "/debug/pprof/",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    // Every resource the server serves: its collection and an object in it.
+    for info in keelson_api::Registry::builtin().resources() {
+        let base = match info.group {
+            "" => format!("/api/{}", info.version),
+            group => format!("/apis/{group}/{}", info.version),
+        };
+        let collection = match info.namespaced() {
+            true => format!("{base}/namespaces/default/{}", info.plural),
+            false => format!("{base}/{}", info.plural),
+        };
+        paths.push(format!("{collection}/x"));
+        paths.push(collection);
+    }
+    for path in &paths {
+        for method in ["GET", "POST", "DELETE"] {
+            let body = (method == "POST").then_some("{}");
+            let (code, body) = s.curl(method, path, body, "application/json", false).await?;
+            ensure!(
+                code == 401 && body.contains("\"reason\":\"Unauthorized\""),
+                "{method} {path}: {code} {body}"
+            );
+        }
     }
     for path in ["/version", "/healthz", "/livez", "/readyz"] {
         let (code, _) = s.curl("GET", path, None, "", false).await?;

@@ -167,6 +167,17 @@ async fn service_account_tokens() -> Result<()> {
         missing.stderr
     );
 
+    // A token outlives neither its service account nor a new one of the same name.
+    s.ok(&["create", "serviceaccount", "robot"]).await?;
+    let robot = token_for(&s, &["robot"]).await?;
+    ensure!(with_token(&s, &robot, &["auth", "whoami"]).await?.ok);
+    s.ok(&["delete", "serviceaccount", "robot"]).await?;
+    let out = with_token(&s, &robot, &["auth", "whoami"]).await?;
+    ensure!(!out.ok && out.stderr.contains("Unauthorized"), "{}", out.stderr);
+    s.ok(&["create", "serviceaccount", "robot"]).await?;
+    let out = with_token(&s, &robot, &["auth", "whoami"]).await?;
+    ensure!(!out.ok && out.stderr.contains("Unauthorized"), "{}", out.stderr);
+
     // TokenReview says who a token is.
     let review = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": { "token": token } });
     let out =

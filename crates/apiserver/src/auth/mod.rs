@@ -252,8 +252,24 @@ pub(crate) async fn write_update(
 }
 
 /// Authorizes a request as the filter chain does, after authentication.
+///
+/// exec, attach and portforward also open over a WebSocket upgrade, which is a GET:
+/// those need `create` as well, as upstream requires since 1.35, so `get pods/exec`
+/// alone never runs a command.
 pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), ApiError> {
-    api.authorizer.authorize(api, &Attributes::from_request(req)).await
+    let attributes = Attributes::from_request(req);
+    api.authorizer.authorize(api, &attributes).await?;
+    let streaming = matches!(attributes.subresource.as_str(), "exec" | "attach" | "portforward");
+    if attributes.resource_request
+        && attributes.verb == "get"
+        && attributes.api_group.is_empty()
+        && attributes.resource == "pods"
+        && streaming
+    {
+        let create = Attributes { verb: "create".into(), ..attributes };
+        api.authorizer.authorize(api, &create).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
