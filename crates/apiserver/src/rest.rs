@@ -824,21 +824,19 @@ async fn delete(
         old: None,
         dry_run,
     };
-    crate::admission::admit_delete(api, &admission).await?;
+    let warnings = crate::admission::admit_delete(api, &admission).await?;
     let options = DeleteOptions::from_request(req)?;
     let (code, object) = delete_one(api, place(target), &options, dry_run).await?;
     let strategy = strategy::for_resource(target.info);
     if code == StatusCode::ACCEPTED || strategy.return_deleted_object {
-        return Ok(respond(req, target.info, code, &object));
+        return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
     }
     let mut details = json!({ "name": place(target).name, "kind": target.info.plural, "uid": metadata(&object).get("uid") });
     if !target.info.group.is_empty() {
         details["group"] = json!(target.info.group);
     }
-    Ok(json_response(
-        code,
-        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details }),
-    ))
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
+    Ok(with_warnings(json_response(code, &status), &warnings))
 }
 
 /// Deletes one object, or marks it for deletion: 200 and the object when it is gone,

@@ -257,6 +257,31 @@ fn qualified(group: &str, resource: &str) -> String {
     if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
 }
 
+/// A `metav1.StatusReason` by name (a webhook's denial names one), or `Forbidden` for
+/// one Kubernetes does not define.
+pub fn reason_named(reason: &str) -> &'static str {
+    const REASONS: [&str; 17] = [
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "Gone",
+        "Invalid",
+        "ServerTimeout",
+        "StoreReadError",
+        "Timeout",
+        "TooManyRequests",
+        "BadRequest",
+        "MethodNotAllowed",
+        "NotAcceptable",
+        "RequestEntityTooLarge",
+        "UnsupportedMediaType",
+        "InternalError",
+    ];
+    REASONS.iter().find(|r| **r == reason).copied().unwrap_or("Forbidden")
+}
+
 /// The store's errors, seen from a resource (`group`, plural `resource`).
 pub fn from_store(
     error: keelson_store::Error,

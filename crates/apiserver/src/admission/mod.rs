@@ -1,13 +1,13 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
 //! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
-//! DefaultStorageClass — then validating ones — NodeRestriction, PodSecurity. A plugin
+//! DefaultStorageClass, then the mutating webhooks — then validating ones —
+//! NodeRestriction, PodSecurity, then the validating webhooks. A plugin
 //! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
 //! client as `Warning` headers.
 //!
 //! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
-//! ResourceQuota, the webhooks and ValidatingAdmissionPolicy are not
-//! built yet.
+//! ResourceQuota and ValidatingAdmissionPolicy are not built yet.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
@@ -17,6 +17,7 @@ pub mod defaults;
 pub mod noderestriction;
 pub mod podsecurity;
 pub mod serviceaccount;
+pub mod webhook;
 
 use keelson_api::ResourceInfo;
 use serde_json::Value;
@@ -81,11 +82,30 @@ pub async fn admit(
         defaults::toleration_seconds(a, object);
         defaults::storage_class(api, a, object).await?;
     }
+    let mut warnings = webhook::mutate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
-    podsecurity::validate(api, a, object).await
+    warnings.extend(podsecurity::validate(api, a, object).await?);
+    warnings.extend(webhook::validate(api, a, Some(object)).await?);
+    Ok(warnings)
 }
 
-/// Runs the validating plugins that look at deletes (NodeRestriction).
-pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<()> {
-    noderestriction::validate(api, a, None).await
+/// Runs the validating plugins that look at deletes: NodeRestriction, and the
+/// webhooks (which see the object being deleted).
+pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<Vec<String>> {
+    noderestriction::validate(api, a, None).await?;
+    if !webhook::any(api).await {
+        return Ok(Vec::new());
+    }
+    let place = crate::registry::Place {
+        info: a.info,
+        namespace: (!a.namespace.is_empty()).then_some(a.namespace),
+        name: a.name,
+    };
+    let old = match api.objects.get(place).await {
+        Ok((old, _)) => old,
+        // The delete itself reports what is missing.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let with_old = Attributes { old: Some(&old), ..*a };
+    webhook::validate(api, &with_old, None).await
 }
