@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod authn;
 mod cache;
+pub mod cel;
 mod discovery;
 pub mod encryption;
 mod openapi;

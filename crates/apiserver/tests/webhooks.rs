@@ -144,10 +144,12 @@ async fn webhooks_admit_mutate_and_deny() -> Result<()> {
     let (addr, ca) = webhook_server(seen.clone()).await?;
     let url = |path: &str| format!("https://{addr}{path}");
     let skip = json!({ "namespaceSelector": { "matchExpressions": [{ "key": "skip-webhooks", "operator": "DoesNotExist" }] } });
+    let mut spare = skip.clone();
+    spare["matchConditions"] = json!([{ "name": "not-spared", "expression": "object == null || object.metadata.name != 'spared'" }]);
     let validating = configuration(
         "ValidatingWebhookConfiguration",
         "policy",
-        &[("deny.example.com", url("/validate"), "configmaps", "Fail", skip.clone())],
+        &[("deny.example.com", url("/validate"), "configmaps", "Fail", spare)],
         &ca,
     );
     let mutating = configuration(
@@ -204,6 +206,15 @@ async fn webhooks_admit_mutate_and_deny() -> Result<()> {
             && review["request"]["namespace"] == "default",
         "{review}"
     );
+
+    // Match conditions (CEL) keep the webhook out of a request.
+    let out = s
+        .kubectl_in(
+            &["create", "-f", "-"],
+            Some(&configmap("spared", "default", json!({ "deny": "true" }))),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
 
     // A namespace the selector excludes is not sent to the webhooks.
     s.ok(&["create", "namespace", "quiet"]).await?;

@@ -2,12 +2,13 @@
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
 //! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
 //! DefaultStorageClass, then the mutating webhooks — then validating ones —
-//! NodeRestriction, PodSecurity, then the validating webhooks. A plugin
+//! NodeRestriction, PodSecurity, ValidatingAdmissionPolicy, then the validating
+//! webhooks. A plugin
 //! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
 //! client as `Warning` headers.
 //!
 //! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
-//! ResourceQuota and ValidatingAdmissionPolicy are not built yet.
+//! and ResourceQuota are not built yet.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
@@ -16,6 +17,7 @@
 pub mod defaults;
 pub mod noderestriction;
 pub mod podsecurity;
+pub mod policy;
 pub mod serviceaccount;
 pub mod webhook;
 
@@ -85,6 +87,7 @@ pub async fn admit(
     let mut warnings = webhook::mutate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
     warnings.extend(podsecurity::validate(api, a, object).await?);
+    warnings.extend(policy::validate(api, a, Some(object)).await?);
     warnings.extend(webhook::validate(api, a, Some(object)).await?);
     Ok(warnings)
 }
@@ -93,7 +96,7 @@ pub async fn admit(
 /// webhooks (which see the object being deleted).
 pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<Vec<String>> {
     noderestriction::validate(api, a, None).await?;
-    if !webhook::any(api).await {
+    if !webhook::any(api).await && policy::none(api).await {
         return Ok(Vec::new());
     }
     let place = crate::registry::Place {
@@ -107,5 +110,7 @@ pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<Vec<
         Err(_) => return Ok(Vec::new()),
     };
     let with_old = Attributes { old: Some(&old), ..*a };
-    webhook::validate(api, &with_old, None).await
+    let mut warnings = policy::validate(api, &with_old, None).await?;
+    warnings.extend(webhook::validate(api, &with_old, None).await?);
+    Ok(warnings)
 }

@@ -6,8 +6,9 @@
 //! JSON patch is applied; a denial becomes the client's error; a webhook that cannot be
 //! reached fails the request unless its `failurePolicy` is `Ignore`.
 //!
-//! Not yet: `matchConditions` (CEL) — a webhook that has them is called as if they
-//! matched; `reinvocationPolicy: IfNeeded`; `service` references reach the Service's
+//! `matchConditions` are CEL expressions ([`crate::cel`]) that must all hold.
+//!
+//! Not yet: `reinvocationPolicy: IfNeeded`; `service` references reach the Service's
 //! cluster IP, which needs the node proxy. Requests on the webhook configurations
 //! themselves are never sent to webhooks, so a broken webhook cannot lock itself in.
 
@@ -98,7 +99,7 @@ async fn matching(
     let mut hooks = Vec::new();
     for configuration in configurations {
         for webhook in configuration["webhooks"].as_array().into_iter().flatten() {
-            if rules_match(webhook, a)
+            if rules_match(&webhook["rules"], a)
                 && selector_matches(&webhook["namespaceSelector"], namespace_labels.as_ref())
                 && object_selector_matches(webhook, object, a.old)
             {
@@ -111,7 +112,7 @@ async fn matching(
 
 /// The labels the namespace selector sees: the namespace's, or the object's own for a
 /// Namespace; `None` for other cluster-scoped objects (the selector does not apply).
-async fn namespace_labels(
+pub(super) async fn namespace_labels(
     api: &ApiServer,
     a: &Attributes<'_>,
     object: Option<&Value>,
@@ -130,7 +131,7 @@ async fn namespace_labels(
     Some(labels.unwrap_or(Value::Null))
 }
 
-fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
+pub(super) fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
     let Some(labels) = labels else {
         return true;
     };
@@ -144,7 +145,11 @@ fn selector_matches(selector: &Value, labels: Option<&Value>) -> bool {
 }
 
 /// The object selector matches the new object or the old one.
-fn object_selector_matches(webhook: &Value, object: Option<&Value>, old: Option<&Value>) -> bool {
+pub(super) fn object_selector_matches(
+    webhook: &Value,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> bool {
     let selector = &webhook["objectSelector"];
     if selector.is_null() {
         return true;
@@ -156,8 +161,9 @@ fn object_selector_matches(webhook: &Value, object: Option<&Value>, old: Option<
 }
 
 /// Upstream's rule matcher: operations, groups, versions, resources (with
-/// `resource/subresource`, `*`, `*/*`, `resource/*`, `*/subresource`) and scope.
-fn rules_match(webhook: &Value, a: &Attributes<'_>) -> bool {
+/// `resource/subresource`, `*`, `*/*`, `resource/*`, `*/subresource`), scope, and (for
+/// policies) resource names.
+pub(super) fn rules_match(rules: &Value, a: &Attributes<'_>) -> bool {
     let has = |list: &Value, item: &str| {
         list.as_array().into_iter().flatten().any(|v| v == "*" || v == item)
     };
@@ -166,7 +172,8 @@ fn rules_match(webhook: &Value, a: &Attributes<'_>) -> bool {
         "Namespaced" => a.info.namespaced(),
         _ => true,
     };
-    webhook["rules"].as_array().into_iter().flatten().any(|rule| {
+    rules.as_array().into_iter().flatten().any(|rule| {
+        let names = crate::registry::meta::string_list(&rule["resourceNames"]);
         let resources =
             rule["resources"].as_array().into_iter().flatten().filter_map(Value::as_str);
         let resource_ok = resources.clone().any(|r| {
@@ -184,6 +191,7 @@ fn rules_match(webhook: &Value, a: &Attributes<'_>) -> bool {
             && has(&rule["apiVersions"], a.info.version)
             && resource_ok
             && scope_ok(rule["scope"].as_str().unwrap_or("*"))
+            && (names.is_empty() || names.iter().any(|n| n == a.name))
     })
 }
 
@@ -203,6 +211,11 @@ async fn call(
     }
     let uid = uuid::Uuid::new_v4().to_string();
     let review = review(&uid, a, object);
+    match conditions_hold(&hook.webhook, &review["request"]) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(why) => return fail(hook, &format!("failed to evaluate match conditions: {why}")),
+    }
     let timeout =
         Duration::from_secs(hook.webhook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
     let answer = match tokio::time::timeout(timeout, post(api, &hook.webhook, &review)).await {
@@ -267,6 +280,26 @@ async fn call(
     Ok(Some(patched))
 }
 
+/// Upstream's `matchConditions`: every CEL condition must hold (over `object`,
+/// `oldObject` and `request`) for the webhook to be called.
+pub fn conditions_hold(webhook: &Value, request: &Value) -> Result<bool, String> {
+    let empty = Value::Null;
+    for condition in webhook["matchConditions"].as_array().into_iter().flatten() {
+        let name = condition["name"].as_str().unwrap_or("");
+        let expression = crate::cel::compile(condition["expression"].as_str().unwrap_or(""))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let variables = [
+            ("object", request.get("object").unwrap_or(&empty)),
+            ("oldObject", request.get("oldObject").unwrap_or(&empty)),
+            ("request", request),
+        ];
+        if !expression.holds(&variables).map_err(|e| format!("{name}: {e}"))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// A webhook that could not answer: the request fails, unless it may be ignored.
 fn fail(hook: &Hook, why: &str) -> ApiResult<Option<Value>> {
     let name = hook.name();
@@ -278,7 +311,7 @@ fn fail(hook: &Hook, why: &str) -> ApiResult<Option<Value>> {
 }
 
 /// The `AdmissionReview` request upstream sends.
-fn review(uid: &str, a: &Attributes<'_>, object: Option<&Value>) -> Value {
+pub(super) fn review(uid: &str, a: &Attributes<'_>, object: Option<&Value>) -> Value {
     let info = a.info;
     let sub = info.subresources.iter().find(|s| s.name == a.subresource);
     let kind = match sub {
