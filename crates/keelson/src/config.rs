@@ -44,6 +44,9 @@ pub struct ServerArgs {
     /// Audit log size in megabytes before it rotates [default: 100]
     #[arg(long)]
     pub audit_log_maxsize: Option<u64>,
+    /// AdmissionConfiguration with the PodSecurity plugin's defaults and exemptions [default: enforce baseline, audit and warn restricted, kube-system exempt]
+    #[arg(long)]
+    pub pod_security_admission_config_file: Option<PathBuf>,
     /// Rotated audit logs kept [default: 10]
     #[arg(long)]
     pub audit_log_maxbackup: Option<usize>,
@@ -69,6 +72,7 @@ pub struct ServerConfig {
     pub audit_policy_file: Option<PathBuf>,
     pub audit_log_maxsize_mb: u64,
     pub audit_log_maxbackup: usize,
+    pub pod_security_admission_config_file: Option<PathBuf>,
     /// The EncryptionConfiguration file, and whether it was named (else it is generated).
     pub encryption_provider_config: (PathBuf, bool),
     pub service_cidr: keelson_apiserver::services::Cidr,
@@ -122,6 +126,7 @@ impl ServerArgs {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("logs/audit.log")),
             audit_policy_file: merged.audit_policy_file.clone(),
+            pod_security_admission_config_file: merged.pod_security_admission_config_file.clone(),
             audit_log_maxsize_mb: merged.audit_log_maxsize.unwrap_or(100),
             audit_log_maxbackup: merged.audit_log_maxbackup.unwrap_or(10),
             encryption_provider_config,
@@ -153,6 +158,9 @@ impl ServerArgs {
             audit_log_path: self.audit_log_path.or(file.audit_log_path),
             audit_policy_file: self.audit_policy_file.or(file.audit_policy_file),
             audit_log_maxsize: self.audit_log_maxsize.or(file.audit_log_maxsize),
+            pod_security_admission_config_file: self
+                .pod_security_admission_config_file
+                .or(file.pod_security_admission_config_file),
             audit_log_maxbackup: self.audit_log_maxbackup.or(file.audit_log_maxbackup),
             bind_address: self.bind_address.or(file.bind_address),
             datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),

@@ -71,7 +71,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_size_bytes: config.audit_log_maxsize_mb.saturating_mul(1024 * 1024),
             max_backups: config.audit_log_maxbackup,
         }),
-        pod_security: Default::default(),
+        pod_security: match &config.pod_security_admission_config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                keelson_apiserver::admission::podsecurity::Config::from_admission_configuration(
+                    &text,
+                )
+                .map_err(|e| anyhow::anyhow!("invalid {}: {e}", path.display()))?
+            }
+            None => Default::default(),
+        },
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),

@@ -42,6 +42,54 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// From an `apiserver.config.k8s.io/v1` `AdmissionConfiguration` whose `PodSecurity`
+    /// plugin carries a `pod-security.admission.config.k8s.io/v1`
+    /// `PodSecurityConfiguration` (upstream's `--admission-control-config-file`);
+    /// what it leaves out keeps Keelson's defaults.
+    pub fn from_admission_configuration(yaml: &str) -> Result<Config, String> {
+        let file: Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+        if file["kind"] != "AdmissionConfiguration" {
+            return Err("not an AdmissionConfiguration".into());
+        }
+        let plugin =
+            file["plugins"].as_array().into_iter().flatten().find(|p| p["name"] == "PodSecurity");
+        let Some(plugin) = plugin else {
+            return Ok(Config::default());
+        };
+        let configuration = &plugin["configuration"];
+        if configuration["kind"] != "PodSecurityConfiguration" {
+            return Err(
+                "the PodSecurity plugin's configuration is not a PodSecurityConfiguration".into()
+            );
+        }
+        let mut config = Config::default();
+        let defaults = &configuration["defaults"];
+        let mut labels = Map::new();
+        for mode in ["enforce", "audit", "warn"] {
+            for (field, label) in [
+                (mode.to_owned(), format!("pod-security.kubernetes.io/{mode}")),
+                (format!("{mode}-version"), format!("pod-security.kubernetes.io/{mode}-version")),
+            ] {
+                if let Some(value) = defaults[field.as_str()].as_str() {
+                    labels.insert(label, Value::from(value));
+                }
+            }
+        }
+        config.defaults =
+            pss::policy_from_labels(&labels, &config.defaults).map_err(|e| e.join("; "))?;
+        let exemptions = &configuration["exemptions"];
+        if exemptions.is_object() {
+            config.exempt_namespaces =
+                crate::registry::meta::string_list(&exemptions["namespaces"]);
+            config.exempt_users = crate::registry::meta::string_list(&exemptions["usernames"]);
+            config.exempt_runtime_classes =
+                crate::registry::meta::string_list(&exemptions["runtimeClasses"]);
+        }
+        Ok(config)
+    }
+}
+
 /// Checks a create or update; returns the warnings.
 pub async fn validate(
     api: &ApiServer,
@@ -196,4 +244,41 @@ async fn namespace(api: &ApiServer, a: &Attributes<'_>, ns: &Value) -> ApiResult
         warnings.push(format!("{who}: {}", reasons.join(", ")));
     }
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_file_sets_defaults_and_exemptions() {
+        let yaml = r#"
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: restricted
+      enforce-version: v1.30
+      warn: restricted
+    exemptions:
+      namespaces: [kube-system, monitoring]
+      usernames: [system:serviceaccount:kube-system:replicaset-controller]
+"#;
+        let config = Config::from_admission_configuration(yaml).expect("valid");
+        assert_eq!(config.defaults.enforce.to_string(), "restricted:v1.30");
+        assert_eq!(config.defaults.audit.to_string(), "restricted:latest");
+        assert_eq!(config.exempt_namespaces, ["kube-system", "monitoring"]);
+        assert_eq!(config.exempt_users.len(), 1);
+        let bad = yaml.replace("enforce: restricted", "enforce: strict");
+        assert!(
+            Config::from_admission_configuration(&bad)
+                .unwrap_err()
+                .contains("must be one of privileged, baseline, restricted")
+        );
+        assert!(Config::from_admission_configuration("kind: Other").is_err());
+    }
 }
