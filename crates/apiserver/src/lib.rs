@@ -9,6 +9,7 @@
 //! that touches the store.
 
 pub mod admission;
+pub mod apply;
 pub mod audit;
 pub mod auth;
 pub mod authn;

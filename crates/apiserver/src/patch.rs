@@ -27,17 +27,11 @@ impl Kind {
             "application/json-patch+json" => Ok(Kind::Json),
             "application/merge-patch+json" => Ok(Kind::Merge),
             "application/strategic-merge-patch+json" => Ok(Kind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError {
-                code: http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                reason: "UnsupportedMediaType",
-                message: "server-side apply is not supported yet".into(),
-                details: None,
-            }),
             other => Err(ApiError {
                 code: http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 reason: "UnsupportedMediaType",
                 message: format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
                 ),
                 details: None,
             }),

@@ -557,10 +557,42 @@ async fn create(
     target: &Target,
     write: Write,
 ) -> ApiResult<Response> {
-    let info = target.info;
     if target.name.is_some() {
-        return Err(ApiError::method_not_supported(info.group, info.plural, "create"));
+        return Err(ApiError::method_not_supported(
+            target.info.group,
+            target.info.plural,
+            "create",
+        ));
     }
+    create_object(api, req, target, write, req.json_body()?, false).await
+}
+
+/// The manager a write is recorded under: `?fieldManager=`, else upstream's default
+/// from the User-Agent.
+fn field_manager(req: &Request) -> String {
+    match req.param("fieldManager") {
+        Some(manager) if !manager.is_empty() => manager.to_owned(),
+        _ => crate::apply::default_manager(req.header(http::header::USER_AGENT)),
+    }
+}
+
+fn is_apply(req: &Request) -> bool {
+    req.method == http::Method::PATCH
+        && req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim()
+            == "application/apply-patch+yaml"
+}
+
+/// Creates `body` in the target's collection; `applied` bodies carry their managed
+/// fields already.
+async fn create_object(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    write: Write,
+    body: Value,
+    applied: bool,
+) -> ApiResult<Response> {
+    let info = target.info;
     if info.namespaced() && target.namespace.is_none() {
         return Err(ApiError::path_not_found());
     }
@@ -568,7 +600,7 @@ async fn create(
     let object = prepare_create(
         info,
         target.namespace.as_deref(),
-        req.json_body()?,
+        body,
         &body_check(req, write),
         &mut warnings,
     )?;
@@ -588,6 +620,9 @@ async fn create(
         dry_run: write.dry_run,
     };
     warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
+    if !applied {
+        crate::apply::track_update(info, "", &field_manager(req), None, &mut object);
+    }
     crate::auth::escalation::check(api, &req.user, info, None, &object).await?;
     let place = Place { info, namespace: target.namespace.as_deref(), name: &name };
     let claims = if is_service(info) {
@@ -654,6 +689,11 @@ where
             dry_run: write.dry_run,
         };
         warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
+        if !is_apply(req) {
+            let manager = field_manager(req);
+            let sub = subresource.unwrap_or("");
+            crate::apply::track_update(target.info, sub, &manager, Some(&old), &mut object);
+        }
         crate::auth::escalation::check(api, &req.user, target.info, Some(&old), &object).await?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
             Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
@@ -715,6 +755,9 @@ async fn patch(
     target: &Target,
     write: Write,
 ) -> ApiResult<Response> {
+    if is_apply(req) {
+        return apply(api, req, target, write).await;
+    }
     let content_type =
         req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
     let kind = patch::Kind::from_content_type(&content_type)?;
@@ -725,6 +768,65 @@ async fn patch(
         Ok((patch::apply(kind, info, root, old, &req.body)?, check.clone()))
     })
     .await
+}
+
+/// Server-side apply (`PATCH` with `application/apply-patch+yaml`): the applied
+/// configuration merged into the live object as `fieldManager` (created if missing).
+async fn apply(
+    api: &ApiServer,
+    req: &Request,
+    target: &Target,
+    write: Write,
+) -> ApiResult<Response> {
+    let info = target.info;
+    let manager = match req.param("fieldManager") {
+        Some(manager) if !manager.is_empty() => manager.to_owned(),
+        _ => return Err(ApiError::bad_request("fieldManager is required for apply requests")),
+    };
+    let force = match req.param("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("invalid force {other:?}"))),
+    };
+    let applied = req.json_body()?;
+    registry::check_type(info, &applied)?;
+    let (api_version, kind) = (applied["apiVersion"].as_str(), applied["kind"].as_str());
+    let subresource = target.subresource.as_deref().unwrap_or("");
+    if api_version.is_none_or(str::is_empty) || kind.is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "apiVersion and kind must be set in an apply configuration",
+        ));
+    }
+    let name = target.name.as_deref().unwrap_or("");
+    let given = meta::name(&applied).unwrap_or("");
+    if given != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    match api.objects.get(place(target)).await {
+        Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_empty() => {
+            let merged = crate::apply::apply(info, "", &manager, force, None, &applied)?;
+            let collection = Target {
+                info,
+                namespace: target.namespace.clone(),
+                name: None,
+                subresource: None,
+                legacy_watch: false,
+            };
+            create_object(api, req, &collection, write, merged, true).await
+        }
+        Err(e) => Err(e),
+        Ok(_) => {
+            let check = BodyCheck { mode: write.validation, duplicates: Vec::new() };
+            guaranteed_update(api, req, target, write, |old| {
+                let merged =
+                    crate::apply::apply(info, subresource, &manager, force, Some(old), &applied)?;
+                Ok((merged, check.clone()))
+            })
+            .await
+        }
+    }
 }
 
 /// `DeleteOptions`, from the body or the query.

@@ -1,0 +1,292 @@
+//! Field sets (structured-merge-diff's `fieldpath.Set`): which fields of an object a
+//! manager owns, walked with the object's type from `keelson_api::patch_meta`, and
+//! their `FieldsV1` JSON form (`f:name`, `k:{"name":"c"}` for an item of a keyed list,
+//! `v:"x"` for a set item, `.` for the item itself).
+
+use std::collections::BTreeMap;
+
+use keelson_api::patch_meta::{FieldMeta, ListType, Shape, TypeMeta};
+use serde_json::{Map, Value, json};
+
+/// A set of field paths as a tree; `own` marks the node itself as a member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Set {
+    pub own: bool,
+    pub children: BTreeMap<String, Set>,
+}
+
+/// Fields never owned: identity and bookkeeping the server writes.
+const IGNORED_METADATA: [&str; 10] = [
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+impl Set {
+    fn leaf() -> Set {
+        Set { own: true, children: BTreeMap::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.own && self.children.values().all(Set::is_empty)
+    }
+
+    /// The fields of an object of type `ty` (the top level: `apiVersion`, `kind` and the
+    /// server's metadata are left out; `status` unless `with_status`).
+    pub fn of_object(object: &Value, ty: Option<&'static TypeMeta>, with_status: bool) -> Set {
+        let mut set = walk_object(object, ty);
+        set.children.remove("f:apiVersion");
+        set.children.remove("f:kind");
+        if !with_status {
+            set.children.remove("f:status");
+        }
+        if let Some(meta) = set.children.get_mut("f:metadata") {
+            for field in IGNORED_METADATA {
+                meta.children.remove(&format!("f:{field}"));
+            }
+            if meta.children.is_empty() {
+                set.children.remove("f:metadata");
+            }
+        }
+        set
+    }
+
+    /// `FieldsV1` JSON.
+    pub fn to_fields_v1(&self) -> Value {
+        let mut map = Map::new();
+        if self.own && !self.children.is_empty() {
+            map.insert(".".into(), json!({}));
+        }
+        for (key, child) in &self.children {
+            if !child.is_empty() {
+                map.insert(key.clone(), child.to_fields_v1());
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// From `FieldsV1` JSON.
+    pub fn from_fields_v1(value: &Value) -> Set {
+        let Some(map) = value.as_object() else {
+            return Set::default();
+        };
+        if map.is_empty() {
+            return Set::leaf();
+        }
+        let mut set = Set::default();
+        for (key, child) in map {
+            if key == "." {
+                set.own = true;
+            } else {
+                set.children.insert(key.clone(), Set::from_fields_v1(child));
+            }
+        }
+        set
+    }
+
+    pub fn union(&self, other: &Set) -> Set {
+        let mut out = self.clone();
+        out.own |= other.own;
+        for (key, child) in &other.children {
+            let merged = match out.children.get(key) {
+                Some(mine) => mine.union(child),
+                None => child.clone(),
+            };
+            out.children.insert(key.clone(), merged);
+        }
+        out
+    }
+
+    pub fn difference(&self, other: &Set) -> Set {
+        let mut out = Set { own: self.own && !other.own, children: BTreeMap::new() };
+        for (key, child) in &self.children {
+            let rest = match other.children.get(key) {
+                Some(theirs) => child.difference(theirs),
+                None => child.clone(),
+            };
+            if !rest.is_empty() {
+                out.children.insert(key.clone(), rest);
+            }
+        }
+        out
+    }
+
+    pub fn intersection(&self, other: &Set) -> Set {
+        let mut out = Set { own: self.own && other.own, children: BTreeMap::new() };
+        for (key, child) in &self.children {
+            if let Some(theirs) = other.children.get(key) {
+                let both = child.intersection(theirs);
+                if !both.is_empty() {
+                    out.children.insert(key.clone(), both);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every member path, as path elements.
+    pub fn members(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect(&self, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if self.own && !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        for (key, child) in &self.children {
+            prefix.push(key.clone());
+            child.collect(prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+fn walk_object(object: &Value, ty: Option<&'static TypeMeta>) -> Set {
+    let mut set = Set::default();
+    let Some(map) = object.as_object() else {
+        return Set::leaf();
+    };
+    if map.is_empty() {
+        return Set::leaf();
+    }
+    for (key, value) in map {
+        let field = ty.and_then(|t| t.field(key));
+        set.children.insert(format!("f:{key}"), walk_field(value, field));
+    }
+    set
+}
+
+/// The set of one field's value, by its declared shape (unknown fields: objects are
+/// granular, lists atomic, as upstream treats schemaless data).
+fn walk_field(value: &Value, field: Option<&'static FieldMeta>) -> Set {
+    let item_type = field.and_then(|f| f.value_type());
+    if field.is_some_and(|f| f.is_atomic()) {
+        return Set::leaf();
+    }
+    match (value, field.map(|f| f.shape)) {
+        (Value::Array(items), Some(Shape::List)) => {
+            let Some(field) = field else { return Set::leaf() };
+            let mut set = Set::default();
+            match field.list_type {
+                Some(ListType::Map) => {
+                    for item in items {
+                        let mut child = walk_object(item, item_type);
+                        child.own = true;
+                        set.children.insert(item_key(item, field.list_map_keys), child);
+                    }
+                }
+                Some(ListType::Set) => {
+                    for item in items {
+                        set.children.insert(format!("v:{item}"), Set::leaf());
+                    }
+                }
+                _ => return Set::leaf(),
+            }
+            if set.children.is_empty() { Set::leaf() } else { set }
+        }
+        (Value::Object(map), Some(Shape::Map)) => {
+            if map.is_empty() {
+                return Set::leaf();
+            }
+            let mut set = Set::default();
+            for (key, v) in map {
+                let child = match (v, item_type) {
+                    (Value::Object(_), Some(t)) => walk_object(v, Some(t)),
+                    _ => Set::leaf(),
+                };
+                set.children.insert(format!("f:{key}"), child);
+            }
+            set
+        }
+        (Value::Object(_), _) => walk_object(value, item_type),
+        _ => Set::leaf(),
+    }
+}
+
+/// `k:{"containerPort":80,"protocol":"TCP"}`: an item of a keyed list by its keys.
+pub fn item_key(item: &Value, keys: &[&str]) -> String {
+    let mut fields = BTreeMap::new();
+    for key in keys {
+        if let Some(v) = item.get(*key) {
+            fields.insert(key.to_string(), v.clone());
+        }
+    }
+    format!("k:{}", serde_json::to_string(&fields).unwrap_or_default())
+}
+
+/// A path as upstream prints it in conflicts: `.spec.containers[name="c"].image`.
+pub fn describe(path: &[String]) -> String {
+    let mut out = String::new();
+    for element in path {
+        if let Some(name) = element.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(name);
+        } else if let Some(keys) = element.strip_prefix("k:") {
+            let parsed: Map<String, Value> = serde_json::from_str(keys).unwrap_or_default();
+            let parts: Vec<String> = parsed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("[{}]", parts.join(",")));
+        } else if let Some(value) = element.strip_prefix("v:") {
+            out.push_str(&format!("[={value}]"));
+        } else if let Some(index) = element.strip_prefix("i:") {
+            out.push_str(&format!("[{index}]"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_is_owned_field_by_field() {
+        let ty = keelson_api::patch_meta::kind_type("apps", "v1", "Deployment");
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "labels": { "app": "web" } },
+            "spec": {
+                "replicas": 2,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "spec": { "containers": [{ "name": "web", "image": "nginx", "ports": [{ "containerPort": 80, "protocol": "TCP" }] }] } },
+            },
+        });
+        let set = Set::of_object(&deployment, ty, false);
+        let fields = set.to_fields_v1();
+        assert_eq!(fields["f:metadata"], json!({ "f:labels": { "f:app": {} } }));
+        assert_eq!(fields["f:spec"]["f:replicas"], json!({}));
+        let container =
+            &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
+        assert_eq!(container["."], json!({}));
+        assert_eq!(container["f:image"], json!({}));
+        assert_eq!(
+            container["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["f:containerPort"],
+            json!({})
+        );
+        // The selector is atomic.
+        assert_eq!(fields["f:spec"]["f:selector"], json!({}));
+        assert_eq!(Set::from_fields_v1(&fields), set);
+        let paths: Vec<String> = set.members().iter().map(|p| describe(p)).collect();
+        assert!(
+            paths.contains(&".spec.template.spec.containers[name=\"web\"].image".to_owned()),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn set_algebra() {
+        let a = Set::from_fields_v1(&json!({ "f:a": {}, "f:b": { "f:c": {}, "f:d": {} } }));
+        let b = Set::from_fields_v1(&json!({ "f:b": { "f:c": {} }, "f:e": {} }));
+        assert_eq!(a.intersection(&b).to_fields_v1(), json!({ "f:b": { "f:c": {} } }));
+        assert_eq!(a.difference(&b).to_fields_v1(), json!({ "f:a": {}, "f:b": { "f:d": {} } }));
+        assert_eq!(a.union(&b).members().len(), 4);
+    }
+}

@@ -1,0 +1,518 @@
+//! Server-side apply and field ownership (upstream's `fieldmanager` and
+//! structured-merge-diff): every write records, in `metadata.managedFields`, which
+//! fields its manager set — an `Update` entry for create, update and patch, an `Apply`
+//! entry for apply — and `PATCH` with `application/apply-patch+yaml` merges the applied
+//! configuration into the live object by the type's list and map semantics, refuses
+//! to change fields another manager owns unless forced (409 with a cause per field),
+//! and removes fields the manager applied before and applies no more.
+//!
+//! Types come from `keelson_api::patch_meta` (the generated list types, map keys and
+//! atomic markers). Not yet: custom resources (no schema), version conversion of
+//! managed fields, the client-side-apply upgrade path (`last-applied` annotation).
+
+pub mod fieldset;
+
+use keelson_api::ResourceInfo;
+use keelson_api::patch_meta::{FieldMeta, ListType, Shape, TypeMeta};
+use serde_json::{Map, Value, json};
+
+use crate::status::{ApiError, ApiResult, Cause};
+use fieldset::Set;
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug)]
+struct Entry {
+    manager: String,
+    operation: String,
+    api_version: String,
+    subresource: String,
+    time: Value,
+    fields: Set,
+}
+
+impl Entry {
+    fn from_json(v: &Value) -> Entry {
+        let text = |f: &str| v[f].as_str().unwrap_or("").to_owned();
+        Entry {
+            manager: text("manager"),
+            operation: text("operation"),
+            api_version: text("apiVersion"),
+            subresource: text("subresource"),
+            time: v["time"].clone(),
+            fields: Set::from_fields_v1(&v["fieldsV1"]),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": self.fields.to_fields_v1(),
+        });
+        if !self.subresource.is_empty() {
+            v["subresource"] = json!(self.subresource);
+        }
+        v
+    }
+
+    fn same(&self, manager: &str, operation: &str, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+}
+
+fn entries(object: &Value) -> Vec<Entry> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Entry::from_json)
+        .collect()
+}
+
+fn store(object: &mut Value, entries: Vec<Entry>) {
+    let list: Vec<Value> =
+        entries.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_json).collect();
+    match object["metadata"].as_object_mut() {
+        Some(meta) if list.is_empty() => {
+            meta.remove("managedFields");
+        }
+        Some(meta) => {
+            meta.insert("managedFields".into(), Value::Array(list));
+        }
+        None => {}
+    }
+}
+
+/// The manager of a write that names none: the User-Agent up to its first `/`, as
+/// upstream's default.
+pub fn default_manager(user_agent: &str) -> String {
+    let name = user_agent.split('/').next().unwrap_or("").trim();
+    if name.is_empty() { "unknown".into() } else { name.chars().take(128).collect() }
+}
+
+fn root(info: &ResourceInfo) -> Option<&'static TypeMeta> {
+    keelson_api::patch_meta::kind_type(info.group, info.version, info.kind)
+}
+
+/// The part of the object a write through `subresource` may own.
+fn owned_part(info: &ResourceInfo, subresource: &str, object: &Value) -> Set {
+    let has_status = info.subresources.iter().any(|s| s.name == "status");
+    let set = Set::of_object(object, root(info), !has_status || subresource == "status");
+    if subresource == "status" {
+        let mut only = Set::default();
+        if let Some(status) = set.children.get("f:status") {
+            only.children.insert("f:status".into(), status.clone());
+        }
+        return only;
+    }
+    set
+}
+
+/// Records an `Update` by `manager` that turned `old` (none: a create) into `new`: the
+/// manager owns what it changed, and the others lose it.
+pub fn track_update(
+    info: &ResourceInfo,
+    subresource: &str,
+    manager: &str,
+    old: Option<&Value>,
+    new: &mut Value,
+) {
+    let given = new["metadata"]["managedFields"].clone();
+    let previous = old.map(|o| o["metadata"]["managedFields"].clone()).unwrap_or(Value::Null);
+    // A client that sends managedFields of its own (other than what it read) resets them.
+    if given.is_array() && given != previous && !given.as_array().is_some_and(Vec::is_empty) {
+        return;
+    }
+    let mut list = old.map(entries).unwrap_or_default();
+    let after = owned_part(info, subresource, new);
+    let before = old.map(|o| owned_part(info, subresource, o)).unwrap_or_default();
+    let changed = changed_fields(&after, old, new);
+    let removed = before.difference(&after);
+    for entry in list.iter_mut() {
+        entry.fields = entry.fields.difference(&changed).difference(&removed);
+    }
+    let time = json!(crate::registry::meta::now());
+    match list.iter_mut().find(|e| e.same(manager, "Update", subresource)) {
+        Some(entry) => {
+            entry.fields = entry.fields.union(&changed);
+            entry.time = time;
+            entry.api_version = info.api_version();
+        }
+        None => list.push(Entry {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version: info.api_version(),
+            subresource: subresource.into(),
+            time,
+            fields: changed,
+        }),
+    }
+    store(new, list);
+}
+
+/// The members of `after` whose value differs from `old`'s (all of them on a create).
+fn changed_fields(after: &Set, old: Option<&Value>, new: &Value) -> Set {
+    let Some(old) = old else {
+        return after.clone();
+    };
+    let mut changed = Set::default();
+    for path in after.members() {
+        if value_at(old, &path) != value_at(new, &path) {
+            insert(&mut changed, &path);
+        }
+    }
+    changed
+}
+
+fn insert(set: &mut Set, path: &[String]) {
+    let mut node = set;
+    for element in path {
+        node = node.children.entry(element.clone()).or_default();
+    }
+    node.own = true;
+}
+
+/// The value at a field path.
+fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut node = object;
+    for element in path {
+        node = step(node, element)?;
+    }
+    Some(node)
+}
+
+fn step<'a>(node: &'a Value, element: &str) -> Option<&'a Value> {
+    if let Some(name) = element.strip_prefix("f:") {
+        return node.get(name);
+    }
+    let items = node.as_array()?;
+    if let Some(keys) = element.strip_prefix("k:") {
+        let keys: Map<String, Value> = serde_json::from_str(keys).ok()?;
+        return items.iter().find(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)));
+    }
+    if let Some(value) = element.strip_prefix("v:") {
+        let value: Value = serde_json::from_str(value).ok()?;
+        return items.iter().find(|item| **item == value);
+    }
+    None
+}
+
+/// Removes the value at a path (a field, a keyed item, a set item).
+fn remove_at(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut node = object;
+    for element in parents {
+        let next = if let Some(name) = element.strip_prefix("f:") {
+            node.get_mut(name)
+        } else if let Some(keys) = element.strip_prefix("k:") {
+            let keys: Map<String, Value> = serde_json::from_str(keys).unwrap_or_default();
+            node.as_array_mut().and_then(|items| {
+                items.iter_mut().find(|i| keys.iter().all(|(k, v)| i.get(k) == Some(v)))
+            })
+        } else {
+            None
+        };
+        match next {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Some(name) = last.strip_prefix("f:") {
+        if let Some(map) = node.as_object_mut() {
+            map.remove(name);
+        }
+    } else if let Some(keys) = last.strip_prefix("k:") {
+        let keys: Map<String, Value> = serde_json::from_str(keys).unwrap_or_default();
+        if let Some(items) = node.as_array_mut() {
+            items.retain(|i| !keys.iter().all(|(k, v)| i.get(k) == Some(v)));
+        }
+    } else if let Some(value) = last.strip_prefix("v:") {
+        let value: Value = serde_json::from_str(value).unwrap_or(Value::Null);
+        if let Some(items) = node.as_array_mut() {
+            items.retain(|i| *i != value);
+        }
+    }
+}
+
+/// Applies `applied` (a full object of the resource's kind) as `manager`: the merged
+/// object with its managedFields, or the conflicts with other managers.
+pub fn apply(
+    info: &ResourceInfo,
+    subresource: &str,
+    manager: &str,
+    force: bool,
+    live: Option<&Value>,
+    applied: &Value,
+) -> ApiResult<Value> {
+    let mut list = live.map(entries).unwrap_or_default();
+    let wanted = owned_part(info, subresource, applied);
+    let empty = json!({});
+    let live_object = live.unwrap_or(&empty);
+    // Conflicts: fields another manager owns that this apply would change.
+    let mut conflicts = Vec::new();
+    for entry in list.iter().filter(|e| !e.same(manager, "Apply", subresource)) {
+        for path in wanted.intersection(&entry.fields).members() {
+            if value_at(live_object, &path) != value_at(applied, &path) && is_leafy(&path, applied)
+            {
+                conflicts.push((entry.clone(), path));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_error(info, applied, &conflicts));
+    }
+    let previous = list
+        .iter()
+        .find(|e| e.same(manager, "Apply", subresource))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let others = list
+        .iter()
+        .filter(|e| !e.same(manager, "Apply", subresource))
+        .fold(Set::default(), |all, e| all.union(&e.fields));
+    let mut merged = live_object.clone();
+    merge(&mut merged, applied, root(info));
+    // What this manager applied before, applies no more, and nobody else owns goes.
+    let dropped = previous.difference(&wanted).difference(&others);
+    let mut paths = dropped.members();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for path in paths {
+        remove_at(&mut merged, &path);
+    }
+    for entry in list.iter_mut() {
+        if !entry.same(manager, "Apply", subresource) && force {
+            entry.fields = entry.fields.difference(&wanted);
+        }
+    }
+    let time = json!(crate::registry::meta::now());
+    match list.iter_mut().find(|e| e.same(manager, "Apply", subresource)) {
+        Some(entry) => {
+            entry.fields = wanted;
+            entry.time = time;
+            entry.api_version = info.api_version();
+        }
+        None => list.push(Entry {
+            manager: manager.into(),
+            operation: "Apply".into(),
+            api_version: info.api_version(),
+            subresource: subresource.into(),
+            time,
+            fields: wanted,
+        }),
+    }
+    store(&mut merged, list);
+    Ok(merged)
+}
+
+/// A path whose value is not a keyed item's existence only (`.` of a list item): items
+/// conflict through their fields.
+fn is_leafy(path: &[String], applied: &Value) -> bool {
+    match path.last() {
+        Some(last) if last.starts_with("k:") => {
+            value_at(applied, path).is_none_or(|v| !v.is_object())
+        }
+        _ => true,
+    }
+}
+
+fn conflict_error(
+    info: &ResourceInfo,
+    applied: &Value,
+    conflicts: &[(Entry, Vec<String>)],
+) -> ApiError {
+    let name = applied["metadata"]["name"].as_str().unwrap_or("");
+    let mut causes = Vec::new();
+    let mut lines = Vec::new();
+    for (entry, path) in conflicts {
+        let mut who = format!("conflict with {:?}", entry.manager);
+        if !entry.subresource.is_empty() {
+            who.push_str(&format!(" with subresource {:?}", entry.subresource));
+        }
+        if entry.operation == "Update" {
+            who.push_str(&format!(" using {}", entry.api_version));
+        }
+        let field = fieldset::describe(path);
+        lines.push(format!("{who}: {field}"));
+        causes.push(Cause { reason: "FieldManagerConflict", message: who, field });
+    }
+    let count = conflicts.len();
+    let plural = if count == 1 { "conflict" } else { "conflicts" };
+    let message = if count == 1 {
+        format!("Apply failed with 1 conflict: {}", lines[0])
+    } else {
+        format!("Apply failed with {count} {plural}: {}", lines.join("\n"))
+    };
+    let mut error = ApiError::conflict(info.group, info.plural, name, "");
+    error.message = message;
+    if let Some(details) = error.details.as_mut() {
+        details["causes"] = Value::Array(
+            causes
+                .iter()
+                .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                .collect(),
+        );
+    }
+    error
+}
+
+/// Merges `applied` into `live` by the type: objects and granular maps field by field,
+/// keyed lists item by item, sets as unions, everything atomic replaced.
+fn merge(live: &mut Value, applied: &Value, ty: Option<&'static TypeMeta>) {
+    let (Some(target), Some(source)) = (live.as_object_mut(), applied.as_object()) else {
+        *live = applied.clone();
+        return;
+    };
+    for (key, value) in source {
+        let field = ty.and_then(|t| t.field(key));
+        match target.get_mut(key) {
+            Some(existing) => merge_field(existing, value, field),
+            None => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_field(live: &mut Value, applied: &Value, field: Option<&'static FieldMeta>) {
+    if field.is_some_and(|f| f.is_atomic()) || applied.is_null() {
+        *live = applied.clone();
+        return;
+    }
+    let item_type = field.and_then(|f| f.value_type());
+    match (live, applied, field.map(|f| f.shape)) {
+        (Value::Array(items), Value::Array(wanted), Some(Shape::List)) => {
+            let Some(field) = field else { return };
+            match field.list_type {
+                Some(ListType::Map) => {
+                    for item in wanted {
+                        let key = fieldset::item_key(item, field.list_map_keys);
+                        let found = items
+                            .iter_mut()
+                            .find(|i| fieldset::item_key(i, field.list_map_keys) == key);
+                        match found {
+                            Some(existing) => merge(existing, item, item_type),
+                            None => items.push(item.clone()),
+                        }
+                    }
+                }
+                Some(ListType::Set) => {
+                    for item in wanted {
+                        if !items.contains(item) {
+                            items.push(item.clone());
+                        }
+                    }
+                }
+                _ => *items = wanted.clone(),
+            }
+        }
+        (live @ Value::Object(_), Value::Object(_), Some(Shape::Map)) => {
+            let (Some(target), Some(source)) = (live.as_object_mut(), applied.as_object()) else {
+                return;
+            };
+            for (key, value) in source {
+                match (target.get_mut(key), item_type) {
+                    (Some(existing), Some(t)) if value.is_object() => {
+                        merge(existing, value, Some(t))
+                    }
+                    _ => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (live @ Value::Object(_), Value::Object(_), _) => merge(live, applied, item_type),
+        (live, applied, _) => *live = applied.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployments() -> &'static ResourceInfo {
+        keelson_api::Registry::builtin().find("apps", "v1", "deployments").expect("deployments")
+    }
+
+    fn deployment(replicas: u32, image: &str) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } }, "spec": { "containers": [{ "name": "web", "image": image }] } },
+            },
+        })
+    }
+
+    #[test]
+    fn two_managers_own_their_fields_and_conflict_on_shared_ones() {
+        let info = deployments();
+        let created =
+            apply(info, "", "alice", false, None, &deployment(2, "nginx:1")).expect("created");
+        assert_eq!(created["metadata"]["managedFields"][0]["manager"], "alice");
+        assert_eq!(created["metadata"]["managedFields"][0]["operation"], "Apply");
+        // Bob changes replicas with an ordinary update: he owns them now.
+        let mut scaled = created.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        track_update(info, "", "bob", Some(&created), &mut scaled);
+        let managers: Vec<&str> = scaled["metadata"]["managedFields"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
+        assert_eq!(managers, ["alice", "bob"]);
+        // Alice re-applies 2 replicas: a conflict with bob, naming the field.
+        let error =
+            apply(info, "", "alice", false, Some(&scaled), &deployment(2, "nginx:1")).unwrap_err();
+        assert_eq!(error.code, http::StatusCode::CONFLICT);
+        assert_eq!(
+            error.message,
+            "Apply failed with 1 conflict: conflict with \"bob\" using apps/v1: .spec.replicas"
+        );
+        // The same value is no conflict; forcing takes the field over.
+        assert!(apply(info, "", "alice", false, Some(&scaled), &deployment(5, "nginx:2")).is_ok());
+        let forced = apply(info, "", "alice", true, Some(&scaled), &deployment(2, "nginx:1"))
+            .expect("forced");
+        assert_eq!(forced["spec"]["replicas"], 2);
+        let bob = forced["metadata"]["managedFields"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|e| e["manager"] == "bob");
+        assert!(!bob, "bob owned only replicas and lost them");
+    }
+
+    #[test]
+    fn fields_no_longer_applied_are_removed() {
+        let info = deployments();
+        let mut with_label = deployment(2, "nginx:1");
+        with_label["metadata"]["labels"] = json!({ "team": "a", "tier": "web" });
+        let first = apply(info, "", "alice", false, None, &with_label).expect("first");
+        let mut without = deployment(2, "nginx:1");
+        without["metadata"]["labels"] = json!({ "team": "a" });
+        let second = apply(info, "", "alice", false, Some(&first), &without).expect("second");
+        assert_eq!(second["metadata"]["labels"], json!({ "team": "a" }));
+        // Containers merge by name: another manager's container stays.
+        let mut sidecar = second.clone();
+        sidecar["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .expect("list")
+            .push(json!({ "name": "log", "image": "busybox" }));
+        track_update(info, "", "bob", Some(&second), &mut sidecar);
+        let third = apply(info, "", "alice", false, Some(&sidecar), &deployment(2, "nginx:2"))
+            .expect("third");
+        let names: Vec<&str> = third["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["web", "log"]);
+        assert_eq!(third["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+    }
+}

@@ -1,0 +1,213 @@
+//! Server-side apply with the real kubectl: `apply --server-side` creating and updating,
+//! field ownership in managedFields, conflicts with another manager and
+//! `--force-conflicts`, removal of fields no longer applied, two managers sharing one
+//! Deployment, `diff --server-side`, and the errors of a bad apply request.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::TestServer;
+use serde_json::Value;
+
+fn deployment(replicas: u32, image: &str, labels: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {{{labels}}}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+"#
+    )
+}
+
+fn managers(object: &Value) -> Vec<(String, String)> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or("").to_owned(),
+                e["operation"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn apply_with_managers(s: TestServer) -> Result<()> {
+    let applied = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(2, "nginx:1", "team: a, tier: web")),
+        )
+        .await?;
+    ensure!(
+        applied.ok && applied.stdout.trim() == "deployment.apps/web serverside-applied",
+        "{} {}",
+        applied.stdout,
+        applied.stderr
+    );
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    ensure!(
+        managers(&live) == [("kubectl".to_owned(), "Apply".to_owned())],
+        "{:?}",
+        managers(&live)
+    );
+    let fields = &live["metadata"]["managedFields"][0]["fieldsV1"];
+    ensure!(
+        fields["f:spec"]["f:replicas"].is_object()
+            && fields["f:metadata"]["f:labels"]["f:team"].is_object(),
+        "{fields}"
+    );
+
+    // Another manager changes replicas with an ordinary patch and owns them.
+    s.ok(&["patch", "deploy", "web", "--field-manager=ops", "-p", r#"{"spec":{"replicas":5}}"#])
+        .await?;
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    ensure!(
+        managers(&live)
+            == [
+                ("kubectl".to_owned(), "Apply".to_owned()),
+                ("ops".to_owned(), "Update".to_owned())
+            ],
+        "{:?}",
+        managers(&live)
+    );
+
+    // Re-applying replicas: a conflict naming the other manager and the field.
+    let conflict = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(2, "nginx:1", "team: a, tier: web")),
+        )
+        .await?;
+    ensure!(
+        !conflict.ok
+            && conflict.stderr.contains(
+                r#"Apply failed with 1 conflict: conflict with "ops" using apps/v1: .spec.replicas"#
+            ),
+        "{}",
+        conflict.stderr
+    );
+    // Without replicas, the apply leaves them to ops; dropping a label removes it.
+    let without_replicas = deployment(2, "nginx:2", "team: a").replace("  replicas: 2\n", "");
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&without_replicas)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let state = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.labels} {.spec.template.spec.containers[0].image}"]).await?;
+    ensure!(state == r#"5 {"team":"a"} nginx:2"#, "{state}");
+    // Forcing takes the field back.
+    let forced = s
+        .kubectl_in(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&deployment(3, "nginx:2", "team: a")),
+        )
+        .await?;
+    ensure!(forced.ok, "{}", forced.stderr);
+    let replicas = s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await?;
+    ensure!(replicas == "3", "{replicas}");
+
+    // A second applier owns its own fields beside the first.
+    let labels = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {owner: team-b}\n";
+    let out = s
+        .kubectl_in(&["apply", "--server-side", "--field-manager=team-b", "-f", "-"], Some(labels))
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    ensure!(
+        live["metadata"]["labels"]["owner"] == "team-b"
+            && live["metadata"]["labels"]["team"] == "a",
+        "{}",
+        live["metadata"]["labels"]
+    );
+    ensure!(
+        managers(&live).iter().any(|(m, op)| m == "team-b" && op == "Apply"),
+        "{:?}",
+        managers(&live)
+    );
+
+    // diff --server-side shows what an apply would change, and changes nothing.
+    let diff = s
+        .kubectl_in(
+            &["diff", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&deployment(4, "nginx:3", "team: a")),
+        )
+        .await?;
+    ensure!(
+        diff.stdout.contains("-  replicas: 3") && diff.stdout.contains("+  replicas: 4"),
+        "{} {}",
+        diff.stdout,
+        diff.stderr
+    );
+    ensure!(s.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await? == "3");
+    Ok(())
+}
+
+with_each_kubectl!(apply_with_managers);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_apply_requests_are_refused() -> Result<()> {
+    let s = TestServer::start().await?;
+    let path = "/apis/apps/v1/namespaces/default/deployments/web";
+    let body = deployment(1, "nginx", "a: b");
+    let (code, text) =
+        s.curl("PATCH", path, Some(&body), "application/apply-patch+yaml", true).await?;
+    ensure!(
+        code == 400 && text.contains("fieldManager is required for apply requests"),
+        "{code} {text}"
+    );
+    let other = format!("{path}?fieldManager=me").replace("/web?", "/other?");
+    let (code, text) =
+        s.curl("PATCH", &other, Some(&body), "application/apply-patch+yaml", true).await?;
+    ensure!(code == 400 && text.contains("does not match the name on the URL"), "{code} {text}");
+    let (code, text) = s
+        .curl(
+            "PATCH",
+            &format!("{path}?fieldManager=me"),
+            Some("metadata: {name: web}"),
+            "application/apply-patch+yaml",
+            true,
+        )
+        .await?;
+    ensure!(code == 400, "{code} {text}");
+    let (code, _) = s
+        .curl(
+            "PATCH",
+            &format!("{path}?fieldManager=me"),
+            Some(&body),
+            "application/apply-patch+yaml",
+            true,
+        )
+        .await?;
+    ensure!(code == 201, "an apply of a missing object creates it");
+    // Creates and updates record their managers too.
+    let out = s.kubectl(&["create", "configmap", "plain", "--from-literal=a=b"]).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let cm: Value = serde_json::from_str(
+        &s.ok(&["get", "cm", "plain", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    let entry = &cm["metadata"]["managedFields"][0];
+    ensure!(
+        entry["manager"] == "kubectl-create"
+            && entry["operation"] == "Update"
+            && entry["fieldsV1"]["f:data"]["f:a"].is_object(),
+        "{cm}"
+    );
+    Ok(())
+}
