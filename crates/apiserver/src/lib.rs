@@ -18,6 +18,7 @@ pub mod encryption;
 mod openapi;
 mod patch;
 mod pods;
+pub mod quantity;
 pub mod registry;
 mod request;
 mod rest;
