@@ -1,19 +1,19 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
-//! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
-//! DefaultStorageClass — then validating ones — NodeRestriction, PodSecurity. A plugin
-//! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
-//! client as `Warning` headers.
+//! order). Mutating plugins first — LimitRanger, ServiceAccount, Priority,
+//! DefaultTolerationSeconds, DefaultStorageClass — then validating ones — LimitRanger,
+//! NodeRestriction, PodSecurity. A plugin refuses with a 403 `Forbidden` in upstream's
+//! words, or adds warnings that reach the client as `Warning` headers.
 //!
-//! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
-//! ResourceQuota, the webhooks and ValidatingAdmissionPolicy are not
-//! built yet.
+//! NamespaceLifecycle is the check of the namespace in `rest.rs`; ResourceQuota, the
+//! webhooks and ValidatingAdmissionPolicy are not built yet.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
 //! upstream answer, not an internal error).
 
 pub mod defaults;
+pub mod limitranger;
 pub mod noderestriction;
 pub mod podsecurity;
 pub mod serviceaccount;
@@ -75,12 +75,14 @@ pub async fn admit(
     a: &Attributes<'_>,
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
+    limitranger::mutate(api, a, object).await?;
     if a.operation == Operation::Create && a.subresource.is_empty() {
         serviceaccount::admit(api, a, object).await?;
         defaults::priority(api, a, object).await?;
         defaults::toleration_seconds(a, object);
         defaults::storage_class(api, a, object).await?;
     }
+    limitranger::validate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
     podsecurity::validate(api, a, object).await
 }
