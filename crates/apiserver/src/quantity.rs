@@ -32,6 +32,12 @@ pub struct Quantity {
     pub format: Format,
 }
 
+impl Default for Quantity {
+    fn default() -> Self {
+        Quantity::zero()
+    }
+}
+
 impl PartialEq for Quantity {
     fn eq(&self, other: &Self) -> bool {
         self.nanos == other.nanos

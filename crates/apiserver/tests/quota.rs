@@ -4,7 +4,9 @@
 
 mod common;
 
-use anyhow::{Result, ensure};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
 use common::TestServer;
 use serde_json::{Value, json};
 
@@ -21,6 +23,122 @@ fn pod(name: &str, resources: Value) -> String {
 
 async fn create(s: &TestServer, manifest: &str) -> Result<common::Out> {
     s.kubectl_in(&["create", "-f", "-"], Some(manifest)).await
+}
+
+/// Polls `kubectl get <args> -o jsonpath=<path>` until it prints `want`: the quota
+/// controller is asynchronous.
+async fn eventually(s: &TestServer, args: &[&str], path: &str, want: &str) -> Result<()> {
+    let output = format!("jsonpath={path}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-o", &output]);
+        let got = s.ok(&full).await?;
+        if got == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{args:?} {path}: got {got:?}, want {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The cells of the line of `describe` output that starts with `name`.
+fn row<'a>(described: &'a str, name: &str) -> Vec<&'a str> {
+    described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&name))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_count_quota_refuses_the_third_pod_until_one_goes() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.ok(&["create", "quota", "q", "--hard=pods=2,count/configmaps=5"]).await?;
+    eventually(&s, &["quota", "q"], "{.status.used.pods}", "0").await?;
+    for name in ["a", "b"] {
+        let out = create(&s, &pod(name, json!({}))).await?;
+        ensure!(out.ok, "{name}: {}", out.stderr);
+    }
+    let out = create(&s, &pod("c", json!({}))).await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains(
+                "pods \"c\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
+            ),
+        "{}",
+        out.stderr
+    );
+    // What was charged shows, in kubectl's columns and its description.
+    let listed = s.ok(&["get", "quota", "q"]).await?;
+    ensure!(listed.contains("count/configmaps: 1/5, pods: 2/2"), "{listed}");
+    let described = s.ok(&["describe", "quota", "q"]).await?;
+    ensure!(row(&described, "pods") == ["pods", "2", "2"], "{described}");
+
+    // Deleting a pod gives its place back.
+    s.ok(&["delete", "pod", "a", "--wait=false"]).await?;
+    eventually(&s, &["quota", "q"], "{.status.used.pods}", "1").await?;
+    let out = create(&s, &pod("c", json!({}))).await?;
+    ensure!(out.ok, "{}", out.stderr);
+
+    // Other objects are counted too; a dry run is checked but not charged.
+    s.ok(&["create", "configmap", "one"]).await?;
+    s.ok(&["create", "configmap", "two", "--dry-run=server"]).await?;
+    eventually(&s, &["quota", "q"], "{.status.used.count/configmaps}", "2").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compute_quota_requires_declared_resources_and_counts_them() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.ok(&["create", "quota", "compute", "--hard=requests.cpu=1,limits.cpu=2,requests.memory=1Gi"])
+        .await?;
+    // A quota scoped to BestEffort pods does not see Burstable ones.
+    s.ok(&["create", "quota", "besteffort", "--hard=pods=1", "--scopes=BestEffort"]).await?;
+    eventually(&s, &["quota", "compute"], "{.status.used.requests\\.cpu}", "0").await?;
+    eventually(&s, &["quota", "besteffort"], "{.status.used.pods}", "0").await?;
+
+    let out = create(&s, &pod("bare", json!({}))).await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains(
+                "pods \"bare\" is forbidden: failed quota: compute: must specify limits.cpu for: c; requests.cpu for: c; requests.memory for: c"
+            ),
+        "{}",
+        out.stderr
+    );
+    let sized = |cpu: &str| json!({ "requests": { "cpu": cpu, "memory": "256Mi" }, "limits": { "cpu": "1", "memory": "256Mi" } });
+    let out = create(&s, &pod("first", sized("500m"))).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = create(&s, &pod("second", sized("600m"))).await?;
+    ensure!(
+        !out.ok
+            && out.stderr.contains(
+                "exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=500m, limited: requests.cpu=1"
+            ),
+        "{}",
+        out.stderr
+    );
+    let described = s.ok(&["describe", "quota", "compute"]).await?;
+    ensure!(row(&described, "requests.cpu") == ["requests.cpu", "500m", "1"], "{described}");
+    ensure!(row(&described, "limits.cpu") == ["limits.cpu", "1", "2"], "{described}");
+    ensure!(
+        row(&described, "requests.memory") == ["requests.memory", "256Mi", "1Gi"],
+        "{described}"
+    );
+    let best_effort =
+        s.ok(&["get", "quota", "besteffort", "-o", "jsonpath={.status.used.pods}"]).await?;
+    ensure!(best_effort == "0", "{best_effort}");
+
+    // Deleting the pod releases what it used.
+    s.ok(&["delete", "pod", "first", "--wait=false"]).await?;
+    eventually(&s, &["quota", "compute"], "{.status.used.requests\\.cpu}", "0").await?;
+    let out = create(&s, &pod("second", sized("600m"))).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,12 @@
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
 //! order). Mutating plugins first — LimitRanger, ServiceAccount, Priority,
 //! DefaultTolerationSeconds, DefaultStorageClass — then validating ones — LimitRanger,
-//! NodeRestriction, PodSecurity. A plugin refuses with a 403 `Forbidden` in upstream's
-//! words, or adds warnings that reach the client as `Warning` headers.
+//! NodeRestriction, PodSecurity, ResourceQuota (last, as upstream: it charges quotas
+//! for what the others let through). A plugin refuses with a 403 `Forbidden` in
+//! upstream's words, or adds warnings that reach the client as `Warning` headers.
 //!
-//! NamespaceLifecycle is the check of the namespace in `rest.rs`; ResourceQuota, the
-//! webhooks and ValidatingAdmissionPolicy are not built yet.
+//! NamespaceLifecycle is the check of the namespace in `rest.rs`; the webhooks and
+//! ValidatingAdmissionPolicy are not built yet.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
@@ -16,6 +17,7 @@ pub mod defaults;
 pub mod limitranger;
 pub mod noderestriction;
 pub mod podsecurity;
+pub mod resourcequota;
 pub mod serviceaccount;
 
 use keelson_api::ResourceInfo;
@@ -84,7 +86,9 @@ pub async fn admit(
     }
     limitranger::validate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
-    podsecurity::validate(api, a, object).await
+    let warnings = podsecurity::validate(api, a, object).await?;
+    resourcequota::validate(api, a, object).await?;
+    Ok(warnings)
 }
 
 /// Runs the validating plugins that look at deletes (NodeRestriction).
