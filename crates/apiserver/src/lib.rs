@@ -20,6 +20,7 @@ pub mod encryption;
 mod openapi;
 mod patch;
 mod pods;
+pub mod quantity;
 pub mod registry;
 mod request;
 mod rest;
@@ -179,6 +180,9 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     // Every namespace has its default service account and the cluster CA from the start.
     authn::publisher::reconcile(&api).await;
     tokio::spawn(authn::publisher::run(api.clone()));
+    // Quotas have their status (upstream's resource quota controller) from the start.
+    admission::resourcequota::controller::reconcile_all(&api).await;
+    tokio::spawn(admission::resourcequota::controller::run(api.clone()));
     services::kubernetes_service(
         &api,
         SocketAddr::new(config.advertise_address, local_addr.port()),

@@ -11,9 +11,19 @@ use crate::status::ApiResult;
 /// Every object stored under `prefix`, from the watch cache (or the store while the
 /// cache starts).
 pub async fn stored(api: &ApiServer, prefix: &str) -> Vec<Value> {
+    stored_under(api, prefix, prefix).await
+}
+
+/// The objects of the resource stored under `prefix` that are in `namespace`.
+pub async fn stored_in(api: &ApiServer, prefix: &str, namespace: &str) -> Vec<Value> {
+    stored_under(api, prefix, &format!("{prefix}{namespace}/")).await
+}
+
+/// The objects under `dir`, read through the cache of the resource at `prefix`.
+async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
     let kvs = match api.caches.get(prefix).await {
-        Some(cache) => cache.objects(prefix).0,
-        None => match api.store.list(prefix, Default::default()).await {
+        Some(cache) => cache.objects(dir).0,
+        None => match api.store.list(dir, Default::default()).await {
             Ok(page) => page.items,
             Err(e) => {
                 tracing::warn!(prefix, error = %e, "admission cannot read objects");

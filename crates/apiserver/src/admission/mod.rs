@@ -1,23 +1,25 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
-//! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
-//! DefaultStorageClass, then the mutating webhooks — then validating ones —
-//! NodeRestriction, PodSecurity, ValidatingAdmissionPolicy, then the validating
-//! webhooks. A plugin
-//! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
-//! client as `Warning` headers.
+//! order). Mutating plugins first — LimitRanger, ServiceAccount, Priority,
+//! DefaultTolerationSeconds, DefaultStorageClass, then the mutating webhooks — then
+//! validating ones — LimitRanger, NodeRestriction, PodSecurity,
+//! ValidatingAdmissionPolicy, the validating webhooks, and ResourceQuota (last, as
+//! upstream: it charges quotas for what the others let through). A plugin refuses with
+//! a 403 `Forbidden` in upstream's words, or adds warnings that reach the client as
+//! `Warning` headers.
 //!
-//! NamespaceLifecycle is the check of the namespace in `rest.rs`; LimitRanger,
-//! and ResourceQuota are not built yet.
+//! NamespaceLifecycle is the check of the namespace in `rest.rs`.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
 //! upstream answer, not an internal error).
 
 pub mod defaults;
+pub mod limitranger;
 pub mod noderestriction;
 pub mod podsecurity;
 pub mod policy;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod webhook;
 
@@ -78,6 +80,7 @@ pub async fn admit(
     a: &Attributes<'_>,
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
+    limitranger::mutate(api, a, object).await?;
     if a.operation == Operation::Create && a.subresource.is_empty() {
         serviceaccount::admit(api, a, object).await?;
         defaults::priority(api, a, object).await?;
@@ -85,10 +88,12 @@ pub async fn admit(
         defaults::storage_class(api, a, object).await?;
     }
     let mut warnings = webhook::mutate(api, a, object).await?;
+    limitranger::validate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
     warnings.extend(podsecurity::validate(api, a, object).await?);
     warnings.extend(policy::validate(api, a, Some(object)).await?);
     warnings.extend(webhook::validate(api, a, Some(object)).await?);
+    resourcequota::validate(api, a, object).await?;
     Ok(warnings)
 }
 

@@ -28,6 +28,24 @@ fn each<'a>(value: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Val
     value.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten()
 }
 
+/// `SetDefaults_LimitRangeItem`: a Container item's default limit falls back to its
+/// max, and its default request to the default limit, then to its min.
+fn limit_range_item(item: &mut Value) {
+    if item["type"] != "Container" {
+        return;
+    }
+    let copy = |item: &mut Value, from: &str, to: &str| {
+        let source = item[from].as_object().cloned().unwrap_or_default();
+        let target = child(item, to);
+        for (resource, quantity) in source {
+            default(target, &resource, quantity);
+        }
+    };
+    copy(item, "max", "default");
+    copy(item, "default", "defaultRequest");
+    copy(item, "min", "defaultRequest");
+}
+
 /// Applies the defaults of `group`/`plural` to `object`.
 pub fn apply(group: &str, plural: &str, object: &mut Value) {
     match (group, plural) {
@@ -56,6 +74,11 @@ pub fn apply(group: &str, plural: &str, object: &mut Value) {
         }
         ("", "persistentvolumeclaims") => {
             default(child(object, "spec"), "volumeMode", json!("Filesystem"))
+        }
+        ("", "limitranges") => {
+            for item in each(child(object, "spec"), "limits") {
+                limit_range_item(item);
+            }
         }
         ("apps", "deployments") => {
             let spec = child(object, "spec");

@@ -267,6 +267,13 @@ pub fn prepare_create(
     Ok(object)
 }
 
+/// Validates a new object again after admission changed it (upstream validates after
+/// the mutating plugins; here the registry runs first).
+pub fn revalidate_create(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
+    let causes = validation::validate_create(info.group, info.plural, object);
+    validate(info, &strategy::for_resource(info), object, causes)
+}
+
 /// Upstream's `BeforeUpdate`: identity and bookkeeping fields come from the stored
 /// object; status or everything-but-status follows the subresource; generation moves
 /// when anything but metadata and status changed.

@@ -71,6 +71,7 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
         }
         ("", "persistentvolumeclaims") => Strategy { prepare_create: prepare_claim, ..generic },
         ("", "persistentvolumes") => Strategy { prepare_create: prepare_volume, ..generic },
+        ("", "resourcequotas") => Strategy { prepare_create: prepare_quota, ..generic },
         ("", "nodes") => Strategy { field_selectors: &["spec.unschedulable"], ..generic },
         ("", "secrets") => Strategy { field_selectors: &["type"], ..generic },
         ("", "events") => Strategy {
@@ -152,6 +153,11 @@ fn prepare_claim(object: &mut Value) {
 /// A new volume is `Pending` until it is available.
 fn prepare_volume(object: &mut Value) {
     object["status"] = json!({ "phase": "Pending" });
+}
+
+/// A new quota has no status: the quota controller fills it in.
+fn prepare_quota(object: &mut Value) {
+    object["status"] = json!({});
 }
 
 /// Upstream's job `PrepareForCreate`: no status yet, and unless the user manages the

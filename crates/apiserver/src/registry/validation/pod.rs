@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::{duplicate, not_supported, one_of, port_name_problem, port_number, required};
+use crate::quantity::Quantity;
 use crate::registry::meta::dns_label_problem;
 use crate::status::Cause;
 
@@ -169,7 +170,7 @@ fn resources(resources: &Value, path: &str, causes: &mut Vec<Cause>) {
     };
     for (resource, request) in requests {
         let (Some(limit), Some(req)) = (limits.get(resource), request.as_str()) else { continue };
-        if let (Some(r), Some(l)) = (quantity(req), limit.as_str().and_then(quantity))
+        if let (Some(r), Some(l)) = (Quantity::parse(req), limit.as_str().and_then(Quantity::parse))
             && r > l
         {
             causes.push(Cause::invalid(
@@ -182,32 +183,6 @@ fn resources(resources: &Value, path: &str, causes: &mut Vec<Cause>) {
             ));
         }
     }
-}
-
-/// A resource quantity as a number, for comparisons (`100m`, `1Gi`, `2`, `1e3`).
-pub fn quantity(text: &str) -> Option<f64> {
-    let split =
-        text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    Some(value * factor)
 }
 
 /// What a pod update may change in the spec: container images, the active deadline,
@@ -316,14 +291,5 @@ mod tests {
         );
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].reason, "FieldValueForbidden");
-    }
-
-    #[test]
-    fn quantities_compare_across_suffixes() {
-        assert_eq!(quantity("500m"), Some(0.5));
-        assert_eq!(quantity("1Gi"), Some(1073741824.0));
-        assert!(quantity("1G").unwrap_or(0.0) < quantity("1Gi").unwrap_or(0.0));
-        assert_eq!(quantity("1e3"), Some(1000.0));
-        assert_eq!(quantity("abc"), None);
     }
 }
