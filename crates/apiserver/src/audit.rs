@@ -216,6 +216,7 @@ impl Auditor {
         user_agent: &str,
         request_body: Option<&[u8]>,
         stage: &str,
+        annotations: &[(String, String)],
     ) {
         let mut level = self.policy.level(described, user);
         if level == Level::None {
@@ -243,6 +244,11 @@ impl Auditor {
             "requestReceivedTimestamp": received,
             "stageTimestamp": micro_now(),
         });
+        if !annotations.is_empty() {
+            let map: serde_json::Map<String, Value> =
+                annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            event["annotations"] = Value::Object(map);
+        }
         if let Some(o) = &described.object {
             let mut object_ref = json!({ "resource": o.resource, "apiVersion": o.version });
             for (field, value) in [
@@ -270,6 +276,29 @@ impl Auditor {
             tracing::warn!("audit log is behind; an event was dropped");
         }
     }
+}
+
+tokio::task_local! {
+    /// The annotations admission adds to the request being handled.
+    static ANNOTATIONS: std::cell::RefCell<Vec<(String, String)>>;
+}
+
+/// Adds an annotation to the audit event of the request being handled (as admission
+/// plugins' `AddAnnotation` does); outside a request it is dropped.
+pub fn annotate(key: &str, value: impl Into<String>) {
+    let value = value.into();
+    let _ = ANNOTATIONS.try_with(|list| list.borrow_mut().push((key.to_owned(), value)));
+}
+
+/// Runs a request's handling, collecting the annotations it adds.
+pub async fn collecting<F: std::future::Future>(handling: F) -> (F::Output, Vec<(String, String)>) {
+    ANNOTATIONS
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let output = handling.await;
+            let annotations = ANNOTATIONS.with(|list| list.take());
+            (output, annotations)
+        })
+        .await
 }
 
 fn micro_now() -> String {

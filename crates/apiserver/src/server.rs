@@ -150,13 +150,16 @@ async fn handle(
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
-    let dispatched = crate::router::dispatch(api, request);
-    let result = match deadline {
+    let dispatched = crate::audit::collecting(crate::router::dispatch(api, request));
+    let (result, annotations) = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::timeout(
-                "request did not complete within requested timeout - context deadline exceeded",
-            )),
+            Ok(done) => done,
+            Err(_) => (
+                Err(ApiError::timeout(
+                    "request did not complete within requested timeout - context deadline exceeded",
+                )),
+                Vec::new(),
+            ),
         },
         None => dispatched.await,
     };
@@ -175,6 +178,7 @@ async fn handle(
             &agent,
             Some(&body),
             stage,
+            &annotations,
         );
     }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");

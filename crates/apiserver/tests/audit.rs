@@ -107,3 +107,35 @@ async fn the_log_rotates_by_size_and_keeps_its_backups() -> Result<()> {
     ensure!(std::fs::metadata(&path)?.len() <= 2048);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_security_findings_annotate_the_audit_event() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("logs/audit.log");
+    let s = TestServer::start_audited(AuditConfig {
+        path: path.clone(),
+        policy: Policy::default(),
+        max_size_bytes: 10 << 20,
+        max_backups: 3,
+    })
+    .await?;
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"plain"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(pod)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let is_create =
+        |e: &serde_json::Value| e["verb"] == "create" && e["objectRef"]["resource"] == "pods";
+    let events = events(&path, |e| e.iter().any(is_create)).await?;
+    let create = events.iter().find(|e| is_create(e)).context("no pod create event")?;
+    let annotations = &create["annotations"];
+    ensure!(
+        annotations["pod-security.kubernetes.io/enforce-policy"] == "baseline:latest",
+        "{create}"
+    );
+    ensure!(
+        annotations["pod-security.kubernetes.io/audit-violations"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(r#"would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#)),
+        "{create}"
+    );
+    Ok(())
+}

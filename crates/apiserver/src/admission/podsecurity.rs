@@ -7,7 +7,8 @@
 //!
 //! Keelson's cluster default (upstream's is privileged everywhere): enforce
 //! `baseline`, warn and audit `restricted`, with `kube-system` exempt, where the
-//! cluster's own privileged pods live. Audit annotations are not written yet.
+//! cluster's own privileged pods live. The audit level's findings are annotations of
+//! the request's audit event (`pod-security.kubernetes.io/audit-violations`).
 
 use keelson_podsecurity::{self as pss, Level, LevelVersion, Policy, Version};
 use serde_json::{Map, Value};
@@ -114,16 +115,36 @@ pub async fn validate(
     {
         return Ok(Vec::new());
     }
-    if config.exempt_namespaces.iter().any(|n| n == a.namespace)
-        || config.exempt_users.contains(&a.user.name)
-        || spec["runtimeClassName"]
-            .as_str()
-            .is_some_and(|r| config.exempt_runtime_classes.iter().any(|c| c == r))
+    let exemption = if config.exempt_namespaces.iter().any(|n| n == a.namespace) {
+        Some("namespace")
+    } else if config.exempt_users.contains(&a.user.name) {
+        Some("user")
+    } else if spec["runtimeClassName"]
+        .as_str()
+        .is_some_and(|r| config.exempt_runtime_classes.iter().any(|c| c == r))
     {
+        Some("runtimeClass")
+    } else {
+        None
+    };
+    if let Some(exemption) = exemption {
+        crate::audit::annotate("pod-security.kubernetes.io/exempt", exemption);
         return Ok(Vec::new());
     }
     let policy = namespace_policy(api, a.namespace, config).await;
+    // The audit level is recorded in the request's audit event, never refused or warned.
+    let audited = pss::check(&policy.audit, metadata, spec);
+    if !audited.is_empty() {
+        crate::audit::annotate(
+            "pod-security.kubernetes.io/audit-violations",
+            pss::warning(&policy.audit, &audited),
+        );
+    }
     if is_pod {
+        crate::audit::annotate(
+            "pod-security.kubernetes.io/enforce-policy",
+            policy.enforce.to_string(),
+        );
         let violations = pss::check(&policy.enforce, metadata, spec);
         if !violations.is_empty() {
             return Err(a.forbidden(pss::message(&policy.enforce, &violations)));

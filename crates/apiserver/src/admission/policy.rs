@@ -5,8 +5,11 @@
 //! the write, warns or is only audited, as the binding's `validationActions` say; an
 //! expression that cannot be evaluated follows the policy's `failurePolicy`.
 //!
+//! An `Audit` action annotates the request's audit event
+//! (`validation.policy.admission.k8s.io/validation_failure`).
+//!
 //! Not yet: the `authorizer` variable, Kubernetes' own CEL libraries (quantity, URL, IP,
-//! semver), type checking into `status`, `auditAnnotations`.
+//! semver), type checking into `status`, the policy's own `auditAnnotations`.
 
 use serde_json::{Map, Value, json};
 
@@ -78,6 +81,18 @@ pub async fn validate(
                     warnings.push(format!(
                         "Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"
                     ));
+                }
+                if actions.iter().any(|x| x == "Audit") {
+                    let failure = json!([{
+                        "message": message,
+                        "policy": policy_name,
+                        "binding": binding_name,
+                        "validationActions": actions,
+                    }]);
+                    crate::audit::annotate(
+                        "validation.policy.admission.k8s.io/validation_failure",
+                        failure.to_string(),
+                    );
                 }
                 if actions.iter().any(|x| x == "Deny") {
                     return Err(denied(message, &reason));
