@@ -1,7 +1,8 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
 //! order). Mutating plugins first — ServiceAccount, Priority, DefaultTolerationSeconds,
-//! DefaultStorageClass — then validating ones — NodeRestriction, PodSecurity. A plugin
+//! DefaultStorageClass — then validating ones — NodeRestriction, CertificateApproval,
+//! CertificateSigning, CertificateSubjectRestriction, PodSecurity. A plugin
 //! refuses with a 403 `Forbidden` in upstream's words, or adds warnings that reach the
 //! client as `Warning` headers.
 //!
@@ -13,6 +14,7 @@
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
 //! upstream answer, not an internal error).
 
+pub mod certificates;
 pub mod defaults;
 pub mod noderestriction;
 pub mod podsecurity;
@@ -82,6 +84,7 @@ pub async fn admit(
         defaults::storage_class(api, a, object).await?;
     }
     noderestriction::validate(api, a, Some(object)).await?;
+    certificates::validate(api, a, object).await?;
     podsecurity::validate(api, a, object).await
 }
 
