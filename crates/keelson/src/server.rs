@@ -72,6 +72,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_backups: config.audit_log_maxbackup,
         }),
         pod_security: Default::default(),
+        csr_signer: Some(pki.csr_signer()),
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
