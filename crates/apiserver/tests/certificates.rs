@@ -243,9 +243,12 @@ async fn a_node_joins_with_a_bootstrap_token() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serving_certificates_are_approved_by_an_administrator() -> Result<()> {
-    let s = TestServer::start().await?;
+with_each_kubectl!(
+    serving_certificates_are_approved_by_an_administrator,
+    approving_and_signing_need_the_signer_permission,
+);
+
+async fn serving_certificates_are_approved_by_an_administrator(s: TestServer) -> Result<()> {
     let (pem, _) = request("system:node:node1", &["system:nodes"], &["node1", "10.0.0.5"])?;
     let object = csr_object(
         "node1-serving",
@@ -397,9 +400,7 @@ async fn requests_that_break_the_signers_rules_fail() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approving_and_signing_need_the_signer_permission() -> Result<()> {
-    let s = TestServer::start().await?;
+async fn approving_and_signing_need_the_signer_permission(s: TestServer) -> Result<()> {
     let (pem, _) = request("alice", &["team"], &[])?;
     let object = csr_object("custom", &pem, "example.com/x", &["client auth"]);
     s.kubectl_in(&["create", "-f", "-"], Some(&object.to_string())).await?;
