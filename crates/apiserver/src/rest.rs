@@ -50,9 +50,9 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     match (verb, target.subresource.as_deref()) {
         ("watch", _) => watch::serve(api, &req, &target).await,
         ("list", None) => list(api, &req, &target).await,
-        ("get", None | Some("status")) => get(api, &req, &target).await,
-        ("update", None | Some("status")) => update(api, &req, &target, write).await,
-        ("patch", None | Some("status")) => patch(api, &req, &target, write).await,
+        ("get", None | Some("status" | "approval")) => get(api, &req, &target).await,
+        ("update", None | Some("status" | "approval")) => update(api, &req, &target, write).await,
+        ("patch", None | Some("status" | "approval")) => patch(api, &req, &target, write).await,
         ("create", Some("binding")) => {
             pods::bind(api, &req, target.namespace.as_deref().unwrap_or(""), target.name.as_deref())
                 .await
@@ -597,6 +597,8 @@ async fn create_object(
         return Err(ApiError::path_not_found());
     }
     let mut warnings = Vec::new();
+    let mut body = body;
+    strategy::set_requester(info, &mut body, &req.user);
     let object = prepare_create(
         info,
         target.namespace.as_deref(),

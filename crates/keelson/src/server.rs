@@ -82,6 +82,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             None => Default::default(),
         },
+        csr_signer: Some(pki.csr_signer()),
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),

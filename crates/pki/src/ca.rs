@@ -31,6 +31,8 @@ pub(crate) struct Ca {
     /// The CA's subject key identifier, if it has one: the authority key identifier of
     /// everything it signs.
     key_id: Option<Vec<u8>>,
+    /// When the CA expires: nothing it signs may outlive it.
+    not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -102,6 +104,7 @@ impl Ca {
         let parsed = cert::parse(&der).map_err(|p| Error::ca(cert_path, p))?;
         let subject_der = parsed.subject().as_raw().to_vec();
         let key_id = subject_key_id(&parsed);
+        let not_after = parsed.validity().not_after.to_datetime();
         let issuer = Issuer::from_ca_cert_der(&der, key)
             .map_err(|e| Error::ca(cert_path, format!("cannot sign with this ca: {e}")))?;
         Ok(Ca {
@@ -109,6 +112,7 @@ impl Ca {
             cert_der: der,
             subject_der,
             key_id,
+            not_after,
             issuer,
         })
     }
@@ -127,6 +131,10 @@ impl Ca {
 
     pub(crate) fn key_id(&self) -> Option<&[u8]> {
         self.key_id.as_deref()
+    }
+
+    pub(crate) fn not_after(&self) -> OffsetDateTime {
+        self.not_after
     }
 
     pub(crate) fn key(&self) -> &KeyPair {

@@ -19,10 +19,10 @@ const CLIENT_VALIDITY: Duration = Duration::days(90);
 
 const OID_COMMON_NAME: &[u64] = &[2, 5, 4, 3];
 const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];
-const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
-const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
-const OID_EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
-const OID_AUTHORITY_KEY_ID: &[u64] = &[2, 5, 29, 35];
+pub(crate) const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
+pub(crate) const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
+pub(crate) const OID_EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
+pub(crate) const OID_AUTHORITY_KEY_ID: &[u64] = &[2, 5, 29, 35];
 const OID_CLIENT_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 2];
 
 /// Who a verified client certificate names: CN = user, each O = a group.
@@ -83,15 +83,7 @@ fn to_be_signed(
     groups: &[&str],
     now: OffsetDateTime,
 ) -> Result<Vec<u8>> {
-    let mut serial = [0u8; 16];
-    rustls::crypto::ring::default_provider().secure_random.fill(&mut serial).map_err(|_| {
-        Error::Generate {
-            what: "client certificate serial number",
-            source: rcgen::Error::RingUnspecified,
-        }
-    })?;
-    serial[0] &= 0x7f;
-    serial[0] |= 0x01; // non-zero, positive, always 16 bytes
+    let serial = serial_number("client certificate serial number")?;
 
     let validity =
         der::sequence(&[&der::x509_time(now - BACKDATE), &der::x509_time(now + CLIENT_VALIDITY)]);
@@ -124,13 +116,25 @@ fn to_be_signed(
     ]))
 }
 
+/// A random 128-bit serial number: positive, non-zero, always 16 bytes.
+pub(crate) fn serial_number(what: &'static str) -> Result<[u8; 16]> {
+    let mut serial = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut serial)
+        .map_err(|_| Error::Generate { what, source: rcgen::Error::RingUnspecified })?;
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    Ok(serial)
+}
+
 /// One relative distinguished name holding one UTF8String attribute.
 fn attribute(oid: &[u64], value: &str) -> Vec<u8> {
     der::set_of_one(&der::sequence(&[&der::oid(oid), &der::utf8_string(value)]))
 }
 
 /// `Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`.
-fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
+pub(crate) fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
     let oid = der::oid(oid);
     let value = der::octet_string(value);
     if critical {
@@ -141,7 +145,7 @@ fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
 }
 
 /// The `AlgorithmIdentifier` of the signatures `key` makes (RFC 5758, RFC 8410, RFC 4055).
-fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
+pub(crate) fn signature_algorithm(key: &KeyPair) -> Result<Vec<u8>> {
     let alg = key.algorithm();
     let id = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
         der::sequence(&[&der::oid(&[1, 2, 840, 10045, 4, 3, 2])])

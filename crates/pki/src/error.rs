@@ -50,6 +50,14 @@ pub enum Error {
         problem: String,
     },
 
+    /// A certificate signing request is not a PEM `CERTIFICATE REQUEST` that parses and
+    /// verifies; the message is the problem alone, as the CSR API reports it.
+    #[error("{problem}")]
+    CertificateRequest {
+        /// What is wrong with it.
+        problem: String,
+    },
+
     /// A subject alternative name cannot be put into a certificate.
     #[error("invalid subject alternative name {san:?}")]
     InvalidSan {

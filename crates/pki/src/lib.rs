@@ -22,6 +22,7 @@
 mod ca;
 mod cert;
 mod client;
+mod csr;
 mod der;
 mod error;
 mod files;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use crate::client::{CertIdentity, identity_from_der};
+pub use crate::csr::{CertificateRequest, check_certificate_pem};
 pub use crate::error::{Error, Result};
 pub use crate::service_account::{SERVICE_ACCOUNT_KEY, ServiceAccountKey};
 pub use crate::serving::host_addresses;
@@ -54,10 +56,13 @@ pub mod file_names {
     pub const SERVING_KEY: &str = "serving-kube-apiserver.key";
 }
 
+/// How long the leaf certificates the CA signs live at most: client, serving and CSR-issued.
+pub const LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
 /// The loaded cluster PKI: the CA (certificate and signing key) and the API server's serving
 /// certificate and key.
 pub struct Pki {
-    ca: ca::Ca,
+    ca: Arc<ca::Ca>,
     serving_cert: CertificateDer<'static>,
     serving_key: PrivateKeyDer<'static>,
 }
@@ -89,7 +94,7 @@ impl Pki {
         files::ensure_dir(tls_dir)?;
         let ca = ca::Ca::load_or_create(tls_dir)?;
         let (serving_cert, serving_key) = serving::ensure(tls_dir, &ca, options)?;
-        Ok(Pki { ca, serving_cert, serving_key })
+        Ok(Pki { ca: Arc::new(ca), serving_cert, serving_key })
     }
 
     /// The CA certificate, PEM.
@@ -111,6 +116,28 @@ impl Pki {
     /// O per group, signed by the CA; returns `(cert_pem, key_pem)`, the key in PKCS#8.
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         client::issue(&self.ca, user, groups)
+    }
+
+    /// Signs a certificate signing request (DER) with the CA, as upstream's CSR signers do:
+    /// the request's subject, public key and subject alternative names; key usages and
+    /// extended key usages from `usages` (the `certificates.k8s.io/v1` names, e.g.
+    /// `"client auth"`; an unknown one is an error); basic constraints "not a CA"; valid
+    /// from now (five minutes earlier for certificates of 8 hours or more) for `validity`,
+    /// at most [`LEAF_VALIDITY`] and never past the CA's own expiry. Checks the request's
+    /// signature first. Returns the certificate, PEM.
+    pub fn sign_csr(
+        &self,
+        csr_der: &[u8],
+        usages: &[&str],
+        validity: std::time::Duration,
+    ) -> Result<String> {
+        csr::sign(&self.ca, csr_der, usages, validity)
+    }
+
+    /// A handle that signs certificate signing requests with this CA and can do nothing
+    /// else, for the API server's CSR signers.
+    pub fn csr_signer(&self) -> CsrSigner {
+        CsrSigner { ca: self.ca.clone() }
     }
 
     /// Writes a kubeconfig for `user` in `groups` to `path`: YAML, mode 0600, written atomically
@@ -186,7 +213,35 @@ pub fn certificate_expiry(der: &[u8]) -> Result<(String, i64)> {
     Ok((cert.subject().to_string(), cert.validity().not_after.timestamp()))
 }
 
-impl Pki {}
+/// Signs certificate signing requests with the cluster CA ([`Pki::sign_csr`]); cheap to
+/// clone, holds nothing but the CA.
+#[derive(Clone)]
+pub struct CsrSigner {
+    ca: Arc<ca::Ca>,
+}
+
+impl CsrSigner {
+    /// See [`Pki::sign_csr`].
+    pub fn sign_csr(
+        &self,
+        csr_der: &[u8],
+        usages: &[&str],
+        validity: std::time::Duration,
+    ) -> Result<String> {
+        csr::sign(&self.ca, csr_der, usages, validity)
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+}
+
+impl fmt::Debug for CsrSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CsrSigner").field("ca_pem", &self.ca.cert_pem()).finish_non_exhaustive()
+    }
+}
 
 impl fmt::Debug for Pki {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

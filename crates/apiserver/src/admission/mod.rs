@@ -2,7 +2,8 @@
 //! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
 //! order). Mutating plugins first — LimitRanger, ServiceAccount, Priority,
 //! DefaultTolerationSeconds, DefaultStorageClass, then the mutating webhooks — then
-//! validating ones — LimitRanger, NodeRestriction, PodSecurity,
+//! validating ones — LimitRanger, NodeRestriction, CertificateApproval,
+//! CertificateSigning, CertificateSubjectRestriction, PodSecurity,
 //! ValidatingAdmissionPolicy, the validating webhooks, and ResourceQuota (last, as
 //! upstream: it charges quotas for what the others let through). A plugin refuses with
 //! a 403 `Forbidden` in upstream's words, or adds warnings that reach the client as
@@ -14,6 +15,7 @@
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
 //! upstream answer, not an internal error).
 
+pub mod certificates;
 pub mod defaults;
 pub mod limitranger;
 pub mod noderestriction;
@@ -90,6 +92,7 @@ pub async fn admit(
     let mut warnings = webhook::mutate(api, a, object).await?;
     limitranger::validate(api, a, object).await?;
     noderestriction::validate(api, a, Some(object)).await?;
+    certificates::validate(api, a, object).await?;
     warnings.extend(podsecurity::validate(api, a, object).await?);
     warnings.extend(policy::validate(api, a, Some(object)).await?);
     warnings.extend(webhook::validate(api, a, Some(object)).await?);

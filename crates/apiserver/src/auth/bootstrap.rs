@@ -5,6 +5,9 @@
 //! rules, subjects, labels and annotations it lacks (nothing is taken away); a binding
 //! whose role reference changed is recreated.
 //!
+//! Also reconciled: Keelson's own additions (`keelson-policy.yaml`), the bindings kubeadm
+//! creates so that nodes join with bootstrap tokens and renew their client certificates.
+//!
 //! Must never remove a permission or subject an administrator added.
 
 use serde_json::{Value, json};
@@ -16,12 +19,15 @@ use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, Error};
 
 const POLICY: &str = include_str!("bootstrap-policy.yaml");
+const KEELSON_POLICY: &str = include_str!("keelson-policy.yaml");
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 
-/// The objects of the bootstrap policy.
+/// The objects of the bootstrap policy, then Keelson's additions.
 pub fn policy() -> Vec<Value> {
     // Parsed in a test, so a broken file never reaches a server.
-    serde_saphyr::from_multiple::<Value>(POLICY).unwrap_or_default()
+    let mut objects = serde_saphyr::from_multiple::<Value>(POLICY).unwrap_or_default();
+    objects.extend(serde_saphyr::from_multiple::<Value>(KEELSON_POLICY).unwrap_or_default());
+    objects
 }
 
 /// Creates and reconciles the bootstrap roles and bindings.
@@ -178,6 +184,14 @@ mod tests {
             );
         }
         let admin = named("ClusterRoleBinding", "cluster-admin").expect("binding");
+        let ours: Vec<Value> =
+            serde_saphyr::from_multiple(KEELSON_POLICY).expect("keelson policy parses");
+        assert_eq!(ours.len(), 3);
+        for binding in &ours {
+            let role = binding["roleRef"]["name"].as_str().expect("role");
+            assert!(named("ClusterRole", role).is_some(), "{role} is an upstream role");
+        }
+        assert_eq!(policy().len(), objects.len() + ours.len());
         assert_eq!(admin["subjects"][0]["name"], "system:masters");
         for object in &objects {
             if object["kind"] == "ClusterRole" || object["kind"] == "Role" {

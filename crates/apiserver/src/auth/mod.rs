@@ -240,11 +240,23 @@ pub(crate) async fn write_update(
     updated: serde_json::Value,
     revision: i64,
 ) -> Result<(), ApiError> {
+    write_subresource(api, place, existing, updated, revision, None).await
+}
+
+/// [`write_update`] through a subresource (`status`, a CSR's `approval`).
+pub(crate) async fn write_subresource(
+    api: &ApiServer,
+    place: crate::registry::Place<'_>,
+    existing: &serde_json::Value,
+    updated: serde_json::Value,
+    revision: i64,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
     let object = crate::registry::prepare_update(
         place.info,
         existing,
         updated,
-        None,
+        subresource,
         &Default::default(),
         &mut Vec::new(),
     )?;

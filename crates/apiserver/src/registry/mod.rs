@@ -302,8 +302,8 @@ pub fn prepare_update(
     }
     if Strategy::has_status(info) {
         match subresource {
-            Some("status") => {
-                // Only status changes through /status.
+            Some("status" | "approval") => {
+                // Only status changes through /status (and a CSR's /approval).
                 let status = object.get("status").cloned();
                 let mut merged = old.clone();
                 match status {
@@ -352,11 +352,12 @@ pub fn prepare_update(
             None => meta.remove(field),
         };
     }
+    (strategy.prepare_update)(subresource, old, &mut object);
     if strategy.tracks_generation && spec_changed(old, &object) {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut object).insert("generation".into(), json!(generation));
     }
-    let causes = validation::validate_update(info.group, info.plural, old, &object);
+    let causes = validation::validate_update(info.group, info.plural, old, &object, subresource);
     validate(info, &strategy, &object, causes)?;
     Ok(object)
 }

@@ -21,6 +21,9 @@ pub struct Strategy {
     pub prepare_create: fn(&mut Value),
     /// Whether DELETE answers with the object rather than a success `Status`.
     pub return_deleted_object: bool,
+    /// What an update through `subresource` may change beyond the generic rules, given
+    /// the stored object (upstream's `PrepareForUpdate` of each strategy).
+    pub prepare_update: fn(Option<&str>, &Value, &mut Value),
 }
 
 impl Strategy {
@@ -33,6 +36,8 @@ impl Strategy {
 
 fn nothing(_: &mut Value) {}
 
+fn nothing_more(_: Option<&str>, _: &Value, _: &mut Value) {}
+
 pub fn for_resource(info: &ResourceInfo) -> Strategy {
     let generic = Strategy {
         name_rule: NameRule::Subdomain,
@@ -40,6 +45,7 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
         field_selectors: &[],
         prepare_create: nothing,
         return_deleted_object: false,
+        prepare_update: nothing_more,
     };
     match (info.group, info.plural) {
         ("", "namespaces") => Strategy {
@@ -114,9 +120,12 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
             prepare_create: prepare_job,
             ..generic
         },
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            Strategy { field_selectors: &["spec.signerName"], ..generic }
-        }
+        ("certificates.k8s.io", "certificatesigningrequests") => Strategy {
+            field_selectors: &["spec.signerName"],
+            prepare_create: prepare_csr,
+            prepare_update: prepare_csr_update,
+            ..generic
+        },
         ("rbac.authorization.k8s.io", _) => {
             Strategy { name_rule: NameRule::PathSegment, ..generic }
         }
@@ -143,6 +152,108 @@ fn prepare_namespace(object: &mut Value) {
         None => *finalizers = json!(["kubernetes"]),
     }
     object["status"] = json!({ "phase": "Active" });
+}
+
+/// A new CSR is neither approved nor issued: users cannot create pre-approved requests.
+fn prepare_csr(object: &mut Value) {
+    object["status"] = json!({});
+}
+
+/// Who asks for a certificate is who sent the request, never what the body claims
+/// (upstream's CSR `PrepareForCreate`); called with the authenticated user on create.
+pub fn set_requester(info: &ResourceInfo, object: &mut Value, user: &crate::request::User) {
+    if (info.group, info.plural) != ("certificates.k8s.io", "certificatesigningrequests") {
+        return;
+    }
+    if !object["spec"].is_object() {
+        object["spec"] = json!({});
+    }
+    let Some(spec) = object["spec"].as_object_mut() else {
+        return;
+    };
+    for field in ["username", "uid", "groups", "extra"] {
+        spec.remove(field);
+    }
+    spec.insert("username".into(), json!(user.name));
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), json!(user.uid));
+    }
+    if !user.groups.is_empty() {
+        spec.insert("groups".into(), json!(user.groups));
+    }
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), json!(user.extra));
+    }
+}
+
+/// The spec never changes after create. `/status` keeps the `Approved` and `Denied`
+/// conditions as stored (when as many are sent), `/approval` keeps the certificate;
+/// conditions get their timestamps (upstream's CSR, status and approval strategies).
+fn prepare_csr_update(subresource: Option<&str>, old: &Value, new: &mut Value) {
+    new["spec"] = old["spec"].clone();
+    match subresource {
+        Some("status") => {
+            for kind in ["Approved", "Denied"] {
+                preserve_conditions(old, new, kind);
+            }
+        }
+        Some("approval") => match old["status"].get("certificate") {
+            Some(certificate) => new["status"]["certificate"] = certificate.clone(),
+            None => {
+                if let Some(status) = new["status"].as_object_mut() {
+                    status.remove("certificate");
+                }
+            }
+        },
+        _ => return,
+    }
+    stamp_conditions(old, new);
+}
+
+/// Upstream's `preserveConditionInstances`: the stored instances of `kind` replace the
+/// sent ones, if there are as many.
+fn preserve_conditions(old: &Value, new: &mut Value, kind: &str) {
+    let of_kind = |object: &Value| -> Vec<usize> {
+        object["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| c["type"] == kind)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (before, after) = (of_kind(old), of_kind(new));
+    if before.len() != after.len() {
+        return;
+    }
+    for (from, to) in before.into_iter().zip(after) {
+        new["status"]["conditions"][to] = old["status"]["conditions"][from].clone();
+    }
+}
+
+/// Upstream's `populateConditionTimestamps`: `lastUpdateTime` now when missing;
+/// `lastTransitionTime` kept from a stored condition of the same type and status, else now.
+fn stamp_conditions(old: &Value, new: &mut Value) {
+    let now = super::meta::now();
+    let stored = old["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let Some(conditions) = new["status"]["conditions"].as_array_mut() else {
+        return;
+    };
+    for condition in conditions.iter_mut().filter(|c| c.is_object()) {
+        if condition["lastUpdateTime"].as_str().is_none_or(str::is_empty) {
+            condition["lastUpdateTime"] = json!(now);
+        }
+        if condition["lastTransitionTime"].as_str().is_none_or(str::is_empty) {
+            let kept = stored.iter().find(|c| {
+                c["type"] == condition["type"]
+                    && c["status"] == condition["status"]
+                    && c["lastTransitionTime"].as_str().is_some_and(|t| !t.is_empty())
+            });
+            condition["lastTransitionTime"] =
+                kept.map_or_else(|| json!(now), |c| c["lastTransitionTime"].clone());
+        }
+    }
 }
 
 /// A new claim is `Pending` until a volume binds it.

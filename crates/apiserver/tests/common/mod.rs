@@ -100,6 +100,7 @@ impl TestServer {
             encryption: None,
             audit,
             pod_security: Default::default(),
+            csr_signer: Some(pki.csr_signer()),
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),

@@ -5,6 +5,7 @@
 //! Must never reject what upstream accepts; a rule not written here yet is a rule not
 //! enforced, never a guess.
 
+pub mod certificates;
 mod cluster;
 mod core;
 mod pod;
@@ -40,13 +41,28 @@ pub fn validate_create(group: &str, plural: &str, object: &Value) -> Vec<Cause> 
         ("storage.k8s.io", "storageclasses") => cluster::storage_class(object, &mut causes),
         ("coordination.k8s.io", "leases") => cluster::lease(object, &mut causes),
         ("networking.k8s.io", "ingresses") => cluster::ingress(object, &mut causes),
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            certificates::create(object, &mut causes)
+        }
         _ => {}
     }
     causes
 }
 
-/// Problems of an update from `old` to `new`: the object's own rules and what may not change.
-pub fn validate_update(group: &str, plural: &str, old: &Value, new: &Value) -> Vec<Cause> {
+/// Problems of an update from `old` to `new` through `subresource`: the object's own
+/// rules and what may not change.
+pub fn validate_update(
+    group: &str,
+    plural: &str,
+    old: &Value,
+    new: &Value,
+    subresource: Option<&str>,
+) -> Vec<Cause> {
+    if (group, plural) == ("certificates.k8s.io", "certificatesigningrequests") {
+        let mut causes = Vec::new();
+        certificates::update(old, new, subresource, &mut causes);
+        return causes;
+    }
     let mut causes = validate_create(group, plural, new);
     match (group, plural) {
         ("", "pods") => pod::update(old, new, &mut causes),
