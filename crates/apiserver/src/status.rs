@@ -126,9 +126,14 @@ impl ApiError {
             1 => format!("{qualified_kind} \"{name}\" is invalid: {}", joined[0]),
             _ => format!("{qualified_kind} \"{name}\" is invalid: [{}]", joined.join(", ")),
         };
-        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
-            .with_details(group, kind, name);
-        if let Some(details) = error.details.as_mut() {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+            .with_details(group, kind, name)
+            .with_causes(&causes)
+    }
+
+    /// The error with `details.causes` listing `causes`.
+    pub fn with_causes(mut self, causes: &[Cause]) -> Self {
+        if let Some(details) = self.details.as_mut() {
             details["causes"] = Value::Array(
                 causes
                     .iter()
@@ -136,7 +141,7 @@ impl ApiError {
                     .collect(),
             );
         }
-        error
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -211,3 +211,51 @@ async fn bad_apply_requests_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_apply_upgrades_to_server_side() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out =
+        s.kubectl_in(&["apply", "-f", "-"], Some(&deployment(2, "nginx:1", "team: a"))).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    // The fields client-side apply set pass to kubectl's server-side apply without a conflict.
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(3, "nginx:2", "team: a")),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    ensure!(live["spec"]["replicas"] == 3, "{}", live["spec"]);
+    ensure!(
+        managers(&live).contains(&("kubectl".to_owned(), "Apply".to_owned())),
+        "{:?}",
+        managers(&live)
+    );
+    // …and the annotation follows, so client-side apply can come back.
+    let last: Value = serde_json::from_str(
+        live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap_or("{}"),
+    )?;
+    ensure!(last["spec"]["replicas"] == 3, "{last}");
+    // A field someone else changed since is still theirs.
+    s.ok(&["patch", "deploy", "web", "--field-manager=ops", "-p", r#"{"spec":{"replicas":5}}"#])
+        .await?;
+    let conflict = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(4, "nginx:2", "team: a")),
+        )
+        .await?;
+    ensure!(
+        !conflict.ok
+            && conflict.stderr.contains(r#"conflict with "ops" using apps/v1: .spec.replicas"#),
+        "{}",
+        conflict.stderr
+    );
+    Ok(())
+}

@@ -137,3 +137,35 @@ where
         None => bail!("the watcher ended"),
     }
 }
+
+/// A controller's reconcile loop as kube-rs writes it: `Patch::Apply` with its own field
+/// manager, conflicts with another manager, and `force` to take fields over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_apply_with_their_own_field_manager() -> Result<()> {
+    let s = TestServer::start().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client(&s).await?, "default");
+    let desired = |value: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "owned" }, "data": { "mode": value } });
+    let params = PatchParams::apply("my-controller");
+    let created = api.patch("owned", &params, &Patch::Apply(desired("fast"))).await?;
+    let fields = created.metadata.managed_fields.unwrap_or_default();
+    ensure!(
+        fields.len() == 1
+            && fields[0].manager.as_deref() == Some("my-controller")
+            && fields[0].operation.as_deref() == Some("Apply"),
+        "{fields:?}"
+    );
+    // The same apply again is a no-op, not a conflict.
+    api.patch("owned", &params, &Patch::Apply(desired("fast"))).await?;
+    let rival = PatchParams::apply("other-controller");
+    match api.patch("owned", &rival, &Patch::Apply(desired("slow"))).await {
+        Err(kube::Error::Api(status)) => ensure!(
+            status.code == 409
+                && status.message.contains(r#"conflict with "my-controller": .data.mode"#),
+            "{status:?}"
+        ),
+        other => bail!("expected a conflict, got {other:?}"),
+    }
+    let taken = api.patch("owned", &rival.force(), &Patch::Apply(desired("slow"))).await?;
+    ensure!(taken.data.unwrap_or_default().get("mode").map(String::as_str) == Some("slow"));
+    Ok(())
+}

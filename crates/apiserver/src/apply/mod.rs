@@ -7,8 +7,11 @@
 //! and removes fields the manager applied before and applies no more.
 //!
 //! Types come from `keelson_api::patch_meta` (the generated list types, map keys and
-//! atomic markers). Not yet: custom resources (no schema), version conversion of
-//! managed fields, the client-side-apply upgrade path (`last-applied` annotation).
+//! atomic markers). kubectl upgrading an object from client-side apply takes over the
+//! fields its `last-applied-configuration` annotation set without conflicts, and keeps
+//! the annotation current, as upstream's last-applied manager and updater do.
+//!
+//! Not yet: custom resources (no schema), version conversion of managed fields.
 
 pub mod fieldset;
 
@@ -261,8 +264,18 @@ pub fn apply(
             }
         }
     }
+    let mut force = force;
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(info, applied, &conflicts));
+        // Upgrading from client-side apply: kubectl may take over the fields its
+        // last-applied annotation says it set, and that still hold those values.
+        if manager == "kubectl" {
+            let allowed = from_last_applied(info, live_object);
+            conflicts.retain(|(_, path)| !contains(&allowed, path));
+        }
+        if !conflicts.is_empty() {
+            return Err(conflict_error(info, applied, &conflicts));
+        }
+        force = true;
     }
     let previous = list
         .iter()
@@ -275,6 +288,18 @@ pub fn apply(
         .fold(Set::default(), |all, e| all.union(&e.fields));
     let mut merged = live_object.clone();
     merge(&mut merged, applied, root(info));
+    // kubectl keeps the client-side annotation current, so going back to client-side
+    // apply works (upstream's lastAppliedUpdater).
+    if manager == "kubectl" && live_object["metadata"]["annotations"].get(LAST_APPLIED).is_some() {
+        let mut config = applied.clone();
+        if let Some(annotations) = config["metadata"]["annotations"].as_object_mut() {
+            annotations.remove(LAST_APPLIED);
+            if annotations.is_empty() {
+                config["metadata"].as_object_mut().map(|m| m.remove("annotations"));
+            }
+        }
+        merged["metadata"]["annotations"][LAST_APPLIED] = json!(config.to_string());
+    }
     // What this manager applied before, applies no more, and nobody else owns goes.
     let dropped = previous.difference(&wanted).difference(&others);
     let mut paths = dropped.members();
@@ -305,6 +330,41 @@ pub fn apply(
     }
     store(&mut merged, list);
     Ok(merged)
+}
+
+/// The annotation client-side apply keeps its configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields the live object's last-applied configuration set, where the live object
+/// still holds the values it set (upstream's `allowedConflictsFromLastApplied`).
+fn from_last_applied(info: &ResourceInfo, live: &Value) -> Set {
+    let Some(text) = live["metadata"]["annotations"][LAST_APPLIED].as_str() else {
+        return Set::default();
+    };
+    let Ok(last) = serde_json::from_str::<Value>(text) else {
+        return Set::default();
+    };
+    if last["apiVersion"] != info.api_version().as_str() {
+        return Set::default();
+    }
+    let mut allowed = Set::default();
+    for path in owned_part(info, "", &last).members() {
+        if value_at(&last, &path) == value_at(live, &path) {
+            insert(&mut allowed, &path);
+        }
+    }
+    allowed
+}
+
+fn contains(set: &Set, path: &[String]) -> bool {
+    let mut node = set;
+    for element in path {
+        match node.children.get(element) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    node.own
 }
 
 /// A path whose value is not a keyed item's existence only (`.` of a list item): items
@@ -345,16 +405,8 @@ fn conflict_error(
     } else {
         format!("Apply failed with {count} {plural}: {}", lines.join("\n"))
     };
-    let mut error = ApiError::conflict(info.group, info.plural, name, "");
+    let mut error = ApiError::conflict(info.group, info.plural, name, "").with_causes(&causes);
     error.message = message;
-    if let Some(details) = error.details.as_mut() {
-        details["causes"] = Value::Array(
-            causes
-                .iter()
-                .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
-                .collect(),
-        );
-    }
     error
 }
 
