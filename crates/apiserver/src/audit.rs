@@ -179,6 +179,9 @@ pub struct AuditConfig {
     pub max_size_bytes: u64,
     /// Rotated files kept (`--audit-log-maxbackup`).
     pub max_backups: usize,
+    /// Rotated files older than this many days are removed (`--audit-log-maxage`;
+    /// 0 keeps them whatever their age).
+    pub max_age_days: u64,
 }
 
 /// The handle requests send their events through.
@@ -378,6 +381,19 @@ fn rotate(config: &AuditConfig) -> std::io::Result<std::fs::File> {
     backups.sort();
     while backups.len() > config.max_backups {
         let _ = std::fs::remove_file(backups.remove(0));
+    }
+    if config.max_age_days > 0 {
+        let max_age = std::time::Duration::from_secs(config.max_age_days * 24 * 3600);
+        for backup in backups {
+            let old = std::fs::metadata(&backup)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if old {
+                let _ = std::fs::remove_file(backup);
+            }
+        }
     }
     open_log(&config.path)
 }

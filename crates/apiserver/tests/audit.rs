@@ -38,6 +38,7 @@ async fn requests_are_recorded_at_metadata_and_secrets_never_in_full() -> Result
         policy,
         max_size_bytes: 10 << 20,
         max_backups: 3,
+        max_age_days: 30,
     })
     .await?;
     s.ok(&["create", "configmap", "audited", "--from-literal=k=v"]).await?;
@@ -86,11 +87,31 @@ async fn requests_are_recorded_at_metadata_and_secrets_never_in_full() -> Result
 async fn the_log_rotates_by_size_and_keeps_its_backups() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("audit.log");
+    // A backup from two months ago goes at the first rotation (--audit-log-maxage).
+    let ancient = dir.path().join("audit-2000-01-01T00-00-00.000000.log");
+    std::fs::write(&ancient, "{}\n")?;
+    let touched =
+        std::process::Command::new("touch").args(["-d", "60 days ago"]).arg(&ancient).status()?;
+    ensure!(touched.success());
+    let s = TestServer::start_audited(AuditConfig {
+        path: path.clone(),
+        policy: Policy::default(),
+        max_size_bytes: 2048,
+        max_backups: 5,
+        max_age_days: 30,
+    })
+    .await?;
+    for _ in 0..10 {
+        s.curl("GET", "/api/v1/namespaces", None, "", true).await?;
+    }
+    events(&path, |_| !ancient.exists()).await?;
+    drop(s);
     let s = TestServer::start_audited(AuditConfig {
         path: path.clone(),
         policy: Policy::default(),
         max_size_bytes: 2048,
         max_backups: 2,
+        max_age_days: 30,
     })
     .await?;
     for _ in 0..30 {
@@ -117,6 +138,7 @@ async fn pod_security_findings_annotate_the_audit_event() -> Result<()> {
         policy: Policy::default(),
         max_size_bytes: 10 << 20,
         max_backups: 3,
+        max_age_days: 30,
     })
     .await?;
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"plain"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;

@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// Rotated audit logs kept [default: 10]
     #[arg(long)]
     pub audit_log_maxbackup: Option<usize>,
+    /// Days a rotated audit log is kept [default: 30]
+    #[arg(long)]
+    pub audit_log_maxage: Option<u64>,
     /// sqlite://<path>, or https://host:2379[,https://host2:2379] for etcd [default: sqlite://<data-dir>/state.db]
     #[arg(long)]
     pub datastore_endpoint: Option<String>,
@@ -72,6 +75,7 @@ pub struct ServerConfig {
     pub audit_policy_file: Option<PathBuf>,
     pub audit_log_maxsize_mb: u64,
     pub audit_log_maxbackup: usize,
+    pub audit_log_maxage: u64,
     pub pod_security_admission_config_file: Option<PathBuf>,
     /// The EncryptionConfiguration file, and whether it was named (else it is generated).
     pub encryption_provider_config: (PathBuf, bool),
@@ -129,6 +133,7 @@ impl ServerArgs {
             pod_security_admission_config_file: merged.pod_security_admission_config_file.clone(),
             audit_log_maxsize_mb: merged.audit_log_maxsize.unwrap_or(100),
             audit_log_maxbackup: merged.audit_log_maxbackup.unwrap_or(10),
+            audit_log_maxage: merged.audit_log_maxage.unwrap_or(30),
             encryption_provider_config,
             service_cidr,
             advertise_address,
@@ -162,6 +167,7 @@ impl ServerArgs {
                 .pod_security_admission_config_file
                 .or(file.pod_security_admission_config_file),
             audit_log_maxbackup: self.audit_log_maxbackup.or(file.audit_log_maxbackup),
+            audit_log_maxage: self.audit_log_maxage.or(file.audit_log_maxage),
             bind_address: self.bind_address.or(file.bind_address),
             datastore_endpoint: self.datastore_endpoint.or(file.datastore_endpoint),
             datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),

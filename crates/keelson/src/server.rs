@@ -70,6 +70,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
             max_size_bytes: config.audit_log_maxsize_mb.saturating_mul(1024 * 1024),
             max_backups: config.audit_log_maxbackup,
+            max_age_days: config.audit_log_maxage,
         }),
         pod_security: match &config.pod_security_admission_config_file {
             Some(path) => {
@@ -157,6 +158,7 @@ fn log_effective_settings(config: &crate::config::ServerConfig, encryption: &std
         format!("--audit-log-path={}", config.audit_log_path.display()),
         format!("--audit-log-maxsize={}", config.audit_log_maxsize_mb),
         format!("--audit-log-maxbackup={}", config.audit_log_maxbackup),
+        format!("--audit-log-maxage={}", config.audit_log_maxage),
         format!("--audit-policy-file={}", config.audit_policy_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(built in: Metadata)".into())),
         "--profiling=false".to_owned(),
         "--request-timeout=1m0s".to_owned(),
