@@ -569,7 +569,7 @@ async fn create(
 
 /// The manager a write is recorded under: `?fieldManager=`, else upstream's default
 /// from the User-Agent.
-fn field_manager(req: &Request) -> String {
+pub fn field_manager(req: &Request) -> String {
     match req.param("fieldManager") {
         Some(manager) if !manager.is_empty() => manager.to_owned(),
         _ => crate::apply::default_manager(req.header(http::header::USER_AGENT)),

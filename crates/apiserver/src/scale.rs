@@ -95,7 +95,10 @@ pub async fn write(
             None => 0,
         };
         if object["spec"]["replicas"].as_i64() != Some(replicas) {
+            let old = object.clone();
             object["spec"]["replicas"] = json!(replicas);
+            let manager = crate::rest::field_manager(req);
+            crate::apply::track_update(target.info, "scale", &manager, Some(&old), &mut object);
             let generation =
                 metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(generation);

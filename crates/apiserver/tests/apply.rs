@@ -259,3 +259,42 @@ async fn client_side_apply_upgrades_to_server_side() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_takes_over_replicas_through_the_scale_subresource() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(2, "nginx:1", "team: a")),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["scale", "deploy", "web", "--replicas=4"]).await?;
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deploy", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    let scale = live["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["subresource"] == "scale")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        scale["operation"] == "Update" && scale["fieldsV1"]["f:spec"]["f:replicas"].is_object(),
+        "{live}"
+    );
+    let conflict = s
+        .kubectl_in(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment(2, "nginx:1", "team: a")),
+        )
+        .await?;
+    ensure!(
+        !conflict.ok && conflict.stderr.contains(r#"with subresource "scale""#),
+        "{}",
+        conflict.stderr
+    );
+    Ok(())
+}
