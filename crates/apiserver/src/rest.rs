@@ -761,6 +761,15 @@ async fn patch(
     let content_type =
         req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
     let kind = patch::Kind::from_content_type(&content_type)?;
+    if kind == patch::Kind::Strategic && target.info.is_custom() {
+        // Custom resources have no patch strategies (upstream's 415).
+        return Err(ApiError {
+            code: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "UnsupportedMediaType",
+            message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+            details: None,
+        });
+    }
     let check = BodyCheck { mode: write.validation, duplicates: Vec::new() };
     guaranteed_update(api, req, target, write, |old| {
         let info = target.info;

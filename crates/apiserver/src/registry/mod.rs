@@ -262,7 +262,7 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     (strategy.prepare_create)(&mut object);
-    let causes = validation::validate_create(info.group, info.plural, &object);
+    let causes = type_causes(info, &object, None);
     validate(info, &strategy, &object, causes)?;
     Ok(object)
 }
@@ -270,7 +270,7 @@ pub fn prepare_create(
 /// Validates a new object again after admission changed it (upstream validates after
 /// the mutating plugins; here the registry runs first).
 pub fn revalidate_create(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
-    let causes = validation::validate_create(info.group, info.plural, object);
+    let causes = type_causes(info, object, None);
     validate(info, &strategy::for_resource(info), object, causes)
 }
 
@@ -356,9 +356,19 @@ pub fn prepare_update(
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut object).insert("generation".into(), json!(generation));
     }
-    let causes = validation::validate_update(info.group, info.plural, old, &object);
+    let causes = type_causes(info, &object, Some(old));
     validate(info, &strategy, &object, causes)?;
     Ok(object)
+}
+
+/// The type's own rules: upstream's per-type validation of a built-in resource, or a
+/// custom resource's schema.
+fn type_causes(info: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+    match (info.custom, old) {
+        (Some(version), old) => crate::crd::schema::validate(version, object, old),
+        (None, None) => validation::validate_create(info.group, info.plural, object),
+        (None, Some(old)) => validation::validate_update(info.group, info.plural, old, object),
+    }
 }
 
 /// Whether anything but metadata and status differs.

@@ -41,6 +41,10 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
         prepare_create: nothing,
         return_deleted_object: false,
     };
+    if info.is_custom() {
+        // Upstream's custom resource strategy: generation starts at 1 and follows the spec.
+        return Strategy { tracks_generation: true, ..generic };
+    }
     match (info.group, info.plural) {
         ("", "namespaces") => Strategy {
             name_rule: NameRule::Label,

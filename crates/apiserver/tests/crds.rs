@@ -1,0 +1,298 @@
+//! CustomResourceDefinitions with the real kubectl: a created CRD is established and its
+//! resource served — discovery, CRUD, printer columns, status and scale subresources,
+//! schema validation, pruning and defaulting, CEL rules — and deleting it deletes its
+//! objects first.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::TestServer;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [gadgets]
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    additionalPrinterColumns:
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Color
+      type: string
+      jsonPath: .spec.color
+    - name: Ready
+      type: string
+      jsonPath: .status.conditions[?(@.type=="Ready")].status
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        description: A widget of the example shop.
+        type: object
+        properties:
+          spec:
+            description: What the widget should be.
+            type: object
+            required: [color]
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.replicas
+              message: replicas must be at least minReplicas
+            properties:
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              minReplicas: {type: integer, default: 0}
+              color: {type: string, enum: [red, green, blue]}
+              port: {x-kubernetes-int-or-string: true}
+              owner:
+                type: object
+                properties:
+                  name: {type: string, maxLength: 10}
+                  email: {type: string, pattern: '^[^@]+@[^@]+$'}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    number: {type: integer, format: int32}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+const W1_SPEC: &str = "  color: red\n  replicas: 3\n  port: http\n  bogus: dropped\n  owner: {name: ann, email: ann@example.com}\n  ports: [{name: web, number: 80}]\n";
+
+async fn apply(s: &TestServer, yaml: &str) -> Result<common::Out> {
+    s.kubectl_in(&["apply", "-f", "-"], Some(yaml)).await
+}
+
+async fn establish(s: &TestServer) -> Result<()> {
+    let out = apply(s, CRD).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"])
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    let status = s
+        .ok(&[
+            "get",
+            "crd",
+            "widgets.example.com",
+            "-o",
+            "jsonpath={.status.acceptedNames.kind} {.status.conditions[?(@.type==\"NamesAccepted\")].status} {.status.storedVersions} {.metadata.finalizers}",
+        ])
+        .await?;
+    ensure!(
+        status == r#"Widget True ["v1"] ["customresourcecleanup.apiextensions.k8s.io"]"#,
+        "{status}"
+    );
+    let resources = s.ok(&["api-resources", "--api-group=example.com", "--no-headers"]).await?;
+    let row: Vec<&str> = resources.split_whitespace().collect();
+    ensure!(row == ["widgets", "wd", "example.com/v1", "true", "Widget"], "{resources}");
+
+    let err = apply(&s, &widget("w1", W1_SPEC)).await?.stderr;
+    ensure!(
+        err.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.bogus""#),
+        "{err}"
+    );
+    let out = s
+        .kubectl_in(&["apply", "--validate=warn", "-f", "-"], Some(&widget("w1", W1_SPEC)))
+        .await?;
+    ensure!(out.ok && out.stdout.trim() == "widget.example.com/w1 created", "{}", out.stderr);
+    ensure!(out.stderr.contains(r#"unknown field "spec.bogus""#), "{}", out.stderr);
+    // Pruned, defaulted, and printed with the version's columns.
+    let spec = s.ok(&["get", "wd", "w1", "-o", "jsonpath={.spec}"]).await?;
+    let spec: serde_json::Value = serde_json::from_str(&spec)?;
+    ensure!(spec.get("bogus").is_none() && spec["minReplicas"] == 0, "{spec}");
+    ensure!(spec["port"] == "http" && spec["ports"][0]["number"] == 80, "{spec}");
+    let table = s.ok(&["get", "widgets"]).await?;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    ensure!(lines[0] == ["NAME", "REPLICAS", "COLOR", "READY", "AGE"], "{table}");
+    // A column whose path finds nothing is blank, as upstream's.
+    ensure!(lines[1].len() == 4 && lines[1][..3] == ["w1", "3", "red"], "{table}");
+    ensure!(s.ok(&["get", "gadgets", "-o", "name"]).await?.trim() == "widget.example.com/w1");
+    // Every served version reads the same object.
+    let other =
+        s.ok(&["get", "widgets.v1beta1.example.com", "w1", "-o", "jsonpath={.apiVersion}"]).await?;
+    ensure!(other == "example.com/v1beta1", "{other}");
+
+    // Spec and status change separately.
+    let out = s
+        .ok(&[
+            "patch",
+            "widget",
+            "w1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5},"status":{"replicas":9}}"#,
+        ])
+        .await?;
+    ensure!(out.trim() == "widget.example.com/w1 patched", "{out}");
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":5,"selector":"app=w1","conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .await?;
+    let got = s
+        .ok(&[
+            "get",
+            "widget",
+            "w1",
+            "-o",
+            "jsonpath={.spec.replicas} {.status.replicas} {.metadata.generation}",
+        ])
+        .await?;
+    ensure!(got == "5 5 2", "{got}");
+    let table = s.ok(&["get", "widgets", "--no-headers"]).await?;
+    ensure!(table.split_whitespace().take(4).collect::<Vec<_>>() == ["w1", "5", "red", "True"]);
+    // Strategic merge patch is not for custom resources, as upstream says.
+    let err = s.fails(&["patch", "widget", "w1", "-p", r#"{"spec":{"replicas":4}}"#]).await?;
+    ensure!(err.contains("application/strategic-merge-patch+json is not supported"), "{err}");
+
+    let out = s.ok(&["scale", "widget", "w1", "--replicas=7"]).await?;
+    ensure!(out.trim() == "widget.example.com/w1 scaled", "{out}");
+    let scale =
+        s.ok(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets/w1/scale"]).await?;
+    let scale: serde_json::Value = serde_json::from_str(&scale)?;
+    ensure!(scale["spec"]["replicas"] == 7 && scale["status"]["selector"] == "app=w1", "{scale}");
+
+    let yaml = s.ok(&["get", "widget", "w1", "-o", "yaml"]).await?;
+    ensure!(yaml.contains("kind: Widget") && yaml.contains("replicas: 7"), "{yaml}");
+    let out = s.ok(&["delete", "widget", "w1"]).await?;
+    ensure!(out.trim() == "widget.example.com \"w1\" deleted", "{out}");
+    ensure!(
+        s.fails(&["get", "widget", "w1"]).await?.contains("widgets.example.com \"w1\" not found")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_validated_against_the_schema() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    for (spec, message) in [
+        (
+            "  color: red\n  replicas: 20\n",
+            "spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10",
+        ),
+        (
+            "  color: purple\n",
+            r#"spec.color: Unsupported value: "purple": supported values: "red", "green", "blue""#,
+        ),
+        ("  replicas: 2\n", "spec.color: Required value"),
+        (
+            "  color: red\n  replicas: 2\n  minReplicas: 3\n",
+            r#"spec: Invalid value: "object": replicas must be at least minReplicas"#,
+        ),
+        (
+            "  color: red\n  owner: {name: a-very-long-name}\n",
+            "spec.owner.name: Too long: may not be more than 10 bytes",
+        ),
+        (
+            "  color: red\n  owner: {email: nobody}\n",
+            r#"spec.owner.email: Invalid value: "nobody": spec.owner.email in body should match '^[^@]+@[^@]+$'"#,
+        ),
+        (
+            "  color: red\n  replicas: three\n",
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+        ),
+        (
+            "  color: red\n  port: [1]\n",
+            r#"spec.port: Invalid value: "array": spec.port in body must be of type integer,string: "array""#,
+        ),
+        ("  color: red\n  ports: [{name: a}, {name: a}]\n", "spec.ports[1]: Duplicate value"),
+    ] {
+        let out = apply(&s, &widget("bad", spec)).await?;
+        ensure!(!out.ok, "{spec} was accepted");
+        ensure!(
+            out.stderr.contains(r#"The Widget "bad" is invalid"#) && out.stderr.contains(message),
+            "{spec}: {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    for name in ["a", "b"] {
+        let out = apply(&s, &widget(name, "  color: blue\n")).await?;
+        ensure!(out.ok, "{}", out.stderr);
+    }
+    s.ok(&["create", "namespace", "other"]).await?;
+    let out = s
+        .kubectl_in(&["apply", "-n", "other", "-f", "-"], Some(&widget("c", "  color: green\n")))
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s.ok(&["delete", "crd", "widgets.example.com"]).await?;
+    ensure!(out.trim().ends_with("\"widgets.example.com\" deleted"), "{out}");
+    ensure!(s.fails(&["get", "crd", "widgets.example.com"]).await?.contains("not found"));
+    // Not served any more (kubectl's discovery cache may still name it).
+    let err = s.fails(&["get", "--raw", "/apis/example.com/v1"]).await?;
+    ensure!(err.contains("the server could not find the requested resource"), "{err}");
+    let err = s.fails(&["get", "widgets"]).await?;
+    ensure!(
+        err.contains("the server doesn't have a resource type \"widgets\"")
+            || err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    // Defined again, it starts empty: the objects went with the definition.
+    establish(&s).await?;
+    let all = s.kubectl(&["get", "widgets", "-A"]).await?;
+    ensure!(all.ok && all.stdout.is_empty(), "{} {}", all.stdout, all.stderr);
+    Ok(())
+}
