@@ -5,7 +5,7 @@
 
 mod common;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use common::TestServer;
 
 const CRD: &str = r#"
@@ -215,6 +215,54 @@ async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
     ensure!(
         s.fails(&["get", "widget", "w1"]).await?.contains("widgets.example.com \"w1\" not found")
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_are_explained_and_watched() -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    let explain = s.ok(&["explain", "widgets.spec"]).await?;
+    ensure!(explain.contains("GROUP:      example.com"), "{explain}");
+    ensure!(explain.contains("What the widget should be."), "{explain}");
+    ensure!(explain.contains("color\t<string> -required-"), "{explain}");
+    ensure!(explain.contains("replicas\t<integer>"), "{explain}");
+    let explain = s.ok(&["explain", "widget"]).await?;
+    ensure!(explain.contains("A widget of the example shop."), "{explain}");
+
+    let out = apply(&s, &widget("marker", "  color: red\n")).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let mut child = tokio::process::Command::new(&s.kubectl_bin)
+        .args([
+            "get",
+            "widgets",
+            "-w",
+            "--output-watch-events",
+            "--no-headers",
+            "--request-timeout=30s",
+        ])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut next = async || -> Result<String> {
+        let line =
+            tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await??;
+        let line = line.context("the watch ended")?;
+        Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    };
+    ensure!(next().await? == "ADDED marker");
+    let out = apply(&s, &widget("w", "  color: green\n")).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    ensure!(next().await? == "ADDED w");
+    s.ok(&["label", "widget", "w", "x=y"]).await?;
+    ensure!(next().await? == "MODIFIED w");
+    s.ok(&["delete", "widget", "w"]).await?;
+    ensure!(next().await? == "DELETED w");
     Ok(())
 }
 
