@@ -88,6 +88,10 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             target.info.plural,
             "create (not served yet)",
         )),
+        ("create", None) if crate::crd::terminating(target.info) => {
+            // Upstream refuses new objects while the CRD's cleanup deletes them.
+            Err(ApiError::method_not_supported(target.info.group, target.info.plural, "create"))
+        }
         ("create", None) => create(api, &req, &target, write).await,
         ("update", Some("finalize")) => finalize_namespace(api, &req, &target, dry_run).await,
         ("get", Some("scale")) => scale::get(api, &target).await,

@@ -344,3 +344,59 @@ async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
     ensure!(all.ok && all.stdout.is_empty(), "{} {}", all.stdout, all.stderr);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_are_validated_and_a_terminating_crd_takes_no_new_objects() -> Result<()> {
+    let s = TestServer::start().await?;
+    let bad = CRD.replace("name: widgets.example.com", "name: widgets.example.org");
+    let out = apply(&s, &bad).await?;
+    ensure!(!out.ok, "an invalid CRD was accepted");
+    let message = r#"metadata.name: Invalid value: "widgets.example.org": must be spec.names.plural+"."+spec.group"#;
+    ensure!(out.stderr.contains(message), "{}", out.stderr);
+    let untyped = CRD.replace(
+        "            type: object\n            required: [color]",
+        "            required: [color]",
+    );
+    let out = apply(&s, &untyped).await?;
+    ensure!(
+        out.stderr.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        "{}",
+        out.stderr
+    );
+
+    // A cluster-scoped resource.
+    let cluster = CRD
+        .replace("scope: Namespaced", "scope: Cluster")
+        .replace("widgets", "gizmos")
+        .replace("widget", "gizmo")
+        .replace("Widget", "Gizmo")
+        .replace("[wd]", "[gz]");
+    let out = apply(&s, &cluster).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["wait", "--for=condition=Established", "crd/gizmos.example.com", "--timeout=10s"])
+        .await?;
+    let gizmo =
+        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g1\nspec:\n  color: red\n";
+    let out = apply(&s, gizmo).await?;
+    ensure!(out.ok && out.stdout.trim() == "gizmo.example.com/g1 created", "{}", out.stderr);
+    let got =
+        s.ok(&["get", "gz", "g1", "-o", "jsonpath={.metadata.namespace}|{.spec.replicas}"]).await?;
+    ensure!(got == "|1", "{got}");
+
+    // An object that holds on keeps its CRD terminating; no new objects meanwhile.
+    establish(&s).await?;
+    let held = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\nspec:\n  color: red\n";
+    ensure!(apply(&s, held).await?.ok);
+    s.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]).await?;
+    s.ok(&["wait", "--for=condition=Terminating", "crd/widgets.example.com", "--timeout=10s"])
+        .await?;
+    let err = apply(&s, &widget("late", "  color: red\n")).await?.stderr;
+    ensure!(
+        err.contains("create is not supported on resources of kind \"widgets.example.com\""),
+        "{err}"
+    );
+    s.ok(&["patch", "widget", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#])
+        .await?;
+    s.ok(&["wait", "--for=delete", "crd/widgets.example.com", "--timeout=10s"]).await?;
+    Ok(())
+}

@@ -139,6 +139,7 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
             "deprecated": version["deprecated"],
             "deprecationWarning": version["deprecationWarning"],
             "preserveUnknownFields": spec["preserveUnknownFields"],
+            "terminating": crd["metadata"].get("deletionTimestamp").is_some(),
         });
         out.push((d.to_string(), d));
     }
@@ -218,9 +219,9 @@ pub fn version_rank(version: &str) -> (u8, i64, i64, String) {
     }
 }
 
-/// The CRD version a custom resource was built from, if `info` is one.
-pub fn version_of(info: &ResourceInfo) -> Option<&'static Value> {
-    info.custom
+/// Whether the resource is a custom one whose CRD is being deleted (no new objects).
+pub fn terminating(info: &ResourceInfo) -> bool {
+    info.custom.is_some_and(|v| v["terminating"] == json!(true))
 }
 
 #[cfg(test)]

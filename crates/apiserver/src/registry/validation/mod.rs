@@ -7,6 +7,7 @@
 
 mod cluster;
 mod core;
+mod crd;
 mod pod;
 mod workloads;
 
@@ -40,9 +41,15 @@ pub fn validate_create(group: &str, plural: &str, object: &Value) -> Vec<Cause> 
         ("storage.k8s.io", "storageclasses") => cluster::storage_class(object, &mut causes),
         ("coordination.k8s.io", "leases") => cluster::lease(object, &mut causes),
         ("networking.k8s.io", "ingresses") => cluster::ingress(object, &mut causes),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::crd(object, &mut causes),
         _ => {}
     }
     causes
+}
+
+/// Upstream's defaults of a CustomResourceDefinition.
+pub fn crd_defaults(object: &mut Value) {
+    crd::defaults(object);
 }
 
 /// Problems of an update from `old` to `new`: the object's own rules and what may not change.
@@ -69,6 +76,7 @@ pub fn validate_update(group: &str, plural: &str, old: &Value, new: &Value) -> V
         ("storage.k8s.io", "storageclasses") => {
             cluster::storage_class_update(old, new, &mut causes)
         }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::update(old, new, &mut causes),
         _ => {}
     }
     if plural == "secrets" {
