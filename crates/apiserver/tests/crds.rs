@@ -208,6 +208,29 @@ async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
     let scale: serde_json::Value = serde_json::from_str(&scale)?;
     ensure!(scale["spec"]["replicas"] == 7 && scale["status"]["selector"] == "app=w1", "{scale}");
 
+    // Server-side apply owns fields of custom resources too; a new object's status is
+    // the server's when the status subresource is on.
+    let applied = widget("w2", "  color: blue\n  replicas: 2\n") + "status:\n  replicas: 4\n";
+    let out = s
+        .kubectl_in(&["apply", "--server-side", "--field-manager=me", "-f", "-"], Some(&applied))
+        .await?;
+    ensure!(
+        out.ok && out.stdout.trim() == "widget.example.com/w2 serverside-applied",
+        "{}",
+        out.stderr
+    );
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "--field-manager=me", "-f", "-"],
+            Some(&widget("w2", "  color: green\n")),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let got = s
+        .ok(&["get", "widget", "w2", "-o", "jsonpath={.spec.color} {.spec.replicas} {.status} {.metadata.managedFields[0].manager}"])
+        .await?;
+    ensure!(got == "green 1  me", "{got}");
+
     let yaml = s.ok(&["get", "widget", "w1", "-o", "yaml"]).await?;
     ensure!(yaml.contains("kind: Widget") && yaml.contains("replicas: 7"), "{yaml}");
     let out = s.ok(&["delete", "widget", "w1"]).await?;
