@@ -244,12 +244,22 @@ pub struct Filter {
 impl Filter {
     pub fn from_request(req: &Request, info: &ResourceInfo) -> ApiResult<Self> {
         let strategy = strategy::for_resource(info);
+        // A custom resource's `selectableFields` (`.spec.color` selects as `spec.color`).
+        let selectable: Vec<&str> = info
+            .custom
+            .and_then(|v| v["selectableFields"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["jsonPath"].as_str())
+            .map(|p| p.trim_start_matches('.'))
+            .collect();
+        let supported = if selectable.is_empty() { strategy.field_selectors } else { &selectable };
         Ok(Filter {
             labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
             fields: FieldSelector::parse(
                 req.param("fieldSelector").unwrap_or(""),
                 info.kind,
-                strategy.field_selectors,
+                supported,
             )?,
         })
     }

@@ -39,6 +39,8 @@ spec:
         specReplicasPath: .spec.replicas
         statusReplicasPath: .status.replicas
         labelSelectorPath: .status.selector
+    selectableFields:
+    - jsonPath: .spec.color
     additionalPrinterColumns:
     - name: Replicas
       type: integer
@@ -158,6 +160,17 @@ async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
     // A column whose path finds nothing is blank, as upstream's.
     ensure!(lines[1].len() == 4 && lines[1][..3] == ["w1", "3", "red"], "{table}");
     ensure!(s.ok(&["get", "gadgets", "-o", "name"]).await?.trim() == "widget.example.com/w1");
+    // selectableFields select.
+    let out = s.ok(&["get", "widgets", "--field-selector=spec.color=red", "-o", "name"]).await?;
+    ensure!(out.trim() == "widget.example.com/w1", "{out}");
+    let out =
+        s.kubectl(&["get", "widgets", "--field-selector=spec.color=blue", "-o", "name"]).await?;
+    ensure!(out.ok && out.stdout.is_empty(), "{}", out.stderr);
+    let err = s.fails(&["get", "widgets", "--field-selector=spec.replicas=3"]).await?;
+    ensure!(
+        err.contains(r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace", "spec.color""#),
+        "{err}"
+    );
     // Every served version reads the same object.
     let other =
         s.ok(&["get", "widgets.v1beta1.example.com", "w1", "-o", "jsonpath={.apiVersion}"]).await?;
