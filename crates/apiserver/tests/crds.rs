@@ -244,6 +244,23 @@ async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
         .await?;
     ensure!(got == "green 1  me", "{got}");
 
+    // A default added to the schema later shows on objects already stored.
+    let with_size = CRD.replace(
+        "              minReplicas: {type: integer, default: 0}",
+        "              minReplicas: {type: integer, default: 0}\n              size: {type: string, default: small}",
+    );
+    ensure!(apply(&s, &with_size).await?.ok);
+    let mut sizes = String::new();
+    for _ in 0..50 {
+        sizes = s.ok(&["get", "widgets", "-o", "jsonpath={.items[*].spec.size}"]).await?;
+        if sizes == "small small" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(sizes == "small small", "{sizes}");
+    ensure!(s.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]).await? == "small");
+
     let yaml = s.ok(&["get", "widget", "w1", "-o", "yaml"]).await?;
     ensure!(yaml.contains("kind: Widget") && yaml.contains("replicas: 7"), "{yaml}");
     let out = s.ok(&["delete", "widget", "w1"]).await?;

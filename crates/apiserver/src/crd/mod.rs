@@ -140,6 +140,7 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
             "deprecationWarning": version["deprecationWarning"],
             "preserveUnknownFields": spec["preserveUnknownFields"],
             "terminating": crd["metadata"].get("deletionTimestamp").is_some(),
+            "hasDefaults": version["schema"]["openAPIV3Schema"].to_string().contains("\"default\":"),
         });
         out.push((d.to_string(), d));
     }

@@ -40,6 +40,14 @@ pub fn prune_and_default(version: &Value, mut object: Value) -> Value {
     object
 }
 
+/// Applies the schema's defaults to an object read from storage (upstream defaults on
+/// read too, so defaults added later show on old objects); never prunes.
+pub fn default_on_read(version: &Value, object: &mut Value) {
+    if version["hasDefaults"] == json!(true) && version["schema"].is_object() {
+        default(object, &version["schema"], true);
+    }
+}
+
 /// The schema of property `key` of an object schema: its `properties` entry or its
 /// `additionalProperties`.
 fn property<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {

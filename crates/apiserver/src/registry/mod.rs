@@ -69,6 +69,10 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    if let Some(version) = info.custom {
+        // Defaults added to the schema after the object was written apply on read.
+        crate::crd::schema::default_on_read(version, &mut object);
+    }
     Ok(object)
 }
 
@@ -79,6 +83,15 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     let corrupt = |e: serde_json::Error| {
         ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
     };
+    if info.custom.is_some_and(|v| v["hasDefaults"] == json!(true)) {
+        // Defaulted on read: through the whole object.
+        let mut object = decode(info, kv)?;
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        return serde_json::to_writer(&mut *out, &object).map_err(corrupt);
+    }
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(&kv.value).map_err(corrupt)?;
     out.push(b'{');
