@@ -69,7 +69,12 @@ spec:
             properties:
               replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
               minReplicas: {type: integer, default: 0}
-              color: {type: string, enum: [red, green, blue]}
+              color:
+                type: string
+                enum: [red, green, blue]
+                x-kubernetes-validations:
+                - rule: self == oldSelf || oldSelf == 'blue'
+                  messageExpression: "'color is immutable once ' + oldSelf"
               port: {x-kubernetes-int-or-string: true}
               owner:
                 type: object
@@ -363,6 +368,14 @@ async fn objects_are_validated_against_the_schema() -> Result<()> {
             out.stderr
         );
     }
+    // Transition rules see the old object on updates.
+    ensure!(apply(&s, &widget("w", "  color: red\n")).await?.ok);
+    let out = apply(&s, &widget("w", "  color: green\n")).await?;
+    ensure!(
+        out.stderr.contains(r#"spec.color: Invalid value: "string": color is immutable once red"#),
+        "{}",
+        out.stderr
+    );
     Ok(())
 }
 

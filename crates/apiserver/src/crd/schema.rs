@@ -502,8 +502,16 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
         match result {
             Ok(true) => {}
             Ok(false) => {
-                let message = match rule["message"].as_str() {
-                    Some(m) if !m.is_empty() => m.to_owned(),
+                // `messageExpression` first (when it yields a non-empty string), then
+                // `message`, then upstream's `failed rule: <rule>`.
+                let expressed = rule["messageExpression"]
+                    .as_str()
+                    .and_then(|m| crate::cel::compile(m).ok())
+                    .and_then(|e| e.evaluate(&variables).ok())
+                    .and_then(|v| v.as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned));
+                let message = match (expressed, rule["message"].as_str()) {
+                    (Some(m), _) => m,
+                    (None, Some(m)) if !m.is_empty() => m.to_owned(),
                     _ => format!("failed rule: {source}"),
                 };
                 let mut cause = Cause::invalid(&field, &json!(schema_type), &message);
@@ -627,7 +635,7 @@ mod tests {
         let v = version(json!({"type": "object", "properties": {"spec": {"type": "object",
             "x-kubernetes-validations": [
                 {"rule": "self.min <= self.max", "message": "min must not exceed max"},
-                {"rule": "self.max >= oldSelf.max", "message": "max may not shrink"}],
+                {"rule": "self.max >= oldSelf.max", "messageExpression": "'max may not shrink below ' + string(oldSelf.max)"}],
             "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}}}}}));
         let object = json!({"spec": {"min": 5, "max": 3}});
         assert_eq!(
@@ -639,7 +647,7 @@ mod tests {
             messages(&validate(&v, &object, Some(&old))),
             [
                 "spec: Invalid value: \"object\": min must not exceed max",
-                "spec: Invalid value: \"object\": max may not shrink"
+                "spec: Invalid value: \"object\": max may not shrink below 4"
             ]
         );
     }
