@@ -388,10 +388,20 @@ async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
         ensure!(out.ok, "{}", out.stderr);
     }
     s.ok(&["create", "namespace", "other"]).await?;
+    // Quotas count custom resources.
+    s.ok(&["create", "quota", "q", "-n", "other", "--hard=count/widgets.example.com=1"]).await?;
     let out = s
         .kubectl_in(&["apply", "-n", "other", "-f", "-"], Some(&widget("c", "  color: green\n")))
         .await?;
     ensure!(out.ok, "{}", out.stderr);
+    let out = s
+        .kubectl_in(&["apply", "-n", "other", "-f", "-"], Some(&widget("d", "  color: green\n")))
+        .await?;
+    ensure!(
+        out.stderr.contains("exceeded quota: q, requested: count/widgets.example.com=1, used: count/widgets.example.com=1, limited: count/widgets.example.com=1"),
+        "{}",
+        out.stderr
+    );
     let out = s.ok(&["delete", "crd", "widgets.example.com"]).await?;
     ensure!(out.trim().ends_with("\"widgets.example.com\" deleted"), "{out}");
     ensure!(s.fails(&["get", "crd", "widgets.example.com"]).await?.contains("not found"));
