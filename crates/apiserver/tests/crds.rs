@@ -476,3 +476,57 @@ async fn crds_are_validated_and_a_terminating_crd_takes_no_new_objects() -> Resu
     s.ok(&["wait", "--for=delete", "crd/widgets.example.com", "--timeout=10s"]).await?;
     Ok(())
 }
+
+const POLICY: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: widget-limit}
+spec:
+  paramKind: {apiVersion: example.com/v1, kind: Widget}
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE]
+      resources: [configmaps]
+  validations:
+  - expression: "size(object.data) <= params.spec.replicas"
+    message: too many keys
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: widget-limit}
+spec:
+  policyName: widget-limit
+  validationActions: [Deny]
+  paramRef: {name: limits, namespace: default, parameterNotFoundAction: Deny}
+  matchResources:
+    objectSelector: {matchLabels: {checked: "yes"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_policies_take_custom_resources_as_params() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    ensure!(apply(&s, &widget("limits", "  color: red\n  replicas: 1\n")).await?.ok);
+    let out = apply(&s, POLICY).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let mut denied = String::new();
+    // Policies take effect shortly after they are written.
+    for attempt in 0..100 {
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{attempt}\n  labels: {{checked: \"yes\"}}\ndata: {{a: \"1\", b: \"2\"}}\n"
+        );
+        let out = s.kubectl_in(&["create", "-f", "-"], Some(&cm)).await?;
+        if !out.ok {
+            denied = out.stderr;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(
+        denied.contains("ValidatingAdmissionPolicy 'widget-limit' with binding 'widget-limit' denied request: too many keys"),
+        "{denied}"
+    );
+    Ok(())
+}
