@@ -138,6 +138,18 @@ pub async fn write(
             .unwrap_or(".spec.replicas");
         if at_path(&object, spec_path).and_then(Value::as_i64) != Some(replicas) {
             set_path(&mut object, spec_path, json!(replicas));
+            if let Some(version) = target.info.custom {
+                // The new replicas must still fit the custom resource's schema.
+                let causes = crate::crd::schema::validate(version, &object, None);
+                if !causes.is_empty() {
+                    return Err(ApiError::invalid(
+                        target.info.group,
+                        target.info.kind,
+                        place.name,
+                        causes,
+                    ));
+                }
+            }
             let generation =
                 metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(generation);

@@ -219,6 +219,11 @@ async fn a_crd_is_established_and_its_resource_served() -> Result<()> {
     let err = s.fails(&["patch", "widget", "w1", "-p", r#"{"spec":{"replicas":4}}"#]).await?;
     ensure!(err.contains("application/strategic-merge-patch+json is not supported"), "{err}");
 
+    let err = s.fails(&["scale", "widget", "w1", "--replicas=11"]).await?;
+    ensure!(
+        err.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
+        "{err}"
+    );
     let out = s.ok(&["scale", "widget", "w1", "--replicas=7"]).await?;
     ensure!(out.trim() == "widget.example.com/w1 scaled", "{out}");
     let scale =

@@ -143,18 +143,21 @@ pub fn validate(version: &Value, object: &Value, old: Option<&Value>) -> Vec<Cau
     if !schema.is_object() {
         return causes;
     }
-    let mut root = object.clone();
-    if let Value::Object(map) = &mut root {
-        map.remove("metadata");
-        map.remove("apiVersion");
-        map.remove("kind");
-    }
-    let mut old_root = old.cloned();
-    if let Some(Value::Object(map)) = &mut old_root {
-        map.remove("metadata");
-        map.remove("apiVersion");
-        map.remove("kind");
-    }
+    // Rules at the root see `apiVersion`, `kind` and of the metadata only `name` and
+    // `generateName`, as upstream's.
+    let visible = |object: &Value| {
+        let mut root = object.clone();
+        if let Value::Object(map) = &mut root {
+            let meta: Map<String, Value> = ["name", "generateName"]
+                .iter()
+                .filter_map(|k| object["metadata"].get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+            map.insert("metadata".into(), Value::Object(meta));
+        }
+        root
+    };
+    let root = visible(object);
+    let old_root = old.map(visible);
     check(&root, schema, "", &mut causes);
     rules(&root, old_root.as_ref(), schema, "", &mut causes);
     causes
@@ -487,6 +490,8 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
                 let extra = extra.strip_prefix('.').unwrap_or(extra);
                 child_path(path, extra)
             }
+            // The root has no path; upstream prints Go's nil one.
+            _ if path.is_empty() => "<nil>".to_owned(),
             _ => path.to_owned(),
         };
         let schema_type = if s["x-kubernetes-int-or-string"] == json!(true) {
@@ -627,6 +632,22 @@ mod tests {
             prune_and_default(&v, object),
             json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
                 "spec": {"replicas": 1, "free": {"any": {"thing": 1}}, "items": [{"name": "n", "mode": "rw"}]}})
+        );
+    }
+
+    #[test]
+    fn root_rules_see_the_name_but_not_the_rest_of_the_metadata() {
+        let v = version(json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.startsWith('w') && !has(self.metadata.labels)"},
+            {"rule": "self.kind == 'Widget'"}]}));
+        let object = json!({"apiVersion": "x/v1", "kind": "Widget", "metadata": {"name": "web", "labels": {"a": "b"}}});
+        assert!(validate(&v, &object, None).is_empty());
+        let object = json!({"kind": "Widget", "metadata": {"name": "db"}});
+        assert_eq!(
+            messages(&validate(&v, &object, None)),
+            [
+                "<nil>: Invalid value: \"object\": failed rule: self.metadata.name.startsWith('w') && !has(self.metadata.labels)"
+            ]
         );
     }
 
