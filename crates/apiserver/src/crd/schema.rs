@@ -160,7 +160,38 @@ pub fn validate(version: &Value, object: &Value, old: Option<&Value>) -> Vec<Cau
     let old_root = old.map(visible);
     check(&root, schema, "", &mut causes);
     rules(&root, old_root.as_ref(), schema, "", &mut causes);
+    if let Some(old_root) = &old_root {
+        // Ratcheting (upstream's CRDValidationRatcheting, on by default): an update may
+        // keep a value that the schema no longer accepts, as long as it does not change it.
+        causes.retain(|c| at(&root, &c.field) != at(old_root, &c.field));
+    }
     causes
+}
+
+/// The value at a cause's field path (`spec.ports[1].name`; `<nil>` or empty: the root);
+/// `None` when absent.
+fn at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() || path == "<nil>" {
+        return Some(root);
+    }
+    let mut current = root;
+    for part in path.split('.') {
+        let (field, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !field.is_empty() {
+            current = current.get(field)?;
+        }
+        for index in indexes.split('[').filter(|x| !x.is_empty()) {
+            let index = index.trim_end_matches(']');
+            current = match index.parse::<usize>() {
+                Ok(i) => current.get(i)?,
+                Err(_) => current.get(index)?,
+            };
+        }
+    }
+    Some(current)
 }
 
 fn child_path(path: &str, key: &str) -> String {
@@ -647,6 +678,23 @@ mod tests {
             messages(&validate(&v, &object, None)),
             [
                 "<nil>: Invalid value: \"object\": failed rule: self.metadata.name.startsWith('w') && !has(self.metadata.labels)"
+            ]
+        );
+    }
+
+    #[test]
+    fn updates_may_keep_values_the_schema_no_longer_accepts() {
+        let v = version(json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"replicas": {"type": "integer", "maximum": 5},
+                "name": {"type": "string", "maxLength": 3}}}}}));
+        let old = json!({"spec": {"replicas": 9, "name": "long"}});
+        let kept = json!({"spec": {"replicas": 9, "name": "abc"}});
+        assert!(validate(&v, &kept, Some(&old)).is_empty());
+        let changed = json!({"spec": {"replicas": 8, "name": "abc"}});
+        assert_eq!(
+            messages(&validate(&v, &changed, Some(&old))),
+            [
+                "spec.replicas: Invalid value: 8: spec.replicas in body should be less than or equal to 5"
             ]
         );
     }
