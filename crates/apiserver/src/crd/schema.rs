@@ -13,6 +13,25 @@ use serde_json::{Map, Value, json};
 
 use crate::status::Cause;
 
+/// The fields of `metav1.ObjectMeta`, all an embedded resource's metadata may hold.
+const OBJECT_META: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
 /// Prunes `object` to what `version`'s schema knows and applies its defaults; the object
 /// as stored (unknown fields are then reported by comparing it with the input).
 pub fn prune_and_default(version: &Value, mut object: Value) -> Value {
@@ -68,6 +87,10 @@ fn prune(value: &mut Value, schema: &Value) {
             let embedded = schema["x-kubernetes-embedded-resource"] == json!(true);
             let has_structure =
                 schema["properties"].is_object() || schema["additionalProperties"].is_object();
+            // An embedded object's metadata is an ObjectMeta: what it does not have goes.
+            if embedded && let Some(Value::Object(meta)) = map.get_mut("metadata") {
+                meta.retain(|k, _| OBJECT_META.contains(&k.as_str()));
+            }
             if !has_structure && preserves(schema) {
                 return;
             }
@@ -695,6 +718,28 @@ mod tests {
             messages(&validate(&v, &changed, Some(&old))),
             [
                 "spec.replicas: Invalid value: 8: spec.replicas in body should be less than or equal to 5"
+            ]
+        );
+    }
+
+    #[test]
+    fn embedded_resources_keep_their_type_and_object_metadata() {
+        let v = version(json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                "x-kubernetes-preserve-unknown-fields": true}}}}}));
+        let object = json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b"}, "bogus": 1}, "spec": {"any": 1}}}});
+        assert_eq!(
+            prune_and_default(&v, object),
+            json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"any": 1}}}})
+        );
+        let missing = json!({"spec": {"template": {"metadata": {}}}});
+        assert_eq!(
+            messages(&validate(&v, &missing, None)),
+            [
+                "spec.template.apiVersion: Required value: must not be empty",
+                "spec.template.kind: Required value: must not be empty"
             ]
         );
     }
