@@ -51,6 +51,7 @@ pub fn crd(object: &Value, causes: &mut Vec<Cause>) {
             "should be a domain with at least one dot",
         ));
     }
+    api_approval(object, group, causes);
     match str_of(&spec["scope"]) {
         "" => required("spec.scope", causes),
         "Cluster" | "Namespaced" => {}
@@ -107,6 +108,37 @@ pub fn crd(object: &Value, causes: &mut Vec<Cause>) {
         }
     }
     validate_names(names, "spec.names", causes);
+}
+
+/// Groups of the Kubernetes project (`*.k8s.io`, `*.kubernetes.io`) need the API review's
+/// approval annotation: a URL, or a reason starting with `unapproved`.
+fn api_approval(object: &Value, group: &str, causes: &mut Vec<Cause>) {
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|g| group == *g || group.ends_with(&format!(".{g}")));
+    if !protected {
+        return;
+    }
+    const KEY: &str = "api-approved.kubernetes.io";
+    let field = format!("metadata.annotations[{KEY}]");
+    match object["metadata"]["annotations"][KEY].as_str() {
+        None => causes.push(Cause::required(
+            &field,
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+        )),
+        Some(value)
+            if !(value.starts_with("unapproved")
+                || value.starts_with("https://")
+                || value.starts_with("http://")) =>
+        {
+            causes.push(Cause::invalid(
+                &field,
+                &json!(value),
+                "protected groups must have approval annotation \"api-approved.kubernetes.io\" with either a URL or a reason starting with \"unapproved\", see https://github.com/kubernetes/enhancements/pull/1111",
+            ))
+        }
+        Some(_) => {}
+    }
 }
 
 /// `spec.names` and `status.acceptedNames`.
@@ -312,6 +344,18 @@ mod tests {
         bad["spec"]["group"] = json!("example");
         bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
             "properties": {"spec": {"properties": {"a": {"type": "string"}}}}});
+        let mut protected = good.clone();
+        protected["metadata"]["name"] = json!("widgets.x.k8s.io");
+        protected["spec"]["group"] = json!("x.k8s.io");
+        assert_eq!(
+            messages(&protected),
+            [
+                "metadata.annotations[api-approved.kubernetes.io]: Required value: protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111"
+            ]
+        );
+        protected["metadata"]["annotations"] =
+            json!({"api-approved.kubernetes.io": "unapproved, testing"});
+        assert!(messages(&protected).is_empty());
         assert_eq!(
             messages(&bad),
             [
