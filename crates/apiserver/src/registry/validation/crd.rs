@@ -81,6 +81,15 @@ pub fn crd(object: &Value, causes: &mut Vec<Cause>) {
                 &problem,
             ));
         }
+        for (j, column) in
+            version["additionalPrinterColumns"].as_array().into_iter().flatten().enumerate()
+        {
+            printer_column(
+                column,
+                &format!("spec.versions[{i}].additionalPrinterColumns[{j}]"),
+                causes,
+            );
+        }
         let schema = &version["schema"]["openAPIV3Schema"];
         let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
         if schema.is_object() {
@@ -138,6 +147,31 @@ fn api_approval(object: &Value, group: &str, causes: &mut Vec<Cause>) {
             ))
         }
         Some(_) => {}
+    }
+}
+
+/// An `additionalPrinterColumns` entry: a name, a known type and format, a JSONPath.
+fn printer_column(column: &Value, path: &str, causes: &mut Vec<Cause>) {
+    const TYPES: [&str; 5] = ["boolean", "date", "integer", "number", "string"];
+    const FORMATS: [&str; 8] =
+        ["byte", "date", "date-time", "double", "float", "int32", "int64", "password"];
+    if str_of(&column["name"]).is_empty() {
+        required(&format!("{path}.name"), causes);
+    }
+    match str_of(&column["type"]) {
+        "" => causes.push(Cause::required(
+            &format!("{path}.type"),
+            &format!("must be one of {}", TYPES.join(",")),
+        )),
+        t if TYPES.contains(&t) => {}
+        _ => not_supported(&format!("{path}.type"), &column["type"], &TYPES, causes),
+    }
+    let format = str_of(&column["format"]);
+    if !format.is_empty() && !FORMATS.contains(&format) {
+        not_supported(&format!("{path}.format"), &column["format"], &FORMATS, causes);
+    }
+    if str_of(&column["jsonPath"]).is_empty() {
+        required(&format!("{path}.jsonPath"), causes);
     }
 }
 
@@ -342,6 +376,8 @@ mod tests {
         let mut bad = good.clone();
         bad["metadata"]["name"] = json!("widgets.example.org");
         bad["spec"]["group"] = json!("example");
+        bad["spec"]["versions"][0]["additionalPrinterColumns"] =
+            json!([{"name": "Size", "type": "text", "jsonPath": ".spec.size"}]);
         bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
             "properties": {"spec": {"properties": {"a": {"type": "string"}}}}});
         let mut protected = good.clone();
@@ -361,6 +397,7 @@ mod tests {
             [
                 "metadata.name: Invalid value: \"widgets.example.org\": must be spec.names.plural+\".\"+spec.group",
                 "spec.group: Invalid value: \"example\": should be a domain with at least one dot",
+                "spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: \"text\": supported values: \"boolean\", \"date\", \"integer\", \"number\", \"string\"",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
             ]
         );
