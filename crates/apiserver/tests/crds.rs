@@ -537,3 +537,49 @@ with_each_kubectl!(
     a_crd_is_established_and_its_resource_served,
     custom_resources_are_explained_and_watched,
 );
+
+/// kube-rs, as operators use it: the resource found by discovery, dynamic objects,
+/// server-side apply and a status patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_drives_custom_resources_through_discovery() -> Result<()> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&s.kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(config)?;
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    let (resource, capabilities) = discovery
+        .groups()
+        .find(|g| g.name() == "example.com")
+        .context("example.com is not discovered")?
+        .recommended_kind("Widget")
+        .context("Widget is not discovered")?;
+    ensure!(resource.version == "v1" && resource.plural == "widgets", "{resource:?}");
+    ensure!(
+        capabilities.subresources.iter().any(|(r, _)| r.plural == "widgets/status")
+            || capabilities.subresources.iter().any(|(r, _)| r.plural == "status")
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let applied: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": { "name": "op" }, "spec": { "color": "green" },
+    }))?;
+    let params = PatchParams::apply("operator").force();
+    let created = api.patch("op", &params, &Patch::Apply(&applied)).await?;
+    ensure!(created.data["spec"]["replicas"] == 1, "{:?}", created.data);
+    let status = serde_json::json!({ "status": { "replicas": 1 } });
+    let patched = api.patch_status("op", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    ensure!(patched.data["status"]["replicas"] == 1, "{:?}", patched.data);
+    let listed = api.list(&Default::default()).await?;
+    ensure!(
+        listed.items.len() == 1
+            && listed.items[0].types.as_ref().is_some_and(|t| t.kind == "Widget")
+    );
+    Ok(())
+}

@@ -77,19 +77,16 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 }
 
 /// Writes a stored object as a list item — stamped with its resource version, without
-/// `apiVersion`/`kind` — straight from its stored bytes: only the top level and
+/// `apiVersion`/`kind` (but with them for custom resources) — straight from its stored bytes: only the top level and
 /// `metadata` are parsed, the rest is copied as it is.
 pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) -> ApiResult<()> {
     let corrupt = |e: serde_json::Error| {
         ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
     };
-    if info.custom.is_some_and(|v| v["hasDefaults"] == json!(true)) {
-        // Defaulted on read: through the whole object.
-        let mut object = decode(info, kv)?;
-        if let Some(map) = object.as_object_mut() {
-            map.remove("apiVersion");
-            map.remove("kind");
-        }
+    if info.is_custom() {
+        // Custom resources' list items carry apiVersion and kind (upstream's unstructured
+        // lists) and are defaulted on read: through the whole object.
+        let object = decode(info, kv)?;
         return serde_json::to_writer(&mut *out, &object).map_err(corrupt);
     }
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
