@@ -178,6 +178,11 @@ async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<(
     let other =
         s.ok(&["get", "widgets.v1beta1.example.com", "w1", "-o", "jsonpath={.apiVersion}"]).await?;
     ensure!(other == "example.com/v1beta1", "{other}");
+    let beta = "apiVersion: example.com/v1beta1\nkind: Widget\nmetadata:\n  name: beta\nspec:\n  anything: goes\n";
+    let out =
+        s.kubectl_in(&["create", "-f", "-", "-o", "jsonpath={.apiVersion}"], Some(beta)).await?;
+    ensure!(out.ok && out.stdout == "example.com/v1beta1", "{} {}", out.stdout, out.stderr);
+    s.ok(&["delete", "widgets.v1beta1.example.com", "beta"]).await?;
 
     // Spec and status change separately.
     let out = s

@@ -115,6 +115,13 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
     let names = &crd["status"]["acceptedNames"];
     let names = if names["plural"].is_string() { names } else { &spec["names"] };
     let kind = names["kind"].as_str().unwrap_or("");
+    let storage_version = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].clone())
+        .unwrap_or(Value::Null);
     let mut out = Vec::new();
     for version in spec["versions"].as_array().into_iter().flatten() {
         if version["served"] != json!(true) {
@@ -132,6 +139,7 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
             "categories": names["categories"],
             "scope": spec["scope"],
             "storage": version["storage"],
+            "storageVersion": storage_version,
             "schema": version["schema"]["openAPIV3Schema"],
             "subresources": version["subresources"],
             "additionalPrinterColumns": version["additionalPrinterColumns"],
@@ -227,7 +235,51 @@ pub fn terminating(info: &ResourceInfo) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::version_rank;
+    use super::*;
+
+    #[test]
+    fn established_crds_are_served_and_stored_in_their_storage_version() {
+        let crd = json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
+            "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false},
+                {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+                {"name": "v1alpha1", "served": false, "storage": false}]},
+            "status": {"conditions": [{"type": "Established", "status": "True"}]}});
+        let served = Served::default();
+        served.set(std::slice::from_ref(&crd));
+        let registry = served.registry();
+        let versions = &registry
+            .groups()
+            .into_iter()
+            .find(|g| g.name == "example.com")
+            .expect("group")
+            .versions;
+        assert_eq!(versions, &["v1", "v1beta1"]);
+        let beta = registry.find("example.com", "v1beta1", "widgets").expect("v1beta1 served");
+        assert_eq!(beta.storage_prefix(), "/registry/example.com/widgets/");
+        assert!(registry.find("example.com", "v1alpha1", "widgets").is_none());
+        assert!(
+            registry
+                .find("example.com", "v1", "widgets")
+                .expect("v1")
+                .subresource("status")
+                .is_some()
+        );
+        let stored = crate::registry::encode(
+            beta,
+            &json!({"apiVersion": "example.com/v1beta1", "metadata": {"name": "a"}}),
+        )
+        .expect("encodes");
+        let stored: Value = serde_json::from_slice(&stored).expect("json");
+        assert_eq!(stored["apiVersion"], "example.com/v1");
+        // The same CRD again serves the same (interned) resources.
+        served.set(std::slice::from_ref(&crd));
+        assert!(std::ptr::eq(registry, served.registry()));
+        // Not established: not served.
+        served.set(&[]);
+        assert!(served.registry().find("example.com", "v1", "widgets").is_none());
+    }
 
     #[test]
     fn versions_sort_as_upstream_prioritizes_them() {

@@ -126,9 +126,14 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     Ok(())
 }
 
-fn encode(object: &Value) -> ApiResult<Vec<u8>> {
+pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> {
     let mut stored = object.clone();
     metadata_mut(&mut stored).remove("resourceVersion");
+    if let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) {
+        // Custom resources are stored in the storage version (upstream's `None`
+        // conversion only changes apiVersion), as kube-apiserver would store them.
+        stored["apiVersion"] = json!(format!("{}/{version}", info.group));
+    }
     serde_json::to_vec(&stored).map_err(ApiError::internal)
 }
 
@@ -152,7 +157,7 @@ impl Objects {
 
     /// Creates `object` (already defaulted and validated) at `place`.
     pub async fn create(&self, place: Place<'_>, object: Value, dry_run: bool) -> ApiResult<Value> {
-        let bytes = encode(&object)?;
+        let bytes = encode(place.info, &object)?;
         if dry_run {
             return match self.store.get(&place.key()).await {
                 Ok(Some(_)) => {
@@ -180,7 +185,7 @@ impl Objects {
         }
         let revision = self
             .store
-            .update(&place.key(), encode(&object)?, expected)
+            .update(&place.key(), encode(place.info, &object)?, expected)
             .await
             .map_err(|e| place.store_error(e))?;
         Ok(stamp(object, revision))
