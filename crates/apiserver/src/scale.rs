@@ -140,7 +140,7 @@ pub async fn write(
             set_path(&mut object, spec_path, json!(replicas));
             if let Some(version) = target.info.custom {
                 // The new replicas must still fit the custom resource's schema.
-                let causes = crate::crd::schema::validate(version, &object, None);
+                let causes = crate::crd::validation::validate(version, &object, None);
                 if !causes.is_empty() {
                     return Err(ApiError::invalid(
                         target.info.group,

@@ -9,13 +9,14 @@
 //! from are leaked (`Box::leak`), interned by content: a CRD that does not change leaks
 //! nothing more, one that changes leaks its new description once. Objects of a custom
 //! resource are stored under `/registry/<group>/<plural>/` by the generic store, as
-//! untyped JSON; [`schema`] validates, prunes and defaults them against the version's
-//! `openAPIV3Schema`.
+//! untyped JSON; [`schema`] prunes and defaults them and [`validation`] checks them
+//! against the version's `openAPIV3Schema`.
 //!
 //! Must never hand out a registry that serves a resource whose CRD is not established.
 
 pub mod controller;
 pub mod schema;
+pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};

@@ -380,7 +380,7 @@ pub fn prepare_update(
 /// custom resource's schema.
 fn type_causes(info: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     match (info.custom, old) {
-        (Some(version), old) => crate::crd::schema::validate(version, object, old),
+        (Some(version), old) => crate::crd::validation::validate(version, object, old),
         (None, None) => validation::validate_create(info.group, info.plural, object),
         (None, Some(old)) => validation::validate_update(info.group, info.plural, old, object),
     }
