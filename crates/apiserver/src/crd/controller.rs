@@ -180,7 +180,13 @@ fn desired_status(crd: &Value, claimed: &mut HashSet<(String, String)>) -> Value
     let mut conflict: Option<(&str, String)> = None;
     for name in resource_names.clone() {
         if claimed.contains(&claim(&name, "resource")) && conflict.is_none() {
-            let reason = if name == plural { "PluralConflict" } else { "SingularConflict" };
+            let reason = if name == plural {
+                "PluralConflict"
+            } else if name == singular {
+                "SingularConflict"
+            } else {
+                "ShortNamesConflict"
+            };
             conflict = Some((reason, format!("{name:?} is already in use")));
         }
     }
@@ -362,4 +368,62 @@ async fn clean_up(api: &ApiServer, crd: &Value) -> ApiResult<bool> {
     }
     let left = api.store.count(&prefix).await.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(left == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd(name: &str, plural: &str, kind: &str) -> Value {
+        json!({"metadata": {"name": format!("{plural}.example.com"), "uid": name},
+            "spec": {"group": "example.com", "names": {"plural": plural, "kind": kind, "shortNames": ["x"]},
+                "versions": [{"name": "v1", "served": true, "storage": true}]}})
+    }
+
+    fn condition<'a>(status: &'a Value, kind: &str) -> (&'a str, &'a str, &'a str) {
+        let c = status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == kind))
+            .expect("condition");
+        (
+            c["status"].as_str().unwrap_or(""),
+            c["reason"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or(""),
+        )
+    }
+
+    #[test]
+    fn the_first_crd_keeps_its_names_and_a_later_one_conflicts() {
+        let mut claimed = HashSet::new();
+        let first = desired_status(&crd("a", "widgets", "Widget"), &mut claimed);
+        assert_eq!(
+            condition(&first, "NamesAccepted"),
+            ("True", "NoConflicts", "no conflicts found")
+        );
+        assert_eq!(condition(&first, "Established").0, "True");
+        assert_eq!(first["acceptedNames"]["listKind"], "WidgetList");
+        assert_eq!(first["acceptedNames"]["singular"], "widget");
+        assert_eq!(first["storedVersions"], json!(["v1"]));
+        let same_kind = desired_status(&crd("b", "gadgets", "Widget"), &mut claimed);
+        assert_eq!(
+            condition(&same_kind, "NamesAccepted"),
+            ("False", "SingularConflict", "\"widget\" is already in use")
+        );
+        let short = desired_status(&crd("d", "things", "Thing"), &mut claimed);
+        assert_eq!(
+            condition(&short, "NamesAccepted"),
+            ("False", "ShortNamesConflict", "\"x\" is already in use")
+        );
+        assert_eq!(
+            condition(&same_kind, "Established"),
+            ("False", "NotAccepted", "not all names are accepted")
+        );
+        let mut other = crd("c", "widgets", "Thing");
+        other["spec"]["names"]["shortNames"] = json!([]);
+        let plural = desired_status(&other, &mut claimed);
+        assert_eq!(
+            condition(&plural, "NamesAccepted"),
+            ("False", "PluralConflict", "\"widgets\" is already in use")
+        );
+    }
 }
