@@ -1,9 +1,9 @@
 //! The registry the API server serves discovery and REST routing from: every resource in a
 //! stable order, looked up by group, version and plural or kind.
 //!
-//! The registry is built once and never changes; it must never hold per-request or
-//! per-object state. Custom resources are not part of it: they come and go with their
-//! definitions and are the API server's business.
+//! The built-in registry is built once and never changes; it must never hold per-request
+//! or per-object state. Custom resources come and go with their definitions: the API
+//! server builds a new registry ([`Registry::with_custom`]) when they change.
 
 use std::sync::OnceLock;
 
@@ -37,6 +37,13 @@ impl Registry {
         BUILTIN.get_or_init(|| Registry {
             resources: GROUP_VERSIONS.iter().flat_map(|gv| gv.iter().cloned()).collect(),
         })
+    }
+
+    /// These resources followed by `custom` ones (in the order given: by group, versions
+    /// preferred first, plurals sorted), as the API server serves them while
+    /// CustomResourceDefinitions add resources.
+    pub fn with_custom(&self, custom: impl IntoIterator<Item = ResourceInfo>) -> Registry {
+        Registry { resources: self.resources.iter().cloned().chain(custom).collect() }
     }
 
     /// Every resource, in discovery order.

@@ -43,6 +43,9 @@ pub struct ResourceInfo {
     pub subresources: &'static [Subresource],
     /// What the Rust type of the resource's objects can do with them.
     pub typed: Typed,
+    /// For a custom resource, its CustomResourceDefinition's version as the API server
+    /// built it (schema, subresources, printer columns); `None` for built-in resources.
+    pub custom: Option<&'static serde_json::Value>,
 }
 
 /// Operations that need the resource's Rust type (from `k8s-openapi`), as plain function
@@ -63,6 +66,12 @@ impl std::fmt::Debug for Typed {
 }
 
 impl Typed {
+    /// The operations of a resource without a Rust type (custom resources): any JSON
+    /// object passes as it is, and the schema says only that it is an object.
+    pub const fn untyped() -> Self {
+        Typed { normalize: untyped_normalize, schema: untyped_schema }
+    }
+
     /// The operations of `T`.
     pub const fn of<T>() -> Self
     where
@@ -103,6 +112,18 @@ fn normalize<T: serde::Serialize + serde::de::DeserializeOwned>(
     })
 }
 
+fn untyped_normalize(value: &serde_json::Value) -> Result<serde_json::Value, TypeError> {
+    if value.is_object() {
+        Ok(value.clone())
+    } else {
+        Err(TypeError { path: ".".into(), missing: false, message: "expected an object".into() })
+    }
+}
+
+fn untyped_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object" })
+}
+
 fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     generator.subschema_for::<T>()
 }
@@ -141,6 +162,11 @@ impl ResourceInfo {
     /// Kind of the list type: `"PodList"`.
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
+    }
+
+    /// Whether this is a custom resource, served from a CustomResourceDefinition.
+    pub fn is_custom(&self) -> bool {
+        self.custom.is_some()
     }
 
     /// Whether objects live in a namespace.
@@ -188,6 +214,7 @@ impl ResourceInfo {
             _ => None,
         };
         match (legacy, self.group) {
+            _ if self.custom.is_some() => format!("/registry/{}/{}/", self.group, self.plural),
             (Some(path), _) => format!("/registry/{path}/"),
             (None, "apiextensions.k8s.io" | "apiregistration.k8s.io") => {
                 format!("/registry/{}/{}/", self.group, self.plural)

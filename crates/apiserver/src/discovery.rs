@@ -99,9 +99,10 @@ fn wants_aggregated(req: &Request) -> bool {
     })
 }
 
-pub fn core_versions(req: &Request) -> Response {
+pub fn core_versions(api: &ApiServer, req: &Request) -> Response {
     if wants_aggregated(req) {
-        let items = vec![json!({ "metadata": {}, "versions": [version_discovery("", "v1")] })];
+        let versions = [version_discovery(api.registry(), "", "v1")];
+        let items = vec![json!({ "metadata": {}, "versions": versions })];
         return aggregated(items);
     }
     json_response(
@@ -110,15 +111,15 @@ pub fn core_versions(req: &Request) -> Response {
     )
 }
 
-pub fn groups(req: &Request) -> Response {
-    let registry = Registry::builtin();
+pub fn groups(api: &ApiServer, req: &Request) -> Response {
+    let registry = api.registry();
     if wants_aggregated(req) {
         let items = registry
             .groups()
             .iter()
             .map(|g| {
                 let versions: Vec<Value> =
-                    g.versions.iter().map(|v| version_discovery(g.name, v)).collect();
+                    g.versions.iter().map(|v| version_discovery(registry, g.name, v)).collect();
                 json!({ "metadata": { "name": g.name }, "versions": versions })
             })
             .collect();
@@ -131,8 +132,8 @@ pub fn groups(req: &Request) -> Response {
     )
 }
 
-pub fn group(name: &str) -> ApiResult<Response> {
-    let registry = Registry::builtin();
+pub fn group(api: &ApiServer, name: &str) -> ApiResult<Response> {
+    let registry = api.registry();
     let group = registry
         .groups()
         .into_iter()
@@ -157,14 +158,18 @@ fn group_json(g: &keelson_api::GroupInfo) -> Value {
     })
 }
 
-fn served(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceInfo> {
-    Registry::builtin().resources().iter().filter(move |r| r.group == group && r.version == version)
+fn served<'a>(
+    registry: &'static Registry,
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+    registry.resources().iter().filter(move |r| r.group == group && r.version == version)
 }
 
 /// `/api/v1` and `/apis/{group}/{version}`: an `APIResourceList`.
-pub fn resources(group: &str, version: &str) -> ApiResult<Response> {
+pub fn resources(api: &ApiServer, group: &str, version: &str) -> ApiResult<Response> {
     let mut list = Vec::new();
-    for r in served(group, version) {
+    for r in served(api.registry(), group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -206,8 +211,8 @@ pub fn resources(group: &str, version: &str) -> ApiResult<Response> {
 }
 
 /// One version of a group in aggregated discovery.
-fn version_discovery(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = served(group, version)
+fn version_discovery(registry: &'static Registry, group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = served(registry, group, version)
         .map(|r| {
             let subresources: Vec<Value> = r
                 .subresources

@@ -16,6 +16,7 @@ pub mod authn;
 mod cache;
 pub mod cel;
 pub mod certificates;
+pub mod crd;
 mod discovery;
 pub mod encryption;
 mod openapi;
@@ -95,11 +96,18 @@ pub struct ApiServer {
     csr_signer: Option<keelson_pki::CsrSigner>,
     /// The configuration in effect and the store under the encryption, for the status.
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
+    /// The built-in resources and those CustomResourceDefinitions add.
+    custom: crd::Served,
 }
 
 impl ApiServer {
     fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// The resources served now: the built-in ones and the established custom ones.
+    pub fn registry(&self) -> &'static Registry {
+        self.custom.registry()
     }
 }
 
@@ -169,6 +177,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         tokens,
         csr_signer,
         encryption,
+        custom: crd::Served::default(),
     });
     let listener = TcpListener::bind(config.bind)
         .await
@@ -187,6 +196,12 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     // Every namespace has its default service account and the cluster CA from the start.
     authn::publisher::reconcile(&api).await;
     tokio::spawn(authn::publisher::run(api.clone()));
+    // Established CRDs are served from the first request.
+    let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
+        Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }
+    })?;
+    crd::controller::reconcile_all(&api, &crds.items).await;
+    tokio::spawn(crd::controller::run(api.clone()));
     // Quotas have their status (upstream's resource quota controller) from the start.
     admission::resourcequota::controller::reconcile_all(&api).await;
     tokio::spawn(admission::resourcequota::controller::run(api.clone()));

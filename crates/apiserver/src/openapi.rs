@@ -38,9 +38,7 @@ fn documents() -> &'static BTreeMap<String, Document> {
             .map(|(prefix, resources)| {
                 let body =
                     serde_json::to_vec(&group_version_document(&resources)).unwrap_or_default();
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                body.hash(&mut hasher);
-                (prefix, Document { hash: format!("{:016X}", hasher.finish()), body })
+                (prefix, document(body))
             })
             .collect()
     })
@@ -55,10 +53,12 @@ fn path_prefix(r: &ResourceInfo) -> String {
     }
 }
 
-/// `GET /openapi/v3`.
-pub fn index() -> Response {
+/// `GET /openapi/v3`: the built-in group-versions and those of custom resources.
+pub fn index(registry: &'static Registry) -> Response {
+    let custom = custom_documents(registry);
     let paths: Map<String, Value> = documents()
         .iter()
+        .chain(custom.iter())
         .map(|(prefix, doc)| {
             (
                 prefix.clone(),
@@ -70,9 +70,103 @@ pub fn index() -> Response {
 }
 
 /// `GET /openapi/v3/{api/v1 | apis/<group>/<version>}`.
-pub fn group_version(prefix: &str) -> ApiResult<Response> {
-    let doc = documents().get(prefix).ok_or_else(ApiError::path_not_found)?;
-    Ok(json(doc.body.clone()))
+pub fn group_version(registry: &'static Registry, prefix: &str) -> ApiResult<Response> {
+    if let Some(doc) = documents().get(prefix) {
+        return Ok(json(doc.body.clone()));
+    }
+    let mut custom = custom_documents(registry);
+    let doc = custom.remove(prefix).ok_or_else(ApiError::path_not_found)?;
+    Ok(json(doc.body))
+}
+
+fn document(body: Vec<u8>) -> Document {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    Document { hash: format!("{:016X}", hasher.finish()), body }
+}
+
+/// The documents of the custom resources' group-versions, built from their schemas
+/// (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
+fn custom_documents(registry: &'static Registry) -> BTreeMap<String, Document> {
+    let mut by_gv: BTreeMap<String, Vec<&'static ResourceInfo>> = BTreeMap::new();
+    for r in registry.resources().iter().filter(|r| r.is_custom()) {
+        by_gv.entry(path_prefix(r)).or_default().push(r);
+    }
+    by_gv
+        .into_iter()
+        .map(|(prefix, resources)| {
+            let body = serde_json::to_vec(&custom_document(&resources)).unwrap_or_default();
+            (prefix, document(body))
+        })
+        .collect()
+}
+
+/// Upstream's definition name of a custom kind: the group reversed, the version, the
+/// kind (`com.example.v1.Widget`).
+fn definition_name(r: &ResourceInfo, kind: &str) -> String {
+    let mut group: Vec<&str> = r.group.split('.').collect();
+    group.reverse();
+    format!("{}.{}.{kind}", group.join("."), r.version)
+}
+
+fn custom_document(resources: &[&ResourceInfo]) -> Value {
+    use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+    let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    let object_meta =
+        serde_json::to_value(generator.subschema_for::<ObjectMeta>()).unwrap_or(Value::Null);
+    let list_meta =
+        serde_json::to_value(generator.subschema_for::<ListMeta>()).unwrap_or(Value::Null);
+    let mut paths = Map::new();
+    let mut custom = Map::new();
+    for r in resources {
+        let version = r.custom.cloned().unwrap_or(Value::Null);
+        let name = definition_name(r, r.kind);
+        let mut schema = match &version["schema"] {
+            Value::Object(map) => Value::Object(map.clone()),
+            _ => json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }),
+        };
+        let string = |description: &str| json!({ "type": "string", "description": description });
+        schema["type"] = json!("object");
+        schema["properties"]["apiVersion"] = string(
+            "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+        );
+        schema["properties"]["kind"] = string(
+            "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+        );
+        schema["properties"]["metadata"] = json!({
+            "allOf": [object_meta],
+            "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        });
+        schema["x-kubernetes-group-version-kind"] =
+            json!([{ "group": r.group, "kind": r.kind, "version": r.version }]);
+        custom.insert(name.clone(), schema);
+        let list_kind = r.list_kind();
+        let list_name = definition_name(r, &list_kind);
+        custom.insert(
+            list_name,
+            json!({
+                "type": "object",
+                "required": ["items"],
+                "description": format!("{list_kind} is a list of {}", r.kind),
+                "properties": {
+                    "apiVersion": { "type": "string" },
+                    "kind": { "type": "string" },
+                    "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{name}") } },
+                    "metadata": { "allOf": [list_meta] },
+                },
+                "x-kubernetes-group-version-kind": [{ "group": r.group, "kind": list_kind, "version": r.version }],
+            }),
+        );
+        add_paths(&mut paths, r, &json!({ "$ref": format!("#/components/schemas/{name}") }));
+    }
+    let mut schemas = generator.take_definitions(true);
+    schemas.extend(custom);
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes CRD Swagger", "version": "v0.1.0" },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    })
 }
 
 fn json(body: Vec<u8>) -> Response {

@@ -88,6 +88,10 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             target.info.plural,
             "create (not served yet)",
         )),
+        ("create", None) if crate::crd::terminating(target.info) => {
+            // Upstream refuses new objects while the CRD's cleanup deletes them.
+            Err(ApiError::method_not_supported(target.info.group, target.info.plural, "create"))
+        }
         ("create", None) => create(api, &req, &target, write).await,
         ("update", Some("finalize")) => finalize_namespace(api, &req, &target, dry_run).await,
         ("get", Some("scale")) => scale::get(api, &target).await,
@@ -240,12 +244,22 @@ pub struct Filter {
 impl Filter {
     pub fn from_request(req: &Request, info: &ResourceInfo) -> ApiResult<Self> {
         let strategy = strategy::for_resource(info);
+        // A custom resource's `selectableFields` (`.spec.color` selects as `spec.color`).
+        let selectable: Vec<&str> = info
+            .custom
+            .and_then(|v| v["selectableFields"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["jsonPath"].as_str())
+            .map(|p| p.trim_start_matches('.'))
+            .collect();
+        let supported = if selectable.is_empty() { strategy.field_selectors } else { &selectable };
         Ok(Filter {
             labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
             fields: FieldSelector::parse(
                 req.param("fieldSelector").unwrap_or(""),
                 info.kind,
-                strategy.field_selectors,
+                supported,
             )?,
         })
     }
@@ -763,6 +777,15 @@ async fn patch(
     let content_type =
         req.header(http::header::CONTENT_TYPE).split(';').next().unwrap_or("").trim().to_owned();
     let kind = patch::Kind::from_content_type(&content_type)?;
+    if kind == patch::Kind::Strategic && target.info.is_custom() {
+        // Custom resources have no patch strategies (upstream's 415).
+        return Err(ApiError {
+            code: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "UnsupportedMediaType",
+            message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+            details: None,
+        });
+    }
     let check = BodyCheck { mode: write.validation, duplicates: Vec::new() };
     guaranteed_update(api, req, target, write, |old| {
         let info = target.info;

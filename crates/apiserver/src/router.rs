@@ -52,13 +52,13 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
             Some(tokens) => Ok(crate::authn::serviceaccount::jwks(tokens)),
             None => Err(ApiError::path_not_found()),
         },
-        ["openapi", "v3"] => Ok(openapi::index()),
-        ["openapi", "v3", rest @ ..] => openapi::group_version(&rest.join("/")),
-        ["api"] => Ok(discovery::core_versions(&req)),
-        ["apis"] => Ok(discovery::groups(&req)),
-        ["api", "v1"] => discovery::resources("", "v1"),
-        ["apis", group] => discovery::group(group),
-        ["apis", group, version] => discovery::resources(group, version),
+        ["openapi", "v3"] => Ok(openapi::index(api.registry())),
+        ["openapi", "v3", rest @ ..] => openapi::group_version(api.registry(), &rest.join("/")),
+        ["api"] => Ok(discovery::core_versions(api, &req)),
+        ["apis"] => Ok(discovery::groups(api, &req)),
+        ["api", "v1"] => discovery::resources(api, "", "v1"),
+        ["apis", group] => discovery::group(api, group),
+        ["apis", group, version] => discovery::resources(api, group, version),
         ["keelson", "v1", "secrets-encryption"] => encryption_status(api).await,
         ["api", "v1", rest @ ..] => resource(api, req, "", "v1", rest).await,
         ["apis", group, version, rest @ ..] => {
@@ -95,13 +95,17 @@ async fn resource(
     version: &str,
     rest: &[&str],
 ) -> ApiResult<Response> {
-    let target = resolve(group, version, rest)?;
+    let target = resolve(api.registry(), group, version, rest)?;
     rest::handle(api, req, target).await
 }
 
 /// Resolves the part of a path after `/api/v1` or `/apis/{group}/{version}`.
-pub fn resolve(group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
-    let registry = Registry::builtin();
+pub fn resolve(
+    registry: &'static Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> ApiResult<Target> {
     let (legacy_watch, rest) = match rest {
         ["watch", rest @ ..] => (true, rest),
         rest => (false, rest),
@@ -167,14 +171,14 @@ pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
 }
 
 /// What a request is about, for the audit log: its verb and the object it addresses.
-pub fn describe(req: &Request) -> crate::audit::Described {
+pub fn describe(registry: &'static Registry, req: &Request) -> crate::audit::Described {
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let resolved = match segments.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => {
-            resolve("", "v1", rest).ok().map(|t| (t, "", "v1"))
+            resolve(registry, "", "v1", rest).ok().map(|t| (t, "", "v1"))
         }
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
-            resolve(group, version, rest).ok().map(|t| (t, *group, *version))
+            resolve(registry, group, version, rest).ok().map(|t| (t, *group, *version))
         }
         _ => None,
     };

@@ -24,6 +24,21 @@ fn scale_of(info: &ResourceInfo, object: &Value) -> Value {
         .filter(|(k, _)| keep.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(scale) = custom_scale(info) {
+        let read = |field: &str| scale[field].as_str().and_then(|p| at_path(object, p));
+        let mut status =
+            json!({ "replicas": read("statusReplicasPath").and_then(Value::as_i64).unwrap_or(0) });
+        if let Some(selector) = read("labelSelectorPath").and_then(Value::as_str) {
+            status["selector"] = json!(selector);
+        }
+        return json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": scale_meta,
+            "spec": { "replicas": read("specReplicasPath").and_then(Value::as_i64).unwrap_or(0) },
+            "status": status,
+        });
+    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -31,6 +46,30 @@ fn scale_of(info: &ResourceInfo, object: &Value) -> Value {
         "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(1) },
         "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector(info, object) },
     })
+}
+
+/// A custom resource's `subresources.scale` (`specReplicasPath`, `statusReplicasPath`,
+/// `labelSelectorPath`).
+fn custom_scale(info: &ResourceInfo) -> Option<&'static Value> {
+    info.custom.map(|v| &v["subresources"]["scale"]).filter(|s| s.is_object())
+}
+
+/// The value at a simple `.a.b` path.
+fn at_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').filter(|p| !p.is_empty()).try_fold(object, |v, key| v.get(key))
+}
+
+/// Sets the value at a simple `.a.b` path, creating objects on the way.
+fn set_path(object: &mut Value, path: &str, value: Value) {
+    let keys: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let mut current = object;
+    for key in &keys {
+        if !current.is_object() {
+            *current = json!({});
+        }
+        current = &mut current[*key];
+    }
+    *current = value;
 }
 
 /// The label selector of the workload's pods, as a string.
@@ -94,11 +133,26 @@ pub async fn write(
             }
             None => 0,
         };
-        if object["spec"]["replicas"].as_i64() != Some(replicas) {
+        let spec_path = custom_scale(target.info)
+            .and_then(|s| s["specReplicasPath"].as_str())
+            .unwrap_or(".spec.replicas");
+        if at_path(&object, spec_path).and_then(Value::as_i64) != Some(replicas) {
             let old = object.clone();
-            object["spec"]["replicas"] = json!(replicas);
+            set_path(&mut object, spec_path, json!(replicas));
             let manager = crate::rest::field_manager(req);
             crate::apply::track_update(target.info, "scale", &manager, Some(&old), &mut object);
+            if let Some(version) = target.info.custom {
+                // The new replicas must still fit the custom resource's schema.
+                let causes = crate::crd::validation::validate(version, &object, None);
+                if !causes.is_empty() {
+                    return Err(ApiError::invalid(
+                        target.info.group,
+                        target.info.kind,
+                        place.name,
+                        causes,
+                    ));
+                }
+            }
             let generation =
                 metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(generation);

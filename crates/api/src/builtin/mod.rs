@@ -95,6 +95,7 @@ where
         categories: &[],
         subresources: &[],
         typed: crate::resource::Typed::of::<T>(),
+        custom: None,
     }
 }
 

@@ -163,7 +163,8 @@ async fn params(
         Some((g, v)) => (g.to_owned(), v.to_owned()),
         None => (String::new(), kind["apiVersion"].as_str().unwrap_or("").to_owned()),
     };
-    let registry = keelson_api::Registry::builtin();
+    // The served registry: params are often custom resources.
+    let registry = api.registry();
     let Some(info) = registry.resources().iter().find(|r| {
         r.group == group && r.version == version && r.kind == kind["kind"].as_str().unwrap_or("")
     }) else {

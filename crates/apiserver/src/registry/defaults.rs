@@ -49,6 +49,9 @@ fn limit_range_item(item: &mut Value) {
 /// Applies the defaults of `group`/`plural` to `object`.
 pub fn apply(group: &str, plural: &str, object: &mut Value) {
     match (group, plural) {
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            super::validation::crd_defaults(object)
+        }
         ("", "pods") => {
             pod_spec(child(object, "spec"));
         }

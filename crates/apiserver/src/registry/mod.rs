@@ -69,16 +69,26 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    if let Some(version) = info.custom {
+        // Defaults added to the schema after the object was written apply on read.
+        crate::crd::schema::default_on_read(version, &mut object);
+    }
     Ok(object)
 }
 
 /// Writes a stored object as a list item — stamped with its resource version, without
-/// `apiVersion`/`kind` — straight from its stored bytes: only the top level and
+/// `apiVersion`/`kind` (but with them for custom resources) — straight from its stored bytes: only the top level and
 /// `metadata` are parsed, the rest is copied as it is.
 pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) -> ApiResult<()> {
     let corrupt = |e: serde_json::Error| {
         ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
     };
+    if info.is_custom() {
+        // Custom resources' list items carry apiVersion and kind (upstream's unstructured
+        // lists) and are defaulted on read: through the whole object.
+        let object = decode(info, kv)?;
+        return serde_json::to_writer(&mut *out, &object).map_err(corrupt);
+    }
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(&kv.value).map_err(corrupt)?;
     out.push(b'{');
@@ -116,9 +126,14 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     Ok(())
 }
 
-fn encode(object: &Value) -> ApiResult<Vec<u8>> {
+pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> {
     let mut stored = object.clone();
     metadata_mut(&mut stored).remove("resourceVersion");
+    if let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) {
+        // Custom resources are stored in the storage version (upstream's `None`
+        // conversion only changes apiVersion), as kube-apiserver would store them.
+        stored["apiVersion"] = json!(format!("{}/{version}", info.group));
+    }
     serde_json::to_vec(&stored).map_err(ApiError::internal)
 }
 
@@ -142,7 +157,7 @@ impl Objects {
 
     /// Creates `object` (already defaulted and validated) at `place`.
     pub async fn create(&self, place: Place<'_>, object: Value, dry_run: bool) -> ApiResult<Value> {
-        let bytes = encode(&object)?;
+        let bytes = encode(place.info, &object)?;
         if dry_run {
             return match self.store.get(&place.key()).await {
                 Ok(Some(_)) => {
@@ -170,7 +185,7 @@ impl Objects {
         }
         let revision = self
             .store
-            .update(&place.key(), encode(&object)?, expected)
+            .update(&place.key(), encode(place.info, &object)?, expected)
             .await
             .map_err(|e| place.store_error(e))?;
         Ok(stamp(object, revision))
@@ -262,7 +277,7 @@ pub fn prepare_create(
         meta.remove("generation");
     }
     (strategy.prepare_create)(&mut object);
-    let causes = validation::validate_create(info.group, info.plural, &object);
+    let causes = type_causes(info, &object, None, None);
     validate(info, &strategy, &object, causes)?;
     Ok(object)
 }
@@ -270,7 +285,7 @@ pub fn prepare_create(
 /// Validates a new object again after admission changed it (upstream validates after
 /// the mutating plugins; here the registry runs first).
 pub fn revalidate_create(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
-    let causes = validation::validate_create(info.group, info.plural, object);
+    let causes = type_causes(info, object, None, None);
     validate(info, &strategy::for_resource(info), object, causes)
 }
 
@@ -357,9 +372,26 @@ pub fn prepare_update(
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut object).insert("generation".into(), json!(generation));
     }
-    let causes = validation::validate_update(info.group, info.plural, old, &object, subresource);
+    let causes = type_causes(info, &object, Some(old), subresource);
     validate(info, &strategy, &object, causes)?;
     Ok(object)
+}
+
+/// The type's own rules: upstream's per-type validation of a built-in resource, or a
+/// custom resource's schema.
+fn type_causes(
+    info: &ResourceInfo,
+    object: &Value,
+    old: Option<&Value>,
+    subresource: Option<&str>,
+) -> Vec<Cause> {
+    match (info.custom, old) {
+        (Some(version), old) => crate::crd::validation::validate(version, object, old),
+        (None, None) => validation::validate_create(info.group, info.plural, object),
+        (None, Some(old)) => {
+            validation::validate_update(info.group, info.plural, old, object, subresource)
+        }
+    }
 }
 
 /// Whether anything but metadata and status differs.

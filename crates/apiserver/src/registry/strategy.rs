@@ -38,6 +38,12 @@ fn nothing(_: &mut Value) {}
 
 fn nothing_more(_: Option<&str>, _: &Value, _: &mut Value) {}
 
+fn drop_status(object: &mut Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+}
+
 pub fn for_resource(info: &ResourceInfo) -> Strategy {
     let generic = Strategy {
         name_rule: NameRule::Subdomain,
@@ -47,6 +53,12 @@ pub fn for_resource(info: &ResourceInfo) -> Strategy {
         return_deleted_object: false,
         prepare_update: nothing_more,
     };
+    if info.is_custom() {
+        // Upstream's custom resource strategy: generation starts at 1 and follows the
+        // spec; with a status subresource, a new object's status is the server's to set.
+        let prepare_create = if Strategy::has_status(info) { drop_status } else { nothing };
+        return Strategy { tracks_generation: true, prepare_create, ..generic };
+    }
     match (info.group, info.plural) {
         ("", "namespaces") => Strategy {
             name_rule: NameRule::Label,

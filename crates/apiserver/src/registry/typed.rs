@@ -45,7 +45,14 @@ pub fn decode(
     check: &BodyCheck,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
-    let normalized = (info.typed.normalize)(&object).map_err(|e| {
+    let normalized = match info.custom {
+        // A custom resource: pruned to its schema and defaulted.
+        Some(version) if object.is_object() => {
+            Ok(crate::crd::schema::prune_and_default(version, object.clone()))
+        }
+        _ => (info.typed.normalize)(&object),
+    };
+    let normalized = normalized.map_err(|e| {
         if e.missing {
             ApiError::invalid(
                 info.group,

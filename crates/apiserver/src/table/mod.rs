@@ -18,6 +18,7 @@ mod batch;
 mod cells;
 mod cluster;
 mod core;
+mod custom;
 mod events;
 mod extensions;
 mod networking;
@@ -93,6 +94,10 @@ pub fn render(
     let printer = printer(info);
     let now = Now::current();
     let include = req.param("includeObject").unwrap_or("Metadata");
+    let cells = |o: &Value| match info.custom {
+        Some(version) => custom::cells(version, o, now),
+        None => (printer.cells)(o, now),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -101,14 +106,17 @@ pub fn render(
                 "Object" => o.clone(),
                 _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }),
             };
-            json!({ "cells": (printer.cells)(o, now), "object": object })
+            json!({ "cells": cells(o), "object": object })
         })
         .collect();
-    let definitions: Vec<Value> = printer
-        .columns
-        .iter()
-        .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority }))
-        .collect();
+    let definitions: Vec<Value> = match info.custom {
+        Some(version) => custom::columns(version),
+        None => printer
+            .columns
+            .iter()
+            .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority }))
+            .collect(),
+    };
     let meta = list_meta.unwrap_or_else(|| {
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });

@@ -95,8 +95,11 @@ impl Evaluator {
 
     /// The evaluators a quota's resource names need, each once: the reconciler counts
     /// these resources' objects.
-    pub fn for_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<Evaluator> {
-        let registry = keelson_api::Registry::builtin();
+    /// `registry` is the one served, so custom resources are counted too.
+    pub fn for_names<'a>(
+        registry: &'static keelson_api::Registry,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<Evaluator> {
         let find = |group: &str, plural: &str| {
             registry
                 .resources()
@@ -462,8 +465,10 @@ mod tests {
             ["pods", "count/deployments.apps", "secrets", "requests.storage", "services.nodeports"]
                 .map(String::from)
                 .to_vec();
-        let plurals: Vec<&str> =
-            Evaluator::for_names(&names).iter().map(|e| e.info.plural).collect();
+        let plurals: Vec<&str> = Evaluator::for_names(keelson_api::Registry::builtin(), &names)
+            .iter()
+            .map(|e| e.info.plural)
+            .collect();
         assert_eq!(
             plurals,
             ["pods", "deployments", "secrets", "persistentvolumeclaims", "services"]

@@ -8,6 +8,7 @@
 pub mod certificates;
 mod cluster;
 mod core;
+mod crd;
 mod pod;
 mod workloads;
 
@@ -44,9 +45,15 @@ pub fn validate_create(group: &str, plural: &str, object: &Value) -> Vec<Cause> 
         ("certificates.k8s.io", "certificatesigningrequests") => {
             certificates::create(object, &mut causes)
         }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::crd(object, &mut causes),
         _ => {}
     }
     causes
+}
+
+/// Upstream's defaults of a CustomResourceDefinition.
+pub fn crd_defaults(object: &mut Value) {
+    crd::defaults(object);
 }
 
 /// Problems of an update from `old` to `new` through `subresource`: the object's own
@@ -85,6 +92,7 @@ pub fn validate_update(
         ("storage.k8s.io", "storageclasses") => {
             cluster::storage_class_update(old, new, &mut causes)
         }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::update(old, new, &mut causes),
         _ => {}
     }
     if plural == "secrets" {

@@ -1,0 +1,590 @@
+//! CustomResourceDefinitions with the real kubectl: a created CRD is established and its
+//! resource served — discovery, CRUD, printer columns, status and scale subresources,
+//! schema validation, pruning and defaulting, CEL rules — and deleting it deletes its
+//! objects first.
+
+mod common;
+
+use anyhow::{Context, Result, ensure};
+use common::TestServer;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [gadgets]
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    selectableFields:
+    - jsonPath: .spec.color
+    additionalPrinterColumns:
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Color
+      type: string
+      jsonPath: .spec.color
+    - name: Ready
+      type: string
+      jsonPath: .status.conditions[?(@.type=="Ready")].status
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        description: A widget of the example shop.
+        type: object
+        properties:
+          spec:
+            description: What the widget should be.
+            type: object
+            required: [color]
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.replicas
+              message: replicas must be at least minReplicas
+            properties:
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              minReplicas: {type: integer, default: 0}
+              color:
+                type: string
+                enum: [red, green, blue]
+                x-kubernetes-validations:
+                - rule: self == oldSelf || oldSelf == 'blue'
+                  messageExpression: "'color is immutable once ' + oldSelf"
+              port: {x-kubernetes-int-or-string: true}
+              owner:
+                type: object
+                properties:
+                  name: {type: string, maxLength: 10}
+                  email: {type: string, pattern: '^[^@]+@[^@]+$'}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    number: {type: integer, format: int32}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+const W1_SPEC: &str = "  color: red\n  replicas: 3\n  port: http\n  bogus: dropped\n  owner: {name: ann, email: ann@example.com}\n  ports: [{name: web, number: 80}]\n";
+
+async fn apply(s: &TestServer, yaml: &str) -> Result<common::Out> {
+    s.kubectl_in(&["apply", "-f", "-"], Some(yaml)).await
+}
+
+async fn establish(s: &TestServer) -> Result<()> {
+    let out = apply(s, CRD).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"])
+        .await?;
+    Ok(())
+}
+
+async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<()> {
+    establish(&s).await?;
+    let status = s
+        .ok(&[
+            "get",
+            "crd",
+            "widgets.example.com",
+            "-o",
+            "jsonpath={.status.acceptedNames.kind} {.status.conditions[?(@.type==\"NamesAccepted\")].status} {.status.storedVersions} {.metadata.finalizers}",
+        ])
+        .await?;
+    ensure!(
+        status == r#"Widget True ["v1"] ["customresourcecleanup.apiextensions.k8s.io"]"#,
+        "{status}"
+    );
+    let resources = s.ok(&["api-resources", "--api-group=example.com", "--no-headers"]).await?;
+    let row: Vec<&str> = resources.split_whitespace().collect();
+    ensure!(row == ["widgets", "wd", "example.com/v1", "true", "Widget"], "{resources}");
+
+    let err = apply(&s, &widget("w1", W1_SPEC)).await?.stderr;
+    ensure!(
+        err.contains(r#"Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field "spec.bogus""#),
+        "{err}"
+    );
+    let out = s
+        .kubectl_in(&["apply", "--validate=warn", "-f", "-"], Some(&widget("w1", W1_SPEC)))
+        .await?;
+    ensure!(out.ok && out.stdout.trim() == "widget.example.com/w1 created", "{}", out.stderr);
+    ensure!(out.stderr.contains(r#"unknown field "spec.bogus""#), "{}", out.stderr);
+    // Pruned, defaulted, and printed with the version's columns.
+    let spec = s.ok(&["get", "wd", "w1", "-o", "jsonpath={.spec}"]).await?;
+    let spec: serde_json::Value = serde_json::from_str(&spec)?;
+    ensure!(spec.get("bogus").is_none() && spec["minReplicas"] == 0, "{spec}");
+    ensure!(spec["port"] == "http" && spec["ports"][0]["number"] == 80, "{spec}");
+    let table = s.ok(&["get", "widgets"]).await?;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    ensure!(lines[0] == ["NAME", "REPLICAS", "COLOR", "READY", "AGE"], "{table}");
+    // A column whose path finds nothing is blank, as upstream's.
+    ensure!(lines[1].len() == 4 && lines[1][..3] == ["w1", "3", "red"], "{table}");
+    ensure!(s.ok(&["get", "gadgets", "-o", "name"]).await?.trim() == "widget.example.com/w1");
+    // selectableFields select.
+    let out = s.ok(&["get", "widgets", "--field-selector=spec.color=red", "-o", "name"]).await?;
+    ensure!(out.trim() == "widget.example.com/w1", "{out}");
+    let out =
+        s.kubectl(&["get", "widgets", "--field-selector=spec.color=blue", "-o", "name"]).await?;
+    ensure!(out.ok && out.stdout.is_empty(), "{}", out.stderr);
+    let err = s.fails(&["get", "widgets", "--field-selector=spec.replicas=3"]).await?;
+    ensure!(
+        err.contains(r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace", "spec.color""#),
+        "{err}"
+    );
+    // Every served version reads the same object.
+    let other =
+        s.ok(&["get", "widgets.v1beta1.example.com", "w1", "-o", "jsonpath={.apiVersion}"]).await?;
+    ensure!(other == "example.com/v1beta1", "{other}");
+    let beta = "apiVersion: example.com/v1beta1\nkind: Widget\nmetadata:\n  name: beta\nspec:\n  anything: goes\n";
+    let out =
+        s.kubectl_in(&["create", "-f", "-", "-o", "jsonpath={.apiVersion}"], Some(beta)).await?;
+    ensure!(out.ok && out.stdout == "example.com/v1beta1", "{} {}", out.stdout, out.stderr);
+    s.ok(&["delete", "widgets.v1beta1.example.com", "beta"]).await?;
+
+    // Spec and status change separately.
+    let out = s
+        .ok(&[
+            "patch",
+            "widget",
+            "w1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5},"status":{"replicas":9}}"#,
+        ])
+        .await?;
+    ensure!(out.trim() == "widget.example.com/w1 patched", "{out}");
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":5,"selector":"app=w1","conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ])
+    .await?;
+    let got = s
+        .ok(&[
+            "get",
+            "widget",
+            "w1",
+            "-o",
+            "jsonpath={.spec.replicas} {.status.replicas} {.metadata.generation}",
+        ])
+        .await?;
+    ensure!(got == "5 5 2", "{got}");
+    let table = s.ok(&["get", "widgets", "--no-headers"]).await?;
+    ensure!(table.split_whitespace().take(4).collect::<Vec<_>>() == ["w1", "5", "red", "True"]);
+    // Strategic merge patch is not for custom resources, as upstream says.
+    let err = s.fails(&["patch", "widget", "w1", "-p", r#"{"spec":{"replicas":4}}"#]).await?;
+    ensure!(err.contains("application/strategic-merge-patch+json is not supported"), "{err}");
+
+    let err = s.fails(&["scale", "widget", "w1", "--replicas=11"]).await?;
+    ensure!(
+        err.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
+        "{err}"
+    );
+    let out = s.ok(&["scale", "widget", "w1", "--replicas=7"]).await?;
+    ensure!(out.trim() == "widget.example.com/w1 scaled", "{out}");
+    let scale =
+        s.ok(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets/w1/scale"]).await?;
+    let scale: serde_json::Value = serde_json::from_str(&scale)?;
+    ensure!(scale["spec"]["replicas"] == 7 && scale["status"]["selector"] == "app=w1", "{scale}");
+
+    // Server-side apply owns fields of custom resources too; a new object's status is
+    // the server's when the status subresource is on.
+    let applied = widget("w2", "  color: blue\n  replicas: 2\n") + "status:\n  replicas: 4\n";
+    let out = s
+        .kubectl_in(&["apply", "--server-side", "--field-manager=me", "-f", "-"], Some(&applied))
+        .await?;
+    ensure!(
+        out.ok && out.stdout.trim() == "widget.example.com/w2 serverside-applied",
+        "{}",
+        out.stderr
+    );
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "--field-manager=me", "-f", "-"],
+            Some(&widget("w2", "  color: green\n")),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let got = s
+        .ok(&["get", "widget", "w2", "-o", "jsonpath={.spec.color} {.spec.replicas} {.status} {.metadata.managedFields[0].manager}"])
+        .await?;
+    ensure!(got == "green 1  me", "{got}");
+
+    // A default added to the schema later shows on objects already stored.
+    let with_size = CRD.replace(
+        "              minReplicas: {type: integer, default: 0}",
+        "              minReplicas: {type: integer, default: 0}\n              size: {type: string, default: small}",
+    );
+    ensure!(apply(&s, &with_size).await?.ok);
+    let mut sizes = String::new();
+    for _ in 0..50 {
+        sizes = s.ok(&["get", "widgets", "-o", "jsonpath={.items[*].spec.size}"]).await?;
+        if sizes == "small small" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(sizes == "small small", "{sizes}");
+    ensure!(s.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]).await? == "small");
+
+    let yaml = s.ok(&["get", "widget", "w1", "-o", "yaml"]).await?;
+    ensure!(yaml.contains("kind: Widget") && yaml.contains("replicas: 7"), "{yaml}");
+    let out = s.ok(&["delete", "widget", "w1"]).await?;
+    // Newer kubectl names the namespace.
+    ensure!(out.trim().starts_with("widget.example.com \"w1\" deleted"), "{out}");
+    ensure!(
+        s.fails(&["get", "widget", "w1"]).await?.contains("widgets.example.com \"w1\" not found")
+    );
+    Ok(())
+}
+
+async fn custom_resources_are_explained_and_watched(s: TestServer) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    establish(&s).await?;
+    let explain = s.ok(&["explain", "widgets.spec"]).await?;
+    ensure!(explain.contains("GROUP:      example.com"), "{explain}");
+    ensure!(explain.contains("What the widget should be."), "{explain}");
+    ensure!(explain.contains("color\t<string> -required-"), "{explain}");
+    ensure!(explain.contains("replicas\t<integer>"), "{explain}");
+    let explain = s.ok(&["explain", "widget"]).await?;
+    ensure!(explain.contains("A widget of the example shop."), "{explain}");
+
+    let out = apply(&s, &widget("marker", "  color: red\n")).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let mut child = tokio::process::Command::new(&s.kubectl_bin)
+        .args([
+            "get",
+            "widgets",
+            "-w",
+            "--output-watch-events",
+            "--no-headers",
+            "--request-timeout=30s",
+        ])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut next = async || -> Result<String> {
+        let line =
+            tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await??;
+        let line = line.context("the watch ended")?;
+        Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    };
+    ensure!(next().await? == "ADDED marker");
+    let out = apply(&s, &widget("w", "  color: green\n")).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    ensure!(next().await? == "ADDED w");
+    s.ok(&["label", "widget", "w", "x=y"]).await?;
+    ensure!(next().await? == "MODIFIED w");
+    s.ok(&["delete", "widget", "w"]).await?;
+    ensure!(next().await? == "DELETED w");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_validated_against_the_schema() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    for (spec, message) in [
+        (
+            "  color: red\n  replicas: 20\n",
+            "spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10",
+        ),
+        (
+            "  color: purple\n",
+            r#"spec.color: Unsupported value: "purple": supported values: "red", "green", "blue""#,
+        ),
+        ("  replicas: 2\n", "spec.color: Required value"),
+        (
+            "  color: red\n  replicas: 2\n  minReplicas: 3\n",
+            r#"spec: Invalid value: "object": replicas must be at least minReplicas"#,
+        ),
+        (
+            "  color: red\n  owner: {name: a-very-long-name}\n",
+            "spec.owner.name: Too long: may not be more than 10 bytes",
+        ),
+        (
+            "  color: red\n  owner: {email: nobody}\n",
+            r#"spec.owner.email: Invalid value: "nobody": spec.owner.email in body should match '^[^@]+@[^@]+$'"#,
+        ),
+        (
+            "  color: red\n  replicas: three\n",
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+        ),
+        (
+            "  color: red\n  port: [1]\n",
+            r#"spec.port: Invalid value: "array": spec.port in body must be of type integer,string: "array""#,
+        ),
+        ("  color: red\n  ports: [{name: a}, {name: a}]\n", "spec.ports[1]: Duplicate value"),
+    ] {
+        let out = apply(&s, &widget("bad", spec)).await?;
+        ensure!(!out.ok, "{spec} was accepted");
+        ensure!(
+            out.stderr.contains(r#"The Widget "bad" is invalid"#) && out.stderr.contains(message),
+            "{spec}: {}",
+            out.stderr
+        );
+    }
+    // Transition rules see the old object on updates.
+    ensure!(apply(&s, &widget("w", "  color: red\n")).await?.ok);
+    let out = apply(&s, &widget("w", "  color: green\n")).await?;
+    ensure!(
+        out.stderr.contains(r#"spec.color: Invalid value: "string": color is immutable once red"#),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    for name in ["a", "b"] {
+        let out = apply(&s, &widget(name, "  color: blue\n")).await?;
+        ensure!(out.ok, "{}", out.stderr);
+    }
+    s.ok(&["create", "namespace", "other"]).await?;
+    // Quotas count custom resources.
+    s.ok(&["create", "quota", "q", "-n", "other", "--hard=count/widgets.example.com=1"]).await?;
+    let out = s
+        .kubectl_in(&["apply", "-n", "other", "-f", "-"], Some(&widget("c", "  color: green\n")))
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s
+        .kubectl_in(&["apply", "-n", "other", "-f", "-"], Some(&widget("d", "  color: green\n")))
+        .await?;
+    ensure!(
+        out.stderr.contains("exceeded quota: q, requested: count/widgets.example.com=1, used: count/widgets.example.com=1, limited: count/widgets.example.com=1"),
+        "{}",
+        out.stderr
+    );
+    let out = s.ok(&["delete", "crd", "widgets.example.com"]).await?;
+    ensure!(out.trim().ends_with("\"widgets.example.com\" deleted"), "{out}");
+    ensure!(s.fails(&["get", "crd", "widgets.example.com"]).await?.contains("not found"));
+    // Not served any more (kubectl's discovery cache may still name it).
+    let err = s.fails(&["get", "--raw", "/apis/example.com/v1"]).await?;
+    ensure!(err.contains("the server could not find the requested resource"), "{err}");
+    let err = s.fails(&["get", "widgets"]).await?;
+    ensure!(
+        err.contains("the server doesn't have a resource type \"widgets\"")
+            || err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    // Defined again, it starts empty: the objects went with the definition.
+    establish(&s).await?;
+    let all = s.kubectl(&["get", "widgets", "-A"]).await?;
+    ensure!(all.ok && all.stdout.is_empty(), "{} {}", all.stdout, all.stderr);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_are_validated_and_a_terminating_crd_takes_no_new_objects() -> Result<()> {
+    let s = TestServer::start().await?;
+    let bad = CRD.replace("name: widgets.example.com", "name: widgets.example.org");
+    let out = apply(&s, &bad).await?;
+    ensure!(!out.ok, "an invalid CRD was accepted");
+    let message = r#"metadata.name: Invalid value: "widgets.example.org": must be spec.names.plural+"."+spec.group"#;
+    ensure!(out.stderr.contains(message), "{}", out.stderr);
+    let untyped = CRD.replace(
+        "            type: object\n            required: [color]",
+        "            required: [color]",
+    );
+    let out = apply(&s, &untyped).await?;
+    ensure!(
+        out.stderr.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        "{}",
+        out.stderr
+    );
+
+    // A cluster-scoped resource.
+    let cluster = CRD
+        .replace("scope: Namespaced", "scope: Cluster")
+        .replace("widgets", "gizmos")
+        .replace("widget", "gizmo")
+        .replace("Widget", "Gizmo")
+        .replace("[wd]", "[gz]");
+    let out = apply(&s, &cluster).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["wait", "--for=condition=Established", "crd/gizmos.example.com", "--timeout=10s"])
+        .await?;
+    let gizmo =
+        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g1\nspec:\n  color: red\n";
+    let out = apply(&s, gizmo).await?;
+    ensure!(out.ok && out.stdout.trim() == "gizmo.example.com/g1 created", "{}", out.stderr);
+    let got =
+        s.ok(&["get", "gz", "g1", "-o", "jsonpath={.metadata.namespace}|{.spec.replicas}"]).await?;
+    ensure!(got == "|1", "{got}");
+
+    // An object that holds on keeps its CRD terminating; no new objects meanwhile.
+    establish(&s).await?;
+    let held = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\nspec:\n  color: red\n";
+    ensure!(apply(&s, held).await?.ok);
+    s.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]).await?;
+    s.ok(&["wait", "--for=condition=Terminating", "crd/widgets.example.com", "--timeout=10s"])
+        .await?;
+    let err = apply(&s, &widget("late", "  color: red\n")).await?.stderr;
+    ensure!(
+        err.contains("create is not supported on resources of kind \"widgets.example.com\""),
+        "{err}"
+    );
+    s.ok(&["patch", "widget", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#])
+        .await?;
+    s.ok(&["wait", "--for=delete", "crd/widgets.example.com", "--timeout=10s"]).await?;
+    Ok(())
+}
+
+const POLICY: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: widget-limit}
+spec:
+  paramKind: {apiVersion: example.com/v1, kind: Widget}
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: [v1]
+      operations: [CREATE]
+      resources: [configmaps]
+  validations:
+  - expression: "size(object.data) <= params.spec.replicas"
+    message: too many keys
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: widget-limit}
+spec:
+  policyName: widget-limit
+  validationActions: [Deny]
+  paramRef: {name: limits, namespace: default, parameterNotFoundAction: Deny}
+  matchResources:
+    objectSelector: {matchLabels: {checked: "yes"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_policies_take_custom_resources_as_params() -> Result<()> {
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    ensure!(apply(&s, &widget("limits", "  color: red\n  replicas: 1\n")).await?.ok);
+    let out = apply(&s, POLICY).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let mut denied = String::new();
+    // Policies take effect shortly after they are written.
+    for attempt in 0..100 {
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{attempt}\n  labels: {{checked: \"yes\"}}\ndata: {{a: \"1\", b: \"2\"}}\n"
+        );
+        let out = s.kubectl_in(&["create", "-f", "-"], Some(&cm)).await?;
+        if !out.ok {
+            denied = out.stderr;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(
+        denied.contains("ValidatingAdmissionPolicy 'widget-limit' with binding 'widget-limit' denied request: too many keys"),
+        "{denied}"
+    );
+    Ok(())
+}
+
+with_each_kubectl!(
+    a_crd_is_established_and_its_resource_served,
+    custom_resources_are_explained_and_watched,
+);
+
+/// kube-rs, as operators use it: the resource found by discovery, dynamic objects,
+/// server-side apply and a status patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_drives_custom_resources_through_discovery() -> Result<()> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let s = TestServer::start().await?;
+    establish(&s).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&s.kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = kube::Client::try_from(config)?;
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    let (resource, capabilities) = discovery
+        .groups()
+        .find(|g| g.name() == "example.com")
+        .context("example.com is not discovered")?
+        .recommended_kind("Widget")
+        .context("Widget is not discovered")?;
+    ensure!(resource.version == "v1" && resource.plural == "widgets", "{resource:?}");
+    ensure!(
+        capabilities.subresources.iter().any(|(r, _)| r.plural == "widgets/status")
+            || capabilities.subresources.iter().any(|(r, _)| r.plural == "status")
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let applied: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": { "name": "op" }, "spec": { "color": "green" },
+    }))?;
+    let params = PatchParams::apply("operator").force();
+    let created = api.patch("op", &params, &Patch::Apply(&applied)).await?;
+    ensure!(created.data["spec"]["replicas"] == 1, "{:?}", created.data);
+    let status = serde_json::json!({ "status": { "replicas": 1 } });
+    let patched = api.patch_status("op", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    ensure!(patched.data["status"]["replicas"] == 1, "{:?}", patched.data);
+    let listed = api.list(&Default::default()).await?;
+    ensure!(
+        listed.items.len() == 1
+            && listed.items[0].types.as_ref().is_some_and(|t| t.kind == "Widget")
+    );
+    Ok(())
+}
