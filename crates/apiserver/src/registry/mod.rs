@@ -107,9 +107,13 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
         serde_json::to_writer(&mut *out, key).map_err(corrupt)?;
         out.push(b':');
         if key == "metadata" {
-            let mut meta: serde_json::Map<String, Value> =
+            // Raw too: only resourceVersion is added; managedFields and the rest are
+            // copied as stored, never parsed.
+            let mut meta: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
                 serde_json::from_str(raw.get()).map_err(corrupt)?;
-            meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+            let revision =
+                serde_json::value::to_raw_value(&kv.mod_revision.to_string()).map_err(corrupt)?;
+            meta.insert("resourceVersion".into(), &revision);
             serde_json::to_writer(&mut *out, &meta).map_err(corrupt)?;
             wrote_metadata = true;
         } else {
