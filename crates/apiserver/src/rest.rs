@@ -548,8 +548,14 @@ async fn check_namespace(
     let namespaces = keelson_api::Registry::builtin()
         .find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let (ns, _) =
-        api.objects.get(Place { info: namespaces, namespace: None, name: namespace }).await?;
+    // The cache first, as upstream's lister; a namespace it has not seen yet is looked up
+    // in the store, which has the last word on a 404.
+    let ns = match crate::admission::defaults::cached(api, namespaces, None, namespace).await {
+        Some(ns) => ns,
+        None => {
+            api.objects.get(Place { info: namespaces, namespace: None, name: namespace }).await?.0
+        }
+    };
     let terminating =
         metadata(&ns).contains_key("deletionTimestamp") || ns["status"]["phase"] == "Terminating";
     if terminating {

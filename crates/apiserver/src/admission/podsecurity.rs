@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 
 use super::{Attributes, Operation};
 use crate::ApiServer;
-use crate::registry::Place;
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// The cluster-wide defaults and exemptions (upstream's `PodSecurityConfiguration`).
@@ -191,9 +190,9 @@ async fn namespace_policy(api: &ApiServer, namespace: &str, config: &Config) -> 
     let Some(info) = keelson_api::Registry::builtin().find("", "v1", "namespaces") else {
         return config.defaults;
     };
-    let labels = match api.objects.get(Place { info, namespace: None, name: namespace }).await {
-        Ok((ns, _)) => ns["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
-        Err(_) => Map::new(),
+    let labels = match super::defaults::cached(api, info, None, namespace).await {
+        Some(ns) => ns["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
+        None => Map::new(),
     };
     pss::evaluate_labels(&labels, &config.defaults).0
 }
