@@ -210,3 +210,42 @@ async fn prime(
         }
     }
 }
+
+/// The loop of Keelson's in-process, level-triggered controllers: runs `pass` over the
+/// objects stored under `prefix` now, after every burst of changes, and at the latest
+/// after the delay `pass` returns (`resync` when it returns `None`), until the server
+/// stops.
+pub async fn follow<F, Fut>(
+    api: Arc<crate::ApiServer>,
+    prefix: &'static str,
+    resync: Duration,
+    mut pass: F,
+) where
+    F: FnMut(Arc<crate::ApiServer>, Vec<KeyValue>) -> Fut,
+    Fut: std::future::Future<Output = Option<Duration>>,
+{
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        if api.shutting_down() {
+            return;
+        }
+        let Some(cache) = api.caches.get(prefix).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let (_, _, mut live) = cache.snapshot(prefix);
+        loop {
+            let wait = pass(api.clone(), cache.objects(prefix).0).await.unwrap_or(resync);
+            match tokio::time::timeout(wait, live.recv()).await {
+                Ok(Ok(_) | Err(RecvError::Lagged(_))) | Err(_) => {}
+                Ok(Err(RecvError::Closed)) => return,
+            }
+            // A burst of changes is one pass.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while live.try_recv().is_ok() {}
+            if api.shutting_down() {
+                return;
+            }
+        }
+    }
+}

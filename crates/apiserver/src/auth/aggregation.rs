@@ -20,30 +20,11 @@ pub const PREFIX: &str = "/registry/clusterroles/";
 
 /// Follows the cluster roles until the server stops.
 pub async fn run(api: Arc<ApiServer>) {
-    loop {
-        if api.shutting_down() {
-            return;
-        }
-        let Some(cache) = api.caches.get(PREFIX).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let (_, _, mut live) = cache.snapshot(PREFIX);
-        aggregate_all(&api, &cache.objects(PREFIX).0).await;
-        // Wake on any change; a burst of changes is one pass.
-        loop {
-            match live.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            while live.try_recv().is_ok() {}
-            if api.shutting_down() {
-                return;
-            }
-            aggregate_all(&api, &cache.objects(PREFIX).0).await;
-        }
-    }
+    crate::cache::follow(api, PREFIX, Duration::from_secs(3600), |api, roles| async move {
+        aggregate_all(&api, &roles).await;
+        None
+    })
+    .await
 }
 
 /// One pass over the given roles (as stored).

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::ApiServer;
 use crate::registry::Place;
@@ -37,29 +36,11 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 /// Follows the certificate signing requests until the server stops.
 pub async fn run(api: Arc<ApiServer>) {
-    loop {
-        if api.shutting_down() {
-            return;
-        }
-        let Some(cache) = api.caches.get(PREFIX).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let (_, _, mut live) = cache.snapshot(PREFIX);
-        loop {
-            reconcile(&api, &cache.objects(PREFIX).0).await;
-            match tokio::time::timeout(RESYNC, live.recv()).await {
-                Ok(Ok(_) | Err(RecvError::Lagged(_))) | Err(_) => {}
-                Ok(Err(RecvError::Closed)) => return,
-            }
-            // A burst of changes is one pass.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            while live.try_recv().is_ok() {}
-            if api.shutting_down() {
-                return;
-            }
-        }
-    }
+    crate::cache::follow(api, PREFIX, RESYNC, |api, requests| async move {
+        reconcile(&api, &requests).await;
+        None
+    })
+    .await
 }
 
 /// One pass over the stored requests: approve what qualifies, then sign what is approved.

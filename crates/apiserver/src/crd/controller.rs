@@ -24,33 +24,13 @@ use crate::status::{ApiError, ApiResult};
 /// The finalizer that holds a deleted CRD until its objects are gone.
 pub const FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-/// Follows the CRDs until the server stops.
+/// Follows the CRDs until the server stops: soon again while a deletion waits for
+/// its objects to go.
 pub async fn run(api: Arc<ApiServer>) {
-    loop {
-        if api.shutting_down() {
-            return;
-        }
-        let Some(cache) = api.caches.get(PREFIX).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let (_, _, mut live) = cache.snapshot(PREFIX);
-        let mut pending = reconcile_all(&api, &cache.objects(PREFIX).0).await;
-        loop {
-            // Wake on any change, or soon while a deletion waits for objects to go.
-            let wait = if pending { Duration::from_millis(500) } else { Duration::from_secs(60) };
-            match tokio::time::timeout(wait, live.recv()).await {
-                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                Err(_) => {}
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
-            }
-            while live.try_recv().is_ok() {}
-            if api.shutting_down() {
-                return;
-            }
-            pending = reconcile_all(&api, &cache.objects(PREFIX).0).await;
-        }
-    }
+    crate::cache::follow(api, PREFIX, Duration::from_secs(60), |api, crds| async move {
+        reconcile_all(&api, &crds).await.then_some(Duration::from_millis(500))
+    })
+    .await
 }
 
 fn crd_info() -> &'static ResourceInfo {
