@@ -6,7 +6,8 @@
 //! Kubernetes adds its own libraries (quantity, URL, IP, semver, authorizer); those are
 //! not available yet, and an expression that uses them fails to evaluate.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -30,10 +31,28 @@ fn env() -> Arc<cel::Env> {
     .clone()
 }
 
-/// Compiles `source`, or says why it does not parse.
-pub fn compile(source: &str) -> Result<Expression, String> {
+/// Compiled expressions by source: policies, match conditions and CRD rules run the
+/// same few expressions on every request.
+type Compiled = HashMap<String, Arc<Expression>>;
+
+/// Most expressions kept; past it the memo starts over.
+const MEMO: usize = 1024;
+
+/// Compiles `source` (once: the result is kept), or says why it does not parse.
+pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
+    static COMPILED: OnceLock<Mutex<Compiled>> = OnceLock::new();
+    let memo = COMPILED.get_or_init(Mutex::default);
+    if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
+        return Ok(found.clone());
+    }
     let program = env().compile(source).map_err(|e| format!("compilation failed: {e}"))?;
-    Ok(Expression { program, source: source.to_owned() })
+    let expression = Arc::new(Expression { program, source: source.to_owned() });
+    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= MEMO {
+        memo.clear();
+    }
+    memo.insert(source.to_owned(), expression.clone());
+    Ok(expression)
 }
 
 impl Expression {

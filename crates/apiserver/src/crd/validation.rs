@@ -242,7 +242,7 @@ fn check(v: &Value, s: &Value, path: &str, causes: &mut Vec<Cause>) {
             ));
         }
         if let Some(pattern) = s["pattern"].as_str()
-            && let Ok(re) = regex::Regex::new(pattern)
+            && let Some(re) = compiled_pattern(pattern)
             && !re.is_match(text)
         {
             causes.push(Cause::invalid(
@@ -477,6 +477,24 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
         }
         _ => {}
     }
+}
+
+/// A schema's `pattern`, compiled once: the same patterns check every object of a CRD.
+fn compiled_pattern(pattern: &str) -> Option<std::sync::Arc<regex::Regex>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static COMPILED: OnceLock<Mutex<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
+    let memo = COMPILED.get_or_init(Mutex::default);
+    if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(pattern) {
+        return Some(found.clone());
+    }
+    let compiled = Arc::new(regex::Regex::new(pattern).ok()?);
+    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= 1024 {
+        memo.clear();
+    }
+    memo.insert(pattern.to_owned(), compiled.clone());
+    Some(compiled)
 }
 
 #[cfg(test)]
