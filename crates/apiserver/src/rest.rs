@@ -550,7 +550,7 @@ async fn check_namespace(
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
     // The cache first, as upstream's lister; a namespace it has not seen yet is looked up
     // in the store, which has the last word on a 404.
-    let ns = match crate::admission::defaults::cached(api, namespaces, None, namespace).await {
+    let ns = match crate::admission::cached(api, namespaces, None, namespace).await {
         Some(ns) => ns,
         None => {
             api.objects.get(Place { info: namespaces, namespace: None, name: namespace }).await?.0

@@ -8,49 +8,6 @@ use super::Attributes;
 use crate::ApiServer;
 use crate::status::ApiResult;
 
-/// Every object stored under `prefix`, from the watch cache (or the store while the
-/// cache starts).
-pub async fn stored(api: &ApiServer, prefix: &str) -> Vec<Value> {
-    stored_under(api, prefix, prefix).await
-}
-
-/// The objects of the resource stored under `prefix` that are in `namespace`.
-pub async fn stored_in(api: &ApiServer, prefix: &str, namespace: &str) -> Vec<Value> {
-    stored_under(api, prefix, &format!("{prefix}{namespace}/")).await
-}
-
-/// One object, from the watch cache of its resource (as upstream's admission plugins
-/// read listers), else from the store; `None` if it does not exist.
-pub async fn cached(
-    api: &ApiServer,
-    info: &keelson_api::ResourceInfo,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<Value> {
-    let key = crate::registry::key(info, namespace, name);
-    if let Some(cache) = api.caches.get(&info.storage_prefix()).await {
-        let found = cache.objects(&key).0.into_iter().find(|kv| kv.key == key);
-        return found.and_then(|kv| crate::registry::decode(info, &kv).ok());
-    }
-    let place = crate::registry::Place { info, namespace, name };
-    api.objects.get(place).await.ok().map(|(object, _)| object)
-}
-
-/// The objects under `dir`, read through the cache of the resource at `prefix`.
-async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
-    let kvs = match api.caches.get(prefix).await {
-        Some(cache) => cache.objects(dir).0,
-        None => match api.store.list(dir, Default::default()).await {
-            Ok(page) => page.items,
-            Err(e) => {
-                tracing::warn!(prefix, error = %e, "admission cannot read objects");
-                Vec::new()
-            }
-        },
-    };
-    kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect()
-}
-
 /// Priority: a new pod's `priority` and `preemptionPolicy` come from its PriorityClass
 /// (or the global default class, or 0); a pod may not name a class that does not exist
 /// or a priority that differs from its class's.
@@ -58,7 +15,7 @@ pub async fn priority(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> A
     if !a.is("", "pods") {
         return Ok(());
     }
-    let classes = stored(api, "/registry/priorityclasses/").await;
+    let classes = super::stored(api, "/registry/priorityclasses/").await;
     let named = pod["spec"]["priorityClassName"].as_str().unwrap_or("").to_owned();
     let (value, policy) = if named.is_empty() {
         let default = classes
@@ -152,7 +109,7 @@ pub async fn storage_class(
         .iter()
         .any(|k| c["metadata"]["annotations"][*k] == "true")
     };
-    let classes = stored(api, "/registry/storageclasses/").await;
+    let classes = super::stored(api, "/registry/storageclasses/").await;
     let newest = classes
         .iter()
         .filter(|c| is_default(c))

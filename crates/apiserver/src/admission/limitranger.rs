@@ -33,7 +33,7 @@ fn supports(a: &Attributes<'_>) -> bool {
 
 /// The namespace's LimitRanges, in name order.
 async fn limit_ranges(api: &ApiServer, namespace: &str) -> Vec<Value> {
-    super::defaults::stored_in(api, "/registry/limitranges/", namespace).await
+    super::stored_in(api, "/registry/limitranges/", namespace).await
 }
 
 /// The mutating half: defaults for the containers of a new pod. A pod it changed gets

@@ -190,7 +190,7 @@ async fn namespace_policy(api: &ApiServer, namespace: &str, config: &Config) -> 
     let Some(info) = keelson_api::Registry::builtin().find("", "v1", "namespaces") else {
         return config.defaults;
     };
-    let labels = match super::defaults::cached(api, info, None, namespace).await {
+    let labels = match super::cached(api, info, None, namespace).await {
         Some(ns) => ns["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
         None => Map::new(),
     };
@@ -234,7 +234,7 @@ async fn namespace(api: &ApiServer, a: &Attributes<'_>, ns: &Value) -> ApiResult
     // Pods that share one list of violations are reported together.
     let mut groups: Vec<(String, Vec<String>, usize)> = Vec::new();
     let prefix = format!("/registry/pods/{name}/");
-    let mut pods = super::defaults::stored(api, &prefix).await;
+    let mut pods = super::stored(api, &prefix).await;
     pods.sort_by(|x, y| x["metadata"]["name"].as_str().cmp(&y["metadata"]["name"].as_str()));
     for pod in &pods {
         let violations = pss::check(&policy.enforce, &pod["metadata"], &pod["spec"]);

@@ -29,12 +29,12 @@ pub async fn validate(
     if a.info.group == "admissionregistration.k8s.io" {
         return Ok(Vec::new());
     }
-    let mut bindings = super::defaults::stored(api, BINDINGS).await;
+    let mut bindings = super::stored(api, BINDINGS).await;
     if bindings.is_empty() {
         return Ok(Vec::new());
     }
     bindings.sort_by(|x, y| x["metadata"]["name"].as_str().cmp(&y["metadata"]["name"].as_str()));
-    let policies = super::defaults::stored(api, POLICIES).await;
+    let policies = super::stored(api, POLICIES).await;
     let namespace = namespace_labels(api, a, object).await;
     let namespace_object = namespace_object(api, a).await;
     let request = super::webhook::review("", a, object)["request"].clone();
@@ -109,7 +109,7 @@ pub async fn validate(
 
 /// Whether no policy is bound (deletes then skip reading the old object).
 pub async fn none(api: &ApiServer) -> bool {
-    super::defaults::stored(api, BINDINGS).await.is_empty()
+    super::stored(api, BINDINGS).await.is_empty()
 }
 
 /// Whether match constraints (or a binding's match resources, where no resource rules

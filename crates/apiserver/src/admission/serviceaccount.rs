@@ -57,7 +57,7 @@ pub async fn admit(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiR
 /// live lookup for the same reason).
 async fn lookup(api: &ApiServer, namespace: &str, name: &str) -> Option<Value> {
     let info = keelson_api::Registry::builtin().find("", "v1", "serviceaccounts")?;
-    if let Some(account) = super::defaults::cached(api, info, Some(namespace), name).await {
+    if let Some(account) = super::cached(api, info, Some(namespace), name).await {
         return Some(account);
     }
     for _ in 0..20 {

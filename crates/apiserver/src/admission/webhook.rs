@@ -61,7 +61,7 @@ pub async fn validate(
 /// Whether any webhook configuration exists (so deletes need their old object).
 pub async fn any(api: &ApiServer) -> bool {
     for prefix in [MUTATING, VALIDATING] {
-        if !super::defaults::stored(api, prefix).await.is_empty() {
+        if !super::stored(api, prefix).await.is_empty() {
             return true;
         }
     }
@@ -89,7 +89,7 @@ async fn matching(
     if a.info.group == "admissionregistration.k8s.io" {
         return Ok(Vec::new());
     }
-    let mut configurations = super::defaults::stored(api, prefix).await;
+    let mut configurations = super::stored(api, prefix).await;
     if configurations.is_empty() {
         return Ok(Vec::new());
     }

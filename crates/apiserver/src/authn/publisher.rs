@@ -71,7 +71,7 @@ pub async fn reconcile(api: &ApiServer) {
     let Some(tokens) = api.tokens.as_ref() else {
         return;
     };
-    for namespace in super::super::admission::defaults::stored(api, NAMESPACES).await {
+    for namespace in crate::admission::stored(api, NAMESPACES).await {
         let terminating = !namespace["metadata"]["deletionTimestamp"].is_null()
             || namespace["status"]["phase"] == "Terminating";
         let Some(name) = namespace["metadata"]["name"].as_str().filter(|_| !terminating) else {

@@ -134,7 +134,7 @@ fn namespace_of(prefix: &str, key: &str) -> Option<String> {
 
 /// Recounts every quota of every namespace.
 pub async fn reconcile_all(api: &ApiServer) {
-    let namespaces: BTreeSet<String> = crate::admission::defaults::stored(api, PREFIX)
+    let namespaces: BTreeSet<String> = crate::admission::stored(api, PREFIX)
         .await
         .iter()
         .filter_map(|q| q["metadata"]["namespace"].as_str().map(str::to_owned))
@@ -185,8 +185,7 @@ async fn usage(api: &ApiServer, namespace: &str, quota: &Value) -> (ResourceList
         let matched = e.matching(hard.keys());
         let mut total: ResourceList =
             matched.iter().map(|n| (n.clone(), Default::default())).collect();
-        let stored =
-            crate::admission::defaults::stored_in(api, &e.info.storage_prefix(), namespace).await;
+        let stored = crate::admission::stored_in(api, &e.info.storage_prefix(), namespace).await;
         for object in stored.iter().filter(|o| scopes.iter().all(|s| e.in_scope(s, o))) {
             quantity::add_into(&mut total, &quantity::mask(&e.usage(object, now), &matched));
         }
