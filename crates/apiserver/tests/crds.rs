@@ -256,6 +256,40 @@ async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<(
         .ok(&["get", "widget", "w2", "-o", "jsonpath={.spec.color} {.spec.replicas} {.status} {.metadata.managedFields[0].manager}"])
         .await?;
     ensure!(got == "green 1  me", "{got}");
+    // The keyed list `ports` (x-kubernetes-list-map-keys: [name]) merges item by item:
+    // two managers each own their port, and one that stops applying its port removes
+    // that port only.
+    let apply_as = |manager: &'static str, spec: &'static str| {
+        let s = &s;
+        async move {
+            let flag = format!("--field-manager={manager}");
+            let out = s
+                .kubectl_in(
+                    &["apply", "--server-side", &flag, "-f", "-"],
+                    Some(&widget("w2", spec)),
+                )
+                .await?;
+            ensure!(out.ok, "{}", out.stderr);
+            anyhow::Ok(())
+        }
+    };
+    apply_as("me", "  color: green\n  ports: [{name: web, number: 80}]\n").await?;
+    apply_as("other", "  color: green\n  ports: [{name: metrics, number: 9090}]\n").await?;
+    let ports = "jsonpath={.spec.ports[*].name}";
+    ensure!(s.ok(&["get", "widget", "w2", "-o", ports]).await? == "web metrics");
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&widget("w2", "  color: green\n  ports: [{name: web, number: 81}]\n")),
+        )
+        .await?;
+    ensure!(
+        !out.ok && out.stderr.contains("conflict with \"me\": .spec.ports[name=\"web\"].number"),
+        "{}",
+        out.stderr
+    );
+    apply_as("me", "  color: green\n").await?;
+    ensure!(s.ok(&["get", "widget", "w2", "-o", ports]).await? == "metrics");
 
     // A default added to the schema later shows on objects already stored.
     let with_size = CRD.replace(

@@ -1,11 +1,11 @@
 //! Field sets (structured-merge-diff's `fieldpath.Set`): which fields of an object a
-//! manager owns, walked with the object's type from `keelson_api::patch_meta`, and
+//! manager owns, walked with the object's type ([`Ty`]), and
 //! their `FieldsV1` JSON form (`f:name`, `k:{"name":"c"}` for an item of a keyed list,
 //! `v:"x"` for a set item, `.` for the item itself).
 
 use std::collections::BTreeMap;
 
-use keelson_api::patch_meta::{FieldMeta, ListType, Shape, TypeMeta};
+use super::schema::{Shape, Ty};
 use serde_json::{Map, Value, json};
 
 /// A set of field paths as a tree; `own` marks the node itself as a member.
@@ -40,8 +40,8 @@ impl Set {
 
     /// The fields of an object of type `ty` (the top level: `apiVersion`, `kind` and the
     /// server's metadata are left out; `status` unless `with_status`).
-    pub fn of_object(object: &Value, ty: Option<&'static TypeMeta>, with_status: bool) -> Set {
-        let mut set = walk_object(object, ty);
+    pub fn of_object(object: &Value, ty: Ty, with_status: bool) -> Set {
+        let mut set = walk(object, ty);
         set.children.remove("f:apiVersion");
         set.children.remove("f:kind");
         if !with_status {
@@ -150,66 +150,31 @@ impl Set {
     }
 }
 
-fn walk_object(object: &Value, ty: Option<&'static TypeMeta>) -> Set {
+/// The set of a value of type `ty`: an object field by field, a keyed list item by item
+/// (each item also owning itself), a set by its values, anything else as a whole.
+fn walk(value: &Value, ty: Ty) -> Set {
     let mut set = Set::default();
-    let Some(map) = object.as_object() else {
-        return Set::leaf();
-    };
-    if map.is_empty() {
-        return Set::leaf();
-    }
-    for (key, value) in map {
-        let field = ty.and_then(|t| t.field(key));
-        set.children.insert(format!("f:{key}"), walk_field(value, field));
-    }
-    set
-}
-
-/// The set of one field's value, by its declared shape (unknown fields: objects are
-/// granular, lists atomic, as upstream treats schemaless data).
-fn walk_field(value: &Value, field: Option<&'static FieldMeta>) -> Set {
-    let item_type = field.and_then(|f| f.value_type());
-    if field.is_some_and(|f| f.is_atomic()) {
-        return Set::leaf();
-    }
-    match (value, field.map(|f| f.shape)) {
-        (Value::Array(items), Some(Shape::List)) => {
-            let Some(field) = field else { return Set::leaf() };
-            let mut set = Set::default();
-            match field.list_type {
-                Some(ListType::Map) => {
-                    for item in items {
-                        let mut child = walk_object(item, item_type);
-                        child.own = true;
-                        set.children.insert(item_key(item, field.list_map_keys), child);
-                    }
-                }
-                Some(ListType::Set) => {
-                    for item in items {
-                        set.children.insert(format!("v:{item}"), Set::leaf());
-                    }
-                }
-                _ => return Set::leaf(),
-            }
-            if set.children.is_empty() { Set::leaf() } else { set }
-        }
-        (Value::Object(map), Some(Shape::Map)) => {
-            if map.is_empty() {
-                return Set::leaf();
-            }
-            let mut set = Set::default();
+    match (ty.shape(value), value) {
+        (Shape::Granular, Value::Object(map)) => {
             for (key, v) in map {
-                let child = match (v, item_type) {
-                    (Value::Object(_), Some(t)) => walk_object(v, Some(t)),
-                    _ => Set::leaf(),
-                };
-                set.children.insert(format!("f:{key}"), child);
+                set.children.insert(format!("f:{key}"), walk(v, ty.field(key)));
             }
-            set
         }
-        (Value::Object(_), _) => walk_object(value, item_type),
-        _ => Set::leaf(),
+        (Shape::Keyed(keys), Value::Array(items)) => {
+            for item in items {
+                let mut child = walk(item, ty.items());
+                child.own = true;
+                set.children.insert(item_key(item, &keys), child);
+            }
+        }
+        (Shape::Set, Value::Array(items)) => {
+            for item in items {
+                set.children.insert(format!("v:{item}"), Set::leaf());
+            }
+        }
+        _ => {}
     }
+    if set.children.is_empty() { Set::leaf() } else { set }
 }
 
 /// `k:{"containerPort":80,"protocol":"TCP"}`: an item of a keyed list by its keys.
@@ -249,7 +214,9 @@ mod tests {
 
     #[test]
     fn a_deployment_is_owned_field_by_field() {
-        let ty = keelson_api::patch_meta::kind_type("apps", "v1", "Deployment");
+        let ty = Ty::Object(
+            keelson_api::patch_meta::kind_type("apps", "v1", "Deployment").expect("known kind"),
+        );
         let deployment = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": { "name": "web", "labels": { "app": "web" } },

@@ -6,21 +6,22 @@
 //! to change fields another manager owns unless forced (409 with a cause per field),
 //! and removes fields the manager applied before and applies no more.
 //!
-//! Types come from `keelson_api::patch_meta` (the generated list types, map keys and
-//! atomic markers). kubectl upgrading an object from client-side apply takes over the
+//! Types come from [`schema::Ty`]: the generated list types, map keys and atomic markers
+//! of the built-in types, and a custom resource's structural schema. kubectl upgrading an object from client-side apply takes over the
 //! fields its `last-applied-configuration` annotation set without conflicts, and keeps
 //! the annotation current, as upstream's last-applied manager and updater do.
 //!
-//! Not yet: custom resources (no schema), version conversion of managed fields.
+//! Not yet: version conversion of managed fields.
 
 pub mod fieldset;
+pub mod schema;
 
 use keelson_api::ResourceInfo;
-use keelson_api::patch_meta::{FieldMeta, ListType, Shape, TypeMeta};
 use serde_json::{Map, Value, json};
 
 use crate::status::{ApiError, ApiResult, Cause};
 use fieldset::Set;
+use schema::{Shape, Ty};
 
 /// One `managedFields` entry.
 #[derive(Clone, Debug)]
@@ -96,14 +97,10 @@ pub fn default_manager(user_agent: &str) -> String {
     if name.is_empty() { "unknown".into() } else { name.chars().take(128).collect() }
 }
 
-fn root(info: &ResourceInfo) -> Option<&'static TypeMeta> {
-    keelson_api::patch_meta::kind_type(info.group, info.version, info.kind)
-}
-
 /// The part of the object a write through `subresource` may own.
 fn owned_part(info: &ResourceInfo, subresource: &str, object: &Value) -> Set {
     let has_status = info.subresources.iter().any(|s| s.name == "status");
-    let set = Set::of_object(object, root(info), !has_status || subresource == "status");
+    let set = Set::of_object(object, Ty::of_resource(info), !has_status || subresource == "status");
     if subresource == "status" {
         let mut only = Set::default();
         if let Some(status) = set.children.get("f:status") {
@@ -287,7 +284,7 @@ pub fn apply(
         .filter(|e| !e.same(manager, "Apply", subresource))
         .fold(Set::default(), |all, e| all.union(&e.fields));
     let mut merged = live_object.clone();
-    merge(&mut merged, applied, root(info));
+    merge(&mut merged, applied, Ty::of_resource(info));
     // kubectl keeps the client-side annotation current, so going back to client-side
     // apply works (upstream's lastAppliedUpdater).
     if manager == "kubectl" && live_object["metadata"]["annotations"].get(LAST_APPLIED).is_some() {
@@ -302,8 +299,10 @@ pub fn apply(
     }
     // What this manager applied before, applies no more, and nobody else owns goes.
     let dropped = previous.difference(&wanted).difference(&others);
+    // Outermost first: a keyed item goes whole before its key fields would be removed
+    // from it (which would leave it unfindable).
     let mut paths = dropped.members();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    paths.sort_by_key(Vec::len);
     for path in paths {
         remove_at(&mut merged, &path);
     }
@@ -412,71 +411,35 @@ fn conflict_error(
 
 /// Merges `applied` into `live` by the type: objects and granular maps field by field,
 /// keyed lists item by item, sets as unions, everything atomic replaced.
-fn merge(live: &mut Value, applied: &Value, ty: Option<&'static TypeMeta>) {
-    let (Some(target), Some(source)) = (live.as_object_mut(), applied.as_object()) else {
-        *live = applied.clone();
-        return;
-    };
-    for (key, value) in source {
-        let field = ty.and_then(|t| t.field(key));
-        match target.get_mut(key) {
-            Some(existing) => merge_field(existing, value, field),
-            None => {
-                target.insert(key.clone(), value.clone());
-            }
-        }
-    }
-}
-
-fn merge_field(live: &mut Value, applied: &Value, field: Option<&'static FieldMeta>) {
-    if field.is_some_and(|f| f.is_atomic()) || applied.is_null() {
-        *live = applied.clone();
-        return;
-    }
-    let item_type = field.and_then(|f| f.value_type());
-    match (live, applied, field.map(|f| f.shape)) {
-        (Value::Array(items), Value::Array(wanted), Some(Shape::List)) => {
-            let Some(field) = field else { return };
-            match field.list_type {
-                Some(ListType::Map) => {
-                    for item in wanted {
-                        let key = fieldset::item_key(item, field.list_map_keys);
-                        let found = items
-                            .iter_mut()
-                            .find(|i| fieldset::item_key(i, field.list_map_keys) == key);
-                        match found {
-                            Some(existing) => merge(existing, item, item_type),
-                            None => items.push(item.clone()),
-                        }
-                    }
-                }
-                Some(ListType::Set) => {
-                    for item in wanted {
-                        if !items.contains(item) {
-                            items.push(item.clone());
-                        }
-                    }
-                }
-                _ => *items = wanted.clone(),
-            }
-        }
-        (live @ Value::Object(_), Value::Object(_), Some(Shape::Map)) => {
-            let (Some(target), Some(source)) = (live.as_object_mut(), applied.as_object()) else {
-                return;
-            };
+fn merge(live: &mut Value, applied: &Value, ty: Ty) {
+    match (ty.shape(applied), &mut *live, applied) {
+        (Shape::Granular, Value::Object(target), Value::Object(source)) => {
             for (key, value) in source {
-                match (target.get_mut(key), item_type) {
-                    (Some(existing), Some(t)) if value.is_object() => {
-                        merge(existing, value, Some(t))
-                    }
-                    _ => {
+                match target.get_mut(key) {
+                    Some(existing) => merge(existing, value, ty.field(key)),
+                    None => {
                         target.insert(key.clone(), value.clone());
                     }
                 }
             }
         }
-        (live @ Value::Object(_), Value::Object(_), _) => merge(live, applied, item_type),
-        (live, applied, _) => *live = applied.clone(),
+        (Shape::Keyed(keys), Value::Array(items), Value::Array(wanted)) => {
+            for item in wanted {
+                let key = fieldset::item_key(item, &keys);
+                match items.iter_mut().find(|i| fieldset::item_key(i, &keys) == key) {
+                    Some(existing) => merge(existing, item, ty.items()),
+                    None => items.push(item.clone()),
+                }
+            }
+        }
+        (Shape::Set, Value::Array(items), Value::Array(wanted)) => {
+            for item in wanted {
+                if !items.contains(item) {
+                    items.push(item.clone());
+                }
+            }
+        }
+        _ => *live = applied.clone(),
     }
 }
 
@@ -566,5 +529,88 @@ mod tests {
             .collect();
         assert_eq!(names, ["web", "log"]);
         assert_eq!(third["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+    }
+
+    /// A custom resource whose schema has a keyed list, a set, an atomic map and an
+    /// atomic list.
+    fn gadgets() -> &'static ResourceInfo {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name", "protocol"],
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "protocol": {"type": "string"},
+                    "number": {"type": "integer"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                "additionalProperties": {"type": "string"}},
+            "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                "x-kubernetes-preserve-unknown-fields": true}}}}});
+        let crd = json!({"metadata": {"name": "gadgets.example.com"}, "spec": {"group": "example.com",
+            "scope": "Namespaced", "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": schema}}]},
+            "status": {"conditions": [{"type": "Established", "status": "True"}]}});
+        let served = crate::crd::Served::default();
+        served.set(&[crd]);
+        served.registry().find("example.com", "v1", "gadgets").expect("served")
+    }
+
+    fn gadget(spec: Value) -> Value {
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g", "labels": {"a": "1"}}, "spec": spec})
+    }
+
+    #[test]
+    fn custom_resources_merge_by_their_schema() {
+        let info = gadgets();
+        let alice = gadget(json!({
+            "ports": [{"name": "web", "protocol": "TCP", "number": 80}],
+            "tags": ["a"], "args": ["x"], "selector": {"app": "g"},
+            "template": {"metadata": {"labels": {"t": "1"}}, "spec": {"size": 1}},
+        }));
+        let first = apply(info, "", "alice", false, None, &alice).expect("first");
+        let fields = &first["metadata"]["managedFields"][0]["fieldsV1"];
+        let port = &fields["f:spec"]["f:ports"]["k:{\"name\":\"web\",\"protocol\":\"TCP\"}"];
+        assert_eq!(port["f:number"], json!({}), "{fields}");
+        assert_eq!(fields["f:spec"]["f:tags"]["v:\"a\""], json!({}), "{fields}");
+        assert_eq!(fields["f:spec"]["f:args"], json!({}), "an unmarked list is atomic");
+        assert_eq!(fields["f:spec"]["f:selector"], json!({}), "an atomic map is owned whole");
+        assert_eq!(fields["f:metadata"]["f:labels"]["f:a"], json!({}));
+        assert_eq!(fields["f:spec"]["f:template"]["f:metadata"]["f:labels"]["f:t"], json!({}));
+
+        // Bob applies another port (same name, other protocol), another tag, his own args
+        // and selector: keyed items and set members are his beside alice's; the atomic
+        // list and map conflict (the label he shares with alice's value does not).
+        let bob = gadget(json!({
+            "ports": [{"name": "web", "protocol": "UDP", "number": 53}],
+            "tags": ["b"], "args": ["y"], "selector": {"tier": "x"},
+        }));
+        let error = apply(info, "", "bob", false, Some(&first), &bob).unwrap_err();
+        assert_eq!(error.code, http::StatusCode::CONFLICT);
+        assert!(error.message.starts_with("Apply failed with 2 conflicts"), "{}", error.message);
+        for field in [".spec.args", ".spec.selector"] {
+            assert!(error.message.contains(field), "{}", error.message);
+        }
+        let mut bob = bob;
+        bob["spec"].as_object_mut().map(|s| {
+            s.remove("args");
+            s.remove("selector")
+        });
+        let second = apply(info, "", "bob", false, Some(&first), &bob).expect("second");
+        let spec = &second["spec"];
+        assert_eq!(spec["ports"].as_array().map(Vec::len), Some(2), "{spec}");
+        assert_eq!(spec["tags"], json!(["a", "b"]));
+        assert_eq!(spec["selector"], json!({"app": "g"}));
+
+        // Alice stops applying her port and tag: they go, bob's stay.
+        let mut less = alice.clone();
+        less["spec"]["ports"] = json!([]);
+        less["spec"]["tags"] = json!([]);
+        let third = apply(info, "", "alice", false, Some(&second), &less).expect("third");
+        assert_eq!(
+            third["spec"]["ports"],
+            json!([{"name": "web", "protocol": "UDP", "number": 53}])
+        );
+        assert_eq!(third["spec"]["tags"], json!(["b"]));
     }
 }
