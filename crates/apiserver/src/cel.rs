@@ -1,34 +1,31 @@
 //! CEL expressions as Kubernetes uses them (webhook `matchConditions`,
-//! ValidatingAdmissionPolicy): compiled once with the standard library and the strings
-//! and lists extensions (the `cel` crate), evaluated against JSON variables (`object`,
-//! `oldObject`, `request`, `params`, `namespaceObject`, `variables`).
+//! ValidatingAdmissionPolicy, CRD `x-kubernetes-validations`): parsed once, with the
+//! optional syntax (`a.?b`), and evaluated against JSON variables (`object`,
+//! `oldObject`, `request`, `params`, `namespaceObject`, `variables`, `self`, `oldSelf`)
+//! with the CEL standard library and Kubernetes' libraries from the `kube-cel` crate:
+//! strings, lists (`isSorted`, `sum`, `min`, `max`, `indexOf`), sets, regex (`find`,
+//! `findAll`), URLs, IPs and CIDRs, quantities, semver, `format` and named formats.
 //!
-//! Kubernetes adds its own libraries (quantity, URL, IP, semver, authorizer); those are
-//! not available yet, and an expression that uses them fails to evaluate.
+//! Not available: the `authorizer` variable of admission policies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use kube_cel::KubeCelExt;
+use kube_cel::cel;
 use serde_json::Value;
 
 /// A compiled expression and its source.
 pub struct Expression {
-    program: cel::Program,
+    parsed: cel::parser::Expression,
     pub source: String,
 }
 
-fn env() -> Arc<cel::Env> {
-    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = cel::Env::stdlib();
-        for extension in [cel::extensions::strings, cel::extensions::lists] {
-            if let Err(e) = env.add_extension(extension) {
-                tracing::warn!(error = ?e, "a CEL extension is unavailable");
-            }
-        }
-        Arc::new(env)
-    })
-    .clone()
+/// The functions every evaluation sees: the standard library and Kubernetes'. Built
+/// once; each evaluation binds its variables in an inner scope of it.
+fn functions() -> &'static cel::Context<'static> {
+    static FUNCTIONS: OnceLock<cel::Context<'static>> = OnceLock::new();
+    FUNCTIONS.get_or_init(|| cel::Context::default().with_all())
 }
 
 /// Compiled expressions by source: policies, match conditions and CRD rules run the
@@ -45,8 +42,11 @@ pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
     if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
         return Ok(found.clone());
     }
-    let program = env().compile(source).map_err(|e| format!("compilation failed: {e}"))?;
-    let expression = Arc::new(Expression { program, source: source.to_owned() });
+    let expression = cel::parser::Parser::new()
+        .enable_optional_syntax(true)
+        .parse(source)
+        .map_err(|e| format!("compilation failed: {e}"))?;
+    let expression = Arc::new(Expression { parsed: expression, source: source.to_owned() });
     let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
     if memo.len() >= MEMO {
         memo.clear();
@@ -55,15 +55,38 @@ pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
     Ok(expression)
 }
 
+/// A JSON value as CEL sees it: integers are `int` (Kubernetes' int64) where they fit,
+/// as upstream converts them, so that `self.replicas == 3` compares like with like.
+fn to_cel(value: &Value) -> cel::Value {
+    use std::collections::HashMap;
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(map) => {
+            let map: HashMap<cel::objects::Key, cel::Value> = map
+                .iter()
+                .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), to_cel(v)))
+                .collect();
+            cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
 impl Expression {
     /// Evaluates with the named variables bound.
     pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Result<Value, String> {
-        let mut context = cel::Context::with_env(env());
+        let mut context = functions().new_inner_scope();
         for (name, value) in variables {
-            let value = cel::to_value(value).map_err(|e| format!("variable {name}: {e}"))?;
-            context.add_variable_from_value(*name, value);
+            context.add_variable_from_value(*name, to_cel(value));
         }
-        let result = self.program.execute(&context).map_err(|e| e.to_string())?;
+        let result = cel::Value::resolve(&self.parsed, &context).map_err(|e| e.to_string())?;
         result.json().map_err(|e| format!("the result has no JSON form: {e:?}"))
     }
 

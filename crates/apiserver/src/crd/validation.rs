@@ -408,8 +408,10 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
         } else {
             s["type"].as_str().unwrap_or("object")
         };
-        let mut variables: Vec<(&str, &Value)> = vec![("self", v)];
-        if let Some(old) = old {
+        let escaped_self = escaped(v, s);
+        let escaped_old = old.map(|o| escaped(o, s));
+        let mut variables: Vec<(&str, &Value)> = vec![("self", &escaped_self)];
+        if let Some(old) = &escaped_old {
             variables.push(("oldSelf", old));
         }
         let result = crate::cel::compile(source).and_then(|e| e.holds(&variables));
@@ -477,6 +479,85 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
         }
         _ => {}
     }
+}
+
+/// A value as CEL rules see it: the properties of objects under the names upstream
+/// escapes them to (`x-y` → `x__dash__y`, `namespace` → `__namespace__`), properties
+/// with other characters left out; map keys as they are.
+fn escaped(v: &Value, s: &Value) -> Value {
+    match v {
+        Value::Object(map) if s["properties"].is_object() => map
+            .iter()
+            .filter_map(|(key, child)| {
+                let schema = &s["properties"][key];
+                Some((escape_property(key)?, escaped(child, schema)))
+            })
+            .collect(),
+        Value::Object(map) if s["additionalProperties"].is_object() => map
+            .iter()
+            .map(|(key, child)| (key.clone(), escaped(child, &s["additionalProperties"])))
+            .collect(),
+        Value::Array(items) if s["items"].is_object() => {
+            items.iter().map(|item| escaped(item, &s["items"])).collect()
+        }
+        _ => v.clone(),
+    }
+}
+
+/// Words CEL reserves, which a property is renamed around (`__in__`).
+const CEL_RESERVED: [&str; 21] = [
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// The CEL name of a property (upstream's `cel.Escape`), or none for a name CEL rules
+/// cannot reach: one outside `[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*`.
+pub(crate) fn escape_property(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
+    let first = name.chars().next()?;
+    if first.is_ascii_digit() || !name.chars().all(allowed) {
+        return None;
+    }
+    if CEL_RESERVED.contains(&name) {
+        return Some(format!("__{name}__"));
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        let (text, len) = match c {
+            '_' if rest.starts_with("__") => ("__underscores__", 2),
+            '.' => ("__dot__", 1),
+            '-' => ("__dash__", 1),
+            '/' => ("__slash__", 1),
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+                continue;
+            }
+        };
+        out.push_str(text);
+        rest = &rest[len..];
+    }
+    Some(out)
 }
 
 /// A schema's `pattern`, compiled once: the same patterns check every object of a CRD.
@@ -619,5 +700,66 @@ mod tests {
                 "spec.template.kind: Required value: must not be empty"
             ]
         );
+    }
+
+    #[test]
+    fn rules_use_kubernetes_libraries_and_escaped_names() {
+        let rule = |rule: &str| json!({"rule": rule});
+        let v = version(json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                rule("isIP(self.address) && ip(self.address).family() == 4"),
+                rule("cidr(self.network).containsIP(self.address)"),
+                rule("quantity(self.memory).isLessThan(quantity('1Gi'))"),
+                rule("isURL(self.endpoint) && url(self.endpoint).getScheme() == 'https'"),
+                rule("self.tags.isSorted() && self.weights.sum() == 100"),
+                rule("self.x__dash__name.startsWith('x') && self.__namespace__ == 'ns'"),
+                rule("self.address.find('[0-9]+') == '10'"),
+                rule("!format.dns1123Label().validate(self.label).hasValue()"),
+                rule("semver(self.version).isGreaterThan(semver('1.2.0'))"),
+                rule("self.weights[0] == 60 && self.weights.max() < 100")],
+            "properties": {
+                "address": {"type": "string"}, "network": {"type": "string"},
+                "memory": {"type": "string"}, "endpoint": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "weights": {"type": "array", "items": {"type": "integer"}},
+                "x-name": {"type": "string"}, "namespace": {"type": "string"},
+                "label": {"type": "string"}, "version": {"type": "string"}}}}}));
+        let good = json!({"spec": {"address": "10.0.0.1", "network": "10.0.0.0/8",
+            "memory": "512Mi", "endpoint": "https://example.com/x", "tags": ["a", "b"],
+            "weights": [60, 40], "x-name": "xy", "namespace": "ns", "label": "web",
+            "version": "1.3.0"}});
+        assert_eq!(messages(&validate(&v, &good, None)), Vec::<String>::new());
+        let bad = json!({"spec": {"address": "10.0.0.1", "network": "192.168.0.0/16",
+            "memory": "2Gi", "endpoint": "http://example.com", "tags": ["b", "a"],
+            "weights": [60, 40], "x-name": "xy", "namespace": "ns", "label": "Web_1",
+            "version": "1.1.0"}});
+        let failed = messages(&validate(&v, &bad, None));
+        for expected in [
+            "failed rule: cidr(self.network).containsIP(self.address)",
+            "failed rule: quantity(self.memory).isLessThan(quantity('1Gi'))",
+            "failed rule: isURL(self.endpoint) && url(self.endpoint).getScheme() == 'https'",
+            "failed rule: self.tags.isSorted() && self.weights.sum() == 100",
+            "failed rule: !format.dns1123Label().validate(self.label).hasValue()",
+            "failed rule: semver(self.version).isGreaterThan(semver('1.2.0'))",
+        ] {
+            assert!(failed.iter().any(|m| m.ends_with(expected)), "{expected} in {failed:?}");
+        }
+        assert_eq!(failed.len(), 6, "{failed:?}");
+    }
+
+    #[test]
+    fn property_names_escape_as_upstreams() {
+        for (name, escaped) in [
+            ("x-name", Some("x__dash__name")),
+            ("a.b/c", Some("a__dot__b__slash__c")),
+            ("a__b", Some("a__underscores__b")),
+            ("a___b", Some("a__underscores___b")),
+            ("namespace", Some("__namespace__")),
+            ("_ok", Some("_ok")),
+            ("1st", None),
+            ("a b", None),
+        ] {
+            assert_eq!(escape_property(name).as_deref(), escaped, "{name}");
+        }
     }
 }
