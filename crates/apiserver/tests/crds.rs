@@ -465,21 +465,28 @@ async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_are_validated_and_a_terminating_crd_takes_no_new_objects() -> Result<()> {
     let s = TestServer::start().await?;
-    let bad = CRD.replace("name: widgets.example.com", "name: widgets.example.org");
-    let out = apply(&s, &bad).await?;
-    ensure!(!out.ok, "an invalid CRD was accepted");
-    let message = r#"metadata.name: Invalid value: "widgets.example.org": must be spec.names.plural+"."+spec.group"#;
-    ensure!(out.stderr.contains(message), "{}", out.stderr);
-    let untyped = CRD.replace(
-        "            type: object\n            required: [color]",
-        "            required: [color]",
-    );
-    let out = apply(&s, &untyped).await?;
-    ensure!(
-        out.stderr.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
-        "{}",
-        out.stderr
-    );
+    // Each CRD is CRD with one replacement, refused with the message.
+    let schema = "spec.versions[1].schema.openAPIV3Schema.properties[spec]";
+    let replicas = format!("{schema}.properties[replicas].default");
+    let refused = [
+        (
+            ("name: widgets.example.com", "name: widgets.example.org"),
+            r#"metadata.name: Invalid value: "widgets.example.org": must be spec.names.plural+"."+spec.group"#.to_owned(),
+        ),
+        (
+            ("            type: object\n            required: [color]", "            required: [color]"),
+            format!("{schema}.type: Required value: must not be empty for specified object fields"),
+        ),
+        // Defaults must be valid values of their schema.
+        (
+            ("maximum: 10, default: 1}", "maximum: 10, default: 11}"),
+            format!("{replicas}: Invalid value: 11: {replicas} in body should be less than or equal to 10"),
+        ),
+    ];
+    for ((from, to), message) in refused {
+        let out = apply(&s, &CRD.replace(from, to)).await?;
+        ensure!(!out.ok && out.stderr.contains(&message), "{message}: {}", out.stderr);
+    }
 
     // A cluster-scoped resource.
     let cluster = CRD

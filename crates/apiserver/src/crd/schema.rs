@@ -76,6 +76,14 @@ fn preserves(schema: &Value) -> bool {
         || schema["additionalProperties"] == json!(true)
 }
 
+/// Whether pruning `value` by `schema` would take nothing away (a CRD's `default`s must
+/// be pruned already).
+pub fn is_pruned(value: &Value, schema: &Value) -> bool {
+    let mut pruned = value.clone();
+    prune(&mut pruned, schema);
+    pruned == *value
+}
+
 fn prune(value: &mut Value, schema: &Value) {
     match value {
         Value::Object(map) => {

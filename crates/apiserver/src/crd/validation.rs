@@ -46,6 +46,19 @@ pub fn validate(version: &Value, object: &Value, old: Option<&Value>) -> Vec<Cau
     causes
 }
 
+/// The problems of a schema node's `default` (at `path`, e.g.
+/// `spec.versions[0].schema.openAPIV3Schema.properties[spec].default`): checked against
+/// the node's schema and CEL rules as an object's value would be (upstream's
+/// `ValidateDefaults`, with `oldSelf` the default too).
+pub fn check_default(default: &Value, s: &Value, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    check(default, s, path, &mut causes);
+    if causes.is_empty() {
+        rules(default, Some(default), s, path, &mut causes);
+    }
+    causes
+}
+
 /// The value at a cause's field path (`spec.ports[1].name`; `<nil>` or empty: the root);
 /// `None` when absent.
 fn at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {

@@ -279,6 +279,16 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
             &format!("must be a valid regular expression, but isn't: {e}"),
         ));
     }
+    if let Some(default) = s.get("default") {
+        let default_path = format!("{path}.default");
+        if path.contains(".openAPIV3Schema.properties[metadata]") {
+            causes.push(Cause::forbidden(&default_path, "must not be set in top-level metadata"));
+        } else if !crate::crd::schema::is_pruned(default, s) {
+            causes.push(Cause::invalid(&default_path, default, "must not have unknown fields"));
+        } else {
+            causes.extend(crate::crd::validation::check_default(default, s, &default_path));
+        }
+    }
     for (i, rule) in s["x-kubernetes-validations"].as_array().into_iter().flatten().enumerate() {
         let source = str_of(&rule["rule"]);
         let rule_path = format!("{path}.x-kubernetes-validations[{i}].rule");
@@ -399,6 +409,45 @@ mod tests {
                 "spec.group: Invalid value: \"example\": should be a domain with at least one dot",
                 "spec.versions[0].additionalPrinterColumns[0].type: Unsupported value: \"text\": supported values: \"boolean\", \"date\", \"integer\", \"number\", \"string\"",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_must_be_pruned_and_valid() {
+        let crd = |schema: Value| {
+            json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
+                "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}}]}})
+        };
+        let good = crd(json!({"type": "object", "properties": {"spec": {"type": "object",
+            "default": {"replicas": 1},
+            "properties": {"replicas": {"type": "integer", "maximum": 10, "default": 3}}}}}));
+        assert!(messages(&good).is_empty(), "{:?}", messages(&good));
+        let bad = crd(json!({"type": "object", "properties": {
+            "metadata": {"type": "object", "default": {"name": "x"}},
+            "spec": {"type": "object",
+                "default": {"replicas": 1, "bogus": true},
+                "properties": {
+                    "replicas": {"type": "integer", "maximum": 10, "default": 11},
+                    "color": {"type": "string", "default": "red",
+                        "x-kubernetes-validations": [{"rule": "self != 'red'", "message": "not red"}]}}}}}));
+        let root = "spec.versions[0].schema.openAPIV3Schema";
+        assert_eq!(
+            messages(&bad),
+            [
+                format!(
+                    "{root}.properties[metadata].default: Forbidden: must not be set in top-level metadata"
+                ),
+                format!(
+                    "{root}.properties[spec].default: Invalid value: {{\"bogus\":true,\"replicas\":1}}: must not have unknown fields"
+                ),
+                format!(
+                    "{root}.properties[spec].properties[color].default: Invalid value: \"string\": not red"
+                ),
+                format!(
+                    "{root}.properties[spec].properties[replicas].default: Invalid value: 11: {root}.properties[spec].properties[replicas].default in body should be less than or equal to 10"
+                ),
             ]
         );
     }
