@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use keelson_pki::{Pki, PkiOptions};
 
 /// The kubectl the system has (Debian's, 1.32 here).
@@ -176,6 +176,20 @@ impl TestServer {
             .await
     }
 
+    /// Applies [`WIDGET_CRD`] and waits until it is established.
+    pub async fn establish_widgets(&self) -> Result<()> {
+        let out = self.kubectl_in(&["apply", "-f", "-"], Some(WIDGET_CRD)).await?;
+        ensure!(out.ok, "{}", out.stderr);
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=10s",
+        ])
+        .await?;
+        Ok(())
+    }
+
     /// kubectl that must succeed; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args).await?;
@@ -226,6 +240,106 @@ impl TestServer {
         Ok((code.trim().parse()?, body.to_owned()))
     }
 }
+
+/// The CustomResourceDefinition `widgets.example.com` the CRD and OpenAPI tests share:
+/// a `v1beta1` that keeps unknown fields and a `v1` with status and scale subresources,
+/// printer columns, defaults, an enum, an int-or-string, a list map and CEL rules.
+pub const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [gadgets]
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    selectableFields:
+    - jsonPath: .spec.color
+    additionalPrinterColumns:
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Color
+      type: string
+      jsonPath: .spec.color
+    - name: Ready
+      type: string
+      jsonPath: .status.conditions[?(@.type=="Ready")].status
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        description: A widget of the example shop.
+        type: object
+        properties:
+          spec:
+            description: What the widget should be.
+            type: object
+            required: [color]
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.replicas
+              message: replicas must be at least minReplicas
+            properties:
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              minReplicas: {type: integer, default: 0}
+              color:
+                type: string
+                enum: [red, green, blue]
+                x-kubernetes-validations:
+                - rule: self == oldSelf || oldSelf == 'blue'
+                  messageExpression: "'color is immutable once ' + oldSelf"
+              port: {x-kubernetes-int-or-string: true}
+              owner:
+                type: object
+                properties:
+                  name: {type: string, maxLength: 10}
+                  email: {type: string, pattern: '^[^@]+@[^@]+$'}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    number: {type: integer, format: int32}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
 
 fn uuid_like() -> u128 {
     use std::sync::atomic::{AtomicU64, Ordering};
