@@ -193,6 +193,7 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
     }
     let mut schemas = generator.take_definitions(true);
     add_patch_extensions(&mut schemas);
+    metadata_is_optional(&mut schemas);
     for (name, r) in kinds {
         if let Some(Value::Object(definition)) = schemas.get_mut(&name) {
             definition.insert(
@@ -207,6 +208,16 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
         "paths": paths,
         "components": { "schemas": schemas },
     })
+}
+
+/// Upstream never requires `metadata` (the Go field is a value with `omitempty`);
+/// k8s-openapi's schemas do, which kubectl's client-side validation would enforce.
+fn metadata_is_optional(schemas: &mut Map<String, Value>) {
+    for definition in schemas.values_mut() {
+        if let Some(Value::Array(required)) = definition.get_mut("required") {
+            required.retain(|field| field != "metadata");
+        }
+    }
 }
 
 /// Upstream's extensions from the generated metadata: `x-kubernetes-patch-strategy`,
