@@ -1,5 +1,6 @@
 //! OpenAPI v3: `/openapi/v3` (an index of group-versions) and one document per
-//! group-version with its paths, operations and the schemas of its types.
+//! group-version with its paths, operations and the schemas of its types; [`v2`]
+//! derives `/openapi/v2`, the whole API in one Swagger 2.0 document, from them.
 //!
 //! Schemas come from the `k8s-openapi` types (schemars), with upstream's definition
 //! names and the `x-kubernetes-group-version-kind` extension, so `kubectl explain`
@@ -19,6 +20,9 @@ use serde_json::{Map, Value, json};
 
 use crate::server::{Response, full};
 use crate::status::{ApiError, ApiResult};
+
+mod swagger;
+pub mod v2;
 
 /// A built document: its JSON and content hash.
 struct Document {
@@ -85,20 +89,22 @@ fn document(body: Vec<u8>) -> Document {
     Document { hash: format!("{:016X}", hasher.finish()), body }
 }
 
-/// The documents of the custom resources' group-versions, built from their schemas
-/// (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
+/// The documents of the custom resources' group-versions.
 fn custom_documents(registry: &'static Registry) -> BTreeMap<String, Document> {
+    custom_values(registry)
+        .into_iter()
+        .map(|(prefix, value)| (prefix, document(serde_json::to_vec(&value).unwrap_or_default())))
+        .collect()
+}
+
+/// The documents of the custom resources' group-versions as JSON values, built from
+/// their schemas (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
+fn custom_values(registry: &'static Registry) -> BTreeMap<String, Value> {
     let mut by_gv: BTreeMap<String, Vec<&'static ResourceInfo>> = BTreeMap::new();
     for r in registry.resources().iter().filter(|r| r.is_custom()) {
         by_gv.entry(path_prefix(r)).or_default().push(r);
     }
-    by_gv
-        .into_iter()
-        .map(|(prefix, resources)| {
-            let body = serde_json::to_vec(&custom_document(&resources)).unwrap_or_default();
-            (prefix, document(body))
-        })
-        .collect()
+    by_gv.into_iter().map(|(prefix, resources)| (prefix, custom_document(&resources))).collect()
 }
 
 /// Upstream's definition name of a custom kind: the group reversed, the version, the

@@ -168,12 +168,11 @@ impl TestServer {
     }
 
     /// Creates an object of a kind that is answered, not stored (a review), and prints
-    /// `jsonpath` of the answer. Client-side validation is off: for kinds without PATCH
-    /// kubectl validates against `/openapi/v2`, which is not served.
+    /// `jsonpath` of the answer. kubectl validates it against `/openapi/v2` first: the
+    /// v3 documents give such kinds no PATCH to tell that the server validates.
     pub async fn review(&self, object: &str, jsonpath: &str) -> Result<Out> {
         let output = format!("jsonpath={jsonpath}");
-        self.kubectl_in(&["create", "--validate=false", "-f", "-", "-o", &output], Some(object))
-            .await
+        self.kubectl_in(&["create", "-f", "-", "-o", &output], Some(object)).await
     }
 
     /// Applies [`WIDGET_CRD`] and waits until it is established.
@@ -217,14 +216,7 @@ impl TestServer {
         content_type: &str,
         cert: bool,
     ) -> Result<(u16, String)> {
-        let mut command = tokio::process::Command::new("curl");
-        command
-            .args(["--silent", "--show-error", "--max-time", "20", "-X", method, "--cacert"])
-            .arg(&self.ca_file);
-        if cert {
-            let (crt, key) = self.client_cert_files()?;
-            command.arg("--cert").arg(crt).arg("--key").arg(key);
-        }
+        let mut command = self.curl_command(method, cert)?;
         if let Some(body) = body {
             // From a file: a 3 MiB body does not fit in an argument list.
             let file = self.dir.path().join(format!("body-{}", uuid_like()));
@@ -340,6 +332,60 @@ spec:
                     type: {type: string}
                     status: {type: string}
 "#;
+
+/// What a raw request answered, headers and bytes.
+pub struct Raw {
+    pub status: u16,
+    /// Names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl TestServer {
+    /// curl for `method`, trusting the cluster CA, with the admin certificate if `cert`.
+    fn curl_command(&self, method: &str, cert: bool) -> Result<tokio::process::Command> {
+        let mut command = tokio::process::Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "-X", method, "--cacert"])
+            .arg(&self.ca_file);
+        if cert {
+            let (crt, key) = self.client_cert_files()?;
+            command.arg("--cert").arg(crt).arg("--key").arg(key);
+        }
+        Ok(command)
+    }
+
+    /// A GET as the admin with these request headers: status, headers and raw body.
+    pub async fn get_raw(&self, path: &str, headers: &[(&str, &str)]) -> Result<Raw> {
+        let mut command = self.curl_command("GET", true)?;
+        for (name, value) in headers {
+            command.arg("-H").arg(format!("{name}: {value}"));
+        }
+        let body_file = self.dir.path().join(format!("response-{}", uuid_like()));
+        command.arg("-D").arg("-").arg("-o").arg(&body_file).arg(format!("{}{path}", self.url));
+        let output = command.output().await?;
+        ensure!(output.status.success(), "curl: {}", String::from_utf8_lossy(&output.stderr));
+        let head = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .context("no status line from curl")?
+            .parse()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let body = std::fs::read(&body_file).unwrap_or_default();
+        Ok(Raw { status, headers, body })
+    }
+}
 
 fn uuid_like() -> u128 {
     use std::sync::atomic::{AtomicU64, Ordering};
