@@ -129,9 +129,14 @@ fn any(value: &Value) -> Writer {
 }
 
 fn named_any(name: &str, value: &Value) -> Writer {
+    pair(name, any(value))
+}
+
+/// gnostic's `Named<T> { string name = 1; T value = 2; }`.
+fn pair(name: &str, value: Writer) -> Writer {
     let mut w = Writer::default();
     w.bytes(1, name.as_bytes());
-    w.message(2, any(value));
+    w.message(2, value);
     w
 }
 
@@ -155,10 +160,7 @@ fn named(value: &Value, encode: impl Fn(&Value) -> Option<Writer>) -> Option<Wri
     let mut w = Writer::default();
     for (name, value) in value.as_object()? {
         let Some(encoded) = encode(value) else { continue };
-        let mut pair = Writer::default();
-        pair.bytes(1, name.as_bytes());
-        pair.message(2, encoded);
-        w.message(1, pair);
+        w.message(1, pair(name, encoded));
     }
     Some(w)
 }
@@ -214,10 +216,7 @@ fn paths(value: &Value) -> Option<Writer> {
     f.extensions(1);
     for (name, item) in object.iter().filter(|(k, _)| k.starts_with('/')) {
         let Some(item) = path_item(item) else { continue };
-        let mut pair = Writer::default();
-        pair.bytes(1, name.as_bytes());
-        pair.message(2, item);
-        f.out.message(2, pair);
+        f.out.message(2, pair(name, item));
     }
     Some(f.writer())
 }
@@ -364,10 +363,7 @@ fn responses(value: &Value) -> Option<Writer> {
             r.extensions(5);
             value.message(1, r.writer());
         }
-        let mut pair = Writer::default();
-        pair.bytes(1, code.as_bytes());
-        pair.message(2, value);
-        f.out.message(1, pair);
+        f.out.message(1, pair(code, value));
     }
     f.extensions(2);
     Some(f.writer())
