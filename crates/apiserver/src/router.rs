@@ -52,6 +52,7 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
             Some(tokens) => Ok(crate::authn::serviceaccount::jwks(tokens)),
             None => Err(ApiError::path_not_found()),
         },
+        ["openapi", "v2"] => Ok(openapi::v2::serve(api.registry(), &req.headers)),
         ["openapi", "v3"] => Ok(openapi::index(api.registry())),
         ["openapi", "v3", rest @ ..] => openapi::group_version(api.registry(), &rest.join("/")),
         ["api"] => Ok(discovery::core_versions(api, &req)),

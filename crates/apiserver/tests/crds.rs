@@ -6,104 +6,7 @@
 mod common;
 
 use anyhow::{Context, Result, ensure};
-use common::TestServer;
-
-const CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names:
-    plural: widgets
-    singular: widget
-    kind: Widget
-    shortNames: [wd]
-    categories: [gadgets]
-  versions:
-  - name: v1beta1
-    served: true
-    storage: false
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-  - name: v1
-    served: true
-    storage: true
-    subresources:
-      status: {}
-      scale:
-        specReplicasPath: .spec.replicas
-        statusReplicasPath: .status.replicas
-        labelSelectorPath: .status.selector
-    selectableFields:
-    - jsonPath: .spec.color
-    additionalPrinterColumns:
-    - name: Replicas
-      type: integer
-      jsonPath: .spec.replicas
-    - name: Color
-      type: string
-      jsonPath: .spec.color
-    - name: Ready
-      type: string
-      jsonPath: .status.conditions[?(@.type=="Ready")].status
-    - name: Age
-      type: date
-      jsonPath: .metadata.creationTimestamp
-    schema:
-      openAPIV3Schema:
-        description: A widget of the example shop.
-        type: object
-        properties:
-          spec:
-            description: What the widget should be.
-            type: object
-            required: [color]
-            x-kubernetes-validations:
-            - rule: self.minReplicas <= self.replicas
-              message: replicas must be at least minReplicas
-            properties:
-              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
-              minReplicas: {type: integer, default: 0}
-              color:
-                type: string
-                enum: [red, green, blue]
-                x-kubernetes-validations:
-                - rule: self == oldSelf || oldSelf == 'blue'
-                  messageExpression: "'color is immutable once ' + oldSelf"
-              port: {x-kubernetes-int-or-string: true}
-              owner:
-                type: object
-                properties:
-                  name: {type: string, maxLength: 10}
-                  email: {type: string, pattern: '^[^@]+@[^@]+$'}
-              ports:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [name]
-                items:
-                  type: object
-                  required: [name]
-                  properties:
-                    name: {type: string}
-                    number: {type: integer, format: int32}
-          status:
-            type: object
-            properties:
-              replicas: {type: integer}
-              selector: {type: string}
-              conditions:
-                type: array
-                items:
-                  type: object
-                  properties:
-                    type: {type: string}
-                    status: {type: string}
-"#;
+use common::{TestServer, WIDGET_CRD as CRD};
 
 fn widget(name: &str, spec: &str) -> String {
     format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}")
@@ -115,16 +18,8 @@ async fn apply(s: &TestServer, yaml: &str) -> Result<common::Out> {
     s.kubectl_in(&["apply", "-f", "-"], Some(yaml)).await
 }
 
-async fn establish(s: &TestServer) -> Result<()> {
-    let out = apply(s, CRD).await?;
-    ensure!(out.ok, "{}", out.stderr);
-    s.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"])
-        .await?;
-    Ok(())
-}
-
 async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<()> {
-    establish(&s).await?;
+    s.establish_widgets().await?;
     let status = s
         .ok(&[
             "get",
@@ -321,7 +216,7 @@ async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<(
 
 async fn custom_resources_are_explained_and_watched(s: TestServer) -> Result<()> {
     use tokio::io::AsyncBufReadExt;
-    establish(&s).await?;
+    s.establish_widgets().await?;
     let explain = s.ok(&["explain", "widgets.spec"]).await?;
     ensure!(explain.contains("GROUP:      example.com"), "{explain}");
     ensure!(explain.contains("What the widget should be."), "{explain}");
@@ -368,7 +263,7 @@ async fn custom_resources_are_explained_and_watched(s: TestServer) -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_validated_against_the_schema() -> Result<()> {
     let s = TestServer::start().await?;
-    establish(&s).await?;
+    s.establish_widgets().await?;
     for (spec, message) in [
         (
             "  color: red\n  replicas: 20\n",
@@ -423,7 +318,7 @@ async fn objects_are_validated_against_the_schema() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
     let s = TestServer::start().await?;
-    establish(&s).await?;
+    s.establish_widgets().await?;
     for name in ["a", "b"] {
         let out = apply(&s, &widget(name, "  color: blue\n")).await?;
         ensure!(out.ok, "{}", out.stderr);
@@ -456,7 +351,7 @@ async fn deleting_a_crd_deletes_its_objects_first() -> Result<()> {
         "{err}"
     );
     // Defined again, it starts empty: the objects went with the definition.
-    establish(&s).await?;
+    s.establish_widgets().await?;
     let all = s.kubectl(&["get", "widgets", "-A"]).await?;
     ensure!(all.ok && all.stdout.is_empty(), "{} {}", all.stdout, all.stderr);
     Ok(())
@@ -508,7 +403,7 @@ async fn crds_are_validated_and_a_terminating_crd_takes_no_new_objects() -> Resu
     ensure!(got == "|1", "{got}");
 
     // An object that holds on keeps its CRD terminating; no new objects meanwhile.
-    establish(&s).await?;
+    s.establish_widgets().await?;
     let held = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\nspec:\n  color: red\n";
     ensure!(apply(&s, held).await?.ok);
     s.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]).await?;
@@ -555,7 +450,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_policies_take_custom_resources_as_params() -> Result<()> {
     let s = TestServer::start().await?;
-    establish(&s).await?;
+    s.establish_widgets().await?;
     ensure!(apply(&s, &widget("limits", "  color: red\n  replicas: 1\n")).await?.ok);
     let out = apply(&s, POLICY).await?;
     ensure!(out.ok, "{}", out.stderr);
@@ -591,7 +486,7 @@ async fn kube_rs_drives_custom_resources_through_discovery() -> Result<()> {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let s = TestServer::start().await?;
-    establish(&s).await?;
+    s.establish_widgets().await?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&s.kubeconfig)?,

@@ -13,9 +13,13 @@
 //! This crate must never panic, whatever the bytes; it does no I/O and only reads.
 //! It does not validate objects (that is the API server's job): a quantity or a name
 //! is passed on as sent.
+//!
+//! It also writes one protobuf: [`openapi_v2::encode`], the Swagger 2.0 document as
+//! gnostic's `openapi.v2.Document`, which Go clients read from `/openapi/v2`.
 
 mod decode;
 mod error;
+pub mod openapi_v2;
 mod schema;
 mod special;
 mod wire;

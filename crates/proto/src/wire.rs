@@ -1,5 +1,5 @@
 //! The protobuf wire format: a reader of `(field number, value)` pairs over a byte
-//! slice, borrowing length-delimited values from it.
+//! slice, borrowing length-delimited values from it, and a [`Writer`] of them.
 //!
 //! It knows nothing of any schema. It must never panic or read past its slice,
 //! whatever the bytes: every length is checked, and a problem is a [`WireError`].
@@ -111,9 +111,76 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A message being written, field by field, in the order the calls come.
+#[derive(Default)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn raw_varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.buf.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.buf.push(value as u8);
+    }
+
+    fn key(&mut self, number: u32, wire_type: u8) {
+        self.raw_varint(u64::from(number) << 3 | u64::from(wire_type));
+    }
+
+    /// A varint field: bool, int32, int64 (negative ones as ten bytes, as Go writes them).
+    pub(crate) fn varint(&mut self, number: u32, value: u64) {
+        self.key(number, 0);
+        self.raw_varint(value);
+    }
+
+    pub(crate) fn double(&mut self, number: u32, value: f64) {
+        self.key(number, 1);
+        self.buf.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// A length-delimited field: a string, bytes or an embedded message.
+    pub(crate) fn bytes(&mut self, number: u32, value: &[u8]) {
+        self.key(number, 2);
+        self.raw_varint(value.len() as u64);
+        self.buf.extend_from_slice(value);
+    }
+
+    pub(crate) fn message(&mut self, number: u32, message: Writer) {
+        self.bytes(number, &message.buf);
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_what_it_reads() {
+        let mut inner = Writer::default();
+        inner.bytes(1, b"hi");
+        let mut w = Writer::default();
+        w.varint(1, 150);
+        w.double(2, 1.5);
+        w.message(3, inner);
+        w.varint(4, -1i64 as u64);
+        let bytes = w.into_bytes();
+        assert_eq!(
+            fields(&bytes).unwrap(),
+            [
+                (1, Value::Varint(150)),
+                (2, Value::Fixed64(1.5f64.to_bits())),
+                (3, Value::Bytes(&[0x0a, 0x02, b'h', b'i'])),
+                (4, Value::Varint(u64::MAX))
+            ]
+        );
+    }
 
     fn fields(bytes: &[u8]) -> Result<Vec<(u32, Value<'_>)>, WireError> {
         let mut reader = Reader::new(bytes);

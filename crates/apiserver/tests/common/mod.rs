@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use keelson_pki::{Pki, PkiOptions};
 
 /// The kubectl the system has (Debian's, 1.32 here).
@@ -168,12 +168,25 @@ impl TestServer {
     }
 
     /// Creates an object of a kind that is answered, not stored (a review), and prints
-    /// `jsonpath` of the answer. Client-side validation is off: for kinds without PATCH
-    /// kubectl validates against `/openapi/v2`, which is not served.
+    /// `jsonpath` of the answer. kubectl validates it against `/openapi/v2` first: the
+    /// v3 documents give such kinds no PATCH to tell that the server validates.
     pub async fn review(&self, object: &str, jsonpath: &str) -> Result<Out> {
         let output = format!("jsonpath={jsonpath}");
-        self.kubectl_in(&["create", "--validate=false", "-f", "-", "-o", &output], Some(object))
-            .await
+        self.kubectl_in(&["create", "-f", "-", "-o", &output], Some(object)).await
+    }
+
+    /// Applies [`WIDGET_CRD`] and waits until it is established.
+    pub async fn establish_widgets(&self) -> Result<()> {
+        let out = self.kubectl_in(&["apply", "-f", "-"], Some(WIDGET_CRD)).await?;
+        ensure!(out.ok, "{}", out.stderr);
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=10s",
+        ])
+        .await?;
+        Ok(())
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -203,14 +216,7 @@ impl TestServer {
         content_type: &str,
         cert: bool,
     ) -> Result<(u16, String)> {
-        let mut command = tokio::process::Command::new("curl");
-        command
-            .args(["--silent", "--show-error", "--max-time", "20", "-X", method, "--cacert"])
-            .arg(&self.ca_file);
-        if cert {
-            let (crt, key) = self.client_cert_files()?;
-            command.arg("--cert").arg(crt).arg("--key").arg(key);
-        }
+        let mut command = self.curl_command(method, cert)?;
         if let Some(body) = body {
             // From a file: a 3 MiB body does not fit in an argument list.
             let file = self.dir.path().join(format!("body-{}", uuid_like()));
@@ -224,6 +230,160 @@ impl TestServer {
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').context("no status code from curl")?;
         Ok((code.trim().parse()?, body.to_owned()))
+    }
+}
+
+/// The CustomResourceDefinition `widgets.example.com` the CRD and OpenAPI tests share:
+/// a `v1beta1` that keeps unknown fields and a `v1` with status and scale subresources,
+/// printer columns, defaults, an enum, an int-or-string, a list map and CEL rules.
+pub const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [gadgets]
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    selectableFields:
+    - jsonPath: .spec.color
+    additionalPrinterColumns:
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Color
+      type: string
+      jsonPath: .spec.color
+    - name: Ready
+      type: string
+      jsonPath: .status.conditions[?(@.type=="Ready")].status
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        description: A widget of the example shop.
+        type: object
+        properties:
+          spec:
+            description: What the widget should be.
+            type: object
+            required: [color]
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.replicas
+              message: replicas must be at least minReplicas
+            properties:
+              replicas: {type: integer, minimum: 0, maximum: 10, default: 1}
+              minReplicas: {type: integer, default: 0}
+              color:
+                type: string
+                enum: [red, green, blue]
+                x-kubernetes-validations:
+                - rule: self == oldSelf || oldSelf == 'blue'
+                  messageExpression: "'color is immutable once ' + oldSelf"
+              port: {x-kubernetes-int-or-string: true}
+              owner:
+                type: object
+                properties:
+                  name: {type: string, maxLength: 10}
+                  email: {type: string, pattern: '^[^@]+@[^@]+$'}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    number: {type: integer, format: int32}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+              conditions:
+                type: array
+                items:
+                  type: object
+                  properties:
+                    type: {type: string}
+                    status: {type: string}
+"#;
+
+/// What a raw request answered, headers and bytes.
+pub struct Raw {
+    pub status: u16,
+    /// Names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl TestServer {
+    /// curl for `method`, trusting the cluster CA, with the admin certificate if `cert`.
+    fn curl_command(&self, method: &str, cert: bool) -> Result<tokio::process::Command> {
+        let mut command = tokio::process::Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "-X", method, "--cacert"])
+            .arg(&self.ca_file);
+        if cert {
+            let (crt, key) = self.client_cert_files()?;
+            command.arg("--cert").arg(crt).arg("--key").arg(key);
+        }
+        Ok(command)
+    }
+
+    /// A GET as the admin with these request headers: status, headers and raw body.
+    pub async fn get_raw(&self, path: &str, headers: &[(&str, &str)]) -> Result<Raw> {
+        let mut command = self.curl_command("GET", true)?;
+        for (name, value) in headers {
+            command.arg("-H").arg(format!("{name}: {value}"));
+        }
+        let body_file = self.dir.path().join(format!("response-{}", uuid_like()));
+        command.arg("-D").arg("-").arg("-o").arg(&body_file).arg(format!("{}{path}", self.url));
+        let output = command.output().await?;
+        ensure!(output.status.success(), "curl: {}", String::from_utf8_lossy(&output.stderr));
+        let head = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .context("no status line from curl")?
+            .parse()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let body = std::fs::read(&body_file).unwrap_or_default();
+        Ok(Raw { status, headers, body })
     }
 }
 

@@ -1,5 +1,6 @@
 //! OpenAPI v3: `/openapi/v3` (an index of group-versions) and one document per
-//! group-version with its paths, operations and the schemas of its types.
+//! group-version with its paths, operations and the schemas of its types; [`v2`]
+//! derives `/openapi/v2`, the whole API in one Swagger 2.0 document, from them.
 //!
 //! Schemas come from the `k8s-openapi` types (schemars), with upstream's definition
 //! names and the `x-kubernetes-group-version-kind` extension, so `kubectl explain`
@@ -19,6 +20,9 @@ use serde_json::{Map, Value, json};
 
 use crate::server::{Response, full};
 use crate::status::{ApiError, ApiResult};
+
+mod swagger;
+pub mod v2;
 
 /// A built document: its JSON and content hash.
 struct Document {
@@ -85,20 +89,22 @@ fn document(body: Vec<u8>) -> Document {
     Document { hash: format!("{:016X}", hasher.finish()), body }
 }
 
-/// The documents of the custom resources' group-versions, built from their schemas
-/// (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
+/// The documents of the custom resources' group-versions.
 fn custom_documents(registry: &'static Registry) -> BTreeMap<String, Document> {
+    custom_values(registry)
+        .into_iter()
+        .map(|(prefix, value)| (prefix, document(serde_json::to_vec(&value).unwrap_or_default())))
+        .collect()
+}
+
+/// The documents of the custom resources' group-versions as JSON values, built from
+/// their schemas (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
+fn custom_values(registry: &'static Registry) -> BTreeMap<String, Value> {
     let mut by_gv: BTreeMap<String, Vec<&'static ResourceInfo>> = BTreeMap::new();
     for r in registry.resources().iter().filter(|r| r.is_custom()) {
         by_gv.entry(path_prefix(r)).or_default().push(r);
     }
-    by_gv
-        .into_iter()
-        .map(|(prefix, resources)| {
-            let body = serde_json::to_vec(&custom_document(&resources)).unwrap_or_default();
-            (prefix, document(body))
-        })
-        .collect()
+    by_gv.into_iter().map(|(prefix, resources)| (prefix, custom_document(&resources))).collect()
 }
 
 /// Upstream's definition name of a custom kind: the group reversed, the version, the
@@ -193,6 +199,7 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
     }
     let mut schemas = generator.take_definitions(true);
     add_patch_extensions(&mut schemas);
+    metadata_is_optional(&mut schemas);
     for (name, r) in kinds {
         if let Some(Value::Object(definition)) = schemas.get_mut(&name) {
             definition.insert(
@@ -207,6 +214,16 @@ fn group_version_document(resources: &[&ResourceInfo]) -> Value {
         "paths": paths,
         "components": { "schemas": schemas },
     })
+}
+
+/// Upstream never requires `metadata` (the Go field is a value with `omitempty`);
+/// k8s-openapi's schemas do, which kubectl's client-side validation would enforce.
+fn metadata_is_optional(schemas: &mut Map<String, Value>) {
+    for definition in schemas.values_mut() {
+        if let Some(Value::Array(required)) = definition.get_mut("required") {
+            required.retain(|field| field != "metadata");
+        }
+    }
 }
 
 /// Upstream's extensions from the generated metadata: `x-kubernetes-patch-strategy`,
