@@ -231,6 +231,15 @@ fn respond(req: &Request, info: &ResourceInfo, code: StatusCode, object: &Value)
 }
 
 async fn get(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    if !req.wants_table() {
+        // The stored bytes, stamped, when they allow it: no decoding and encoding.
+        let kv = api.objects.get_raw(place(target)).await?;
+        let mut body = Vec::new();
+        if registry::Splicer::new(target.info).write(&kv, true, &mut body) {
+            return Ok(crate::server::json_bytes(body));
+        }
+        return Ok(respond(req, target.info, StatusCode::OK, &registry::decode(target.info, &kv)?));
+    }
     let (object, _) = api.objects.get(place(target)).await?;
     Ok(respond(req, target.info, StatusCode::OK, &object))
 }
@@ -498,11 +507,15 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     )
     .into_bytes();
     let empty = body.len();
+    let splicer = registry::Splicer::new(info);
     let mut write = |kv: &keelson_store::KeyValue| -> ApiResult<bool> {
         if body.len() > empty {
             body.push(b',');
         }
-        registry::write_list_item(info, kv, &mut body)?;
+        // Custom resources' list items keep apiVersion and kind (unstructured lists).
+        if !splicer.write(kv, info.is_custom(), &mut body) {
+            registry::write_list_item(info, kv, &mut body)?;
+        }
         Ok(true)
     };
     // "Any" revision, whole: the watch cache has it without reading the store.
@@ -531,11 +544,7 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     body.extend_from_slice(b"],\"metadata\":");
     body.extend_from_slice(list_meta.to_string().as_bytes());
     body.push(b'}');
-    let mut response = http::Response::new(crate::server::full(body));
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    Ok(response)
+    Ok(crate::server::json_bytes(body))
 }
 
 /// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.

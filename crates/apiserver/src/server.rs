@@ -221,9 +221,14 @@ pub fn error_response(error: &ApiError) -> Response {
 }
 
 pub fn json_response(code: http::StatusCode, value: &serde_json::Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = http::Response::new(full(body));
+    let mut response = json_bytes(serde_json::to_vec(value).unwrap_or_default());
     *response.status_mut() = code;
+    response
+}
+
+/// A 200 with JSON written elsewhere.
+pub fn json_bytes(body: Vec<u8>) -> Response {
+    let mut response = http::Response::new(full(body));
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));

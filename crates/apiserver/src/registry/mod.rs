@@ -76,6 +76,50 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     Ok(object)
 }
 
+/// Stored objects as the API's JSON without parsing them. `encode` writes serde_json's
+/// sorted keys, so an object stored in the version it is read in starts
+/// `{"apiVersion":…,"kind":…,"metadata":{` and its metadata has no `resourceVersion`:
+/// the read object is those bytes with `"resourceVersion":"<mod revision>"` put first in
+/// the metadata. Objects that start otherwise (another stored version, encrypted bytes,
+/// custom resources with defaults to apply on read) are for [`decode`].
+pub struct Splicer {
+    start: Vec<u8>,
+    usable: bool,
+}
+
+impl Splicer {
+    pub fn new(info: &ResourceInfo) -> Self {
+        let start = format!(
+            r#"{{"apiVersion":{},"kind":{},"metadata":{{"#,
+            json!(info.api_version()),
+            json!(info.kind)
+        );
+        let usable = info.custom.is_none_or(|v| v["hasDefaults"] != json!(true));
+        Splicer { start: start.into_bytes(), usable }
+    }
+
+    /// Writes the object (without `apiVersion` and `kind` unless `typed`) to `out`;
+    /// `false`, writing nothing, when its bytes do not start as expected.
+    pub fn write(&self, kv: &KeyValue, typed: bool, out: &mut Vec<u8>) -> bool {
+        let rest = match kv.value.strip_prefix(self.start.as_slice()) {
+            Some(rest) if self.usable => rest,
+            _ => return false,
+        };
+        out.reserve(self.start.len() + rest.len() + 32);
+        if typed {
+            out.extend_from_slice(&self.start);
+        } else {
+            out.extend_from_slice(br#"{"metadata":{"#);
+        }
+        out.extend_from_slice(format!(r#""resourceVersion":"{}""#, kv.mod_revision).as_bytes());
+        if rest.first() != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        true
+    }
+}
+
 /// Writes a stored object as a list item — stamped with its resource version, without
 /// `apiVersion`/`kind` (but with them for custom resources) — straight from its stored bytes: only the top level and
 /// `metadata` are parsed, the rest is copied as it is.
@@ -152,8 +196,14 @@ pub struct Objects {
 
 impl Objects {
     pub async fn get(&self, place: Place<'_>) -> ApiResult<(Value, Revision)> {
+        let kv = self.get_raw(place).await?;
+        Ok((decode(place.info, &kv)?, kv.mod_revision))
+    }
+
+    /// The stored object as the store has it.
+    pub async fn get_raw(&self, place: Place<'_>) -> ApiResult<KeyValue> {
         match self.store.get(&place.key()).await {
-            Ok(Some(kv)) => Ok((decode(place.info, &kv)?, kv.mod_revision)),
+            Ok(Some(kv)) => Ok(kv),
             Ok(None) => Err(place.not_found()),
             Err(e) => Err(place.store_error(e)),
         }
@@ -437,5 +487,43 @@ fn validate(
         Ok(())
     } else {
         Err(ApiError::invalid(info.group, info.kind, name, causes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(info: &ResourceInfo, object: Value) -> KeyValue {
+        let value = encode(info, &object).expect("encodes");
+        KeyValue { key: "/registry/x".into(), value, create_revision: 7, mod_revision: 9 }
+    }
+
+    #[test]
+    fn spliced_objects_are_the_decoded_ones() {
+        let pods = keelson_api::Registry::builtin().find("", "v1", "pods").expect("pods");
+        let splicer = Splicer::new(pods);
+        for object in [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "n",
+                "resourceVersion": "3", "labels": {"x": "y"}}, "spec": {"containers": []}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}),
+        ] {
+            let kv = stored(pods, object);
+            let mut out = Vec::new();
+            assert!(splicer.write(&kv, true, &mut out));
+            let spliced: Value = serde_json::from_slice(&out).expect("JSON");
+            assert_eq!(spliced, decode(pods, &kv).expect("decodes"));
+            assert_eq!(spliced["metadata"]["resourceVersion"], "9");
+            let mut item = Vec::new();
+            assert!(splicer.write(&kv, false, &mut item));
+            let mut fallback = Vec::new();
+            write_list_item(pods, &kv, &mut fallback).expect("writes");
+            let item: Value = serde_json::from_slice(&item).expect("JSON");
+            assert_eq!(item, serde_json::from_slice::<Value>(&fallback).expect("JSON"));
+        }
+        // Bytes that start otherwise (encrypted, another version) are left to decoding.
+        let mut other = stored(pods, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}));
+        other.value = b"k8s:enc:secretbox:v1:key1:...".to_vec();
+        assert!(!splicer.write(&other, true, &mut Vec::new()));
     }
 }
