@@ -41,7 +41,21 @@ impl Set {
     /// The fields of an object of type `ty` (the top level: `apiVersion`, `kind` and the
     /// server's metadata are left out; `status` unless `with_status`).
     pub fn of_object(object: &Value, ty: Ty, with_status: bool) -> Set {
-        let mut set = walk(object, ty);
+        walk(object, ty).top_level(with_status)
+    }
+
+    /// What an update that turned `old` into `new` changed — the members of `new` that
+    /// `old` lacks or holds another value at (a keyed item owns itself only when added) —
+    /// and what it removed: the members of `old` that `new` lacks. Both at the top level
+    /// as [`Set::of_object`] leaves it. One walk of both objects.
+    pub fn compare(old: &Value, new: &Value, ty: Ty, with_status: bool) -> (Set, Set) {
+        let (changed, removed) = compare(old, new, ty);
+        (changed.top_level(with_status), removed.top_level(with_status))
+    }
+
+    /// The set without what no manager owns at the top level.
+    fn top_level(mut self, with_status: bool) -> Set {
+        let set = &mut self;
         set.children.remove("f:apiVersion");
         set.children.remove("f:kind");
         if !with_status {
@@ -55,7 +69,7 @@ impl Set {
                 set.children.remove("f:metadata");
             }
         }
-        set
+        self
     }
 
     /// `FieldsV1` JSON.
@@ -177,6 +191,80 @@ fn walk(value: &Value, ty: Ty) -> Set {
     if set.children.is_empty() { Set::leaf() } else { set }
 }
 
+/// [`Set::compare`] below the top level.
+fn compare(old: &Value, new: &Value, ty: Ty) -> (Set, Set) {
+    let mut changed = Set::default();
+    let mut removed = Set::default();
+    match (ty.shape(new), old, new) {
+        (Shape::Granular, Value::Object(o), Value::Object(n)) if !n.is_empty() => {
+            removed.own = o.is_empty();
+            for (key, value) in n {
+                let field = ty.field(key);
+                let (c, r) = match o.get(key) {
+                    Some(before) => compare(before, value, field),
+                    None => (walk(value, field), Set::default()),
+                };
+                let name = format!("f:{key}");
+                if !c.is_empty() {
+                    changed.children.insert(name.clone(), c);
+                }
+                if !r.is_empty() {
+                    removed.children.insert(name, r);
+                }
+            }
+            for (key, value) in o.iter().filter(|(k, _)| !n.contains_key(*k)) {
+                removed.children.insert(format!("f:{key}"), walk(value, ty.field(key)));
+            }
+        }
+        (Shape::Keyed(keys), Value::Array(o), Value::Array(n)) if !n.is_empty() => {
+            removed.own = o.is_empty();
+            let before: BTreeMap<String, &Value> =
+                o.iter().map(|item| (item_key(item, &keys), item)).collect();
+            let mut kept = std::collections::BTreeSet::new();
+            for item in n {
+                let key = item_key(item, &keys);
+                let (c, r) = match before.get(&key) {
+                    Some(previous) => compare(previous, item, ty.items()),
+                    None => {
+                        let mut added = walk(item, ty.items());
+                        added.own = true;
+                        (added, Set::default())
+                    }
+                };
+                if !c.is_empty() {
+                    changed.children.insert(key.clone(), c);
+                }
+                if !r.is_empty() {
+                    removed.children.insert(key.clone(), r);
+                }
+                kept.insert(key);
+            }
+            for (key, item) in before.into_iter().filter(|(k, _)| !kept.contains(k)) {
+                let mut gone = walk(item, ty.items());
+                gone.own = true;
+                removed.children.insert(key, gone);
+            }
+        }
+        (Shape::Set, Value::Array(o), Value::Array(n)) if !n.is_empty() => {
+            removed.own = o.is_empty();
+            for item in n.iter().filter(|i| !o.contains(i)) {
+                changed.children.insert(format!("v:{item}"), Set::leaf());
+            }
+            for item in o.iter().filter(|i| !n.contains(i)) {
+                removed.children.insert(format!("v:{item}"), Set::leaf());
+            }
+        }
+        _ => {
+            let after = walk(new, ty);
+            removed = walk(old, ty).difference(&after);
+            if old != new {
+                changed = after;
+            }
+        }
+    }
+    (changed, removed)
+}
+
 /// `k:{"containerPort":80,"protocol":"TCP"}`: an item of a keyed list by its keys.
 pub fn item_key(item: &Value, keys: &[&str]) -> String {
     let mut fields = BTreeMap::new();
@@ -246,6 +334,38 @@ mod tests {
             paths.contains(&".spec.template.spec.containers[name=\"web\"].image".to_owned()),
             "{paths:?}"
         );
+    }
+
+    #[test]
+    fn an_update_changes_and_removes_what_differs() {
+        let ty = Ty::Object(
+            keelson_api::patch_meta::kind_type("apps", "v1", "Deployment").expect("known kind"),
+        );
+        let old = json!({"metadata": {"annotations": {"a": "1"}, "labels": {"x": "1"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1"}, {"name": "log", "image": "busybox"}]}}}});
+        let new = json!({"metadata": {"labels": {"x": "1", "y": "2"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:2"}, {"name": "sidecar", "image": "envoy"}]}}}});
+        let (changed, removed) = Set::compare(&old, &new, ty, false);
+        let containers = |set: &Set| {
+            set.to_fields_v1()["f:spec"]["f:template"]["f:spec"]["f:containers"].clone()
+        };
+        assert_eq!(changed.to_fields_v1()["f:metadata"], json!({"f:labels": {"f:y": {}}}));
+        assert_eq!(
+            containers(&changed),
+            json!({"k:{\"name\":\"web\"}": {"f:image": {}},
+                "k:{\"name\":\"sidecar\"}": {".": {}, "f:name": {}, "f:image": {}}})
+        );
+        assert_eq!(removed.to_fields_v1()["f:metadata"], json!({"f:annotations": {"f:a": {}}}));
+        assert_eq!(
+            containers(&removed),
+            json!({"k:{\"name\":\"log\"}": {".": {}, "f:name": {}, "f:image": {}}})
+        );
+        // The same walk as ownership: what a create owns, an update from nothing changes.
+        let (all, none) = Set::compare(&json!({}), &new, ty, false);
+        assert_eq!(all, Set::of_object(&new, ty, false));
+        assert!(none.children.is_empty());
     }
 
     #[test]

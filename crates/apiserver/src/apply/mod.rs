@@ -101,12 +101,17 @@ pub fn default_manager(user_agent: &str) -> String {
 fn owned_part(info: &ResourceInfo, subresource: &str, object: &Value) -> Set {
     let has_status = info.subresources.iter().any(|s| s.name == "status");
     let set = Set::of_object(object, Ty::of_resource(info), !has_status || subresource == "status");
+    only_status(set, subresource)
+}
+
+/// A write through the status subresource owns only status.
+fn only_status(mut set: Set, subresource: &str) -> Set {
     if subresource == "status" {
-        let mut only = Set::default();
-        if let Some(status) = set.children.get("f:status") {
-            only.children.insert("f:status".into(), status.clone());
+        let status = set.children.remove("f:status");
+        set = Set::default();
+        if let Some(status) = status {
+            set.children.insert("f:status".into(), status);
         }
-        return only;
     }
     set
 }
@@ -127,10 +132,19 @@ pub fn track_update(
         return;
     }
     let mut list = old.map(entries).unwrap_or_default();
-    let after = owned_part(info, subresource, new);
-    let before = old.map(|o| owned_part(info, subresource, o)).unwrap_or_default();
-    let changed = changed_fields(&after, old, new);
-    let removed = before.difference(&after);
+    let (changed, removed) = match old {
+        Some(old) => {
+            let has_status = info.subresources.iter().any(|s| s.name == "status");
+            let (changed, removed) = Set::compare(
+                old,
+                new,
+                Ty::of_resource(info),
+                !has_status || subresource == "status",
+            );
+            (only_status(changed, subresource), only_status(removed, subresource))
+        }
+        None => (owned_part(info, subresource, new), Set::default()),
+    };
     for entry in list.iter_mut() {
         entry.fields = entry.fields.difference(&changed).difference(&removed);
     }
@@ -151,20 +165,6 @@ pub fn track_update(
         }),
     }
     store(new, list);
-}
-
-/// The members of `after` whose value differs from `old`'s (all of them on a create).
-fn changed_fields(after: &Set, old: Option<&Value>, new: &Value) -> Set {
-    let Some(old) = old else {
-        return after.clone();
-    };
-    let mut changed = Set::default();
-    for path in after.members() {
-        if value_at(old, &path) != value_at(new, &path) {
-            insert(&mut changed, &path);
-        }
-    }
-    changed
 }
 
 fn insert(set: &mut Set, path: &[String]) {

@@ -450,16 +450,15 @@ fn type_causes(
 
 /// Whether anything but metadata and status differs.
 fn spec_changed(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(map) = v.as_object_mut() {
-            for field in ["metadata", "status", "apiVersion", "kind"] {
-                map.remove(field);
-            }
+    const NOT_SPEC: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    match (old.as_object(), new.as_object()) {
+        // Maps iterate in key order, so the rest of both compare pairwise.
+        (Some(old), Some(new)) => {
+            let spec = |(k, _): &(&String, &Value)| !NOT_SPEC.contains(&k.as_str());
+            !old.iter().filter(spec).eq(new.iter().filter(spec))
         }
-        v
-    };
-    strip(old) != strip(new)
+        _ => old != new,
+    }
 }
 
 /// Metadata rules, then the type's own (`type_causes`), as one `Invalid` error.

@@ -181,71 +181,86 @@ mod tests {
 
 /// Paths of keys that appear twice in one object of a JSON document, which parsing into
 /// a map silently collapses (`spec.replicas`, `spec.containers[0].name`).
+///
+/// Runs on every JSON write, so it allocates little: keys are compared as the raw bytes
+/// between their quotes (decoded only when they hold an escape), in one set for the whole
+/// document, and a path is built only for a duplicate.
 pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
-    #[derive(Debug)]
-    enum Frame {
-        Object { keys: std::collections::HashSet<String>, path: String, key: Option<String> },
-        Array { path: String, index: usize },
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+
+    /// An open object (by its number in the document, and the key being read) or array.
+    enum Frame<'a> {
+        Object { id: usize, key: Option<Cow<'a, [u8]>> },
+        Array { index: usize },
+    }
+    fn name(key: &[u8]) -> String {
+        String::from_utf8_lossy(key).into_owned()
     }
     let mut found = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
+    let mut seen: HashSet<(usize, Cow<[u8]>)> = HashSet::new();
+    let mut objects = 0;
     let mut i = 0;
-    // The path of the value about to start, from the innermost container.
-    let value_path = |stack: &[Frame]| -> String {
-        match stack.last() {
-            Some(Frame::Object { path, key: Some(key), .. }) => {
-                if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                }
-            }
-            Some(Frame::Array { path, index }) => format!("{path}[{index}]"),
-            _ => String::new(),
-        }
-    };
     while i < json.len() {
         match json[i] {
             b'{' => {
-                let path = value_path(&stack);
-                stack.push(Frame::Object { keys: Default::default(), path, key: None });
+                objects += 1;
+                stack.push(Frame::Object { id: objects, key: None });
             }
-            b'[' => {
-                let path = value_path(&stack);
-                stack.push(Frame::Array { path, index: 0 });
-            }
+            b'[' => stack.push(Frame::Array { index: 0 }),
             b'}' | b']' => {
                 stack.pop();
             }
             b',' => match stack.last_mut() {
-                Some(Frame::Array { index, .. }) => *index += 1,
+                Some(Frame::Array { index }) => *index += 1,
                 Some(Frame::Object { key, .. }) => *key = None,
                 None => {}
             },
             b'"' => {
                 let start = i + 1;
+                let mut escaped = false;
                 i += 1;
                 while i < json.len() && json[i] != b'"' {
                     if json[i] == b'\\' {
+                        escaped = true;
                         i += 1;
                     }
                     i += 1;
                 }
                 let text = &json[start..i.min(json.len())];
                 // A string right after '{' or ',' in an object is a key.
-                if let Some(Frame::Object { keys, path, key }) = stack.last_mut()
-                    && key.is_none()
-                {
-                    let name: String =
-                        serde_json::from_slice(&[b"\"", text, b"\""].concat()).unwrap_or_default();
-                    if !keys.insert(name.clone()) {
-                        found.push(if path.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{path}.{name}")
-                        });
+                if let Some(&Frame::Object { id, key: None }) = stack.last() {
+                    let text: Cow<[u8]> = if escaped {
+                        let quoted = [b"\"", text, b"\""].concat();
+                        let decoded: String = serde_json::from_slice(&quoted).unwrap_or_default();
+                        Cow::Owned(decoded.into_bytes())
+                    } else {
+                        Cow::Borrowed(text)
+                    };
+                    if !seen.insert((id, text.clone())) {
+                        let mut path = String::new();
+                        for frame in &stack[..stack.len() - 1] {
+                            match frame {
+                                Frame::Object { key: Some(k), .. } => {
+                                    if !path.is_empty() {
+                                        path.push('.');
+                                    }
+                                    path.push_str(&name(k));
+                                }
+                                Frame::Array { index } => path.push_str(&format!("[{index}]")),
+                                Frame::Object { key: None, .. } => {}
+                            }
+                        }
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(&name(&text));
+                        found.push(path);
                     }
-                    *key = Some(name);
+                    if let Some(Frame::Object { key, .. }) = stack.last_mut() {
+                        *key = Some(text);
+                    }
                 }
             }
             _ => {}

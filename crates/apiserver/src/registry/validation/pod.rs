@@ -217,7 +217,7 @@ pub fn update(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
     if old_spec["nodeName"].as_str().is_none_or(str::is_empty) {
         comparable["nodeName"] = old_spec["nodeName"].clone();
     }
-    if strip_nulls(&comparable) != strip_nulls(old_spec) {
+    if comparable != *old_spec && strip_nulls(&comparable) != strip_nulls(old_spec) {
         causes.push(Cause::forbidden(
             "spec",
             "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
