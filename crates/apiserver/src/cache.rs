@@ -72,6 +72,11 @@ impl Cache {
         self.read().revision
     }
 
+    /// The object at `key`, as of the cache's revision.
+    pub fn get(&self, key: &str) -> Option<KeyValue> {
+        self.read().objects.get(key).cloned()
+    }
+
     /// The objects under `dir` at the cache's revision (for lists: no live feed).
     pub fn objects(&self, dir: &str) -> (Vec<KeyValue>, Revision) {
         objects_under(&self.read(), dir)
@@ -128,6 +133,14 @@ pub struct Caches {
 impl Caches {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Caches { store, by_prefix: Mutex::new(HashMap::new()) }
+    }
+
+    /// The cache of the resource stored under `prefix` if it is started and has its first
+    /// state; never starts one or waits.
+    pub fn ready(&self, prefix: &str) -> Option<Arc<Cache>> {
+        let caches = self.by_prefix.lock().unwrap_or_else(|e| e.into_inner());
+        let (cache, ready) = caches.get(prefix)?;
+        (*ready.borrow()).then(|| cache.clone())
     }
 
     /// The cache of the resource stored under `prefix`, once it has its first state;

@@ -698,11 +698,25 @@ where
     F: FnMut(&Value) -> ApiResult<(Value, BodyCheck)>,
 {
     let place = place(target);
+    // The first attempt starts from the watch cache's copy, as upstream's does: the write
+    // is conditional on its revision, so a stale copy only costs a retry from the store.
+    let mut cached = api
+        .caches
+        .ready(&target.info.storage_prefix())
+        .and_then(|cache| cache.get(&place.key()))
+        .and_then(|kv| Some((registry::decode(target.info, &kv).ok()?, kv.mod_revision)));
     for _ in 0..RETRIES {
-        let (old, revision) = api.objects.get(place).await?;
+        let from_cache = cached.is_some();
+        let (old, revision) = match cached.take() {
+            Some(found) => found,
+            None => api.objects.get(place).await?,
+        };
         let (body, check) = next(&old)?;
         let wanted = resource_version(&body);
         if wanted.is_some_and(|w| w != revision) {
+            if from_cache {
+                continue;
+            }
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
         let mut warnings = Vec::new();
@@ -727,7 +741,7 @@ where
         }
         crate::auth::escalation::check(api, &req.user, target.info, Some(&old), &object).await?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
-            Err(e) if e.reason == "Conflict" && wanted.is_none() => continue,
+            Err(e) if e.reason == "Conflict" && (wanted.is_none() || from_cache) => continue,
             Ok((code, object)) => {
                 return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
             }

@@ -174,15 +174,25 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     Ok(())
 }
 
+#[cfg(test)]
 pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> {
-    let mut stored = object.clone();
-    metadata_mut(&mut stored).remove("resourceVersion");
-    if let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) {
-        // Custom resources are stored in the storage version (upstream's `None`
-        // conversion only changes apiVersion), as kube-apiserver would store them.
-        stored["apiVersion"] = json!(format!("{}/{version}", info.group));
-    }
-    serde_json::to_vec(&stored).map_err(ApiError::internal)
+    encode_in_place(info, &mut object.clone())
+}
+
+/// The stored bytes of `object`, which loses its `resourceVersion` (a write stamps the
+/// new one) and is otherwise left as it was: no copy of the object is made.
+fn encode_in_place(info: &ResourceInfo, object: &mut Value) -> ApiResult<Vec<u8>> {
+    metadata_mut(object).remove("resourceVersion");
+    let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) else {
+        return serde_json::to_vec(object).map_err(ApiError::internal);
+    };
+    // Custom resources are stored in the storage version (upstream's `None` conversion
+    // only changes apiVersion), as kube-apiserver would store them.
+    let requested =
+        std::mem::replace(&mut object["apiVersion"], json!(format!("{}/{version}", info.group)));
+    let bytes = serde_json::to_vec(object).map_err(ApiError::internal);
+    object["apiVersion"] = requested;
+    bytes
 }
 
 pub fn resource_version(object: &Value) -> Option<Revision> {
@@ -210,8 +220,13 @@ impl Objects {
     }
 
     /// Creates `object` (already defaulted and validated) at `place`.
-    pub async fn create(&self, place: Place<'_>, object: Value, dry_run: bool) -> ApiResult<Value> {
-        let bytes = encode(place.info, &object)?;
+    pub async fn create(
+        &self,
+        place: Place<'_>,
+        mut object: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        let bytes = encode_in_place(place.info, &mut object)?;
         if dry_run {
             return match self.store.get(&place.key()).await {
                 Ok(Some(_)) => {
@@ -230,7 +245,7 @@ impl Objects {
     pub async fn replace(
         &self,
         place: Place<'_>,
-        object: Value,
+        mut object: Value,
         expected: Revision,
         dry_run: bool,
     ) -> ApiResult<Value> {
@@ -239,7 +254,7 @@ impl Objects {
         }
         let revision = self
             .store
-            .update(&place.key(), encode(place.info, &object)?, expected)
+            .update(&place.key(), encode_in_place(place.info, &mut object)?, expected)
             .await
             .map_err(|e| place.store_error(e))?;
         Ok(stamp(object, revision))

@@ -197,31 +197,44 @@ pub fn update(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
             continue;
         };
         for (n, o) in new_list.iter_mut().zip(old_list) {
-            n["image"] = o["image"].clone();
+            keep_old(n, o, "image");
         }
     }
-    comparable["activeDeadlineSeconds"] = old_spec["activeDeadlineSeconds"].clone();
+    keep_old(&mut comparable, old_spec, "activeDeadlineSeconds");
     if let (Some(new_tolerations), Some(old_tolerations)) =
         (comparable["tolerations"].as_array(), old_spec["tolerations"].as_array())
         && old_tolerations.iter().all(|t| new_tolerations.contains(t))
     {
-        comparable["tolerations"] = old_spec["tolerations"].clone();
+        keep_old(&mut comparable, old_spec, "tolerations");
     }
     if old_spec["terminationGracePeriodSeconds"].as_i64().is_some_and(|g| g < 0)
         && comparable["terminationGracePeriodSeconds"] == 1
     {
-        comparable["terminationGracePeriodSeconds"] =
-            old_spec["terminationGracePeriodSeconds"].clone();
+        keep_old(&mut comparable, old_spec, "terminationGracePeriodSeconds");
     }
     // Binding fills in the node once; the scheduler's write is not a user's change.
     if old_spec["nodeName"].as_str().is_none_or(str::is_empty) {
-        comparable["nodeName"] = old_spec["nodeName"].clone();
+        keep_old(&mut comparable, old_spec, "nodeName");
     }
     if comparable != *old_spec && strip_nulls(&comparable) != strip_nulls(old_spec) {
         causes.push(Cause::forbidden(
             "spec",
             "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
         ));
+    }
+}
+
+/// Sets `field` of `comparable` to `old`'s, absent if `old` has none: the fields an
+/// update may change compare equal.
+fn keep_old(comparable: &mut Value, old: &Value, field: &str) {
+    match (comparable.as_object_mut(), old.get(field)) {
+        (Some(map), Some(value)) => {
+            map.insert(field.to_owned(), value.clone());
+        }
+        (Some(map), None) => {
+            map.remove(field);
+        }
+        (None, _) => {}
     }
 }
 
