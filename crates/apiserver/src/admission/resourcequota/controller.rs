@@ -110,21 +110,43 @@ fn wakes(prefix: &str, event: &Event) -> Option<String> {
         }
         Event::Put { kv, prev } => (kv, prev.is_some()),
     };
-    let object: Value = serde_json::from_slice(&kv.value).ok()?;
     let wake = match prefix {
         PREFIX => {
+            let object: Value = serde_json::from_slice(&kv.value).ok()?;
             quantity::to_json(&quantity::resource_list(&object["spec"]["hard"]))
                 != object["status"]["hard"]
                 || object["status"]["used"].is_null()
         }
+        // Every pod write comes by here: read the two fields, build nothing else.
         "/registry/pods/" => {
-            matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-                || !object["metadata"]["deletionTimestamp"].is_null()
+            let pod: PodProbe = serde_json::from_slice(&kv.value).ok()?;
+            matches!(pod.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+                || pod.metadata.deletion_timestamp.is_some()
         }
         "/registry/services/specs/" | "/registry/persistentvolumeclaims/" => updated,
         _ => false,
     };
     if wake { namespace_of(prefix, &kv.key) } else { None }
+}
+
+/// What [`wakes`] reads of a pod.
+#[derive(serde::Deserialize)]
+struct PodProbe {
+    #[serde(default)]
+    metadata: PodProbeMeta,
+    #[serde(default)]
+    status: PodProbeStatus,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct PodProbeMeta {
+    #[serde(rename = "deletionTimestamp")]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct PodProbeStatus {
+    phase: Option<String>,
 }
 
 fn namespace_of(prefix: &str, key: &str) -> Option<String> {
