@@ -25,7 +25,7 @@ use std::sync::Arc;
 use keelson_store::Store;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::registry::{decode, directory};
+use crate::registry::{Splicer, decode, directory};
 use crate::request::Request;
 use crate::rest::{Filter, read_page};
 use crate::router::Target;
@@ -105,9 +105,28 @@ struct Stream {
     name: Option<String>,
     table: Option<Request>,
     out: mpsc::Sender<Bytes>,
+    /// For a watch of every object as JSON: events written from the stored bytes.
+    raw: Option<Splicer>,
 }
 
 impl Stream {
+    /// The wire line of a store event for a watch that sees every event, written from
+    /// the stored bytes; `None` when they do not allow it (the event is then decoded).
+    fn raw_line(&self, event: &Event) -> Option<Bytes> {
+        let splicer = self.raw.as_ref()?;
+        let (kind, kv, revision) = match event {
+            Event::Put { kv, prev: None } => ("ADDED", kv, kv.mod_revision),
+            Event::Put { kv, prev: Some(_) } => ("MODIFIED", kv, kv.mod_revision),
+            Event::Delete { revision, prev } => ("DELETED", prev, *revision),
+        };
+        let mut line = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
+        if !splicer.write_at(kv, revision, true, &mut line) {
+            return None;
+        }
+        line.extend_from_slice(b"}\n");
+        Some(Bytes::from(line))
+    }
+
     fn matches(&self, object: &Value) -> bool {
         let name_ok = self
             .name
@@ -251,12 +270,14 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         (Vec::new(), from, source)
     };
     let (out, rx) = mpsc::channel(64);
+    let everything = filter.is_empty() && target.name.is_none() && !req.wants_table();
     let stream = Stream {
         info,
         filter,
         name: target.name.clone(),
         table: req.wants_table().then(|| Request::new_like(req)),
         out,
+        raw: everything.then(|| Splicer::new(info)),
     };
     tokio::spawn(async move {
         let _ = tokio::time::timeout(
@@ -305,6 +326,12 @@ async fn run(
             event = watch.next(last) => match event {
                 Some(Ok(event)) => {
                     last = event.revision();
+                    if let Some(line) = stream.raw_line(&event) {
+                        if stream.out.send(line).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     match stream.translate(&event) {
                         Ok(Some((kind, object))) => if !stream.send(kind, &object).await { return },
                         Ok(None) => {}
@@ -323,6 +350,57 @@ async fn run(
             },
             _ = ticker.tick(), if bookmarks => if !stream.bookmark(last, false).await { return },
             () = stream.out.closed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keelson_store::KeyValue;
+
+    /// Events written from the stored bytes are the decoded ones.
+    #[test]
+    fn raw_events_are_the_translated_ones() {
+        let pods = keelson_api::Registry::builtin().find("", "v1", "pods").expect("pods");
+        let (out, _rx) = mpsc::channel(1);
+        let req = {
+            let (parts, ()) = http::Request::builder()
+                .uri("/api/v1/pods?watch=1")
+                .body(())
+                .expect("request")
+                .into_parts();
+            Request::new(parts, Bytes::new(), Default::default())
+        };
+        let stream = Stream {
+            info: pods,
+            filter: Filter::from_request(&req, pods).expect("filter"),
+            name: None,
+            table: None,
+            out,
+            raw: Some(Splicer::new(pods)),
+        };
+        let kv = |rev: i64, image: &str| KeyValue {
+            key: "/registry/pods/default/web".into(),
+            value: crate::registry::encode(
+                pods,
+                &json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"containers": [{"name": "web", "image": image}]}}),
+            )
+            .expect("encodes"),
+            create_revision: 5,
+            mod_revision: rev,
+        };
+        for event in [
+            Event::Put { kv: kv(5, "a"), prev: None },
+            Event::Put { kv: kv(6, "b"), prev: Some(kv(5, "a")) },
+            Event::Delete { revision: 7, prev: kv(6, "b") },
+        ] {
+            let raw: Value =
+                serde_json::from_slice(&stream.raw_line(&event).expect("raw")).expect("JSON");
+            let (kind, object) = stream.translate(&event).expect("translates").expect("seen");
+            assert_eq!(raw, json!({"type": kind, "object": object}));
         }
     }
 }

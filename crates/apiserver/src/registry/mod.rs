@@ -101,6 +101,18 @@ impl Splicer {
     /// Writes the object (without `apiVersion` and `kind` unless `typed`) to `out`;
     /// `false`, writing nothing, when its bytes do not start as expected.
     pub fn write(&self, kv: &KeyValue, typed: bool, out: &mut Vec<u8>) -> bool {
+        self.write_at(kv, kv.mod_revision, typed, out)
+    }
+
+    /// As [`Splicer::write`], stamped with `revision` (a deletion's, for the deleted
+    /// object).
+    pub fn write_at(
+        &self,
+        kv: &KeyValue,
+        revision: Revision,
+        typed: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let rest = match kv.value.strip_prefix(self.start.as_slice()) {
             Some(rest) if self.usable => rest,
             _ => return false,
@@ -111,7 +123,7 @@ impl Splicer {
         } else {
             out.extend_from_slice(br#"{"metadata":{"#);
         }
-        out.extend_from_slice(format!(r#""resourceVersion":"{}""#, kv.mod_revision).as_bytes());
+        out.extend_from_slice(format!(r#""resourceVersion":"{revision}""#).as_bytes());
         if rest.first() != Some(&b'}') {
             out.push(b',');
         }
