@@ -76,9 +76,10 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     Ok(object)
 }
 
-/// Stored objects as the API's JSON without parsing them. `encode` writes serde_json's
-/// sorted keys, so an object stored in the version it is read in starts
-/// `{"apiVersion":…,"kind":…,"metadata":{` and its metadata has no `resourceVersion`:
+/// Stored objects as the API's JSON without parsing them. Objects are stored with
+/// `apiVersion`, `kind` and `metadata` first ([`stored_bytes`]), so one stored in the
+/// version it is read in starts `{"apiVersion":…,"kind":…,"metadata":{` and its metadata
+/// has no `resourceVersion`:
 /// the read object is those bytes with `"resourceVersion":"<mod revision>"` put first in
 /// the metadata. Objects that start otherwise (another stored version, encrypted bytes,
 /// custom resources with defaults to apply on read) are for [`decode`].
@@ -196,15 +197,38 @@ pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> 
 fn encode_in_place(info: &ResourceInfo, object: &mut Value) -> ApiResult<Vec<u8>> {
     metadata_mut(object).remove("resourceVersion");
     let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) else {
-        return serde_json::to_vec(object).map_err(ApiError::internal);
+        return stored_bytes(object).map_err(ApiError::internal);
     };
     // Custom resources are stored in the storage version (upstream's `None` conversion
     // only changes apiVersion), as kube-apiserver would store them.
     let requested =
         std::mem::replace(&mut object["apiVersion"], json!(format!("{}/{version}", info.group)));
-    let bytes = serde_json::to_vec(object).map_err(ApiError::internal);
+    let bytes = stored_bytes(object).map_err(ApiError::internal);
     object["apiVersion"] = requested;
     bytes
+}
+
+/// An object's JSON with `apiVersion`, `kind` and `metadata` first and the other fields
+/// after them in key order: the layout [`Splicer`] reads without parsing.
+fn stored_bytes(object: &Value) -> serde_json::Result<Vec<u8>> {
+    const FIRST: [&str; 3] = ["apiVersion", "kind", "metadata"];
+    let Some(map) = object.as_object() else {
+        return serde_json::to_vec(object);
+    };
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    let first = FIRST.iter().filter_map(|k| map.get_key_value(*k));
+    let rest = map.iter().filter(|(k, _)| !FIRST.contains(&k.as_str()));
+    for (i, (key, value)) in first.chain(rest).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, value)?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 pub fn resource_version(object: &Value) -> Option<Revision> {
@@ -547,6 +571,18 @@ mod tests {
             let item: Value = serde_json::from_slice(&item).expect("JSON");
             assert_eq!(item, serde_json::from_slice::<Value>(&fallback).expect("JSON"));
         }
+        // Every kind is stored so: fields sorting before `kind` come after the metadata.
+        let configmaps =
+            keelson_api::Registry::builtin().find("", "v1", "configmaps").expect("configmaps");
+        let kv = stored(
+            configmaps,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "data": {"a": "b"}, "binaryData": {}, "metadata": {"name": "c"}}),
+        );
+        let mut out = Vec::new();
+        assert!(Splicer::new(configmaps).write(&kv, true, &mut out));
+        let spliced: Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(spliced, decode(configmaps, &kv).expect("decodes"));
         // Bytes that start otherwise (encrypted, another version) are left to decoding.
         let mut other = stored(pods, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}));
         other.value = b"k8s:enc:secretbox:v1:key1:...".to_vec();
