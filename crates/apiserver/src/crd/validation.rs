@@ -496,7 +496,7 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
 
 /// A value as CEL rules see it: the properties of objects under the names upstream
 /// escapes them to (`x-y` → `x__dash__y`, `namespace` → `__namespace__`), properties
-/// with other characters left out; map keys as they are.
+/// with other characters left out; map keys as they are; `number`s as doubles.
 fn escaped(v: &Value, s: &Value) -> Value {
     match v {
         Value::Object(map) if s["properties"].is_object() => map
@@ -513,6 +513,8 @@ fn escaped(v: &Value, s: &Value) -> Value {
         Value::Array(items) if s["items"].is_object() => {
             items.iter().map(|item| escaped(item, &s["items"])).collect()
         }
+        // A `number` is a CEL double even when written without a fraction.
+        Value::Number(n) if s["type"] == "number" => n.as_f64().map_or(Value::Null, Value::from),
         _ => v.clone(),
     }
 }
@@ -729,23 +731,25 @@ mod tests {
                 rule("self.address.find('[0-9]+') == '10'"),
                 rule("!format.dns1123Label().validate(self.label).hasValue()"),
                 rule("semver(self.version).isGreaterThan(semver('1.2.0'))"),
-                rule("self.weights[0] == 60 && self.weights.max() < 100")],
+                rule("self.weights[0] == 60 && self.weights.max() < 100"),
+                rule("self.ratio * 2.0 == 2.0")],
             "properties": {
                 "address": {"type": "string"}, "network": {"type": "string"},
                 "memory": {"type": "string"}, "endpoint": {"type": "string"},
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "weights": {"type": "array", "items": {"type": "integer"}},
                 "x-name": {"type": "string"}, "namespace": {"type": "string"},
-                "label": {"type": "string"}, "version": {"type": "string"}}}}}));
+                "label": {"type": "string"}, "version": {"type": "string"},
+                "ratio": {"type": "number"}}}}}));
         let good = json!({"spec": {"address": "10.0.0.1", "network": "10.0.0.0/8",
             "memory": "512Mi", "endpoint": "https://example.com/x", "tags": ["a", "b"],
             "weights": [60, 40], "x-name": "xy", "namespace": "ns", "label": "web",
-            "version": "1.3.0"}});
+            "version": "1.3.0", "ratio": 1}});
         assert_eq!(messages(&validate(&v, &good, None)), Vec::<String>::new());
         let bad = json!({"spec": {"address": "10.0.0.1", "network": "192.168.0.0/16",
             "memory": "2Gi", "endpoint": "http://example.com", "tags": ["b", "a"],
             "weights": [60, 40], "x-name": "xy", "namespace": "ns", "label": "Web_1",
-            "version": "1.1.0"}});
+            "version": "1.1.0", "ratio": 1.0}});
         let failed = messages(&validate(&v, &bad, None));
         for expected in [
             "failed rule: cidr(self.network).containsIP(self.address)",
