@@ -17,7 +17,7 @@ use http::StatusCode;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use keelson_api::ResourceInfo;
-use keelson_store::{Event, Revision};
+use keelson_store::{Event, KeyValue, Revision};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -98,6 +98,13 @@ impl Body for ChannelBody {
     }
 }
 
+/// The objects a watch starts with: as stored, for a watch that sees every object, or
+/// decoded.
+enum Initial {
+    Stored(Vec<KeyValue>),
+    Decoded(Vec<Value>),
+}
+
 /// Everything one watch needs to turn store events into wire events.
 struct Stream {
     info: &'static ResourceInfo,
@@ -113,12 +120,19 @@ impl Stream {
     /// The wire line of a store event for a watch that sees every event, written from
     /// the stored bytes; `None` when they do not allow it (the event is then decoded).
     fn raw_line(&self, event: &Event) -> Option<Bytes> {
+        match event {
+            Event::Put { kv, prev: None } => self.raw_object_line("ADDED", kv, kv.mod_revision),
+            Event::Put { kv, prev: Some(_) } => {
+                self.raw_object_line("MODIFIED", kv, kv.mod_revision)
+            }
+            Event::Delete { revision, prev } => self.raw_object_line("DELETED", prev, *revision),
+        }
+    }
+
+    /// The wire line of an event of type `kind` carrying the stored object `kv` at
+    /// `revision`, for a watch that sees every event.
+    fn raw_object_line(&self, kind: &str, kv: &KeyValue, revision: Revision) -> Option<Bytes> {
         let splicer = self.raw.as_ref()?;
-        let (kind, kv, revision) = match event {
-            Event::Put { kv, prev: None } => ("ADDED", kv, kv.mod_revision),
-            Event::Put { kv, prev: Some(_) } => ("MODIFIED", kv, kv.mod_revision),
-            Event::Delete { revision, prev } => ("DELETED", prev, *revision),
-        };
         let mut line = format!(r#"{{"type":"{kind}","object":"#).into_bytes();
         if !splicer.write_at(kv, revision, true, &mut line) {
             return None;
@@ -219,14 +233,20 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         (None, Some(_)) => false,
     };
     let dir = directory(info, target.namespace.as_deref());
+    let everything = filter.is_empty() && target.name.is_none() && !req.wants_table();
     let cache = api.caches.get(&info.storage_prefix()).await;
     let (initial, from, source) = if initial_state {
         match &cache {
             // The initial state and what follows, from the cache at one revision.
             Some(cache) => {
                 let (objects, revision, live) = cache.snapshot(&dir);
-                let initial =
-                    objects.iter().map(|kv| decode(info, kv)).collect::<ApiResult<Vec<_>>>()?;
+                let initial = if everything {
+                    Initial::Stored(objects)
+                } else {
+                    Initial::Decoded(
+                        objects.iter().map(|kv| decode(info, kv)).collect::<ApiResult<_>>()?,
+                    )
+                };
                 let source = Source::Cache {
                     backlog: VecDeque::new(),
                     live,
@@ -243,7 +263,7 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
                 list_req.query.insert("resourceVersion".into(), "0".into());
                 let page = read_page(api, &list_req, target).await?;
                 let source = api.store.watch(&dir, page.revision).await.map(Source::Store);
-                (page.items, page.revision, source)
+                (Initial::Decoded(page.items), page.revision, source)
             }
         }
     } else {
@@ -267,10 +287,9 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
             // Older than the cache's ring (or newer than it has seen): from the store.
             None => api.store.watch(&dir, from).await.map(Source::Store),
         };
-        (Vec::new(), from, source)
+        (Initial::Decoded(Vec::new()), from, source)
     };
     let (out, rx) = mpsc::channel(64);
-    let everything = filter.is_empty() && target.name.is_none() && !req.wants_table();
     let stream = Stream {
         info,
         filter,
@@ -296,15 +315,36 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
 
 async fn run(
     stream: Stream,
-    initial: Vec<Value>,
+    initial: Initial,
     from: Revision,
     source: keelson_store::Result<Source>,
     bookmarks: bool,
     initial_events_end: bool,
 ) {
-    for object in initial.iter().filter(|o| stream.matches(o)) {
-        if !stream.send("ADDED", object).await {
-            return;
+    match initial {
+        Initial::Stored(objects) => {
+            for kv in &objects {
+                let sent = match stream.raw_object_line("ADDED", kv, kv.mod_revision) {
+                    Some(line) => stream.out.send(line).await.is_ok(),
+                    None => match decode(stream.info, kv) {
+                        Ok(object) => stream.send("ADDED", &object).await,
+                        Err(error) => {
+                            let _ = stream.send("ERROR", &error.to_status()).await;
+                            false
+                        }
+                    },
+                };
+                if !sent {
+                    return;
+                }
+            }
+        }
+        Initial::Decoded(objects) => {
+            for object in objects.iter().filter(|o| stream.matches(o)) {
+                if !stream.send("ADDED", object).await {
+                    return;
+                }
+            }
         }
     }
     if initial_events_end && !stream.bookmark(from, true).await {
@@ -357,7 +397,6 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keelson_store::KeyValue;
 
     /// Events written from the stored bytes are the decoded ones.
     #[test]

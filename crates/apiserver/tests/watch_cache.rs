@@ -127,3 +127,48 @@ async fn updates_succeed_while_the_cache_lags() -> Result<()> {
     }
     Ok(())
 }
+
+/// A streaming list (`sendInitialEvents=true`) starts with an ADDED event per object,
+/// each at its own resourceVersion, then a bookmark that marks the end of the initial
+/// events, then the changes — for a watch of everything (written from the stored
+/// bytes) and for one with a selector (decoded) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_lists_send_the_initial_objects_then_a_bookmark() -> Result<()> {
+    let s = TestServer::start().await?;
+    let api = api(&s).await?;
+    let versions = create_many(&api, "initial", 3).await?;
+    for labels in [None, Some("!absent")] {
+        let mut params = WatchParams::streaming_lists();
+        if let Some(selector) = labels {
+            params = params.labels(selector);
+        }
+        let mut stream = api.watch(&params, "").await?.boxed();
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.next()).await? {
+                Some(Ok(WatchEvent::Added(cm))) => seen.push((
+                    cm.metadata.name.unwrap_or_default(),
+                    cm.metadata.resource_version.unwrap_or_default(),
+                )),
+                Some(Ok(WatchEvent::Bookmark(b))) => {
+                    ensure!(
+                        b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str)
+                            == Some("true"),
+                        "a bookmark without the end of the initial events"
+                    );
+                    break;
+                }
+                other => bail!("unexpected {other:?}"),
+            }
+        }
+        for (i, version) in versions.iter().enumerate() {
+            let name = format!("initial-{i}");
+            ensure!(seen.contains(&(name.clone(), version.clone())), "{name} in {seen:?}");
+        }
+        let later = format!("later-{}", labels.is_some());
+        create_many(&api, &later, 1).await?;
+        let names = added(&mut stream, 1).await?;
+        ensure!(names == [format!("{later}-0")], "{names:?}");
+    }
+    Ok(())
+}
