@@ -42,10 +42,8 @@ pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
     if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
         return Ok(found.clone());
     }
-    let expression = cel::parser::Parser::new()
-        .enable_optional_syntax(true)
-        .parse(source)
-        .map_err(|e| format!("compilation failed: {e}"))?;
+    let mut expression = parse(source).map_err(|e| format!("compilation failed: {e}"))?;
+    optional_selects(&mut expression);
     let expression = Arc::new(Expression { parsed: expression, source: source.to_owned() });
     let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
     if memo.len() >= MEMO {
@@ -77,6 +75,74 @@ fn to_cel(value: &Value) -> cel::Value {
             cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
         }
     }
+}
+
+fn parse(source: &str) -> Result<cel::parser::Expression, cel::ParseErrors> {
+    cel::parser::Parser::new().enable_optional_syntax(true).parse(source)
+}
+
+/// Rewrites `x.?f` on a value that is not itself optional into
+/// `has(x.f) ? x.?f : optional.none()`: cel 0.13 errs on a missing field there, where
+/// CEL's optional selection gives `optional.none()`. (On an optional `x`, as in the
+/// second step of `a.?b.?c`, cel 0.13 is right and the expression is left alone.)
+fn optional_selects(expression: &mut cel::IdedExpr) {
+    use cel::common::ast::{
+        CallExpr, EntryExpr, Expr, LiteralValue, MapExpr, SelectExpr, StructExpr, operators,
+    };
+    // Decided before the operand itself is rewritten.
+    let operand_is_optional = match &expression.expr {
+        Expr::Call(call) => call.args.first().is_some_and(|operand| {
+            matches!(&operand.expr, Expr::Call(inner) if inner.func_name == operators::OPT_SELECT)
+        }),
+        _ => false,
+    };
+    let children: Vec<&mut cel::IdedExpr> = match &mut expression.expr {
+        Expr::Call(call) => {
+            call.target.iter_mut().map(|t| &mut **t).chain(call.args.iter_mut()).collect()
+        }
+        Expr::Comprehension(c) => vec![
+            &mut c.iter_range,
+            &mut c.accu_init,
+            &mut c.loop_cond,
+            &mut c.loop_step,
+            &mut c.result,
+        ],
+        Expr::List(list) => list.elements.iter_mut().collect(),
+        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => entries
+            .iter_mut()
+            .flat_map(|e| match &mut e.expr {
+                EntryExpr::MapEntry(entry) => vec![&mut entry.key, &mut entry.value],
+                EntryExpr::StructField(field) => vec![&mut field.value],
+            })
+            .collect(),
+        Expr::Select(select) => vec![&mut *select.operand],
+        _ => Vec::new(),
+    };
+    for child in children {
+        optional_selects(child);
+    }
+    let Expr::Call(call) = &expression.expr else { return };
+    let (Some(operand), Some(field)) = (call.args.first(), call.args.get(1)) else { return };
+    let Expr::Literal(LiteralValue::String(name)) = &field.expr else { return };
+    if call.func_name != operators::OPT_SELECT || operand_is_optional {
+        return;
+    }
+    let Ok(none) = parse("optional.none()") else { return };
+    let id = expression.id;
+    let has = cel::IdedExpr {
+        id,
+        expr: Expr::Select(SelectExpr {
+            operand: Box::new(operand.clone()),
+            field: name.inner().to_owned(),
+            test: true,
+        }),
+    };
+    let select = cel::IdedExpr { id, expr: expression.expr.clone() };
+    expression.expr = Expr::Call(CallExpr {
+        func_name: operators::CONDITIONAL.to_owned(),
+        target: None,
+        args: vec![has, select, none],
+    });
 }
 
 impl Expression {
@@ -125,5 +191,12 @@ mod tests {
         assert!(holds("object.spec.missing > 1").is_err());
         assert!(holds("object.spec.replicas").is_err());
         assert!(compile("object.spec.(").is_err());
+        // Optional selection: none on a missing field, chained or not.
+        assert_eq!(holds("object.spec.?missing.orValue(1) == 1"), Ok(true));
+        assert_eq!(holds("object.spec.?replicas.orValue(1) == 5"), Ok(true));
+        assert_eq!(holds("!object.metadata.?annotations.hasValue()"), Ok(true));
+        assert_eq!(holds("object.metadata.?labels.?team.orValue('') == 'a'"), Ok(true));
+        assert_eq!(holds("object.metadata.?annotations.?x.orValue('none') == 'none'"), Ok(true));
+        assert_eq!(holds("[1, 2].all(i, object.spec.?missing.orValue(0) < i)"), Ok(true));
     }
 }
