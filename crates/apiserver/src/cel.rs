@@ -77,6 +77,63 @@ fn to_cel(value: &Value) -> cel::Value {
     }
 }
 
+/// The field path `e` selects from one of `roots`, if it is a chain of selections
+/// (plain, `has`, or optional) from it.
+fn chain(e: &cel::IdedExpr, roots: &[&str]) -> Option<Vec<String>> {
+    use cel::common::ast::{Expr, LiteralValue, operators};
+    match &e.expr {
+        Expr::Ident(name) if roots.contains(&name.as_str()) => Some(Vec::new()),
+        Expr::Select(select) => {
+            let mut path = chain(&select.operand, roots)?;
+            path.push(select.field.clone());
+            Some(path)
+        }
+        Expr::Call(call) if call.func_name == operators::OPT_SELECT => {
+            let mut path = chain(call.args.first()?, roots)?;
+            match &call.args.get(1)?.expr {
+                Expr::Literal(LiteralValue::String(field)) => path.push(field.inner().to_owned()),
+                _ => return None,
+            }
+            Some(path)
+        }
+        _ => None,
+    }
+}
+
+/// Collects [`chain`]s everywhere in `e`.
+fn selections(e: &cel::IdedExpr, roots: &[&str], found: &mut Vec<Vec<String>>) {
+    use cel::common::ast::{EntryExpr, Expr, MapExpr, StructExpr};
+    if let Some(path) = chain(e, roots).filter(|p| !p.is_empty()) {
+        found.push(path);
+    }
+    let mut visit = |child: &cel::IdedExpr| selections(child, roots, found);
+    match &e.expr {
+        Expr::Call(call) => {
+            call.target.iter().for_each(|t| visit(t));
+            call.args.iter().for_each(&mut visit);
+        }
+        Expr::Comprehension(c) => {
+            for child in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                visit(child);
+            }
+        }
+        Expr::List(list) => list.elements.iter().for_each(&mut visit),
+        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => {
+            for entry in entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        visit(&e.key);
+                        visit(&e.value);
+                    }
+                    EntryExpr::StructField(f) => visit(&f.value),
+                }
+            }
+        }
+        Expr::Select(select) => visit(&select.operand),
+        _ => {}
+    }
+}
+
 fn parse(source: &str) -> Result<cel::parser::Expression, cel::ParseErrors> {
     cel::parser::Parser::new().enable_optional_syntax(true).parse(source)
 }
@@ -154,6 +211,16 @@ impl Expression {
         }
         let result = cel::Value::resolve(&self.parsed, &context).map_err(|e| e.to_string())?;
         result.json().map_err(|e| format!("the result has no JSON form: {e:?}"))
+    }
+
+    /// The field paths the expression selects from the variables `roots`
+    /// (`self.spec.replicas`, `has(self.x)`, `self.?a.b` → `["spec", "replicas"]`, `["x"]`,
+    /// `["a", "b"]`), as written (escaped names). Paths through anything else — an index,
+    /// a call, a comprehension variable — are not followed.
+    pub fn selections(&self, roots: &[&str]) -> Vec<Vec<String>> {
+        let mut found = Vec::new();
+        selections(&self.parsed, roots, &mut found);
+        found
     }
 
     /// Evaluates to a boolean, as a condition or validation must.

@@ -519,6 +519,46 @@ fn escaped(v: &Value, s: &Value) -> Value {
     }
 }
 
+/// The fields a CRD rule at schema node `s` selects from `self` or `oldSelf` that the
+/// schema does not declare — upstream's checker refuses such a rule at CRD creation
+/// with `undefined field`. Only plain objects are checked: maps, values that keep
+/// unknown fields and anything untyped accept any field, and the root (`root`) and
+/// embedded resources always have `apiVersion`, `kind` and `metadata`.
+pub fn undefined_fields(rule: &crate::cel::Expression, s: &Value, root: bool) -> Vec<String> {
+    let mut undefined = Vec::new();
+    for path in rule.selections(&["self", "oldSelf"]) {
+        let mut node = s;
+        for (i, field) in path.iter().enumerate() {
+            let embedded = (root && i == 0) || node["x-kubernetes-embedded-resource"] == true;
+            if embedded && matches!(field.as_str(), "apiVersion" | "kind" | "metadata") {
+                break;
+            }
+            if node["x-kubernetes-preserve-unknown-fields"] == true {
+                break;
+            }
+            if let Some(properties) = node["properties"].as_object() {
+                match properties
+                    .iter()
+                    .find(|(name, _)| escape_property(name).as_ref() == Some(field))
+                {
+                    Some((_, child)) => node = child,
+                    None => {
+                        if !undefined.contains(field) {
+                            undefined.push(field.clone());
+                        }
+                        break;
+                    }
+                }
+            } else if node["additionalProperties"].is_object() {
+                node = &node["additionalProperties"];
+            } else {
+                break;
+            }
+        }
+    }
+    undefined
+}
+
 /// Words CEL reserves, which a property is renamed around (`__in__`).
 const CEL_RESERVED: [&str; 21] = [
     "true",

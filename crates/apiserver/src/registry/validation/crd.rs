@@ -294,8 +294,20 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
         let rule_path = format!("{path}.x-kubernetes-validations[{i}].rule");
         if source.is_empty() {
             required(&rule_path, causes);
-        } else if let Err(e) = crate::cel::compile(source) {
-            causes.push(Cause::invalid(&rule_path, &rule["rule"], &e));
+        } else {
+            match crate::cel::compile(source) {
+                Err(e) => causes.push(Cause::invalid(&rule_path, &rule["rule"], &e)),
+                Ok(compiled) => {
+                    let root = level == Level::Root;
+                    for field in crate::crd::validation::undefined_fields(&compiled, s, root) {
+                        causes.push(Cause::invalid(
+                            &rule_path,
+                            &rule["rule"],
+                            &format!("compilation failed: ERROR: undefined field '{field}'"),
+                        ));
+                    }
+                }
+            }
         }
     }
     for (name, child) in s["properties"].as_object().into_iter().flatten() {
@@ -447,6 +459,47 @@ mod tests {
                 ),
                 format!(
                     "{root}.properties[spec].properties[replicas].default: Invalid value: 11: {root}.properties[spec].properties[replicas].default in body should be less than or equal to 10"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_may_select_only_declared_fields() {
+        let crd = |rules: &[&str]| {
+            let rules: Vec<Value> = rules.iter().map(|r| json!({"rule": r})).collect();
+            json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
+                "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-validations": rules, "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "replicas": {"type": "integer"},
+                            "x-y": {"type": "string"},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                            "items": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}}}}}}]}})
+        };
+        let good = crd(&[
+            "self.spec.replicas > 0 && has(self.spec.x__dash__y)",
+            "self.metadata.name.startsWith('w') && self.kind == 'Widget'",
+            "self.spec.labels.anything == 'x' && self.spec.free.whatever.deeper == 1",
+            "self.spec.items.all(i, i.name != '') && self.spec.?replicas.orValue(0) >= 0",
+        ]);
+        assert!(messages(&good).is_empty(), "{:?}", messages(&good));
+        let bad =
+            crd(&["self.spec.replicass > 0", "has(self.spec.color) || self.?status.hasValue()"]);
+        let rules = "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations";
+        assert_eq!(
+            messages(&bad),
+            [
+                format!(
+                    "{rules}[0].rule: Invalid value: \"self.spec.replicass > 0\": compilation failed: ERROR: undefined field 'replicass'"
+                ),
+                format!(
+                    "{rules}[1].rule: Invalid value: \"has(self.spec.color) || self.?status.hasValue()\": compilation failed: ERROR: undefined field 'color'"
+                ),
+                format!(
+                    "{rules}[1].rule: Invalid value: \"has(self.spec.color) || self.?status.hasValue()\": compilation failed: ERROR: undefined field 'status'"
                 ),
             ]
         );
