@@ -34,6 +34,8 @@ struct State {
 pub struct Cache {
     state: RwLock<State>,
     live: broadcast::Sender<Arc<Event>>,
+    /// The revision everything up to is applied, for readers that wait for one.
+    progress: watch::Sender<Revision>,
 }
 
 /// What a watch gets from the cache: events to replay, then the live feed.
@@ -72,6 +74,14 @@ impl Cache {
         self.read().revision
     }
 
+    /// Waits until the cache has applied everything up to `revision`; `false` if it has
+    /// not within `patience`.
+    pub async fn reached(&self, revision: Revision, patience: Duration) -> bool {
+        let mut progress = self.progress.subscribe();
+        let reached = progress.wait_for(|r| *r >= revision);
+        matches!(tokio::time::timeout(patience, reached).await, Ok(Ok(_)))
+    }
+
     /// The object at `key`, as of the cache's revision.
     pub fn get(&self, key: &str) -> Option<KeyValue> {
         self.read().objects.get(key).cloned()
@@ -102,12 +112,15 @@ impl Cache {
         }
         // Sent under the lock, so a subscriber sees each event in the backlog or live,
         // never both, never neither.
+        let revision = event.revision();
         let _ = self.live.send(event);
+        self.progress.send_replace(revision);
     }
 
     fn reset(&self, objects: BTreeMap<String, KeyValue>, revision: Revision) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         *state = State { objects, revision, ring: VecDeque::new(), ring_start: revision };
+        self.progress.send_replace(revision);
     }
 }
 
@@ -162,7 +175,8 @@ impl Caches {
 
 fn start(store: Arc<dyn Store>, prefix: String) -> Started {
     let (live, _) = broadcast::channel(FAN_OUT);
-    let cache = Arc::new(Cache { state: RwLock::new(State::default()), live });
+    let (progress, _) = watch::channel(0);
+    let cache = Arc::new(Cache { state: RwLock::new(State::default()), live, progress });
     let (ready_tx, ready) = watch::channel(false);
     let feeder = cache.clone();
     tokio::spawn(async move { feed(store, prefix, feeder, ready_tx).await });
@@ -260,5 +274,40 @@ pub async fn follow<F, Fut>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, revision: Revision) -> Event {
+        let kv = KeyValue {
+            key: key.into(),
+            value: b"{}".to_vec(),
+            create_revision: revision,
+            mod_revision: revision,
+        };
+        Event::Put { kv, prev: None }
+    }
+
+    /// A consistent read waits for the cache to reach the store's last change under its
+    /// directory, and gives up after its patience.
+    #[tokio::test]
+    async fn readers_wait_until_the_cache_reaches_a_revision() {
+        let (live, _) = broadcast::channel(FAN_OUT);
+        let (progress, _) = watch::channel(0);
+        let cache = Arc::new(Cache { state: RwLock::new(State::default()), live, progress });
+        cache.reset(BTreeMap::new(), 3);
+        assert!(cache.reached(3, Duration::from_millis(1)).await);
+        assert!(!cache.reached(5, Duration::from_millis(20)).await, "not there yet");
+        let waiting = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.reached(5, Duration::from_secs(5)).await })
+        };
+        cache.apply(put("/registry/x/a", 4));
+        cache.apply(put("/registry/x/b", 5));
+        assert!(waiting.await.expect("joins"), "woken by the event that reached it");
+        assert_eq!(cache.objects("/registry/x/").0.len(), 2);
     }
 }

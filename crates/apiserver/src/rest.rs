@@ -494,6 +494,41 @@ async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Resp
     ))
 }
 
+/// The watch cache to serve a whole list from, if it may: at "any" revision
+/// (`resourceVersion=0`) always; for the consistent read (no `resourceVersion`) once it
+/// has followed `dir` up to its last change in the store (upstream's
+/// ConsistentListFromCache), when the store can tell that revision.
+async fn cached_list(
+    api: &ApiServer,
+    req: &Request,
+    info: &ResourceInfo,
+    dir: &str,
+) -> ApiResult<Option<std::sync::Arc<crate::cache::Cache>>> {
+    if req.param("limit").is_some() || req.param("continue").is_some() {
+        return Ok(None);
+    }
+    match req.param("resourceVersion") {
+        Some("0") => Ok(api.caches.get(&info.storage_prefix()).await),
+        None | Some("") => {
+            let changed = api
+                .store
+                .changed_at(dir)
+                .await
+                .map_err(|e| crate::status::from_store(e, info.group, info.plural, ""))?;
+            let Some(changed) = changed else { return Ok(None) };
+            let Some(cache) = api.caches.get(&info.storage_prefix()).await else {
+                return Ok(None);
+            };
+            Ok(cache.reached(changed, CONSISTENT_READ_PATIENCE).await.then_some(cache))
+        }
+        Some(_) => Ok(None),
+    }
+}
+
+/// How long a consistent list waits for the watch cache before reading the store (as
+/// upstream's 3 s).
+const CONSISTENT_READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A plain JSON list without selectors, written from the stored bytes: no object is
 /// decoded whole (the hot path of informers and `kubectl get -o json`).
 async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
@@ -518,15 +553,11 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
         }
         Ok(true)
     };
-    // "Any" revision, whole: the watch cache has it without reading the store.
-    let from_cache = req.param("resourceVersion") == Some("0")
-        && req.param("limit").is_none()
-        && req.param("continue").is_none();
-    let cache = if from_cache { api.caches.get(&info.storage_prefix()).await } else { None };
+    let dir = registry::directory(info, target.namespace.as_deref());
+    let cache = cached_list(api, req, info, &dir).await?;
     let meta = match cache {
         Some(cache) => {
-            let (objects, revision) =
-                cache.objects(&registry::directory(info, target.namespace.as_deref()));
+            let (objects, revision) = cache.objects(&dir);
             for kv in &objects {
                 write(kv)?;
             }

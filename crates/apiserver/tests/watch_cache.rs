@@ -172,3 +172,33 @@ async fn streaming_lists_send_the_initial_objects_then_a_bookmark() -> Result<()
     }
     Ok(())
 }
+
+/// A list without a resourceVersion (a consistent read, served from the cache once it
+/// has caught up with the store) shows every write that finished before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_lists_see_every_finished_write() -> Result<()> {
+    use kube::api::DeleteParams;
+    let s = TestServer::start().await?;
+    let api = api(&s).await?;
+    let names = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items
+            .into_iter()
+            .filter_map(|cm| cm.metadata.name)
+            .filter(|n| n.starts_with("rw-"))
+            .collect()
+    };
+    for i in 0..30 {
+        create_many(&api, &format!("rw-{i}"), 1).await?;
+        let seen = names(api.list(&ListParams::default()).await?);
+        ensure!(
+            seen.len() == i + 1 && seen.contains(&format!("rw-{i}-0")),
+            "after create {i}: {seen:?}"
+        );
+    }
+    for i in 0..30 {
+        api.delete(&format!("rw-{i}-0"), &DeleteParams::default()).await?;
+        let seen = names(api.list(&ListParams::default()).await?);
+        ensure!(seen.len() == 29 - i, "after delete {i}: {seen:?}");
+    }
+    Ok(())
+}

@@ -71,6 +71,14 @@ impl Index {
         (items, remaining)
     }
 
+    /// The newest revision of a change under `dir` the index still knows of, or the
+    /// compaction revision (older changes are forgotten) if that is newer.
+    pub fn changed_at(&self, dir: &str) -> Revision {
+        self.dir_range(dir, None)
+            .filter_map(|(_, history)| history.last().map(|v| v.rev))
+            .fold(self.compacted, Revision::max)
+    }
+
     pub fn count(&self, dir: &str) -> u64 {
         let rev = self.current;
         self.dir_range(dir, None).filter(|(_, h)| live_in(h, rev).is_some()).count() as u64
@@ -206,5 +214,24 @@ mod tests {
         let keys: Vec<_> = items.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!((keys, remaining), (vec!["/a/3"], 0));
         assert_eq!(ix.count("/a/"), 3);
+    }
+
+    #[test]
+    fn a_directory_changed_at_its_newest_change_or_the_compaction() {
+        let mut ix = Index::default();
+        assert_eq!(ix.changed_at("/a/"), 0);
+        put(&mut ix, "/a/x", 1);
+        put(&mut ix, "/b/y", 2);
+        put(&mut ix, "/a/z", 3);
+        put(&mut ix, "/b/y", 4);
+        assert_eq!(ix.changed_at("/a/"), 3);
+        del(&mut ix, "/a/x", 5);
+        assert_eq!(ix.changed_at("/a/"), 5, "a deletion is a change");
+        put(&mut ix, "/b/y", 6);
+        assert_eq!(ix.changed_at("/a/"), 5);
+        // Compaction forgets the deletion; the compaction revision stands for it.
+        ix.compact(6);
+        assert_eq!(ix.changed_at("/a/"), 6);
+        assert_eq!(ix.changed_at("/c/"), 6);
     }
 }

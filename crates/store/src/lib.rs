@@ -193,6 +193,15 @@ pub trait Store: Send + Sync + 'static {
     /// The revision of the latest write.
     async fn current_revision(&self) -> Result<Revision>;
 
+    /// The newest revision at which anything under the directory `prefix` changed
+    /// (deletions included), or the compaction revision if that is newer: whoever has
+    /// followed `prefix`'s watch up to it holds the current state of `prefix`. `None`
+    /// when the backend cannot tell without reading everything (etcd).
+    async fn changed_at(&self, prefix: &str) -> Result<Option<Revision>> {
+        let _ = prefix;
+        Ok(None)
+    }
+
     /// Discards history older than `revision`. Idempotent; compacting to a revision at or
     /// below an earlier compaction does nothing.
     async fn compact(&self, revision: Revision) -> Result<()>;

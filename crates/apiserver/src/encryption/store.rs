@@ -109,6 +109,10 @@ impl Store for EncryptedStore {
         self.inner.current_revision().await
     }
 
+    async fn changed_at(&self, prefix: &str) -> Result<Option<Revision>> {
+        self.inner.changed_at(prefix).await
+    }
+
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision).await
     }

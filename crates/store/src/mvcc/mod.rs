@@ -262,6 +262,10 @@ impl<L: Log> Store for Engine<L> {
         Ok(self.shared.read_index().count(&directory(prefix)))
     }
 
+    async fn changed_at(&self, prefix: &str) -> Result<Option<Revision>> {
+        Ok(Some(self.shared.read_index().changed_at(&directory(prefix))))
+    }
+
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
         check_key(key)?;
         check_value(&value)?;
