@@ -357,6 +357,14 @@ where
         }
         None => (None, list_revision(req, current)?),
     };
+    // A first page at the current or any revision: from the watch cache when it may.
+    if start_after.is_none()
+        && revision.is_none()
+        && let Some(cache) = cached_list(api, req, info, &dir).await?
+    {
+        let (objects, revision) = cache.objects(&dir);
+        return cached_page(&objects, revision, &dir, limit, filtered, visit);
+    }
     let mut counted = 0;
     let mut continue_token = None;
     let mut remaining = None;
@@ -391,6 +399,37 @@ where
         }
     }
     Ok(PageMeta { revision: revision.unwrap_or(current), continue_token, remaining })
+}
+
+/// A page of a list from the cache's objects at `revision`, as [`scan`] pages the store;
+/// the pages after it come from the store at that revision.
+fn cached_page<F>(
+    objects: &[keelson_store::KeyValue],
+    revision: i64,
+    dir: &str,
+    limit: usize,
+    filtered: bool,
+    mut visit: F,
+) -> ApiResult<PageMeta>
+where
+    F: FnMut(&keelson_store::KeyValue) -> ApiResult<bool>,
+{
+    let mut counted = 0;
+    for (i, kv) in objects.iter().enumerate() {
+        if visit(kv)? {
+            counted += 1;
+        }
+        let left = (objects.len() - i - 1) as u64;
+        if limit > 0 && counted == limit && left > 0 {
+            let start = kv.key.strip_prefix(dir).unwrap_or(&kv.key);
+            return Ok(PageMeta {
+                revision,
+                continue_token: Some(encode_continue(start, revision)),
+                remaining: (!filtered).then_some(left),
+            });
+        }
+    }
+    Ok(PageMeta { revision, continue_token: None, remaining: None })
 }
 
 /// The revision a list reads at: current for `""`/`"0"`/NotOlderThan, exactly `N` for
@@ -494,7 +533,7 @@ async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Resp
     ))
 }
 
-/// The watch cache to serve a whole list from, if it may: at "any" revision
+/// The watch cache to serve a list's first page from, if it may: at "any" revision
 /// (`resourceVersion=0`) always; for the consistent read (no `resourceVersion`) once it
 /// has followed `dir` up to its last change in the store (upstream's
 /// ConsistentListFromCache), when the store can tell that revision.
@@ -504,7 +543,7 @@ async fn cached_list(
     info: &ResourceInfo,
     dir: &str,
 ) -> ApiResult<Option<std::sync::Arc<crate::cache::Cache>>> {
-    if req.param("limit").is_some() || req.param("continue").is_some() {
+    if req.param("continue").is_some() {
         return Ok(None);
     }
     match req.param("resourceVersion") {
@@ -543,7 +582,7 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     .into_bytes();
     let empty = body.len();
     let splicer = registry::Splicer::new(info);
-    let mut write = |kv: &keelson_store::KeyValue| -> ApiResult<bool> {
+    let write = |kv: &keelson_store::KeyValue| -> ApiResult<bool> {
         if body.len() > empty {
             body.push(b',');
         }
@@ -553,18 +592,7 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
         }
         Ok(true)
     };
-    let dir = registry::directory(info, target.namespace.as_deref());
-    let cache = cached_list(api, req, info, &dir).await?;
-    let meta = match cache {
-        Some(cache) => {
-            let (objects, revision) = cache.objects(&dir);
-            for kv in &objects {
-                write(kv)?;
-            }
-            PageMeta { revision, continue_token: None, remaining: None }
-        }
-        None => scan(api, req, target, false, write).await?,
-    };
+    let meta = scan(api, req, target, false, write).await?;
     let mut list_meta = json!({ "resourceVersion": meta.revision.to_string() });
     if let Some(token) = &meta.continue_token {
         list_meta["continue"] = json!(token);
