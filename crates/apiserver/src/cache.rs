@@ -22,7 +22,8 @@ const FAN_OUT: usize = 1024;
 
 #[derive(Default)]
 struct State {
-    objects: BTreeMap<String, KeyValue>,
+    /// Shared with the readers that take snapshots: a list copies pointers, not values.
+    objects: BTreeMap<String, Arc<KeyValue>>,
     /// Everything up to this revision is applied.
     revision: Revision,
     ring: VecDeque<Arc<Event>>,
@@ -63,7 +64,7 @@ impl Cache {
     pub fn snapshot(
         &self,
         dir: &str,
-    ) -> (Vec<KeyValue>, Revision, broadcast::Receiver<Arc<Event>>) {
+    ) -> (Vec<Arc<KeyValue>>, Revision, broadcast::Receiver<Arc<Event>>) {
         let state = self.read();
         let (objects, revision) = objects_under(&state, dir);
         (objects, revision, self.live.subscribe())
@@ -83,12 +84,12 @@ impl Cache {
     }
 
     /// The object at `key`, as of the cache's revision.
-    pub fn get(&self, key: &str) -> Option<KeyValue> {
+    pub fn get(&self, key: &str) -> Option<Arc<KeyValue>> {
         self.read().objects.get(key).cloned()
     }
 
     /// The objects under `dir` at the cache's revision (for lists: no live feed).
-    pub fn objects(&self, dir: &str) -> (Vec<KeyValue>, Revision) {
+    pub fn objects(&self, dir: &str) -> (Vec<Arc<KeyValue>>, Revision) {
         objects_under(&self.read(), dir)
     }
 
@@ -96,7 +97,7 @@ impl Cache {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match &event {
             Event::Put { kv, .. } => {
-                state.objects.insert(kv.key.clone(), kv.clone());
+                state.objects.insert(kv.key.clone(), Arc::new(kv.clone()));
             }
             Event::Delete { prev, .. } => {
                 state.objects.remove(&prev.key);
@@ -118,6 +119,7 @@ impl Cache {
     }
 
     fn reset(&self, objects: BTreeMap<String, KeyValue>, revision: Revision) {
+        let objects = objects.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         *state = State { objects, revision, ring: VecDeque::new(), ring_start: revision };
         self.progress.send_replace(revision);
@@ -127,7 +129,7 @@ impl Cache {
 /// A started cache and the signal that it has its first state.
 type Started = (Arc<Cache>, watch::Receiver<bool>);
 
-fn objects_under(state: &State, dir: &str) -> (Vec<KeyValue>, Revision) {
+fn objects_under(state: &State, dir: &str) -> (Vec<Arc<KeyValue>>, Revision) {
     let objects = state
         .objects
         .range(dir.to_owned()..)
@@ -248,7 +250,7 @@ pub async fn follow<F, Fut>(
     resync: Duration,
     mut pass: F,
 ) where
-    F: FnMut(Arc<crate::ApiServer>, Vec<KeyValue>) -> Fut,
+    F: FnMut(Arc<crate::ApiServer>, Vec<Arc<KeyValue>>) -> Fut,
     Fut: std::future::Future<Output = Option<Duration>>,
 {
     use tokio::sync::broadcast::error::RecvError;

@@ -191,7 +191,8 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         api.store.list(auth::aggregation::PREFIX, Default::default()).await.map_err(|e| {
             Error::Bootstrap { name: "clusterroles".into(), message: e.to_string() }
         })?;
-    auth::aggregation::aggregate_all(&api, &roles.items).await;
+    let roles: Vec<Arc<_>> = roles.items.into_iter().map(Arc::new).collect();
+    auth::aggregation::aggregate_all(&api, &roles).await;
     tokio::spawn(auth::aggregation::run(api.clone()));
     // Every namespace has its default service account and the cluster CA from the start.
     authn::publisher::reconcile(&api).await;
@@ -200,7 +201,8 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
         Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }
     })?;
-    crd::controller::reconcile_all(&api, &crds.items).await;
+    let crds: Vec<Arc<_>> = crds.items.into_iter().map(Arc::new).collect();
+    crd::controller::reconcile_all(&api, &crds).await;
     tokio::spawn(crd::controller::run(api.clone()));
     // Quotas have their status (upstream's resource quota controller) from the start.
     admission::resourcequota::controller::reconcile_all(&api).await;

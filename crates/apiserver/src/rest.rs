@@ -404,7 +404,7 @@ where
 /// A page of a list from the cache's objects at `revision`, as [`scan`] pages the store;
 /// the pages after it come from the store at that revision.
 fn cached_page<F>(
-    objects: &[keelson_store::KeyValue],
+    objects: &[std::sync::Arc<keelson_store::KeyValue>],
     revision: i64,
     dir: &str,
     limit: usize,

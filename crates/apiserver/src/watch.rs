@@ -101,7 +101,7 @@ impl Body for ChannelBody {
 /// The objects a watch starts with: as stored, for a watch that sees every object, or
 /// decoded.
 enum Initial {
-    Stored(Vec<KeyValue>),
+    Stored(Vec<std::sync::Arc<KeyValue>>),
     Decoded(Vec<Value>),
 }
 

@@ -156,7 +156,7 @@ async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
     let kvs = match api.caches.get(prefix).await {
         Some(cache) => cache.objects(dir).0,
         None => match api.store.list(dir, Default::default()).await {
-            Ok(page) => page.items,
+            Ok(page) => page.items.into_iter().map(std::sync::Arc::new).collect(),
             Err(e) => {
                 tracing::warn!(prefix, error = %e, "admission cannot read objects");
                 Vec::new()

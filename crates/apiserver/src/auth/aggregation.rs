@@ -28,7 +28,7 @@ pub async fn run(api: Arc<ApiServer>) {
 }
 
 /// One pass over the given roles (as stored).
-pub async fn aggregate_all(api: &ApiServer, stored: &[keelson_store::KeyValue]) {
+pub async fn aggregate_all(api: &ApiServer, stored: &[std::sync::Arc<keelson_store::KeyValue>]) {
     let mut roles: Vec<Value> =
         stored.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
     roles.sort_by(|a, b| name(a).cmp(name(b)));

@@ -44,7 +44,7 @@ pub async fn run(api: Arc<ApiServer>) {
 }
 
 /// One pass over the stored requests: approve what qualifies, then sign what is approved.
-pub async fn reconcile(api: &ApiServer, stored: &[keelson_store::KeyValue]) {
+pub async fn reconcile(api: &ApiServer, stored: &[std::sync::Arc<keelson_store::KeyValue>]) {
     for kv in stored {
         let Ok(csr) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;

@@ -40,7 +40,10 @@ fn crd_info() -> &'static ResourceInfo {
 }
 
 /// One pass over the stored CRDs; returns whether a deletion is still waiting.
-pub async fn reconcile_all(api: &ApiServer, stored: &[keelson_store::KeyValue]) -> bool {
+pub async fn reconcile_all(
+    api: &ApiServer,
+    stored: &[std::sync::Arc<keelson_store::KeyValue>],
+) -> bool {
     let info = crd_info();
     let mut crds: Vec<(Value, i64)> = stored
         .iter()

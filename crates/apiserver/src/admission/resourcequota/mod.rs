@@ -42,7 +42,12 @@ pub async fn quotas_in(api: &ApiServer, namespace: &str) -> Vec<Quota> {
     let dir = format!("{PREFIX}{namespace}/");
     let kvs = match api.caches.get(PREFIX).await {
         Some(cache) => cache.objects(&dir).0,
-        None => api.store.list(&dir, Default::default()).await.map(|p| p.items).unwrap_or_default(),
+        None => api
+            .store
+            .list(&dir, Default::default())
+            .await
+            .map(|p| p.items.into_iter().map(std::sync::Arc::new).collect())
+            .unwrap_or_default(),
     };
     kvs.iter()
         .filter_map(|kv| {
