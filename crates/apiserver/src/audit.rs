@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::registry::meta::string_list;
 use crate::request::User;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,10 +83,6 @@ impl Default for Policy {
     }
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
-}
-
 impl Policy {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
@@ -102,19 +99,19 @@ impl Policy {
         for rule in doc["rules"].as_array().into_iter().flatten() {
             rules.push(Rule {
                 level: Level::parse(rule["level"].as_str().unwrap_or(""))?,
-                users: strings(&rule["users"]),
-                groups: strings(&rule["userGroups"]),
-                verbs: strings(&rule["verbs"]),
+                users: string_list(&rule["users"]),
+                groups: string_list(&rule["userGroups"]),
+                verbs: string_list(&rule["verbs"]),
                 resources: rule["resources"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|r| {
-                        (r["group"].as_str().unwrap_or("").to_owned(), strings(&r["resources"]))
+                        (r["group"].as_str().unwrap_or("").to_owned(), string_list(&r["resources"]))
                     })
                     .collect(),
-                namespaces: strings(&rule["namespaces"]),
-                non_resource_urls: strings(&rule["nonResourceURLs"]),
+                namespaces: string_list(&rule["namespaces"]),
+                non_resource_urls: string_list(&rule["nonResourceURLs"]),
             });
         }
         Ok(Policy { rules })

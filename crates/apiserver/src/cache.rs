@@ -70,6 +70,11 @@ impl Cache {
         (objects, revision, self.live.subscribe())
     }
 
+    /// The live feed from now on (for followers that read the objects after subscribing).
+    pub fn live(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
     /// The revision of the last change applied.
     pub fn revision(&self) -> Revision {
         self.read().revision
@@ -240,6 +245,26 @@ async fn prime(
     }
 }
 
+/// The cache of `prefix` and its live feed, once the cache has its first state (retried
+/// every second); `None` when the server stops first.
+pub async fn subscribe(
+    api: &crate::ApiServer,
+    prefix: &str,
+) -> Option<(Arc<Cache>, broadcast::Receiver<Arc<Event>>)> {
+    loop {
+        if api.shutting_down() {
+            return None;
+        }
+        match api.caches.get(prefix).await {
+            Some(cache) => {
+                let live = cache.live();
+                return Some((cache, live));
+            }
+            None => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
 /// The loop of Keelson's in-process, level-triggered controllers: runs `pass` over the
 /// objects stored under `prefix` now, after every burst of changes, and at the latest
 /// after the delay `pass` returns (`resync` when it returns `None`), until the server
@@ -254,27 +279,18 @@ pub async fn follow<F, Fut>(
     Fut: std::future::Future<Output = Option<Duration>>,
 {
     use tokio::sync::broadcast::error::RecvError;
+    let Some((cache, mut live)) = subscribe(&api, prefix).await else { return };
     loop {
+        let wait = pass(api.clone(), cache.objects(prefix).0).await.unwrap_or(resync);
+        match tokio::time::timeout(wait, live.recv()).await {
+            Ok(Ok(_) | Err(RecvError::Lagged(_))) | Err(_) => {}
+            Ok(Err(RecvError::Closed)) => return,
+        }
+        // A burst of changes is one pass.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while live.try_recv().is_ok() {}
         if api.shutting_down() {
             return;
-        }
-        let Some(cache) = api.caches.get(prefix).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let (_, _, mut live) = cache.snapshot(prefix);
-        loop {
-            let wait = pass(api.clone(), cache.objects(prefix).0).await.unwrap_or(resync);
-            match tokio::time::timeout(wait, live.recv()).await {
-                Ok(Ok(_) | Err(RecvError::Lagged(_))) | Err(_) => {}
-                Ok(Err(RecvError::Closed)) => return,
-            }
-            // A burst of changes is one pass.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            while live.try_recv().is_ok() {}
-            if api.shutting_down() {
-                return;
-            }
         }
     }
 }

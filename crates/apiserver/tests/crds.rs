@@ -215,7 +215,6 @@ async fn a_crd_is_established_and_its_resource_served(s: TestServer) -> Result<(
 }
 
 async fn custom_resources_are_explained_and_watched(s: TestServer) -> Result<()> {
-    use tokio::io::AsyncBufReadExt;
     s.establish_widgets().await?;
     let explain = s.ok(&["explain", "widgets.spec"]).await?;
     ensure!(explain.contains("GROUP:      example.com"), "{explain}");
@@ -227,36 +226,15 @@ async fn custom_resources_are_explained_and_watched(s: TestServer) -> Result<()>
 
     let out = apply(&s, &widget("marker", "  color: red\n")).await?;
     ensure!(out.ok, "{}", out.stderr);
-    let mut child = tokio::process::Command::new(&s.kubectl_bin)
-        .args([
-            "get",
-            "widgets",
-            "-w",
-            "--output-watch-events",
-            "--no-headers",
-            "--request-timeout=30s",
-        ])
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let mut next = async || -> Result<String> {
-        let line =
-            tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await??;
-        let line = line.context("the watch ended")?;
-        Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-    };
-    ensure!(next().await? == "ADDED marker");
+    let mut watch = s.watch("widgets")?;
+    ensure!(watch.next().await? == "ADDED marker");
     let out = apply(&s, &widget("w", "  color: green\n")).await?;
     ensure!(out.ok, "{}", out.stderr);
-    ensure!(next().await? == "ADDED w");
+    ensure!(watch.next().await? == "ADDED w");
     s.ok(&["label", "widget", "w", "x=y"]).await?;
-    ensure!(next().await? == "MODIFIED w");
+    ensure!(watch.next().await? == "MODIFIED w");
     s.ok(&["delete", "widget", "w"]).await?;
-    ensure!(next().await? == "DELETED w");
+    ensure!(watch.next().await? == "DELETED w");
     Ok(())
 }
 

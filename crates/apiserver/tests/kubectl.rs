@@ -3,7 +3,7 @@
 
 mod common;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use common::TestServer;
 use serde_json::Value;
 
@@ -129,33 +129,19 @@ async fn configmap_lifecycle_in_every_output_format(s: TestServer) -> Result<()>
 }
 
 async fn watch_shows_added_modified_deleted(s: TestServer) -> Result<()> {
-    use tokio::io::AsyncBufReadExt;
     // A marker in the initial list tells when kubectl watches: it watches from its
     // list's resourceVersion, so nothing after that line can be missed.
     s.ok(&["create", "configmap", "marker"]).await?;
-    let mut child = tokio::process::Command::new(&s.kubectl_bin)
-        .args(["get", "cm", "-w", "--output-watch-events", "--no-headers", "--request-timeout=30s"])
-        .env("KUBECONFIG", &s.kubeconfig)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let mut next = async || -> Result<String> {
-        let line =
-            tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await??;
-        let line = line.context("the watch ended")?;
-        Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-    };
+    let mut watch = s.watch("cm")?;
     // The initial list: the namespace's root CA, then the marker.
-    ensure!(next().await? == "ADDED kube-root-ca.crt");
-    ensure!(next().await? == "ADDED marker");
+    ensure!(watch.next().await? == "ADDED kube-root-ca.crt");
+    ensure!(watch.next().await? == "ADDED marker");
     s.kubectl_in(&["create", "-f", "-"], Some(CONFIGMAP)).await?;
-    ensure!(next().await? == "ADDED web");
+    ensure!(watch.next().await? == "ADDED web");
     s.ok(&["label", "cm", "web", "x=y"]).await?;
-    ensure!(next().await? == "MODIFIED web");
+    ensure!(watch.next().await? == "MODIFIED web");
     s.ok(&["delete", "cm", "web"]).await?;
-    ensure!(next().await? == "DELETED web");
+    ensure!(watch.next().await? == "DELETED web");
     Ok(())
 }
 

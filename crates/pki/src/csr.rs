@@ -185,7 +185,7 @@ fn key_usage_bits(bits: &[u8]) -> Vec<u8> {
     der::tlv(0x03, &content)
 }
 
-/// Signs `csr_der` with `ca`: see [`crate::Pki::sign_csr`].
+/// Signs `csr_der` with `ca`: see [`crate::CsrSigner::sign_csr`].
 pub(crate) fn sign(ca: &Ca, csr_der: &[u8], usages: &[&str], ttl: StdDuration) -> Result<String> {
     let request = parse(csr_der).map_err(|p| Error::input("certificate request", p))?;
     request.verify_signature().map_err(|e| {

@@ -118,22 +118,6 @@ impl Pki {
         client::issue(&self.ca, user, groups)
     }
 
-    /// Signs a certificate signing request (DER) with the CA, as upstream's CSR signers do:
-    /// the request's subject, public key and subject alternative names; key usages and
-    /// extended key usages from `usages` (the `certificates.k8s.io/v1` names, e.g.
-    /// `"client auth"`; an unknown one is an error); basic constraints "not a CA"; valid
-    /// from now (five minutes earlier for certificates of 8 hours or more) for `validity`,
-    /// at most [`LEAF_VALIDITY`] and never past the CA's own expiry. Checks the request's
-    /// signature first. Returns the certificate, PEM.
-    pub fn sign_csr(
-        &self,
-        csr_der: &[u8],
-        usages: &[&str],
-        validity: std::time::Duration,
-    ) -> Result<String> {
-        csr::sign(&self.ca, csr_der, usages, validity)
-    }
-
     /// A handle that signs certificate signing requests with this CA and can do nothing
     /// else, for the API server's CSR signers.
     pub fn csr_signer(&self) -> CsrSigner {
@@ -213,15 +197,21 @@ pub fn certificate_expiry(der: &[u8]) -> Result<(String, i64)> {
     Ok((cert.subject().to_string(), cert.validity().not_after.timestamp()))
 }
 
-/// Signs certificate signing requests with the cluster CA ([`Pki::sign_csr`]); cheap to
-/// clone, holds nothing but the CA.
+/// Signs certificate signing requests with the cluster CA ([`CsrSigner::sign_csr`]);
+/// cheap to clone, holds nothing but the CA.
 #[derive(Clone)]
 pub struct CsrSigner {
     ca: Arc<ca::Ca>,
 }
 
 impl CsrSigner {
-    /// See [`Pki::sign_csr`].
+    /// Signs a certificate signing request (DER) with the CA, as upstream's CSR signers do:
+    /// the request's subject, public key and subject alternative names; key usages and
+    /// extended key usages from `usages` (the `certificates.k8s.io/v1` names, e.g.
+    /// `"client auth"`; an unknown one is an error); basic constraints "not a CA"; valid
+    /// from now (five minutes earlier for certificates of 8 hours or more) for `validity`,
+    /// at most [`LEAF_VALIDITY`] and never past the CA's own expiry. Checks the request's
+    /// signature first. Returns the certificate, PEM.
     pub fn sign_csr(
         &self,
         csr_der: &[u8],

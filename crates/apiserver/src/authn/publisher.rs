@@ -26,7 +26,7 @@ pub async fn run(api: Arc<ApiServer>) {
         let mut feeds = Vec::new();
         for prefix in prefixes {
             match api.caches.get(prefix).await {
-                Some(cache) => feeds.push(cache.snapshot(prefix).2),
+                Some(cache) => feeds.push(cache.live()),
                 None => break,
             }
         }

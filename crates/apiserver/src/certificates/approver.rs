@@ -65,18 +65,15 @@ pub async fn handle(api: &ApiServer, csr: &Value) -> Option<Value> {
 /// Who asked for the certificate, as the request records it.
 fn requester(csr: &Value) -> User {
     let spec = &csr["spec"];
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
-    };
     let extra: BTreeMap<String, Vec<String>> = spec["extra"]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), strings(v)))
+        .map(|(k, v)| (k.clone(), crate::registry::meta::string_list(v)))
         .collect();
     User {
         name: spec["username"].as_str().unwrap_or("").to_owned(),
-        groups: strings(&spec["groups"]),
+        groups: crate::registry::meta::string_list(&spec["groups"]),
         uid: spec["uid"].as_str().unwrap_or("").to_owned(),
         extra,
     }

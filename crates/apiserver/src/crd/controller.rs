@@ -148,13 +148,7 @@ fn desired_status(crd: &Value, claimed: &mut HashSet<(String, String)>) -> Value
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| kind.to_lowercase());
-    let short: Vec<String> = names["shortNames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let short: Vec<String> = crate::registry::meta::string_list(&names["shortNames"]);
     let resource_names = std::iter::once(plural.to_owned())
         .chain(std::iter::once(singular.clone()))
         .chain(short.iter().cloned());

@@ -401,7 +401,11 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
     if v.is_null() {
         return;
     }
-    for rule in s["x-kubernetes-validations"].as_array().into_iter().flatten() {
+    let declared = s["x-kubernetes-validations"].as_array().filter(|r| !r.is_empty());
+    // As the rules see them: converted once for all of the node's rules.
+    let escaped_self = declared.map(|_| escaped(v, s));
+    let escaped_old = declared.and(old).map(|o| escaped(o, s));
+    for rule in declared.into_iter().flatten() {
         let Some(source) = rule["rule"].as_str() else { continue };
         let transition = source.contains("oldSelf");
         if transition && old.is_none() {
@@ -421,9 +425,8 @@ fn rules(v: &Value, old: Option<&Value>, s: &Value, path: &str, causes: &mut Vec
         } else {
             s["type"].as_str().unwrap_or("object")
         };
-        let escaped_self = escaped(v, s);
-        let escaped_old = old.map(|o| escaped(o, s));
-        let mut variables: Vec<(&str, &Value)> = vec![("self", &escaped_self)];
+        let Some(escaped_self) = &escaped_self else { break };
+        let mut variables: Vec<(&str, &Value)> = vec![("self", escaped_self)];
         if let Some(old) = &escaped_old {
             variables.push(("oldSelf", old));
         }

@@ -140,13 +140,7 @@ impl EncryptionConfig {
             errors.push("resources: Required value: at least one resources is required".into());
         }
         for (i, rule) in resource_rules.iter().enumerate() {
-            let resources: Vec<String> = rule["resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect();
+            let resources: Vec<String> = crate::registry::meta::string_list(&rule["resources"]);
             if resources.is_empty() {
                 errors.push(format!(
                     "resources[{i}].resources: Required value: at least one resources[{i}].resources is required"

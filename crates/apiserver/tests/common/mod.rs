@@ -63,6 +63,22 @@ pub struct TestServer {
 }
 
 /// What a kubectl run printed.
+/// A running `kubectl get -w` ([`TestServer::watch`]).
+pub struct Watching {
+    _child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Watching {
+    /// The next event as `TYPE name` (`ADDED web`), within 20 seconds.
+    pub async fn next(&mut self) -> Result<String> {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), self.lines.next_line())
+            .await??;
+        let line = line.context("the watch ended")?;
+        Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    }
+}
+
 pub struct Out {
     pub ok: bool,
     pub stdout: String,
@@ -165,6 +181,23 @@ impl TestServer {
 
     pub async fn kubectl(&self, args: &[&str]) -> Result<Out> {
         self.kubectl_in(args, None).await
+    }
+
+    /// `kubectl get <resource> -w --output-watch-events`, running until dropped.
+    pub fn watch(&self, resource: &str) -> Result<Watching> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(&self.kubectl_bin)
+            .args(["get", resource, "-w", "--output-watch-events", "--no-headers"])
+            .arg("--request-timeout=30s")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run kubectl")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        Ok(Watching { _child: child, lines: tokio::io::BufReader::new(stdout).lines() })
     }
 
     /// Creates an object of a kind that is answered, not stored (a review), and prints

@@ -77,14 +77,7 @@ pub async fn run(api: Arc<ApiServer>) {
 /// Sends the namespace of every change under `prefix` that may change usage.
 async fn follow(api: Arc<ApiServer>, prefix: &'static str, wake: mpsc::UnboundedSender<String>) {
     loop {
-        if api.shutting_down() {
-            return;
-        }
-        let Some(cache) = api.caches.get(prefix).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let (_, _, mut live) = cache.snapshot(prefix);
+        let Some((_, mut live)) = crate::cache::subscribe(&api, prefix).await else { return };
         loop {
             match live.recv().await {
                 Ok(event) => {
