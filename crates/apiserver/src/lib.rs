@@ -186,17 +186,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
     bootstrap(&api).await?;
     auth::bootstrap::reconcile(&api).await?;
-    // The aggregated roles (admin, edit, view) have their rules before the first request.
-    let roles =
-        api.store.list(auth::aggregation::PREFIX, Default::default()).await.map_err(|e| {
-            Error::Bootstrap { name: "clusterroles".into(), message: e.to_string() }
-        })?;
-    let roles: Vec<Arc<_>> = roles.items.into_iter().map(Arc::new).collect();
-    auth::aggregation::aggregate_all(&api, &roles).await;
-    tokio::spawn(auth::aggregation::run(api.clone()));
-    // Every namespace has its default service account and the cluster CA from the start.
-    authn::publisher::reconcile(&api).await;
-    tokio::spawn(authn::publisher::run(api.clone()));
     // Established CRDs are served from the first request.
     let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
         Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }

@@ -53,7 +53,11 @@ async fn requests_are_recorded_at_metadata_and_secrets_never_in_full() -> Result
 
     let create = events
         .iter()
-        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["requestObject"]["metadata"]["name"] == "audited"
+        })
         .context("no create event")?;
     ensure!(
         create["apiVersion"] == "audit.k8s.io/v1"

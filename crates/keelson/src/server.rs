@@ -11,7 +11,9 @@ use keelson_pki::{Pki, PkiOptions};
 
 use crate::config::ServerArgs;
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// Runs `keelson server` (`with_components`: the controller manager too) or
+/// `keelson apiserver`.
+pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> {
     // Listen for the stop signals first, so that one arriving during start-up ends the
     // server cleanly rather than killing it.
     let stop = shutdown_signal()?;
@@ -105,9 +107,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
     tokio::spawn(reload_encryption(encryption_path.clone(), encryption_loaded, encryption));
     tokio::spawn(renew_certificates(config.data_dir.clone(), pki_options, serving, server_url));
+    // The components meet the API server over HTTPS with their own identities, as if
+    // they ran apart.
+    let (stop_components, components_stop) = tokio::sync::watch::channel(false);
+    let mut components = tokio::task::JoinSet::new();
+    if with_components {
+        let args = crate::controller_manager::ControllerManagerArgs::in_server(
+            config.data_dir.join("cred/controller-manager.kubeconfig"),
+        );
+        components.spawn(crate::controller_manager::run(args, components_stop.clone()));
+    }
 
     stop.await?;
     tracing::info!("shutting down");
+    let _ = stop_components.send(true);
+    // Components release their leases while the API server still answers.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(done) = components.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!("{e:#}");
+            }
+        }
+    })
+    .await;
     running.shutdown().await;
     drop(store);
     Ok(())

@@ -31,7 +31,9 @@ fn only_the_apiserver_and_the_binary_depend_on_the_store() -> anyhow::Result<()>
     // directly, depth 2 through a depth-1 crate, and so on.
     let dependents: Vec<&str> = tree
         .lines()
-        .filter_map(|l| l.trim_start_matches(|c: char| c.is_ascii_digit()).split_whitespace().next())
+        .filter_map(|l| {
+            l.trim_start_matches(|c: char| c.is_ascii_digit()).split_whitespace().next()
+        })
         .filter(|name| *name != "keelson-store")
         .collect();
     for dependent in &dependents {

@@ -59,8 +59,11 @@ pub struct Descriptor {
     /// `clusterrole-aggregation-controller`).
     pub service_account: &'static str,
     pub enabled_by_default: bool,
-    pub start: fn(Context) -> StartFuture,
+    pub start: Start,
 }
+
+/// A controller's start: given its context, the future that runs it until told to stop.
+pub type Start = Box<dyn Fn(Context) -> StartFuture + Send + Sync>;
 
 /// Whether `name` runs under `--controllers` (upstream's rules: `*` turns on the
 /// default set, `foo` turns foo on, `-foo` turns it off; the most specific wins).
@@ -245,7 +248,7 @@ mod tests {
             name: "known",
             service_account: "known-controller",
             enabled_by_default: true,
-            start: nothing,
+            start: Box::new(nothing),
         }];
         assert!(check_names(&table, &flags(&["*", "-known", "known"])).is_ok());
         let err = check_names(&table, &flags(&["*", "-nope"])).unwrap_err();
