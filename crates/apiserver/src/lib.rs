@@ -15,7 +15,6 @@ pub mod auth;
 pub mod authn;
 mod cache;
 pub mod cel;
-pub mod certificates;
 pub mod crd;
 mod discovery;
 pub mod encryption;
@@ -77,9 +76,6 @@ pub struct Config {
     pub pod_security: admission::podsecurity::Config,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
-    /// The cluster CA's CSR signer: with it, approved requests for the
-    /// `kubernetes.io` signers get certificates; `None` signs none.
-    pub csr_signer: Option<keelson_pki::CsrSigner>,
 }
 
 /// The state every request handler shares.
@@ -93,7 +89,6 @@ pub struct ApiServer {
     authorizer: auth::Authorizer,
     pod_security: admission::podsecurity::Config,
     tokens: Option<authn::serviceaccount::Tokens>,
-    csr_signer: Option<keelson_pki::CsrSigner>,
     /// The configuration in effect and the store under the encryption, for the status.
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
     /// The built-in resources and those CustomResourceDefinitions add.
@@ -163,7 +158,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         }
         None => None,
     };
-    let csr_signer = config.csr_signer.clone();
     let config = Config { store, encryption: None, service_accounts: None, ..config };
     let api = Arc::new(ApiServer {
         auditor,
@@ -175,7 +169,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         authorizer: auth::Authorizer::default(),
         pod_security: config.pod_security,
         tokens,
-        csr_signer,
         encryption,
         custom: crd::Served::default(),
     });
@@ -196,7 +189,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     // Quotas have their status (upstream's resource quota controller) from the start.
     admission::resourcequota::controller::reconcile_all(&api).await;
     tokio::spawn(admission::resourcequota::controller::run(api.clone()));
-    tokio::spawn(certificates::run(api.clone()));
     services::kubernetes_service(
         &api,
         SocketAddr::new(config.advertise_address, local_addr.port()),

@@ -26,7 +26,6 @@ async fn serve(
         encryption: Some(encryption),
         audit: None,
         pod_security: Default::default(),
-        csr_signer: None,
         service_accounts: None,
     })
     .await?;

@@ -3,12 +3,15 @@
 //! by one leader of Lease `kube-system/kube-controller-manager` — in `keelson server`
 //! or alone as `keelson controller-manager --kubeconfig …`.
 //!
-//! Built so far (the first ported from inside the API server):
+//! Built so far (ported from inside the API server):
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
-//! `root-ca-certificate-publisher-controller`.
+//! `root-ca-certificate-publisher-controller`,
+//! `certificatesigningrequest-approving-controller` and
+//! `certificatesigningrequest-signing-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
+pub mod certificates;
 pub mod clusterrole_aggregation;
 mod namespaces;
 pub mod root_ca_publisher;
@@ -28,8 +31,20 @@ pub const LEASE: &str = "kube-controller-manager";
 pub const LEASE_NAMESPACE: &str = "kube-system";
 
 /// The controller table, in upstream's names.
-pub fn table(root_ca_pem: &str) -> Vec<Descriptor> {
+pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> Vec<Descriptor> {
     vec![
+        Descriptor {
+            name: certificates::approving::NAME,
+            service_account: certificates::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(certificates::approving::start),
+        },
+        Descriptor {
+            name: certificates::signing::NAME,
+            service_account: certificates::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(certificates::signing::starter(csr_signer)),
+        },
         Descriptor {
             name: clusterrole_aggregation::NAME,
             service_account: clusterrole_aggregation::NAME,
@@ -63,6 +78,9 @@ pub struct Config {
     pub leader_elect: Option<LeaseTimings>,
     /// The CA bundle published to every namespace (`--root-ca-file`).
     pub root_ca_pem: String,
+    /// The cluster CA that signs approved `kubernetes.io` requests
+    /// (`--cluster-signing-cert-file`/`--cluster-signing-key-file`); `None` signs none.
+    pub csr_signer: Option<keelson_pki::CsrSigner>,
     pub metrics: Metrics,
 }
 
@@ -76,7 +94,7 @@ pub enum Error {
 
 /// Runs the enabled controllers until `stop` says so (or the lease is lost).
 pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), Error> {
-    let table = table(&config.root_ca_pem);
+    let table = table(&config.root_ca_pem, config.csr_signer.clone());
     keelson_runtime::controller::check_names(&table, &config.controllers)?;
     let credentials = if config.use_service_account_credentials {
         Credentials::service_accounts(config.client.clone(), config.client_config.clone())?

@@ -24,13 +24,21 @@ pub struct ControllerManagerArgs {
     /// The CA bundle to publish as `kube-root-ca.crt` (default: the kubeconfig's CA).
     #[arg(long)]
     pub root_ca_file: Option<PathBuf>,
+    /// The CA certificate that signs approved `kubernetes.io` certificate requests.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    pub cluster_signing_key_file: Option<PathBuf>,
 }
 
 impl ControllerManagerArgs {
     /// What `keelson server` runs: every default controller, ServiceAccount
     /// credentials, leader election.
-    pub fn in_server(kubeconfig: PathBuf) -> Self {
+    pub fn in_server(kubeconfig: PathBuf, tls_dir: &Path) -> Self {
         ControllerManagerArgs {
+            cluster_signing_cert_file: Some(tls_dir.join("ca.crt")),
+            cluster_signing_key_file: Some(tls_dir.join("ca.key")),
             kubeconfig,
             controllers: vec!["*".into()],
             use_service_account_credentials: true,
@@ -52,6 +60,10 @@ pub async fn run(
             .with_context(|| format!("cannot read {}", path.display()))?,
         None => kubeconfig_ca(&args.kubeconfig)?,
     };
+    let csr_signer = match (&args.cluster_signing_cert_file, &args.cluster_signing_key_file) {
+        (Some(cert), Some(key)) => Some(keelson_pki::CsrSigner::from_files(cert, key)?),
+        _ => None,
+    };
     tracing::info!(
         "controller manager: --controllers={} --use-service-account-credentials={} --leader-elect={}",
         args.controllers.join(","),
@@ -66,6 +78,7 @@ pub async fn run(
             use_service_account_credentials: args.use_service_account_credentials,
             leader_elect: args.leader_elect.then(Default::default),
             root_ca_pem,
+            csr_signer,
             metrics: Default::default(),
         },
         stop,

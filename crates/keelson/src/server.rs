@@ -85,7 +85,6 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             }
             None => Default::default(),
         },
-        csr_signer: Some(pki.csr_signer()),
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
@@ -114,6 +113,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
     if with_components {
         let args = crate::controller_manager::ControllerManagerArgs::in_server(
             config.data_dir.join("cred/controller-manager.kubeconfig"),
+            &config.data_dir.join("tls"),
         );
         components.spawn(crate::controller_manager::run(args, components_stop.clone()));
     }

@@ -39,7 +39,6 @@ impl Cluster {
             encryption: None,
             audit: None,
             pod_security: Default::default(),
-            csr_signer: None,
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),

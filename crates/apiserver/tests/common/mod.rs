@@ -91,6 +91,7 @@ async fn start_controllers(
             use_service_account_credentials: true,
             leader_elect: None,
             root_ca_pem: pki.ca_pem().to_owned(),
+            csr_signer: Some(pki.csr_signer()),
             metrics: Default::default(),
         },
         stopped,
@@ -162,7 +163,6 @@ impl TestServer {
             encryption: None,
             audit,
             pod_security: Default::default(),
-            csr_signer: Some(pki.csr_signer()),
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
