@@ -75,6 +75,9 @@ pub struct Config {
     pub audit: Option<audit::AuditConfig>,
     /// PodSecurity admission's defaults and exemptions.
     pub pod_security: admission::podsecurity::Config,
+    /// The admission plugins turned on and off beyond the defaults
+    /// (`--enable-admission-plugins`, `--disable-admission-plugins`).
+    pub admission_plugins: admission::plugins::Selection,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
     /// The cluster CA's CSR signer: with it, approved requests for the
@@ -88,10 +91,11 @@ pub struct ApiServer {
     objects: Objects,
     shutting_down: AtomicBool,
     service_cidr: services::Cidr,
-    caches: cache::Caches,
+    caches: Arc<cache::Caches>,
     auditor: Option<audit::Auditor>,
     authorizer: auth::Authorizer,
-    pod_security: admission::podsecurity::Config,
+    /// The enabled admission plugins, in upstream's order.
+    admission: admission::Chain,
     tokens: Option<authn::serviceaccount::Tokens>,
     csr_signer: Option<keelson_pki::CsrSigner>,
     /// The configuration in effect and the store under the encryption, for the status.
@@ -136,10 +140,13 @@ pub enum Error {
     Audit { path: String, source: std::io::Error },
     #[error("cannot create {name}: {message}")]
     Bootstrap { name: String, message: String },
+    #[error(transparent)]
+    Admission(#[from] admission::plugins::Error),
 }
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
+    let admission_plugins = config.admission_plugins.resolve()?;
     let raw = config.store.clone();
     let (store, encryption) = match config.encryption.clone() {
         Some(encryption) => (
@@ -165,15 +172,25 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     };
     let csr_signer = config.csr_signer.clone();
     let config = Config { store, encryption: None, service_accounts: None, ..config };
-    let api = Arc::new(ApiServer {
+    let caches = Arc::new(cache::Caches::new(config.store.clone()));
+    let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
+    let api = Arc::new_cyclic(|me| ApiServer {
         auditor,
         objects: Objects { store: config.store.clone() },
-        caches: cache::Caches::new(config.store.clone()),
+        caches,
+        admission: admission::plugins::chain(
+            &admission_plugins,
+            &admission::plugins::Init {
+                sources,
+                server: admission::Server(me.clone()),
+                pod_security: config.pod_security.clone(),
+                service_accounts: tokens.is_some(),
+            },
+        ),
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
         authorizer: auth::Authorizer::default(),
-        pod_security: config.pod_security,
         tokens,
         csr_signer,
         encryption,
@@ -216,6 +233,11 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
     let (stop, stopped) = signal::channel(false);
     let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
+    tracing::info!(
+        mutating = %api.admission.mutating().join(","),
+        validating = %api.admission.validating().join(","),
+        "admission plugins loaded in order"
+    );
     tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");
     Ok(Running { local_addr, api, stop, task })
 }

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{Attributes, Operation};
+use super::{Attributes, Operation, Plugin, Server, Validating};
 use crate::ApiServer;
 use crate::auth::Attributes as AuthzAttributes;
 use crate::registry::validation::certificates::{certificate, conditions, decoded};
@@ -19,35 +19,84 @@ use crate::status::ApiResult;
 
 pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
-/// Checks a write of a CSR; `object` is the new object (creates and updates).
-pub async fn validate(api: &ApiServer, a: &Attributes<'_>, object: &Value) -> ApiResult<()> {
-    if !a.is("certificates.k8s.io", "certificatesigningrequests") {
-        return Ok(());
+fn is_csr(a: &Attributes<'_>) -> bool {
+    a.is("certificates.k8s.io", "certificatesigningrequests")
+}
+
+/// Implements [`Plugin`] for a validating plugin that looks at `$operation`s.
+macro_rules! validates {
+    ($plugin:ty, $operation:path) => {
+        impl Plugin for $plugin {
+            fn handles(&self, operation: Operation) -> bool {
+                operation == $operation
+            }
+
+            fn validating(&self) -> Option<&dyn Validating> {
+                Some(self)
+            }
+        }
+    };
+}
+
+/// CertificateApproval; asks the authorizer, which still needs the server.
+pub struct CertificateApproval(pub Server);
+
+validates!(CertificateApproval, Operation::Update);
+
+#[async_trait::async_trait]
+impl Validating for CertificateApproval {
+    async fn validate(&self, a: &Attributes<'_>, _: Option<&Value>) -> ApiResult<Vec<String>> {
+        let (true, "approval", Some(old)) = (is_csr(a), a.subresource, a.old) else {
+            return Ok(Vec::new());
+        };
+        let signer = old["spec"]["signerName"].as_str().unwrap_or("");
+        if !authorized_for_signer(&*self.0.get()?, a.user, "approve", signer).await {
+            return Err(a.forbidden(format!(
+                "user not permitted to approve requests with signerName {signer:?}"
+            )));
+        }
+        Ok(Vec::new())
     }
-    match (a.operation, a.subresource, a.old) {
-        (Operation::Create, "", _) => subject_restriction(a, object),
-        (Operation::Update, "approval", Some(old)) => {
-            let signer = old["spec"]["signerName"].as_str().unwrap_or("");
-            if !authorized_for_signer(api, a.user, "approve", signer).await {
-                return Err(a.forbidden(format!(
-                    "user not permitted to approve requests with signerName {signer:?}"
-                )));
-            }
-            Ok(())
+}
+
+/// CertificateSigning; asks the authorizer, which still needs the server.
+pub struct CertificateSigning(pub Server);
+
+validates!(CertificateSigning, Operation::Update);
+
+#[async_trait::async_trait]
+impl Validating for CertificateSigning {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        let (true, "status", Some(old), Some(object)) = (is_csr(a), a.subresource, a.old, object)
+        else {
+            return Ok(Vec::new());
+        };
+        if certificate(old) == certificate(object) && conditions(old) == conditions(object) {
+            return Ok(Vec::new());
         }
-        (Operation::Update, "status", Some(old)) => {
-            if certificate(old) == certificate(object) && conditions(old) == conditions(object) {
-                return Ok(());
-            }
-            let signer = old["spec"]["signerName"].as_str().unwrap_or("");
-            if !authorized_for_signer(api, a.user, "sign", signer).await {
-                return Err(a.forbidden(format!(
-                    "user not permitted to sign requests with signerName {signer:?}"
-                )));
-            }
-            Ok(())
+        let signer = old["spec"]["signerName"].as_str().unwrap_or("");
+        if !authorized_for_signer(&*self.0.get()?, a.user, "sign", signer).await {
+            return Err(a.forbidden(format!(
+                "user not permitted to sign requests with signerName {signer:?}"
+            )));
         }
-        _ => Ok(()),
+        Ok(Vec::new())
+    }
+}
+
+pub struct CertificateSubjectRestriction;
+
+validates!(CertificateSubjectRestriction, Operation::Create);
+
+#[async_trait::async_trait]
+impl Validating for CertificateSubjectRestriction {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        match object {
+            Some(object) if is_csr(a) && a.subresource.is_empty() => {
+                subject_restriction(a, object).map(|()| Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 }
 
