@@ -174,19 +174,19 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     let config = Config { store, encryption: None, service_accounts: None, ..config };
     let caches = Arc::new(cache::Caches::new(config.store.clone()));
     let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
-    let api = Arc::new_cyclic(|me| ApiServer {
+    // The plugins that still hold the server get it once it exists.
+    let server = admission::Server::pending();
+    let init = admission::plugins::Init {
+        sources,
+        server: server.clone(),
+        pod_security: config.pod_security.clone(),
+        service_accounts: tokens.is_some(),
+    };
+    let api = Arc::new(ApiServer {
         auditor,
         objects: Objects { store: config.store.clone() },
         caches,
-        admission: admission::plugins::chain(
-            &admission_plugins,
-            &admission::plugins::Init {
-                sources,
-                server: admission::Server(me.clone()),
-                pod_security: config.pod_security.clone(),
-                service_accounts: tokens.is_some(),
-            },
-        ),
+        admission: admission::plugins::chain(&admission_plugins, &init)?,
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
@@ -196,6 +196,7 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         encryption,
         custom: crd::Served::default(),
     });
+    server.attach(&api);
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| Error::Listen { addr: config.bind, source })?;

@@ -10,8 +10,9 @@
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{Attributes, Operation, Plugin, Server, Validating};
-use crate::ApiServer;
 use crate::auth::Attributes as AuthzAttributes;
 use crate::registry::validation::certificates::{certificate, conditions, decoded};
 use crate::request::User;
@@ -38,8 +39,26 @@ macro_rules! validates {
     };
 }
 
-/// CertificateApproval; asks the authorizer, which still needs the server.
-pub struct CertificateApproval(pub Server);
+/// The question the certificate plugins ask the authorizer (whose `decide` needs the
+/// server, as RBAC and the Node authorizer read its caches), so tests can answer it.
+#[async_trait::async_trait]
+pub trait SignerAuthorizer: Send + Sync {
+    async fn allowed(&self, attributes: &AuthzAttributes) -> bool;
+}
+
+/// The server's authorizer; a server that is not running allows nothing.
+#[async_trait::async_trait]
+impl SignerAuthorizer for Server {
+    async fn allowed(&self, attributes: &AuthzAttributes) -> bool {
+        match self.get() {
+            Ok(api) => api.authorizer.decide(&api, attributes).await.allowed(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// CertificateApproval: `approve` on the signer to change conditions via `/approval`.
+pub struct CertificateApproval(pub Arc<dyn SignerAuthorizer>);
 
 validates!(CertificateApproval, Operation::Update);
 
@@ -50,7 +69,7 @@ impl Validating for CertificateApproval {
             return Ok(Vec::new());
         };
         let signer = old["spec"]["signerName"].as_str().unwrap_or("");
-        if !authorized_for_signer(&*self.0.get()?, a.user, "approve", signer).await {
+        if !authorized_for_signer(&*self.0, a.user, "approve", signer).await {
             return Err(a.forbidden(format!(
                 "user not permitted to approve requests with signerName {signer:?}"
             )));
@@ -59,8 +78,9 @@ impl Validating for CertificateApproval {
     }
 }
 
-/// CertificateSigning; asks the authorizer, which still needs the server.
-pub struct CertificateSigning(pub Server);
+/// CertificateSigning: `sign` on the signer to change the certificate or conditions via
+/// `/status`.
+pub struct CertificateSigning(pub Arc<dyn SignerAuthorizer>);
 
 validates!(CertificateSigning, Operation::Update);
 
@@ -75,7 +95,7 @@ impl Validating for CertificateSigning {
             return Ok(Vec::new());
         }
         let signer = old["spec"]["signerName"].as_str().unwrap_or("");
-        if !authorized_for_signer(&*self.0.get()?, a.user, "sign", signer).await {
+        if !authorized_for_signer(&*self.0, a.user, "sign", signer).await {
             return Err(a.forbidden(format!(
                 "user not permitted to sign requests with signerName {signer:?}"
             )));
@@ -102,13 +122,18 @@ impl Validating for CertificateSubjectRestriction {
 
 /// Upstream's `IsAuthorizedForSignerName`: `verb` on `signers/<signerName>`, or on
 /// `signers/<domain>/*`.
-pub async fn authorized_for_signer(api: &ApiServer, user: &User, verb: &str, signer: &str) -> bool {
+pub async fn authorized_for_signer(
+    authorizer: &dyn SignerAuthorizer,
+    user: &User,
+    verb: &str,
+    signer: &str,
+) -> bool {
     let domain = signer.split('/').next().unwrap_or("");
     for name in [signer.to_owned(), format!("{domain}/*")] {
         let mut attributes =
             AuthzAttributes::resource(user, verb, "certificates.k8s.io", "signers", "", &name);
         attributes.api_version = "*".into();
-        if api.authorizer.decide(api, &attributes).await.allowed() {
+        if authorizer.allowed(&attributes).await {
             return true;
         }
     }
@@ -131,4 +156,61 @@ fn subject_restriction(a: &Attributes<'_>, object: &Value) -> ApiResult<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Allows `approver` to approve for every `example.com` signer, and nothing else.
+    struct Fake;
+
+    #[async_trait::async_trait]
+    impl SignerAuthorizer for Fake {
+        async fn allowed(&self, attributes: &AuthzAttributes) -> bool {
+            attributes.user.name == "approver"
+                && attributes.verb == "approve"
+                && attributes.api_group == "certificates.k8s.io"
+                && attributes.resource == "signers"
+                && attributes.name == "example.com/*"
+        }
+    }
+
+    #[tokio::test]
+    async fn approval_needs_approve_on_the_stored_requests_signer() -> anyhow::Result<()> {
+        let plugin = CertificateApproval(Arc::new(Fake));
+        assert!(plugin.handles(Operation::Update) && !plugin.handles(Operation::Create));
+        let info = keelson_api::Registry::builtin()
+            .find("certificates.k8s.io", "v1", "certificatesigningrequests")
+            .ok_or_else(|| anyhow::anyhow!("CSRs are not registered"))?;
+        let stored = json!({ "spec": { "signerName": "example.com/serving" } });
+        // The new object names another signer: the stored one is what counts.
+        let sent = json!({ "spec": { "signerName": "other.io/x" } });
+        let answer = |name: &str| {
+            let user = User { name: name.into(), ..Default::default() };
+            let plugin = &plugin;
+            let (stored, sent) = (&stored, &sent);
+            async move {
+                let a = Attributes {
+                    user: &user,
+                    info,
+                    namespace: "",
+                    name: "csr",
+                    subresource: "approval",
+                    operation: Operation::Update,
+                    old: Some(stored),
+                    dry_run: false,
+                };
+                plugin.validate(&a, Some(sent)).await.map_err(|e| e.message)
+            }
+        };
+        assert_eq!(answer("approver").await, Ok(Vec::new()));
+        assert_eq!(
+            answer("someone").await,
+            Err("certificatesigningrequests.certificates.k8s.io \"csr\" is forbidden: user not permitted to approve requests with signerName \"example.com/serving\"".into())
+        );
+        Ok(())
+    }
 }

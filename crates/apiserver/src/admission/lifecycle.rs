@@ -137,7 +137,11 @@ mod tests {
                 .create(&format!("/registry/namespaces/{name}"), namespace.to_string().into())
                 .await?;
         }
-        Ok(NamespaceLifecycle::new(Sources::over(store).lister("", "namespaces")))
+        Ok(NamespaceLifecycle::new(lister(store)?))
+    }
+
+    fn lister(store: Arc<dyn keelson_store::Store>) -> anyhow::Result<Lister> {
+        Sources::over(store).lister("", "namespaces").ok_or_else(|| anyhow::anyhow!("namespaces"))
     }
 
     fn resource(group: &str, plural: &str) -> anyhow::Result<&'static keelson_api::ResourceInfo> {
@@ -249,7 +253,7 @@ mod tests {
         let key = "/registry/namespaces/team";
         let revision =
             store.create(key, json!({ "metadata": { "name": "team" } }).to_string().into()).await?;
-        let plugin = NamespaceLifecycle::new(Sources::over(store.clone()).lister("", "namespaces"));
+        let plugin = NamespaceLifecycle::new(lister(store.clone())?);
         assert!(admit(&plugin, PODS, "team", "p", Operation::Create).await?.is_ok());
         assert!(admit(&plugin, NAMESPACES, "", "team", Operation::Delete).await?.is_ok());
         let ending =

@@ -456,7 +456,8 @@ mod tests {
         }]));
         store.create("/registry/limitranges/team/limits", limits.to_string().into()).await?;
         let sources = super::super::lister::Sources::over(store);
-        let plugin = LimitRanger::new(sources.lister("", "limitranges"));
+        let limit_ranges = sources.lister("", "limitranges");
+        let plugin = LimitRanger::new(limit_ranges.ok_or_else(|| anyhow::anyhow!("limitranges"))?);
         let info = keelson_api::Registry::builtin()
             .find("", "v1", "pods")
             .ok_or_else(|| anyhow::anyhow!("pods are not registered"))?;

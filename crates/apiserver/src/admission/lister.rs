@@ -32,18 +32,15 @@ impl Sources {
         Sources { caches: Arc::new(Caches::new(store.clone())), store }
     }
 
-    /// The lister of a built-in core or named-group resource.
-    pub fn lister(&self, group: &str, plural: &str) -> Lister {
+    /// The lister of a built-in resource of `group` (`""` for the core group); `None`
+    /// if there is no such resource.
+    pub fn lister(&self, group: &str, plural: &str) -> Option<Lister> {
         let info = keelson_api::Registry::builtin()
             .resources()
             .iter()
-            .find(|r| r.group == group && r.plural == plural)
-            .unwrap_or_else(|| panic!("{plural}.{group} is not a built-in resource"));
-        Lister {
-            info,
-            caches: self.caches.clone(),
-            objects: Arc::new(Objects { store: self.store.clone() }),
-        }
+            .find(|r| r.group == group && r.plural == plural)?;
+        let objects = Arc::new(Objects { store: self.store.clone() });
+        Some(Lister { info, caches: self.caches.clone(), objects })
     }
 }
 

@@ -33,6 +33,8 @@ pub mod resourcequota;
 pub mod serviceaccount;
 pub mod webhook;
 
+use std::sync::{Arc, OnceLock, Weak};
+
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
@@ -190,13 +192,26 @@ pub async fn deleted_object(api: &ApiServer, a: &Attributes<'_>) -> Option<Value
 }
 
 /// A weak handle to the server, for the plugins whose dependencies are not yet
-/// narrowed to listers (the server owns the chain, so the chain cannot own it).
-#[derive(Clone)]
-pub struct Server(pub(crate) std::sync::Weak<ApiServer>);
+/// narrowed to listers: the server owns the chain, so the chain cannot own it, and the
+/// chain is built before the server, which is attached once it exists.
+#[derive(Clone, Default)]
+pub struct Server(Arc<OnceLock<Weak<ApiServer>>>);
 
 impl Server {
-    pub(crate) fn get(&self) -> ApiResult<std::sync::Arc<ApiServer>> {
-        self.0.upgrade().ok_or_else(|| ApiError::internal("the API server is stopping"))
+    /// A handle to a server not built yet (or never, in tests).
+    pub fn pending() -> Server {
+        Server::default()
+    }
+
+    pub(crate) fn attach(&self, api: &Arc<ApiServer>) {
+        let _ = self.0.set(Arc::downgrade(api));
+    }
+
+    pub(crate) fn get(&self) -> ApiResult<Arc<ApiServer>> {
+        self.0
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| ApiError::internal("the API server is not running"))
     }
 }
 
@@ -233,7 +248,7 @@ async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
     let kvs = match api.caches.get(prefix).await {
         Some(cache) => cache.objects(dir).0,
         None => match api.store.list(dir, Default::default()).await {
-            Ok(page) => page.items.into_iter().map(std::sync::Arc::new).collect(),
+            Ok(page) => page.items.into_iter().map(Arc::new).collect(),
             Err(e) => {
                 tracing::warn!(prefix, error = %e, "admission cannot read objects");
                 Vec::new()

@@ -8,10 +8,11 @@
 //! Adding a plugin: one row in [`IMPLEMENTED`]; its name is already in [`ALL_ORDERED`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::lister::Sources;
+use super::lister::{Lister, Sources};
 use super::{Attributes, Chain, Mutating, Operation, Plugin, Server, Validating};
 use crate::status::ApiResult;
 
@@ -104,65 +105,73 @@ pub struct Init {
     pub service_accounts: bool,
 }
 
-type Factory = fn(&Init) -> Box<dyn Plugin>;
+impl Init {
+    fn lister(&self, group: &str, plural: &str) -> Result<Lister, Error> {
+        self.sources.lister(group, plural).ok_or_else(|| Error::NoResource(plural.to_owned()))
+    }
+}
+
+type Factory = fn(&Init) -> Result<Box<dyn Plugin>, Error>;
 
 /// The plugins Keelson implements, by upstream name. Every other name of
 /// [`ALL_ORDERED`] is known but not implemented: naming it in
 /// `--enable-admission-plugins` is refused, in `--disable-admission-plugins` accepted.
 pub const IMPLEMENTED: &[(&str, Factory)] = &[
-    ("AlwaysAdmit", |_| Box::new(AlwaysAdmit)),
+    ("AlwaysAdmit", |_| Ok(Box::new(AlwaysAdmit))),
     ("NamespaceLifecycle", |init| {
-        Box::new(super::lifecycle::NamespaceLifecycle::new(init.sources.lister("", "namespaces")))
+        Ok(Box::new(super::lifecycle::NamespaceLifecycle::new(init.lister("", "namespaces")?)))
     }),
     ("LimitRanger", |init| {
-        Box::new(super::limitranger::LimitRanger::new(init.sources.lister("", "limitranges")))
+        Ok(Box::new(super::limitranger::LimitRanger::new(init.lister("", "limitranges")?)))
     }),
     ("ServiceAccount", |init| {
-        Box::new(super::serviceaccount::ServiceAccount::new(
-            init.service_accounts.then(|| init.sources.lister("", "serviceaccounts")),
-        ))
+        let accounts = match init.service_accounts {
+            true => Some(init.lister("", "serviceaccounts")?),
+            false => None,
+        };
+        Ok(Box::new(super::serviceaccount::ServiceAccount::new(accounts)))
     }),
     ("NodeRestriction", |init| {
-        Box::new(super::noderestriction::NodeRestriction::new(init.sources.lister("", "pods")))
+        Ok(Box::new(super::noderestriction::NodeRestriction::new(init.lister("", "pods")?)))
     }),
     ("PodSecurity", |init| {
-        Box::new(super::podsecurity::PodSecurity::new(
+        Ok(Box::new(super::podsecurity::PodSecurity::new(
             init.pod_security.clone(),
-            init.sources.lister("", "namespaces"),
-            init.sources.lister("", "pods"),
-        ))
+            init.lister("", "namespaces")?,
+            init.lister("", "pods")?,
+        )))
     }),
     ("Priority", |init| {
-        Box::new(super::defaults::Priority::new(
-            init.sources.lister("scheduling.k8s.io", "priorityclasses"),
-        ))
+        let classes = init.lister("scheduling.k8s.io", "priorityclasses")?;
+        Ok(Box::new(super::defaults::Priority::new(classes)))
     }),
-    ("DefaultTolerationSeconds", |_| Box::new(super::defaults::DefaultTolerationSeconds)),
+    ("DefaultTolerationSeconds", |_| Ok(Box::new(super::defaults::DefaultTolerationSeconds))),
     ("DefaultStorageClass", |init| {
-        Box::new(super::defaults::DefaultStorageClass::new(
-            init.sources.lister("storage.k8s.io", "storageclasses"),
-        ))
+        let classes = init.lister("storage.k8s.io", "storageclasses")?;
+        Ok(Box::new(super::defaults::DefaultStorageClass::new(classes)))
     }),
     ("CertificateApproval", |init| {
-        Box::new(super::certificates::CertificateApproval(init.server.clone()))
+        Ok(Box::new(super::certificates::CertificateApproval(Arc::new(init.server.clone()))))
     }),
     ("CertificateSigning", |init| {
-        Box::new(super::certificates::CertificateSigning(init.server.clone()))
+        Ok(Box::new(super::certificates::CertificateSigning(Arc::new(init.server.clone()))))
     }),
     ("CertificateSubjectRestriction", |_| {
-        Box::new(super::certificates::CertificateSubjectRestriction)
+        Ok(Box::new(super::certificates::CertificateSubjectRestriction))
     }),
     ("MutatingAdmissionWebhook", |init| {
-        Box::new(super::webhook::MutatingAdmissionWebhook(init.server.clone()))
+        Ok(Box::new(super::webhook::MutatingAdmissionWebhook(init.server.clone())))
     }),
     ("ValidatingAdmissionPolicy", |init| {
-        Box::new(super::policy::ValidatingAdmissionPolicy(init.server.clone()))
+        Ok(Box::new(super::policy::ValidatingAdmissionPolicy(init.server.clone())))
     }),
     ("ValidatingAdmissionWebhook", |init| {
-        Box::new(super::webhook::ValidatingAdmissionWebhook(init.server.clone()))
+        Ok(Box::new(super::webhook::ValidatingAdmissionWebhook(init.server.clone())))
     }),
-    ("ResourceQuota", |init| Box::new(super::resourcequota::ResourceQuota(init.server.clone()))),
-    ("AlwaysDeny", |_| Box::new(AlwaysDeny)),
+    ("ResourceQuota", |init| {
+        Ok(Box::new(super::resourcequota::ResourceQuota(init.server.clone())))
+    }),
+    ("AlwaysDeny", |_| Ok(Box::new(AlwaysDeny))),
 ];
 
 /// Why a choice of plugins is refused, in kube-apiserver's words.
@@ -176,6 +185,8 @@ pub enum Error {
     Overlapped(Vec<String>),
     #[error("admission plugin {0:?} is not implemented by keelson")]
     NotImplemented(String),
+    #[error("admission needs the built-in resource {0:?}, which is not registered")]
+    NoResource(String),
 }
 
 /// The `--enable-admission-plugins` and `--disable-admission-plugins` choice: plugins
@@ -219,10 +230,13 @@ fn factory(name: &str) -> Option<Factory> {
 }
 
 /// The chain of the named plugins, in the order given (a [`Selection::resolve`]d list).
-pub fn chain(names: &[&'static str], init: &Init) -> Chain {
-    let plugins =
-        names.iter().filter_map(|name| factory(name).map(|build| (*name, build(init)))).collect();
-    Chain::new(plugins)
+pub fn chain(names: &[&'static str], init: &Init) -> Result<Chain, Error> {
+    let mut plugins = Vec::new();
+    for name in names {
+        let build = factory(name).ok_or_else(|| Error::NotImplemented(name.to_string()))?;
+        plugins.push((*name, build(init)?));
+    }
+    Ok(Chain::new(plugins))
 }
 
 /// AlwaysAdmit: admits everything (deprecated upstream, kept for its name).
@@ -357,28 +371,42 @@ mod tests {
         );
     }
 
+    fn init(service_accounts: bool) -> anyhow::Result<Init> {
+        let store: std::sync::Arc<dyn keelson_store::Store> =
+            std::sync::Arc::new(keelson_store::memory::open()?);
+        Ok(Init {
+            sources: Sources::over(store),
+            server: Server::pending(),
+            pod_security: Default::default(),
+            service_accounts,
+        })
+    }
+
+    #[test]
+    fn every_implemented_plugin_builds() -> anyhow::Result<()> {
+        let everything: Vec<&'static str> = IMPLEMENTED.iter().map(|(name, _)| *name).collect();
+        for service_accounts in [true, false] {
+            let chain = chain(&everything, &init(service_accounts)?)?;
+            assert_eq!(chain.names(), everything);
+        }
+        let unimplemented = chain(&["AlwaysPullImages"], &init(false)?).err();
+        assert_eq!(unimplemented, Some(Error::NotImplemented("AlwaysPullImages".into())));
+        Ok(())
+    }
+
     #[tokio::test]
     async fn the_chain_runs_mutating_halves_then_validating_halves_in_order() -> anyhow::Result<()>
     {
-        let store: std::sync::Arc<dyn keelson_store::Store> =
-            std::sync::Arc::new(keelson_store::memory::open()?);
-        let init = Init {
-            sources: Sources::over(store),
-            server: Server(std::sync::Weak::new()),
-            pod_security: Default::default(),
-            service_accounts: false,
-        };
+        let init = init(false)?;
         // Without the plugins that need a running server.
         let server_bound = [
-            "CertificateApproval",
-            "CertificateSigning",
             "MutatingAdmissionWebhook",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionWebhook",
             "ResourceQuota",
         ];
         let names = selection(&["AlwaysAdmit", "AlwaysDeny"], &server_bound).resolve()?;
-        let chain = chain(&names, &init);
+        let chain = chain(&names, &init)?;
         assert_eq!(chain.names(), names);
         assert_eq!(chain.mutating().first(), Some(&"NamespaceLifecycle"));
         assert_eq!(chain.mutating().last(), Some(&"AlwaysDeny"));
