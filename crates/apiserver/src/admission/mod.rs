@@ -226,23 +226,6 @@ pub async fn stored_in(api: &ApiServer, prefix: &str, namespace: &str) -> Vec<Va
     stored_under(api, prefix, &format!("{prefix}{namespace}/")).await
 }
 
-/// One object, from the watch cache of its resource (as upstream's admission plugins
-/// read listers), else from the store; `None` if it does not exist.
-pub async fn cached(
-    api: &ApiServer,
-    info: &keelson_api::ResourceInfo,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<Value> {
-    let key = crate::registry::key(info, namespace, name);
-    if let Some(cache) = api.caches.get(&info.storage_prefix()).await {
-        let found = cache.objects(&key).0.into_iter().find(|kv| kv.key == key);
-        return found.and_then(|kv| crate::registry::decode(info, &kv).ok());
-    }
-    let place = crate::registry::Place { info, namespace, name };
-    api.objects.get(place).await.ok().map(|(object, _)| object)
-}
-
 /// The objects under `dir`, read through the cache of the resource at `prefix`.
 async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
     let kvs = match api.caches.get(prefix).await {
