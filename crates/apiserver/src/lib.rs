@@ -74,6 +74,9 @@ pub struct Config {
     pub audit: Option<audit::AuditConfig>,
     /// PodSecurity admission's defaults and exemptions.
     pub pod_security: admission::podsecurity::Config,
+    /// The admission plugins turned on and off beyond the defaults
+    /// (`--enable-admission-plugins`, `--disable-admission-plugins`).
+    pub admission_plugins: admission::plugins::Selection,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
 }
@@ -84,10 +87,11 @@ pub struct ApiServer {
     objects: Objects,
     shutting_down: AtomicBool,
     service_cidr: services::Cidr,
-    caches: cache::Caches,
+    caches: Arc<cache::Caches>,
     auditor: Option<audit::Auditor>,
     authorizer: auth::Authorizer,
-    pod_security: admission::podsecurity::Config,
+    /// The enabled admission plugins, in upstream's order.
+    admission: admission::Chain,
     tokens: Option<authn::serviceaccount::Tokens>,
     /// The configuration in effect and the store under the encryption, for the status.
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
@@ -131,10 +135,13 @@ pub enum Error {
     Audit { path: String, source: std::io::Error },
     #[error("cannot create {name}: {message}")]
     Bootstrap { name: String, message: String },
+    #[error(transparent)]
+    Admission(#[from] admission::plugins::Error),
 }
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
+    let admission_plugins = config.admission_plugins.resolve()?;
     let raw = config.store.clone();
     let (store, encryption) = match config.encryption.clone() {
         Some(encryption) => (
@@ -159,19 +166,30 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         None => None,
     };
     let config = Config { store, encryption: None, service_accounts: None, ..config };
+    let caches = Arc::new(cache::Caches::new(config.store.clone()));
+    let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
+    // The plugins that still hold the server get it once it exists.
+    let server = admission::Server::pending();
+    let init = admission::plugins::Init {
+        sources,
+        server: server.clone(),
+        pod_security: config.pod_security.clone(),
+        service_accounts: tokens.is_some(),
+    };
     let api = Arc::new(ApiServer {
         auditor,
         objects: Objects { store: config.store.clone() },
-        caches: cache::Caches::new(config.store.clone()),
+        caches,
+        admission: admission::plugins::chain(&admission_plugins, &init)?,
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
         authorizer: auth::Authorizer::default(),
-        pod_security: config.pod_security,
         tokens,
         encryption,
         custom: crd::Served::default(),
     });
+    server.attach(&api);
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| Error::Listen { addr: config.bind, source })?;
@@ -197,6 +215,11 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
     let (stop, stopped) = signal::channel(false);
     let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
+    tracing::info!(
+        mutating = %api.admission.mutating().join(","),
+        validating = %api.admission.validating().join(","),
+        "admission plugins loaded in order"
+    );
     tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");
     Ok(Running { local_addr, api, stop, task })
 }

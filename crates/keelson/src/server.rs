@@ -85,6 +85,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             }
             None => Default::default(),
         },
+        admission_plugins: config.admission_plugins.clone(),
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
@@ -163,10 +164,12 @@ fn write_kubeconfigs(
 /// (or kube-bench's eye) reads the same words it would on upstream.
 fn log_effective_settings(config: &crate::config::ServerConfig, encryption: &std::path::Path) {
     let tls = config.data_dir.join("tls");
+    // One flag a line, as they are logged.
+    #[rustfmt::skip]
     let flags = [
         "--anonymous-auth=false".to_owned(),
         "--authorization-mode=Node,RBAC".to_owned(),
-        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,NodeRestriction,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass".to_owned(),
+        format!("--enable-admission-plugins={}", config.enabled_admission_plugins.join(",")),
         format!("--client-ca-file={}", tls.join("ca.crt").display()),
         format!("--tls-cert-file={}", tls.join(keelson_pki::file_names::SERVING_CERT).display()),
         format!("--tls-private-key-file={}", tls.join(keelson_pki::file_names::SERVING_KEY).display()),

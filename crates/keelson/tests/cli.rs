@@ -31,6 +31,8 @@ fn version_names_the_kubernetes_api_served() -> Result<()> {
         "--bind-address",
         "--datastore-endpoint",
         "--datastore-cafile",
+        "--enable-admission-plugins",
+        "--disable-admission-plugins",
         "--config",
     ] {
         ensure!(help.contains(flag), "server --help lacks {flag}");
@@ -116,6 +118,7 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         "--anonymous-auth=false",
         "--authorization-mode=Node,RBAC",
         "NodeRestriction,PodSecurity",
+        "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,NodeRestriction,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass,CertificateApproval,CertificateSigning,CertificateSubjectRestriction,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota ",
         "--encryption-provider-config=",
     ] {
         ensure!(settings.contains(flag), "the effective settings lack {flag}: {settings}");
@@ -149,6 +152,26 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         ensure!(mode == 0o600, "{private} has mode {mode:o}");
     }
     ensure!(std::fs::metadata(&data)?.permissions().mode() & 0o777 == 0o700);
+    Ok(())
+}
+
+#[test]
+fn an_unknown_admission_plugin_stops_the_server_before_it_starts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = keelson()
+        .args([
+            "server",
+            "--enable-admission-plugins=NodeRestriction,AlwaysPulImages",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    ensure!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(
+        stderr.contains("enable-admission-plugins plugin \"AlwaysPulImages\" is unknown"),
+        "{stderr}"
+    );
     Ok(())
 }
 

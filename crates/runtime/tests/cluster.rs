@@ -39,6 +39,7 @@ impl Cluster {
             encryption: None,
             audit: None,
             pod_security: Default::default(),
+            admission_plugins: Default::default(),
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),

@@ -138,17 +138,25 @@ impl TestServer {
     }
 
     pub async fn start_with(kubectl_bin: PathBuf) -> Result<Self> {
-        Self::start_full(kubectl_bin, None).await
+        Self::start_full(kubectl_bin, None, Default::default()).await
     }
 
     /// A server that writes an audit log as `audit` says.
     pub async fn start_audited(audit: keelson_apiserver::audit::AuditConfig) -> Result<Self> {
-        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit)).await
+        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit), Default::default()).await
+    }
+
+    /// A server whose admission plugins are the defaults changed by `plugins`.
+    pub async fn start_with_admission(
+        plugins: keelson_apiserver::admission::plugins::Selection,
+    ) -> Result<Self> {
+        Self::start_full(SYSTEM_KUBECTL.into(), None, plugins).await
     }
 
     async fn start_full(
         kubectl_bin: PathBuf,
         audit: Option<keelson_apiserver::audit::AuditConfig>,
+        admission_plugins: keelson_apiserver::admission::plugins::Selection,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
@@ -163,6 +171,7 @@ impl TestServer {
             encryption: None,
             audit,
             pod_security: Default::default(),
+            admission_plugins,
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
