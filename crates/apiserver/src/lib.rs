@@ -21,7 +21,7 @@ pub mod encryption;
 mod openapi;
 mod patch;
 mod pods;
-pub mod quantity;
+pub use keelson_core::quantity;
 pub mod registry;
 mod request;
 mod rest;
@@ -105,7 +105,7 @@ impl ApiServer {
     }
 
     /// The resources served now: the built-in ones and the established custom ones.
-    pub fn registry(&self) -> &'static Registry {
+    pub fn registry(&self) -> Arc<Registry> {
         self.custom.registry()
     }
 }
@@ -260,7 +260,6 @@ async fn create_missing(
     let failed = |message: String| Error::Bootstrap { name: format!("{plural}/{name}"), message };
     let info = Registry::builtin()
         .resources()
-        .iter()
         .find(|r| r.group == group && r.plural == plural)
         .ok_or_else(|| failed("the resource is not registered".into()))?;
     let place = Place { info, namespace: None, name: &name };

@@ -147,7 +147,6 @@ mod tests {
     fn resource(group: &str, plural: &str) -> anyhow::Result<&'static keelson_api::ResourceInfo> {
         keelson_api::Registry::builtin()
             .resources()
-            .iter()
             .find(|r| r.group == group && r.plural == plural)
             .ok_or_else(|| anyhow::anyhow!("{plural} is not registered"))
     }

@@ -37,7 +37,6 @@ impl Sources {
     pub fn lister(&self, group: &str, plural: &str) -> Option<Lister> {
         let info = keelson_api::Registry::builtin()
             .resources()
-            .iter()
             .find(|r| r.group == group && r.plural == plural)?;
         let objects = Arc::new(Objects { store: self.store.clone() });
         Some(Lister { info, caches: self.caches.clone(), objects })

@@ -196,7 +196,7 @@ async fn params(
     };
     // The served registry: params are often custom resources.
     let registry = api.registry();
-    let Some(info) = registry.resources().iter().find(|r| {
+    let Some(info) = registry.resources().find(|r| {
         r.group == group && r.version == version && r.kind == kind["kind"].as_str().unwrap_or("")
     }) else {
         return Err(format!("failed to configure binding: the param kind {kind} is not served"));
