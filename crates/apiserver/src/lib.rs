@@ -326,7 +326,7 @@ async fn create_missing(
             Ok(())
         }
         // Another server of the same cluster was first.
-        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) if e.is_already_exists() => Ok(()),
         Err(e) => Err(failed(e.message)),
     }
 }

@@ -29,7 +29,7 @@ impl Kind {
             "application/strategic-merge-patch+json" => Ok(Kind::Strategic),
             other => Err(ApiError {
                 code: http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                reason: "UnsupportedMediaType",
+                reason: crate::status::Reason::UnsupportedMediaType,
                 message: format!(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
                 ),

@@ -83,7 +83,7 @@ pub async fn bind(
         set_condition(&mut pod, "PodScheduled", "True");
         match api.objects.replace(place, pod, revision, false).await {
             Ok(_) => return Ok(success(StatusCode::CREATED)),
-            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -263,7 +263,7 @@ async fn decrement_budget(
         budget["status"]["disruptedPods"][pod] = json!(meta::now());
         match api.objects.replace(place, budget.clone(), revision, false).await {
             Ok(_) => return Ok(()),
-            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }
