@@ -3,7 +3,8 @@
 //! parameters, status codes and response shapes.
 
 use http::StatusCode;
-use keelson_api::ResourceInfo;
+use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions as DeleteOptionsType;
+use keelson_api::{ResourceInfo, Typed};
 use keelson_store::ListOptions;
 use serde_json::{Value, json};
 
@@ -184,6 +185,7 @@ async fn finalize_namespace(
     dry_run: bool,
 ) -> ApiResult<Response> {
     let body = req.json_body()?;
+    registry::typed::check_shape(target.info, &body)?;
     let place = place(target);
     for _ in 0..RETRIES {
         let (mut namespace, revision) = api.objects.get(place).await?;
@@ -903,6 +905,8 @@ async fn apply(
     };
     let applied = req.json_body()?;
     registry::check_type(info, &applied)?;
+    // The configuration must fit the type before it is merged into the live object.
+    registry::typed::check_shape(info, &applied)?;
     let (api_version, kind) = (applied["apiVersion"].as_str(), applied["kind"].as_str());
     let subresource = target.subresource.as_deref().unwrap_or("");
     if api_version.is_none_or(str::is_empty) || kind.is_none_or(str::is_empty) {
@@ -952,7 +956,17 @@ struct DeleteOptions {
 
 impl DeleteOptions {
     fn from_request(req: &Request) -> ApiResult<Self> {
-        let body = if req.body.is_empty() { json!({}) } else { req.json_body()? };
+        let body = if req.body.is_empty() {
+            json!({})
+        } else {
+            registry::typed::decode_body(
+                Typed::of::<DeleteOptionsType>(),
+                "meta.k8s.io",
+                "v1",
+                "DeleteOptions",
+                &req.json_body()?,
+            )?
+        };
         Self::from_value(&body, Some(req))
     }
 

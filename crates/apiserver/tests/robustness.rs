@@ -1,0 +1,120 @@
+//! Requests an outside fuzzing run found to panic the server (connection dropped, no
+//! answer, no audit entry) are answered as upstream answers them: 400 when the body does
+//! not fit its type, 422 when it is invalid, 404 for what cannot exist, 413 for too much.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::TestServer;
+use serde_json::{Value, json};
+
+const JSON: &str = "application/json";
+
+/// The status code and the `metav1.Status` a request answered.
+async fn send(s: &TestServer, method: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+    let (code, text) = s.curl(method, path, Some(&body.to_string()), JSON, true).await?;
+    Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+async fn expect(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    body: &Value,
+    code: u16,
+) -> Result<Value> {
+    let (answered, status) = send(s, method, path, body).await?;
+    ensure!(answered == code, "{method} {path} {body}: wanted {code}, got {answered}: {status}");
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_whose_metadata_or_spec_is_not_an_object_are_400s() -> Result<()> {
+    let s = TestServer::start().await?;
+    let attributes = json!({"resourceAttributes": {"verb": "get", "resource": "pods"}});
+    let reviews = [
+        ("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+        ("/apis/authorization.k8s.io/v1/subjectaccessreviews", "SubjectAccessReview"),
+        (
+            "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+        ),
+        ("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+        ("/apis/authentication.k8s.io/v1/tokenreviews", "TokenReview"),
+    ];
+    for (path, kind) in reviews {
+        let api_version = path.split('/').nth(2).map(|g| format!("{g}/v1")).unwrap_or_default();
+        let review = |metadata: Value, spec: Value| json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec});
+        for body in [review(json!("x"), attributes.clone()), review(json!({}), json!("x"))] {
+            let status = expect(&s, "POST", path, &body, 400).await?;
+            ensure!(status["reason"] == "BadRequest", "{kind}: {status}");
+            ensure!(
+                status["message"].as_str().is_some_and(|m| m.contains("cannot be handled as a")),
+                "{kind}: {status}"
+            );
+        }
+    }
+    // A well-formed review is still answered.
+    let fine = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "metadata": null, "spec": attributes});
+    let answer = expect(&s, "POST", reviews[0].0, &fine, 201).await?;
+    ensure!(answer["status"]["allowed"] == true, "{answer}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_whose_spec_or_metadata_is_misshapen_are_400s() -> Result<()> {
+    let s = TestServer::start().await?;
+    let path = "/api/v1/namespaces/default/serviceaccounts/default/token";
+    for body in [
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": "x"}),
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": 1,
+            "spec": {}}),
+    ] {
+        let status = expect(&s, "POST", path, &body, 400).await?;
+        ensure!(status["reason"] == "BadRequest", "{status}");
+    }
+    let fine = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": null}});
+    let issued = expect(&s, "POST", path, &fine, 201).await?;
+    ensure!(issued["status"]["token"].as_str().is_some_and(|t| !t.is_empty()), "{issued}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_whose_delete_options_are_not_an_object_is_a_400() -> Result<()> {
+    let s = TestServer::start().await?;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    expect(&s, "POST", "/api/v1/namespaces/default/pods", &pod, 201).await?;
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "web"}, "deleteOptions": "x"});
+    let path = "/api/v1/namespaces/default/pods/web/eviction";
+    let status = expect(&s, "POST", path, &eviction, 400).await?;
+    ensure!(status["reason"] == "BadRequest", "{status}");
+    // The pod is still there, and a proper eviction still works.
+    expect(&s, "GET", "/api/v1/namespaces/default/pods/web", &Value::Null, 200).await?;
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "web"}, "deleteOptions": {"gracePeriodSeconds": 0}});
+    expect(&s, "POST", path, &eviction, 201).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_with_string_annotations_over_last_applied_is_a_400() -> Result<()> {
+    let s = TestServer::start().await?;
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n";
+    let out = s.kubectl_in(&["apply", "-f", "-"], Some(config)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let applied = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  annotations: x\n";
+    let path = "/api/v1/namespaces/default/configmaps/cfg?fieldManager=kubectl";
+    let (code, body) =
+        s.curl("PATCH", path, Some(applied), "application/apply-patch+yaml", true).await?;
+    ensure!(code == 400, "apply answered {code}: {body}");
+    // Its metadata being a string is refused the same way.
+    let applied = "apiVersion: v1\nkind: ConfigMap\nmetadata: x\n";
+    let (code, body) =
+        s.curl("PATCH", path, Some(applied), "application/apply-patch+yaml", true).await?;
+    ensure!(code == 400, "apply answered {code}: {body}");
+    Ok(())
+}
