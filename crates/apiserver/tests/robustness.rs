@@ -118,3 +118,14 @@ async fn apply_with_string_annotations_over_last_applied_is_a_400() -> Result<()
     ensure!(code == 400, "apply answered {code}: {body}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generate_name_cut_inside_a_character_is_a_422() -> Result<()> {
+    let s = TestServer::start().await?;
+    let prefix = format!("{}é", "a".repeat(57));
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"generateName": prefix}});
+    let status = expect(&s, "POST", "/api/v1/namespaces/default/configmaps", &config, 422).await?;
+    ensure!(status["reason"] == "Invalid", "{status}");
+    Ok(())
+}

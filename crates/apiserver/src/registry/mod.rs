@@ -526,6 +526,9 @@ fn validate(
     } else {
         meta::validate_name(strategy.name_rule, name, "metadata.name", &mut causes);
     }
+    if let Some(prefix) = meta::str_field(object, "generateName") {
+        meta::validate_generate_name(strategy.name_rule, prefix, &mut causes);
+    }
     meta::validate_labels_and_annotations(object, &mut causes);
     if let Some(finalizers) = metadata(object).get("finalizers")
         && !finalizers.as_array().is_some_and(|f| f.iter().all(Value::is_string))
