@@ -129,3 +129,19 @@ async fn a_generate_name_cut_inside_a_character_is_a_422() -> Result<()> {
     ensure!(status["reason"] == "Invalid", "{status}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_that_overflow_are_ignored_even_for_anonymous_requests() -> Result<()> {
+    let s = TestServer::start().await?;
+    for timeout in ["18446744073709551615m", "307445734561825861m", "99999999999999999999h"] {
+        let (code, body) =
+            s.curl("GET", &format!("/version?timeout={timeout}"), None, "", false).await?;
+        ensure!(code == 200, "anonymous /version answered {code}: {body}");
+        let path = format!("/api/v1/namespaces/default/configmaps?timeout={timeout}");
+        let (code, body) = s.curl("GET", &path, None, "", false).await?;
+        ensure!(code == 401, "anonymous list answered {code}: {body}");
+        let (code, body) = s.curl("GET", &path, None, "", true).await?;
+        ensure!(code == 200, "list answered {code}: {body}");
+    }
+    Ok(())
+}
