@@ -37,6 +37,7 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     if !allowed {
         return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
     }
+    no_impossible_names(&target)?;
     let dry_run = match req.param("dryRun") {
         None => false,
         Some("All") => true,
@@ -174,6 +175,22 @@ fn is_stored(info: &ResourceInfo) -> bool {
                     | "selfsubjectrulesreviews"
             )
     )
+}
+
+/// A namespace or name in the path that no object can have — the store's keys hold no
+/// NUL — names nothing: 404 before any store call, as upstream finds nothing there (a
+/// create into such a namespace finds no namespace).
+fn no_impossible_names(target: &Target) -> ApiResult<()> {
+    let impossible = |s: &str| s.contains('\0');
+    if let Some(namespace) = target.namespace.as_deref().filter(|ns| impossible(ns)) {
+        return Err(ApiError::not_found("", "namespaces", namespace));
+    }
+    match target.name.as_deref() {
+        Some(name) if impossible(name) => {
+            Err(ApiError::not_found(target.info.group, target.info.plural, name))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `PUT /api/v1/namespaces/{name}/finalize`: replaces the namespace's `spec.finalizers`;

@@ -145,3 +145,30 @@ async fn timeouts_that_overflow_are_ignored_even_for_anonymous_requests() -> Res
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_namespaces_with_a_nul_are_not_found_or_invalid() -> Result<()> {
+    let s = TestServer::start().await?;
+    let none = Value::Null;
+    for path in [
+        "/api/v1/namespaces/default/configmaps/%00",
+        "/api/v1/namespaces/default/configmaps/a%00b",
+        "/api/v1/namespaces/%00/configmaps/x",
+        "/api/v1/namespaces/%00",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/%00",
+    ] {
+        let status = expect(&s, "GET", path, &none, 404).await?;
+        ensure!(status["reason"] == "NotFound", "{path}: {status}");
+        expect(&s, "DELETE", path, &none, 404).await?;
+    }
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "%00"}});
+    expect(&s, "PUT", "/api/v1/namespaces/default/configmaps/%00", &config, 404).await?;
+    expect(&s, "POST", "/api/v1/namespaces/%00/configmaps", &config, 404).await?;
+    // Created with such a name: invalid, as any other name that breaks the rules.
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a\u{0}"}});
+    expect(&s, "POST", "/api/v1/namespaces/default/configmaps", &config, 422).await?;
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "a\u{0}b"}});
+    expect(&s, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role, 422).await?;
+    Ok(())
+}

@@ -153,6 +153,9 @@ fn path_segment_problem(s: &str) -> Option<String> {
         Some(format!("may not be '{s}'"))
     } else if s.contains('/') || s.contains('%') {
         Some("may not contain '/' or '%'".into())
+    } else if s.contains('\0') {
+        // Upstream's etcd keys could hold one; no store of Keelson's can.
+        Some("may not contain a NUL character".into())
     } else {
         None
     }
