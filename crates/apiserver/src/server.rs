@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::request::{Request, User};
-use crate::status::ApiError;
+use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, MAX_REQUEST_BYTES};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -150,7 +151,8 @@ async fn handle(
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
-    let dispatched = crate::audit::collecting(crate::router::dispatch(api, request));
+    let dispatched =
+        crate::audit::collecting(recovering(crate::router::dispatch(api, request), &method, &path));
     let (result, annotations) = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
             Ok(done) => done,
@@ -183,6 +185,30 @@ async fn handle(
     }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
     response
+}
+
+/// Runs a request's handler so that a panic in it ends only this request, answered 500
+/// (and so audited) as upstream's panic recovery answers it, and logged; nothing else
+/// the handler shared is left poisoned (every lock here recovers from poisoning).
+async fn recovering(
+    handler: impl std::future::Future<Output = ApiResult<Response>>,
+    method: &http::Method,
+    path: &str,
+) -> ApiResult<Response> {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %why, "apiserver panicked");
+            Err(ApiError::internal(
+                "This request caused apiserver to panic. Look in the logs for details.",
+            ))
+        }
+    }
 }
 
 /// The longest a request that is not long-running may take (kube-apiserver's
@@ -302,6 +328,19 @@ mod tests {
         );
         assert_eq!(request_timeout(&request("/api/v1/pods?timeout=5m")), REQUEST_TIMEOUT);
         assert_eq!(request_timeout(&request("/api/v1/pods?timeout=bogus")), REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_and_the_next_request_is_served() {
+        let method = http::Method::GET;
+        let panicked = recovering(async { panic!("boom") }, &method, "/api/v1/pods").await;
+        let error = panicked.expect_err("a panic is an error");
+        assert_eq!(error.code, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.reason, "InternalError");
+        let response = error_response(&error);
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let served = recovering(async { Ok(json_bytes(b"{}".to_vec())) }, &method, "/").await;
+        assert_eq!(served.expect("served").status(), http::StatusCode::OK);
     }
 
     #[test]
