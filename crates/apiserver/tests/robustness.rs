@@ -172,3 +172,40 @@ async fn names_and_namespaces_with_a_nul_are_not_found_or_invalid() -> Result<()
     expect(&s, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role, 422).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_beyond_the_limits_are_413s() -> Result<()> {
+    let s = TestServer::start().await?;
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+        "data": {"a": "x".repeat(1024)}});
+    expect(&s, "POST", "/api/v1/namespaces/default/configmaps", &config, 201).await?;
+    let path = "/api/v1/namespaces/default/configmaps/cfg";
+    let patch = |ops: Vec<Value>| Value::Array(ops).to_string();
+    let test = json!({"op": "test", "path": "/data/a", "value": "x".repeat(1024)});
+    let (code, body) = s
+        .curl(
+            "PATCH",
+            path,
+            Some(&patch(vec![
+                json!({"op": "test", "path": "/kind", "value": "ConfigMap"});
+                10_001
+            ])),
+            "application/json-patch+json",
+            true,
+        )
+        .await?;
+    ensure!(code == 413, "10,001 operations answered {code}: {body}");
+    ensure!(body.contains("The allowed maximum operations in a JSON patch is 10000, got 10001"));
+    // Copies that would grow the object to 4 MB from a small body.
+    let copies = (0..4000)
+        .map(|i| json!({"op": "copy", "from": "/data/a", "path": format!("/data/k{i}")}))
+        .collect();
+    let (code, body) =
+        s.curl("PATCH", path, Some(&patch(copies)), "application/json-patch+json", true).await?;
+    ensure!(code == 413, "copies answered {code}: {body}");
+    let (code, body) = s
+        .curl("PATCH", path, Some(&patch(vec![test])), "application/json-patch+json", true)
+        .await?;
+    ensure!(code == 200, "a small patch answered {code}: {body}");
+    Ok(())
+}
