@@ -209,3 +209,47 @@ async fn patches_beyond_the_limits_are_413s() -> Result<()> {
     ensure!(code == 200, "a small patch answered {code}: {body}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_quantities_are_refused_with_upstreams_message() -> Result<()> {
+    let s = TestServer::start().await?;
+    let objects = [
+        (
+            "/api/v1/namespaces/default/resourcequotas",
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                "spec": {"hard": {"cpu": "é"}}}),
+            "spec.hard.cpu",
+        ),
+        (
+            "/api/v1/namespaces/default/limitranges",
+            json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
+                "spec": {"limits": [{"type": "Container", "max": {"memory": "0x10"}}]}}),
+            "spec.limits[0].max.memory",
+        ),
+        (
+            "/api/v1/namespaces/default/persistentvolumeclaims",
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1_000"}}}}),
+            "spec.resources.requests.storage",
+        ),
+        (
+            "/api/v1/namespaces/default/pods",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "busybox",
+                    "resources": {"limits": {"cpu": "0x10"}}}]}}),
+            "spec.containers[0].resources.limits.cpu",
+        ),
+    ];
+    for (path, object, field) in objects {
+        let status = expect(&s, "POST", path, &object, 400).await?;
+        let message = status["message"].as_str().unwrap_or("");
+        ensure!(
+            message.contains(
+                "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+            ) && message.contains(field),
+            "{path}: {status}"
+        );
+    }
+    Ok(())
+}

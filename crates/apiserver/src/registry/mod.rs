@@ -8,6 +8,7 @@
 
 pub mod defaults;
 pub mod meta;
+pub mod quantities;
 pub mod selector;
 pub mod strategy;
 pub mod typed;

@@ -56,6 +56,7 @@ pub fn decode(
     let normalized =
         normalized.map_err(|e| type_error(info.group, info.version, info.kind, &object, e))?;
     check_metadata(info.group, info.version, info.kind, &normalized)?;
+    check_quantities(info, &normalized)?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
     let mut normalized = normalized;
@@ -116,7 +117,22 @@ pub fn check_shape(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
         _ => (info.typed.normalize)(object),
     };
     normalized.map_err(|e| type_error(info.group, info.version, info.kind, object, e))?;
-    check_metadata(info.group, info.version, info.kind, object)
+    check_metadata(info.group, info.version, info.kind, object)?;
+    check_quantities(info, object)
+}
+
+/// Every quantity the object holds must be one, as upstream's `Quantity` decodes.
+fn check_quantities(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
+    match super::quantities::first_invalid(info, object) {
+        None => Ok(()),
+        Some(path) => Err(type_error(
+            info.group,
+            info.version,
+            info.kind,
+            object,
+            TypeError { path, missing: false, message: super::quantities::FORMAT_WRONG.into() },
+        )),
+    }
 }
 
 /// `metadata`, when there, must be an `ObjectMeta` — also for custom resources, whose
