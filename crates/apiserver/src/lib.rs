@@ -19,6 +19,8 @@ pub mod certificates;
 pub mod crd;
 mod discovery;
 pub mod encryption;
+#[doc(hidden)]
+pub mod fuzzing;
 mod openapi;
 mod patch;
 mod pods;

@@ -453,7 +453,7 @@ where
 
 /// The revision a list reads at: current for `""`/`"0"`/NotOlderThan, exactly `N` for
 /// `resourceVersionMatch=Exact`.
-fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64>> {
+pub(crate) fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64>> {
     let rv = req.param("resourceVersion");
     let parsed = match rv {
         None | Some("0") => None,
@@ -486,7 +486,7 @@ fn encode_continue(start: &str, revision: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
+pub(crate) fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
     use base64::Engine;
     let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -227,7 +227,7 @@ fn is_long_running(req: &Request) -> bool {
 
 /// The request's deadline: `?timeout=` (a Go duration such as `32s`, `1m30s` or `1.5h`)
 /// when shorter than the server's; one that does not parse, or overflows, is ignored.
-fn request_timeout(req: &Request) -> std::time::Duration {
+pub(crate) fn request_timeout(req: &Request) -> std::time::Duration {
     let asked = req.param("timeout").and_then(parse_duration);
     asked.filter(|d| !d.is_zero()).map_or(REQUEST_TIMEOUT, |d| d.min(REQUEST_TIMEOUT))
 }
