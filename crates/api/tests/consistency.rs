@@ -64,7 +64,8 @@ fn singular_is_the_lowercase_kind() {
 
 #[test]
 fn resources_are_sorted_by_plural_within_a_group_version() {
-    for pair in registry().resources().windows(2) {
+    let resources: Vec<_> = registry().resources().collect();
+    for pair in resources.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         if (a.group, a.version) == (b.group, b.version) {
             assert!(a.plural < b.plural, "{} listed before {}", a.plural, b.plural);
@@ -206,14 +207,14 @@ fn groups_list_every_group_with_resources() {
     let groups = registry().groups();
     let names: Vec<_> = groups.iter().map(|g| g.name).collect();
     let mut with_resources: Vec<_> =
-        registry().resources().iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
+        registry().resources().map(|r| r.group).filter(|g| !g.is_empty()).collect();
     with_resources.dedup();
     assert_eq!(names, with_resources, "groups are listed once each, in resource order");
     assert!(!names.contains(&""), "the core group is served at /api, not /apis");
     for g in &groups {
         assert_eq!(g.versions[0], g.preferred_version);
         for v in &g.versions {
-            assert!(registry().resources().iter().any(|r| r.group == g.name && r.version == *v));
+            assert!(registry().resources().any(|r| r.group == g.name && r.version == *v));
         }
     }
     assert_eq!(registry().core_versions(), ["v1"]);
@@ -250,7 +251,7 @@ fn groups_are_in_upstream_apis_order() {
     assert_eq!(autoscaling.versions, ["v2", "v1"]);
     assert_eq!(autoscaling.preferred_version, "v2");
     // Core resources come first in resources().
-    assert_eq!(registry().resources()[0].group, "");
+    assert_eq!(registry().resources().next().map(|r| r.group), Some(""));
 }
 
 /// `list_kind` is what k8s-openapi's list types say for every listable resource.

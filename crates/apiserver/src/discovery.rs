@@ -101,7 +101,7 @@ fn wants_aggregated(req: &Request) -> bool {
 
 pub fn core_versions(api: &ApiServer, req: &Request) -> Response {
     if wants_aggregated(req) {
-        let versions = [version_discovery(api.registry(), "", "v1")];
+        let versions = [version_discovery(&api.registry(), "", "v1")];
         let items = vec![json!({ "metadata": {}, "versions": versions })];
         return aggregated(items);
     }
@@ -119,7 +119,7 @@ pub fn groups(api: &ApiServer, req: &Request) -> Response {
             .iter()
             .map(|g| {
                 let versions: Vec<Value> =
-                    g.versions.iter().map(|v| version_discovery(registry, g.name, v)).collect();
+                    g.versions.iter().map(|v| version_discovery(&registry, g.name, v)).collect();
                 json!({ "metadata": { "name": g.name }, "versions": versions })
             })
             .collect();
@@ -159,17 +159,17 @@ fn group_json(g: &keelson_api::GroupInfo) -> Value {
 }
 
 fn served<'a>(
-    registry: &'static Registry,
+    registry: &'a Registry,
     group: &'a str,
     version: &'a str,
 ) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
-    registry.resources().iter().filter(move |r| r.group == group && r.version == version)
+    registry.resources().filter(move |r| r.group == group && r.version == version)
 }
 
 /// `/api/v1` and `/apis/{group}/{version}`: an `APIResourceList`.
 pub fn resources(api: &ApiServer, group: &str, version: &str) -> ApiResult<Response> {
     let mut list = Vec::new();
-    for r in served(api.registry(), group, version) {
+    for r in served(&api.registry(), group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -211,7 +211,7 @@ pub fn resources(api: &ApiServer, group: &str, version: &str) -> ApiResult<Respo
 }
 
 /// One version of a group in aggregated discovery.
-fn version_discovery(registry: &'static Registry, group: &str, version: &str) -> Value {
+fn version_discovery(registry: &Registry, group: &str, version: &str) -> Value {
     let resources: Vec<Value> = served(registry, group, version)
         .map(|r| {
             let subresources: Vec<Value> = r

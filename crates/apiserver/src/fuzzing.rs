@@ -74,7 +74,8 @@ pub fn quantity(text: &str) {
 
 /// One of the three patch types (`kind % 3`) applied to a fixed Deployment.
 pub fn patch(kind: u8, body: &[u8]) {
-    let kinds = [crate::patch::Kind::Json, crate::patch::Kind::Merge, crate::patch::Kind::Strategic];
+    let kinds =
+        [crate::patch::Kind::Json, crate::patch::Kind::Merge, crate::patch::Kind::Strategic];
     let info = find("apps", "deployments");
     let root = crate::patch::root_type(info.group, info.version, info.kind);
     let original = json!({
@@ -140,7 +141,6 @@ pub fn decode(kind: u8, body: &[u8]) {
 fn find(group: &str, plural: &str) -> &'static ResourceInfo {
     Registry::builtin()
         .resources()
-        .iter()
         .find(|r| r.group == group && r.plural == plural)
         .unwrap_or_else(|| panic!("{group}/{plural} is registered"))
 }

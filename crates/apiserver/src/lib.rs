@@ -15,7 +15,6 @@ pub mod auth;
 pub mod authn;
 mod cache;
 pub mod cel;
-pub mod certificates;
 pub mod crd;
 mod discovery;
 pub mod encryption;
@@ -24,7 +23,7 @@ pub mod fuzzing;
 mod openapi;
 mod patch;
 mod pods;
-pub mod quantity;
+pub use keelson_core::quantity;
 pub mod registry;
 mod request;
 mod rest;
@@ -77,11 +76,11 @@ pub struct Config {
     pub audit: Option<audit::AuditConfig>,
     /// PodSecurity admission's defaults and exemptions.
     pub pod_security: admission::podsecurity::Config,
+    /// The admission plugins turned on and off beyond the defaults
+    /// (`--enable-admission-plugins`, `--disable-admission-plugins`).
+    pub admission_plugins: admission::plugins::Selection,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
-    /// The cluster CA's CSR signer: with it, approved requests for the
-    /// `kubernetes.io` signers get certificates; `None` signs none.
-    pub csr_signer: Option<keelson_pki::CsrSigner>,
 }
 
 /// The state every request handler shares.
@@ -90,12 +89,12 @@ pub struct ApiServer {
     objects: Objects,
     shutting_down: AtomicBool,
     service_cidr: services::Cidr,
-    caches: cache::Caches,
+    caches: Arc<cache::Caches>,
     auditor: Option<audit::Auditor>,
     authorizer: auth::Authorizer,
-    pod_security: admission::podsecurity::Config,
+    /// The enabled admission plugins, in upstream's order.
+    admission: admission::Chain,
     tokens: Option<authn::serviceaccount::Tokens>,
-    csr_signer: Option<keelson_pki::CsrSigner>,
     /// The configuration in effect and the store under the encryption, for the status.
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
     /// The built-in resources and those CustomResourceDefinitions add.
@@ -108,7 +107,7 @@ impl ApiServer {
     }
 
     /// The resources served now: the built-in ones and the established custom ones.
-    pub fn registry(&self) -> &'static Registry {
+    pub fn registry(&self) -> Arc<Registry> {
         self.custom.registry()
     }
 }
@@ -138,10 +137,13 @@ pub enum Error {
     Audit { path: String, source: std::io::Error },
     #[error("cannot create {name}: {message}")]
     Bootstrap { name: String, message: String },
+    #[error(transparent)]
+    Admission(#[from] admission::plugins::Error),
 }
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
+    let admission_plugins = config.admission_plugins.resolve()?;
     let raw = config.store.clone();
     let (store, encryption) = match config.encryption.clone() {
         Some(encryption) => (
@@ -165,22 +167,31 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         }
         None => None,
     };
-    let csr_signer = config.csr_signer.clone();
     let config = Config { store, encryption: None, service_accounts: None, ..config };
+    let caches = Arc::new(cache::Caches::new(config.store.clone()));
+    let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
+    // The plugins that still hold the server get it once it exists.
+    let server = admission::Server::pending();
+    let init = admission::plugins::Init {
+        sources,
+        server: server.clone(),
+        pod_security: config.pod_security.clone(),
+        service_accounts: tokens.is_some(),
+    };
     let api = Arc::new(ApiServer {
         auditor,
         objects: Objects { store: config.store.clone() },
-        caches: cache::Caches::new(config.store.clone()),
+        caches,
+        admission: admission::plugins::chain(&admission_plugins, &init)?,
         store: config.store,
         shutting_down: AtomicBool::new(false),
         service_cidr: config.service_cidr,
         authorizer: auth::Authorizer::default(),
-        pod_security: config.pod_security,
         tokens,
-        csr_signer,
         encryption,
         custom: crd::Served::default(),
     });
+    server.attach(&api);
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| Error::Listen { addr: config.bind, source })?;
@@ -188,17 +199,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
         listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
     bootstrap(&api).await?;
     auth::bootstrap::reconcile(&api).await?;
-    // The aggregated roles (admin, edit, view) have their rules before the first request.
-    let roles =
-        api.store.list(auth::aggregation::PREFIX, Default::default()).await.map_err(|e| {
-            Error::Bootstrap { name: "clusterroles".into(), message: e.to_string() }
-        })?;
-    let roles: Vec<Arc<_>> = roles.items.into_iter().map(Arc::new).collect();
-    auth::aggregation::aggregate_all(&api, &roles).await;
-    tokio::spawn(auth::aggregation::run(api.clone()));
-    // Every namespace has its default service account and the cluster CA from the start.
-    authn::publisher::reconcile(&api).await;
-    tokio::spawn(authn::publisher::run(api.clone()));
     // Established CRDs are served from the first request.
     let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
         Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }
@@ -209,7 +209,6 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     // Quotas have their status (upstream's resource quota controller) from the start.
     admission::resourcequota::controller::reconcile_all(&api).await;
     tokio::spawn(admission::resourcequota::controller::run(api.clone()));
-    tokio::spawn(certificates::run(api.clone()));
     services::kubernetes_service(
         &api,
         SocketAddr::new(config.advertise_address, local_addr.port()),
@@ -218,6 +217,11 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
     let (stop, stopped) = signal::channel(false);
     let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
+    tracing::info!(
+        mutating = %api.admission.mutating().join(","),
+        validating = %api.admission.validating().join(","),
+        "admission plugins loaded in order"
+    );
     tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");
     Ok(Running { local_addr, api, stop, task })
 }
@@ -258,7 +262,6 @@ async fn create_missing(
     let failed = |message: String| Error::Bootstrap { name: format!("{plural}/{name}"), message };
     let info = Registry::builtin()
         .resources()
-        .iter()
         .find(|r| r.group == group && r.plural == plural)
         .ok_or_else(|| failed("the resource is not registered".into()))?;
     let place = Place { info, namespace: None, name: &name };

@@ -314,7 +314,7 @@ mod tests {
 
     fn info(kind: &str) -> &'static ResourceInfo {
         let registry = keelson_api::Registry::builtin();
-        registry.resources().iter().find(|r| r.kind == kind).expect("registered")
+        registry.resources().find(|r| r.kind == kind).expect("registered")
     }
 
     fn smp(kind: &str, original: Value, patch: Value) -> Value {

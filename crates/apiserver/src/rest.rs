@@ -625,39 +625,6 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     Ok(crate::server::json_bytes(body))
 }
 
-/// NamespaceLifecycle: no new objects in a namespace that is missing or terminating.
-async fn check_namespace(
-    api: &ApiServer,
-    info: &ResourceInfo,
-    namespace: &str,
-    name: &str,
-) -> ApiResult<()> {
-    let namespaces = keelson_api::Registry::builtin()
-        .find("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    // The cache first, as upstream's lister; a namespace it has not seen yet is looked up
-    // in the store, which has the last word on a 404.
-    let ns = match crate::admission::cached(api, namespaces, None, namespace).await {
-        Some(ns) => ns,
-        None => {
-            api.objects.get(Place { info: namespaces, namespace: None, name: namespace }).await?.0
-        }
-    };
-    let terminating =
-        metadata(&ns).contains_key("deletionTimestamp") || ns["status"]["phase"] == "Terminating";
-    if terminating {
-        let qualified = if info.group.is_empty() {
-            info.plural.to_owned()
-        } else {
-            format!("{}.{}", info.plural, info.group)
-        };
-        return Err(ApiError::forbidden(format!(
-            "{qualified} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
-        )));
-    }
-    Ok(())
-}
-
 async fn create(
     api: &ApiServer,
     req: &Request,
@@ -714,9 +681,6 @@ async fn create_object(
         &mut warnings,
     )?;
     let name = meta::name(&object).unwrap_or_default().to_owned();
-    if let Some(ns) = &target.namespace {
-        check_namespace(api, info, ns, &name).await?;
-    }
     let mut object = object;
     let admission = crate::admission::Attributes {
         user: &req.user,
@@ -1051,15 +1015,6 @@ async fn delete(
     dry_run: bool,
 ) -> ApiResult<Response> {
     let name = target.name.as_deref().unwrap_or("");
-    // NamespaceLifecycle: these namespaces are the cluster's own.
-    if target.info.group.is_empty()
-        && target.info.plural == "namespaces"
-        && ["default", "kube-system", "kube-public"].contains(&name)
-    {
-        return Err(ApiError::forbidden(format!(
-            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-        )));
-    }
     let admission = crate::admission::Attributes {
         user: &req.user,
         info: target.info,

@@ -52,9 +52,9 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
             Some(tokens) => Ok(crate::authn::serviceaccount::jwks(tokens)),
             None => Err(ApiError::path_not_found()),
         },
-        ["openapi", "v2"] => Ok(openapi::v2::serve(api.registry(), &req.headers)),
-        ["openapi", "v3"] => Ok(openapi::index(api.registry())),
-        ["openapi", "v3", rest @ ..] => openapi::group_version(api.registry(), &rest.join("/")),
+        ["openapi", "v2"] => Ok(openapi::v2::serve(&api.registry(), &req.headers)),
+        ["openapi", "v3"] => Ok(openapi::index(&api.registry())),
+        ["openapi", "v3", rest @ ..] => openapi::group_version(&api.registry(), &rest.join("/")),
         ["api"] => Ok(discovery::core_versions(api, &req)),
         ["apis"] => Ok(discovery::groups(api, &req)),
         ["api", "v1"] => discovery::resources(api, "", "v1"),
@@ -96,13 +96,13 @@ async fn resource(
     version: &str,
     rest: &[&str],
 ) -> ApiResult<Response> {
-    let target = resolve(api.registry(), group, version, rest)?;
+    let target = resolve(&api.registry(), group, version, rest)?;
     rest::handle(api, req, target).await
 }
 
 /// Resolves the part of a path after `/api/v1` or `/apis/{group}/{version}`.
 pub fn resolve(
-    registry: &'static Registry,
+    registry: &Registry,
     group: &str,
     version: &str,
     rest: &[&str],
@@ -172,7 +172,7 @@ pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
 }
 
 /// What a request is about, for the audit log: its verb and the object it addresses.
-pub fn describe(registry: &'static Registry, req: &Request) -> crate::audit::Described {
+pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let resolved = match segments.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => {

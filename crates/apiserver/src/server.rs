@@ -146,7 +146,7 @@ async fn handle(
     let (method, path) = (request.method.clone(), request.path.clone());
     // What the audit log needs, taken before the request is handed on.
     let audit = api.auditor.as_ref().map(|auditor| {
-        let described = crate::router::describe(api.registry(), &request);
+        let described = crate::router::describe(&api.registry(), &request);
         let agent = request.header(http::header::USER_AGENT).to_owned();
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });

@@ -1,6 +1,7 @@
 //! Admission with the real kubectl: PodSecurity (every baseline control refused in an
 //! enforcing namespace, warnings, namespace labels, exemptions), Priority,
-//! DefaultTolerationSeconds, DefaultStorageClass and NodeRestriction.
+//! DefaultTolerationSeconds, DefaultStorageClass and NodeRestriction; plugins turned on
+//! and off by name.
 
 mod common;
 
@@ -455,6 +456,48 @@ async fn nodes_write_only_their_own_objects() -> Result<()> {
     );
     if !s.kubectl_as(&n1, &["delete", "pod", "static-web-n1", "--wait=false"]).await?.ok {
         bail!("a node may delete its own mirror pod");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_plugin_does_not_run_and_an_unknown_one_is_refused() -> Result<()> {
+    use keelson_apiserver::admission::plugins::Selection;
+    let range = json!({
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": { "name": "limits" },
+        "spec": { "limits": [{
+            "type": "Container",
+            "default": { "memory": "128Mi" },
+            "defaultRequest": { "memory": "64Mi" },
+        }] },
+    });
+    let without = Selection { disable: vec!["LimitRanger".into()], ..Default::default() };
+    for (selection, defaulted) in [(without, false), (Selection::default(), true)] {
+        let s = TestServer::start_with_admission(selection.clone()).await?;
+        let out = s.kubectl_in(&["create", "-f", "-"], Some(&range.to_string())).await?;
+        ensure!(out.ok, "{}", out.stderr);
+        let out = s.kubectl_in(&["create", "-f", "-"], Some(&restricted_pod("p"))).await?;
+        ensure!(out.ok, "{}", out.stderr);
+        let got: Value = serde_json::from_str(&s.ok(&["get", "pod", "p", "-o", "json"]).await?)?;
+        let limits = &got["spec"]["containers"][0]["resources"]["limits"];
+        let annotation = &got["metadata"]["annotations"]["kubernetes.io/limit-ranger"];
+        if defaulted {
+            ensure!(limits["memory"] == "128Mi", "{selection:?}: {limits}");
+            ensure!(annotation.is_string(), "{selection:?}: {}", got["metadata"]);
+        } else {
+            ensure!(limits.is_null(), "{selection:?} applied the LimitRange: {limits}");
+            ensure!(annotation.is_null(), "{selection:?}: {}", got["metadata"]);
+        }
+    }
+    let unknown = Selection { enable: vec!["Bogus".into()], ..Default::default() };
+    match TestServer::start_with_admission(unknown).await {
+        Ok(_) => bail!("a server started with an unknown admission plugin"),
+        Err(e) => ensure!(
+            e.to_string() == "enable-admission-plugins plugin \"Bogus\" is unknown",
+            "{e:#}"
+        ),
     }
     Ok(())
 }

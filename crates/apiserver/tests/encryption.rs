@@ -26,7 +26,7 @@ async fn serve(
         encryption: Some(encryption),
         audit: None,
         pod_security: Default::default(),
-        csr_signer: None,
+        admission_plugins: Default::default(),
         service_accounts: None,
     })
     .await?;

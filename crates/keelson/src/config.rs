@@ -47,6 +47,12 @@ pub struct ServerArgs {
     /// AdmissionConfiguration with the PodSecurity plugin's defaults and exemptions [default: enforce baseline, audit and warn restricted, kube-system exempt]
     #[arg(long)]
     pub pod_security_admission_config_file: Option<PathBuf>,
+    /// Admission plugins to turn on beyond the defaults, comma-separated kube-apiserver names; they run in upstream's order whatever order they are listed in [default: NamespaceLifecycle, LimitRanger, ServiceAccount, NodeRestriction, PodSecurity, Priority, DefaultTolerationSeconds, DefaultStorageClass, CertificateApproval, CertificateSigning, CertificateSubjectRestriction, MutatingAdmissionWebhook, ValidatingAdmissionPolicy, ValidatingAdmissionWebhook, ResourceQuota]
+    #[arg(long)]
+    pub enable_admission_plugins: Option<String>,
+    /// Admission plugins to turn off, comma-separated kube-apiserver names
+    #[arg(long)]
+    pub disable_admission_plugins: Option<String>,
     /// Rotated audit logs kept [default: 10]
     #[arg(long)]
     pub audit_log_maxbackup: Option<usize>,
@@ -77,6 +83,10 @@ pub struct ServerConfig {
     pub audit_log_maxbackup: usize,
     pub audit_log_maxage: u64,
     pub pod_security_admission_config_file: Option<PathBuf>,
+    /// The admission plugins chosen beyond the defaults.
+    pub admission_plugins: keelson_apiserver::admission::plugins::Selection,
+    /// The admission plugins that run, in their order.
+    pub enabled_admission_plugins: Vec<&'static str>,
     /// The EncryptionConfiguration file, and whether it was named (else it is generated).
     pub encryption_provider_config: (PathBuf, bool),
     pub service_cidr: keelson_apiserver::services::Cidr,
@@ -120,6 +130,11 @@ impl ServerArgs {
                 bind_address
             }
         });
+        let admission_plugins = keelson_apiserver::admission::plugins::Selection {
+            enable: plugin_names(merged.enable_admission_plugins.as_deref()),
+            disable: plugin_names(merged.disable_admission_plugins.as_deref()),
+        };
+        let enabled_admission_plugins = admission_plugins.resolve()?;
         let encryption_provider_config = match merged.encryption_provider_config.clone() {
             Some(path) => (path, true),
             None => (data_dir.join("cred/encryption-config.yaml"), false),
@@ -131,6 +146,8 @@ impl ServerArgs {
                 .unwrap_or_else(|| data_dir.join("logs/audit.log")),
             audit_policy_file: merged.audit_policy_file.clone(),
             pod_security_admission_config_file: merged.pod_security_admission_config_file.clone(),
+            admission_plugins,
+            enabled_admission_plugins,
             audit_log_maxsize_mb: merged.audit_log_maxsize.unwrap_or(100),
             audit_log_maxbackup: merged.audit_log_maxbackup.unwrap_or(10),
             audit_log_maxage: merged.audit_log_maxage.unwrap_or(30),
@@ -166,6 +183,12 @@ impl ServerArgs {
             pod_security_admission_config_file: self
                 .pod_security_admission_config_file
                 .or(file.pod_security_admission_config_file),
+            enable_admission_plugins: self
+                .enable_admission_plugins
+                .or(file.enable_admission_plugins),
+            disable_admission_plugins: self
+                .disable_admission_plugins
+                .or(file.disable_admission_plugins),
             audit_log_maxbackup: self.audit_log_maxbackup.or(file.audit_log_maxbackup),
             audit_log_maxage: self.audit_log_maxage.or(file.audit_log_maxage),
             bind_address: self.bind_address.or(file.bind_address),
@@ -175,6 +198,16 @@ impl ServerArgs {
             datastore_keyfile: self.datastore_keyfile.or(file.datastore_keyfile),
         }
     }
+}
+
+/// A comma-separated list of plugin names, as kube-apiserver's flags take them.
+fn plugin_names(list: Option<&str>) -> Vec<String> {
+    list.into_iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<ServerArgs> {
@@ -237,6 +270,42 @@ mod tests {
             ServerArgs { data_dir: Some(dir.path().to_owned()), ..Default::default() }.resolve()?;
         assert_eq!(config.datastore, Endpoint::Sqlite(dir.path().join("state.db")));
         assert_eq!(config.https_listen_port, 6443);
+        Ok(())
+    }
+
+    #[test]
+    fn admission_plugins_come_from_flags_or_the_file_in_upstream_order() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            "enable-admission-plugins: AlwaysDeny,AlwaysAdmit\n\
+             disable-admission-plugins: ResourceQuota, LimitRanger\n",
+        )?;
+        let args = ServerArgs { data_dir: Some(dir.path().to_owned()), ..Default::default() };
+        let config = args.clone().resolve()?;
+        assert_eq!(config.admission_plugins.disable, ["ResourceQuota", "LimitRanger"]);
+        let enabled = &config.enabled_admission_plugins;
+        assert_eq!(enabled.first(), Some(&"AlwaysAdmit"));
+        assert_eq!(enabled.last(), Some(&"AlwaysDeny"));
+        assert!(!enabled.contains(&"LimitRanger") && !enabled.contains(&"ResourceQuota"));
+        // The flag beats the file.
+        let flagged = ServerArgs { disable_admission_plugins: Some("PodSecurity".into()), ..args };
+        let config = flagged.resolve()?;
+        assert!(config.enabled_admission_plugins.contains(&"LimitRanger"));
+        assert!(!config.enabled_admission_plugins.contains(&"PodSecurity"));
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_admission_plugin_is_refused_in_upstream_words() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let args = ServerArgs {
+            data_dir: Some(dir.path().to_owned()),
+            enable_admission_plugins: Some("NodeRestriction,Bogus".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", args.resolve().err().ok_or_else(|| anyhow::anyhow!("accepted"))?);
+        assert_eq!(err, "enable-admission-plugins plugin \"Bogus\" is unknown");
         Ok(())
     }
 

@@ -4,6 +4,7 @@ mod bench;
 mod certificate;
 mod client;
 mod config;
+mod controller_manager;
 mod datastore;
 mod secrets_encrypt;
 mod server;
@@ -29,10 +30,12 @@ struct Cli {
 enum Command {
     /// Print the Keelson version and the Kubernetes API version it serves.
     Version,
-    /// Run the control plane: datastore, PKI and API server (more components to come).
+    /// Run the control plane: datastore, PKI, API server and controller manager.
     Server(config::ServerArgs),
-    /// Run the API server alone (today the same as `server`).
+    /// Run the API server alone (datastore and PKI included).
     Apiserver(config::ServerArgs),
+    /// Run the controller manager alone, against the API server its kubeconfig names.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// Check or rotate the cluster's certificates.
     Certificate {
         #[command(subcommand)]
@@ -68,8 +71,10 @@ fn main() -> std::process::ExitCode {
             );
             Ok(())
         }
-        Command::Server(args) | Command::Apiserver(args) => {
-            runtime().and_then(|rt| rt.block_on(server::run(args)))
+        Command::Server(args) => runtime().and_then(|rt| rt.block_on(server::run(args, true))),
+        Command::Apiserver(args) => runtime().and_then(|rt| rt.block_on(server::run(args, false))),
+        Command::ControllerManager(args) => {
+            runtime().and_then(|rt| rt.block_on(controller_manager::run_alone(args)))
         }
         Command::Certificate { command } => certificate::run(command),
         Command::SecretsEncrypt { command } => {

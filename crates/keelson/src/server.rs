@@ -11,7 +11,9 @@ use keelson_pki::{Pki, PkiOptions};
 
 use crate::config::ServerArgs;
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+/// Runs `keelson server` (`with_components`: the controller manager too) or
+/// `keelson apiserver`.
+pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> {
     // Listen for the stop signals first, so that one arriving during start-up ends the
     // server cleanly rather than killing it.
     let stop = shutdown_signal()?;
@@ -83,7 +85,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             None => Default::default(),
         },
-        csr_signer: Some(pki.csr_signer()),
+        admission_plugins: config.admission_plugins.clone(),
         service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
             key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
             issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
@@ -105,9 +107,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(kubeconfig = %kubeconfig.display(), server = %server_url, "ready: kubectl --kubeconfig {}", kubeconfig.display());
     tokio::spawn(reload_encryption(encryption_path.clone(), encryption_loaded, encryption));
     tokio::spawn(renew_certificates(config.data_dir.clone(), pki_options, serving, server_url));
+    // The components meet the API server over HTTPS with their own identities, as if
+    // they ran apart.
+    let (stop_components, components_stop) = tokio::sync::watch::channel(false);
+    let mut components = tokio::task::JoinSet::new();
+    if with_components {
+        let args = crate::controller_manager::ControllerManagerArgs::in_server(
+            config.data_dir.join("cred/controller-manager.kubeconfig"),
+            &config.data_dir.join("tls"),
+        );
+        components.spawn(crate::controller_manager::run(args, components_stop.clone()));
+    }
 
     stop.await?;
     tracing::info!("shutting down");
+    let _ = stop_components.send(true);
+    // Components release their leases while the API server still answers.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(done) = components.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!("{e:#}");
+            }
+        }
+    })
+    .await;
     running.shutdown().await;
     drop(store);
     Ok(())
@@ -141,10 +164,12 @@ fn write_kubeconfigs(
 /// (or kube-bench's eye) reads the same words it would on upstream.
 fn log_effective_settings(config: &crate::config::ServerConfig, encryption: &std::path::Path) {
     let tls = config.data_dir.join("tls");
+    // One flag a line, as they are logged.
+    #[rustfmt::skip]
     let flags = [
         "--anonymous-auth=false".to_owned(),
         "--authorization-mode=Node,RBAC".to_owned(),
-        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,NodeRestriction,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass".to_owned(),
+        format!("--enable-admission-plugins={}", config.enabled_admission_plugins.join(",")),
         format!("--client-ca-file={}", tls.join("ca.crt").display()),
         format!("--tls-cert-file={}", tls.join(keelson_pki::file_names::SERVING_CERT).display()),
         format!("--tls-private-key-file={}", tls.join(keelson_pki::file_names::SERVING_KEY).display()),

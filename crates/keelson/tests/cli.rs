@@ -31,6 +31,8 @@ fn version_names_the_kubernetes_api_served() -> Result<()> {
         "--bind-address",
         "--datastore-endpoint",
         "--datastore-cafile",
+        "--enable-admission-plugins",
+        "--disable-admission-plugins",
         "--config",
     ] {
         ensure!(help.contains(flag), "server --help lacks {flag}");
@@ -116,6 +118,7 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         "--anonymous-auth=false",
         "--authorization-mode=Node,RBAC",
         "NodeRestriction,PodSecurity",
+        "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,NodeRestriction,PodSecurity,Priority,DefaultTolerationSeconds,DefaultStorageClass,CertificateApproval,CertificateSigning,CertificateSubjectRestriction,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota ",
         "--encryption-provider-config=",
     ] {
         ensure!(settings.contains(flag), "the effective settings lack {flag}: {settings}");
@@ -149,6 +152,26 @@ fn server_serves_and_stops_on_sigterm() -> Result<()> {
         ensure!(mode == 0o600, "{private} has mode {mode:o}");
     }
     ensure!(std::fs::metadata(&data)?.permissions().mode() & 0o777 == 0o700);
+    Ok(())
+}
+
+#[test]
+fn an_unknown_admission_plugin_stops_the_server_before_it_starts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = keelson()
+        .args([
+            "server",
+            "--enable-admission-plugins=NodeRestriction,AlwaysPulImages",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    ensure!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(
+        stderr.contains("enable-admission-plugins plugin \"AlwaysPulImages\" is unknown"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -253,8 +276,13 @@ struct RunningServer {
 
 impl RunningServer {
     fn start(data: &Path) -> Result<Self> {
+        Self::start_as("server", data)
+    }
+
+    /// `keelson <command>` (`server` or `apiserver`).
+    fn start_as(command: &str, data: &Path) -> Result<Self> {
         let mut child = keelson()
-            .args(["server", "--https-listen-port", "0", "--bind-address", "127.0.0.1"])
+            .args([command, "--https-listen-port", "0", "--bind-address", "127.0.0.1"])
             .arg("--data-dir")
             .arg(data)
             .stderr(Stdio::piped())
@@ -393,5 +421,109 @@ fn secrets_encryption_keys_rotate_while_the_server_runs() -> Result<()> {
     );
     let read = kubectl(&["get", "secret", "later", "-o", "jsonpath={.data.k}"])?;
     ensure!(read == "dg==", "read back {read:?}");
+    Ok(())
+}
+
+/// kubectl as the administrator of the server in `data`.
+fn kubectl(data: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new("kubectl")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(data.join("admin.kubeconfig"))
+        .output()?)
+}
+
+/// Polls `kubectl args` until it succeeds with output, for up to 20 seconds.
+fn eventually_kubectl(data: &Path, args: &[&str]) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = kubectl(data, args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && !stdout.is_empty() {
+            return Ok(stdout);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "kubectl {} never succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn server_runs_the_controller_manager_as_its_own_identity() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = RunningServer::start(&data)?;
+    let created = kubectl(&data, &["create", "namespace", "team"])?;
+    ensure!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    eventually_kubectl(&data, &["get", "serviceaccount", "default", "-n", "team", "-o", "name"])?;
+    let ca = eventually_kubectl(
+        &data,
+        &["get", "configmap", "kube-root-ca.crt", "-n", "team", "-o", "jsonpath={.data.ca\\.crt}"],
+    )?;
+    ensure!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    // The aggregated roles have their rules.
+    let view = eventually_kubectl(
+        &data,
+        &["get", "clusterrole", "view", "-o", "jsonpath={.rules[*].verbs}"],
+    )?;
+    ensure!(view.contains("list"), "{view}");
+    // One leader holds the controller manager's lease, and each controller acts as its
+    // own ServiceAccount.
+    let holder = eventually_kubectl(
+        &data,
+        &[
+            "get",
+            "lease",
+            "kube-controller-manager",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )?;
+    ensure!(!holder.is_empty());
+    let audit = std::fs::read_to_string(data.join("logs/audit.log"))?;
+    ensure!(
+        audit.lines().any(|l| l
+            .contains("\"username\":\"system:serviceaccount:kube-system:root-ca-cert-publisher\"")
+            && l.contains("\"verb\":\"create\"")
+            && l.contains("\"namespace\":\"team\"")),
+        "the root CA was not published by its controller's ServiceAccount"
+    );
+    eventually_kubectl(
+        &data,
+        &["get", "serviceaccount", "root-ca-cert-publisher", "-n", "kube-system", "-o", "name"],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn the_controller_manager_runs_alone_against_an_apiserver() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = RunningServer::start_as("apiserver", &data)?;
+    let created = kubectl(&data, &["create", "namespace", "team"])?;
+    ensure!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    // The API server alone publishes nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    let missing = kubectl(&data, &["get", "serviceaccount", "default", "-n", "team"])?;
+    ensure!(!missing.status.success(), "the API server alone made a default ServiceAccount");
+    let mut manager = keelson()
+        .args(["controller-manager", "--kubeconfig"])
+        .arg(data.join("cred/controller-manager.kubeconfig"))
+        .stderr(Stdio::null())
+        .spawn()?;
+    let published = eventually_kubectl(
+        &data,
+        &["get", "serviceaccount", "default", "-n", "team", "-o", "name"],
+    );
+    let _ = Command::new("kill").arg(manager.id().to_string()).status();
+    let status = manager.wait()?;
+    ensure!(published? == "serviceaccount/default");
+    ensure!(status.success(), "the controller manager exited with {status} on SIGTERM");
     Ok(())
 }

@@ -27,15 +27,19 @@ fn only_the_apiserver_and_the_binary_depend_on_the_store() -> anyhow::Result<()>
         String::from_utf8_lossy(&output.stderr)
     );
     let tree = String::from_utf8(output.stdout)?;
+    // Every line is a crate that reaches the store, at any depth: depth 1 depends on it
+    // directly, depth 2 through a depth-1 crate, and so on.
     let dependents: Vec<&str> = tree
         .lines()
-        .filter(|l| l.starts_with('1'))
-        .filter_map(|l| l[1..].split_whitespace().next())
+        .filter_map(|l| {
+            l.trim_start_matches(|c: char| c.is_ascii_digit()).split_whitespace().next()
+        })
+        .filter(|name| *name != "keelson-store")
         .collect();
     for dependent in &dependents {
         anyhow::ensure!(
             ["keelson", "keelson-apiserver"].contains(dependent),
-            "{dependent} depends on keelson-store; components must use the API instead"
+            "{dependent} depends on keelson-store (directly or through another crate); components must use the API instead:\n{tree}"
         );
     }
     anyhow::ensure!(dependents.contains(&"keelson"), "unexpected cargo tree output:\n{tree}");

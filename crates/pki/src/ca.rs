@@ -76,7 +76,12 @@ impl Ca {
         Self::from_parts(cert_path, cert.der().clone(), key)
     }
 
-    fn load(cert_path: &Path, cert_pem: &[u8], key_path: &Path, key_pem: &[u8]) -> Result<Ca> {
+    pub(crate) fn load(
+        cert_path: &Path,
+        cert_pem: &[u8],
+        key_path: &Path,
+        key_pem: &[u8],
+    ) -> Result<Ca> {
         let der = cert::cert_from_pem(cert_pem).map_err(|p| Error::ca(cert_path, p))?;
         let key = cert::key_from_pem(key_pem).map_err(|p| Error::ca(key_path, p))?;
         {

@@ -205,6 +205,16 @@ pub struct CsrSigner {
 }
 
 impl CsrSigner {
+    /// A signer with the CA in these PEM files (a controller manager's
+    /// `--cluster-signing-cert-file` and `--cluster-signing-key-file`).
+    pub fn from_files(cert_path: &Path, key_path: &Path) -> Result<CsrSigner> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| Error::ca(path, format!("cannot read: {e}")))
+        };
+        let ca = ca::Ca::load(cert_path, &read(cert_path)?, key_path, &read(key_path)?)?;
+        Ok(CsrSigner { ca: Arc::new(ca) })
+    }
+
     /// Signs a certificate signing request (DER) with the CA, as upstream's CSR signers do:
     /// the request's subject, public key and subject alternative names; key usages and
     /// extended key usages from `usages` (the `certificates.k8s.io/v1` names, e.g.

@@ -4,18 +4,100 @@
 
 use serde_json::{Value, json};
 
-use super::Attributes;
-use crate::ApiServer;
+use super::lister::Lister;
+use super::{Attributes, Mutating, Operation, Plugin};
 use crate::status::ApiResult;
+
+/// Whether a defaulting plugin looks at the write: creates of the object itself.
+fn is_new(a: &Attributes<'_>) -> bool {
+    a.operation == Operation::Create && a.subresource.is_empty()
+}
+
+/// A mutating plugin that only looks at creates.
+macro_rules! mutates_creates {
+    ($plugin:ty) => {
+        impl Plugin for $plugin {
+            fn handles(&self, operation: Operation) -> bool {
+                operation == Operation::Create
+            }
+
+            fn mutating(&self) -> Option<&dyn Mutating> {
+                Some(self)
+            }
+        }
+    };
+}
+
+pub struct Priority {
+    classes: Lister,
+}
+
+impl Priority {
+    pub fn new(classes: Lister) -> Self {
+        Priority { classes }
+    }
+}
+
+mutates_creates!(Priority);
+
+#[async_trait::async_trait]
+impl Mutating for Priority {
+    async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
+        match pod {
+            Some(pod) if is_new(a) => priority(&self.classes, a, pod).await.map(|()| Vec::new()),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+pub struct DefaultTolerationSeconds;
+
+mutates_creates!(DefaultTolerationSeconds);
+
+#[async_trait::async_trait]
+impl Mutating for DefaultTolerationSeconds {
+    async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
+        if let Some(pod) = pod
+            && is_new(a)
+        {
+            toleration_seconds(a, pod);
+        }
+        Ok(Vec::new())
+    }
+}
+
+pub struct DefaultStorageClass {
+    classes: Lister,
+}
+
+impl DefaultStorageClass {
+    pub fn new(classes: Lister) -> Self {
+        DefaultStorageClass { classes }
+    }
+}
+
+mutates_creates!(DefaultStorageClass);
+
+#[async_trait::async_trait]
+impl Mutating for DefaultStorageClass {
+    async fn admit(&self, a: &Attributes<'_>, claim: Option<&mut Value>) -> ApiResult<Vec<String>> {
+        match claim {
+            Some(claim) if is_new(a) => {
+                storage_class(&self.classes, a, claim).await.map(|()| Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
 
 /// Priority: a new pod's `priority` and `preemptionPolicy` come from its PriorityClass
 /// (or the global default class, or 0); a pod may not name a class that does not exist
 /// or a priority that differs from its class's.
-pub async fn priority(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+pub async fn priority(classes: &Lister, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
     if !a.is("", "pods") {
         return Ok(());
     }
-    let classes = super::stored(api, "/registry/priorityclasses/").await;
+    let classes = classes.list(None).await;
     let named = pod["spec"]["priorityClassName"].as_str().unwrap_or("").to_owned();
     let (value, policy) = if named.is_empty() {
         let default = classes
@@ -94,7 +176,7 @@ pub fn toleration_seconds(a: &Attributes<'_>, pod: &mut Value) {
 /// DefaultStorageClass: a new claim that names no class gets the default one (the
 /// newest, if several are marked).
 pub async fn storage_class(
-    api: &ApiServer,
+    classes: &Lister,
     a: &Attributes<'_>,
     claim: &mut Value,
 ) -> ApiResult<()> {
@@ -109,7 +191,7 @@ pub async fn storage_class(
         .iter()
         .any(|k| c["metadata"]["annotations"][*k] == "true")
     };
-    let classes = super::stored(api, "/registry/storageclasses/").await;
+    let classes = classes.list(None).await;
     let newest = classes
         .iter()
         .filter(|c| is_default(c))

@@ -10,8 +10,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Attributes, Operation};
-use crate::ApiServer;
+use super::lister::Lister;
+use super::{Attributes, Mutating, Operation, Plugin, Validating};
 use crate::quantity::{self, Quantity, ResourceList};
 use crate::status::ApiResult;
 
@@ -31,44 +31,76 @@ fn supports(a: &Attributes<'_>) -> bool {
     }
 }
 
-/// The namespace's LimitRanges, in name order.
-async fn limit_ranges(api: &ApiServer, namespace: &str) -> Vec<Value> {
-    super::stored_in(api, "/registry/limitranges/", namespace).await
+pub struct LimitRanger {
+    limit_ranges: Lister,
+}
+
+impl LimitRanger {
+    pub fn new(limit_ranges: Lister) -> Self {
+        LimitRanger { limit_ranges }
+    }
+
+    /// The namespace's LimitRanges, in name order.
+    async fn limit_ranges(&self, namespace: &str) -> Vec<Value> {
+        self.limit_ranges.list(Some(namespace)).await
+    }
+}
+
+impl Plugin for LimitRanger {
+    fn handles(&self, operation: Operation) -> bool {
+        matches!(operation, Operation::Create | Operation::Update)
+    }
+
+    fn mutating(&self) -> Option<&dyn Mutating> {
+        Some(self)
+    }
+
+    fn validating(&self) -> Option<&dyn Validating> {
+        Some(self)
+    }
 }
 
 /// The mutating half: defaults for the containers of a new pod. A pod it changed gets
 /// its QoS class again and is validated again, as upstream validates after admission.
-pub async fn mutate(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
-    if !supports(a) || !a.is("", "pods") {
-        return Ok(());
+#[async_trait::async_trait]
+impl Mutating for LimitRanger {
+    async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
+        let Some(pod) = pod else { return Ok(Vec::new()) };
+        if !supports(a) || !a.is("", "pods") {
+            return Ok(Vec::new());
+        }
+        let mut changed = false;
+        for range in self.limit_ranges(a.namespace).await {
+            changed |= apply_defaults(&range, pod);
+        }
+        if changed {
+            pod["status"]["qosClass"] = json!(crate::registry::strategy::qos_class(&pod["spec"]));
+            crate::registry::revalidate_create(a.info, pod)?;
+        }
+        Ok(Vec::new())
     }
-    let mut changed = false;
-    for range in limit_ranges(api, a.namespace).await {
-        changed |= apply_defaults(&range, pod);
-    }
-    if changed {
-        pod["status"]["qosClass"] = json!(crate::registry::strategy::qos_class(&pod["spec"]));
-        crate::registry::revalidate_create(a.info, pod)?;
-    }
-    Ok(())
 }
 
 /// The validating half: every LimitRange's bounds, the first one broken refusing.
-pub async fn validate(api: &ApiServer, a: &Attributes<'_>, object: &Value) -> ApiResult<()> {
-    if !supports(a) {
-        return Ok(());
-    }
-    for range in limit_ranges(api, a.namespace).await {
-        let errors = if a.is("", "pods") {
-            pod_errors(&range, object)
-        } else {
-            claim_errors(&range, object)
-        };
-        if !errors.is_empty() {
-            return Err(a.forbidden(aggregate(errors)));
+#[async_trait::async_trait]
+impl Validating for LimitRanger {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        let Some(object) = object else { return Ok(Vec::new()) };
+        if !supports(a) {
+            return Ok(Vec::new());
         }
+        for range in self.limit_ranges(a.namespace).await {
+            let errors = if a.is("", "pods") {
+                pod_errors(&range, object)
+            } else {
+                claim_errors(&range, object)
+            };
+            if !errors.is_empty() {
+                return Err(a.forbidden(aggregate(errors)));
+            }
+        }
+        Ok(Vec::new())
     }
-    Ok(())
 }
 
 /// Upstream's `utilerrors.NewAggregate(...).Error()`: one message as is, several in
@@ -409,5 +441,77 @@ mod tests {
         });
         let total = pod_resources(&spec, "requests");
         assert_eq!(quantity::pretty(&total), "cpu=1050m,memory=1Gi");
+    }
+
+    #[tokio::test]
+    async fn the_plugin_defaults_and_bounds_pods_from_the_namespaces_ranges() -> anyhow::Result<()>
+    {
+        use std::sync::Arc;
+        let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
+        let limits = range(json!([{
+            "type": "Container",
+            "default": { "memory": "128Mi" },
+            "defaultRequest": { "memory": "64Mi" },
+            "max": { "memory": "1Gi" },
+        }]));
+        store.create("/registry/limitranges/team/limits", limits.to_string().into()).await?;
+        let sources = super::super::lister::Sources::over(store);
+        let limit_ranges = sources.lister("", "limitranges");
+        let plugin = LimitRanger::new(limit_ranges.ok_or_else(|| anyhow::anyhow!("limitranges"))?);
+        let info = keelson_api::Registry::builtin()
+            .find("", "v1", "pods")
+            .ok_or_else(|| anyhow::anyhow!("pods are not registered"))?;
+        let user = crate::request::User::default();
+        let attributes = |namespace| Attributes {
+            user: &user,
+            info,
+            namespace,
+            name: "p",
+            subresource: "",
+            operation: Operation::Create,
+            old: None,
+            dry_run: false,
+        };
+        let new_pod = |namespace: &str, resources: Value| {
+            let mut p = pod(resources);
+            p["metadata"] = json!({ "name": "p" });
+            crate::registry::prepare_create(
+                info,
+                Some(namespace),
+                p,
+                &Default::default(),
+                &mut Vec::new(),
+            )
+            .map_err(|e| anyhow::anyhow!(e.message))
+        };
+        // In the namespace with the range: defaults filled in, and noted.
+        let mut p = new_pod("team", json!({}))?;
+        plugin
+            .admit(&attributes("team"), Some(&mut p))
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let resources = &p["spec"]["containers"][0]["resources"];
+        assert_eq!(resources["limits"]["memory"], "128Mi");
+        assert_eq!(resources["requests"]["memory"], "64Mi");
+        assert_eq!(p["status"]["qosClass"], "Burstable");
+        assert!(p["metadata"]["annotations"][ANNOTATION].is_string());
+        assert!(plugin.validate(&attributes("team"), Some(&p)).await.is_ok_and(|w| w.is_empty()));
+        // Beyond its max: refused.
+        let big = new_pod("team", json!({ "limits": { "memory": "2Gi" } }))?;
+        let refused = plugin.validate(&attributes("team"), Some(&big)).await.err();
+        assert_eq!(
+            refused.map(|e| e.message).as_deref(),
+            Some(
+                "pods \"p\" is forbidden: maximum memory usage per Container is 1Gi, but limit is 2Gi"
+            )
+        );
+        // Elsewhere: nothing to apply.
+        let mut other = new_pod("other", json!({}))?;
+        plugin
+            .admit(&attributes("other"), Some(&mut other))
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        assert!(other["spec"]["containers"][0]["resources"]["limits"].is_null());
+        Ok(())
     }
 }

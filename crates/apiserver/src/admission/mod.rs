@@ -1,15 +1,20 @@
 //! Admission: what happens to a write after it is authorized and decoded, before it is
-//! stored (upstream's `--enable-admission-plugins`, on by default here in upstream's
-//! order). Mutating plugins first — LimitRanger, ServiceAccount, Priority,
-//! DefaultTolerationSeconds, DefaultStorageClass, then the mutating webhooks — then
-//! validating ones — LimitRanger, NodeRestriction, CertificateApproval,
-//! CertificateSigning, CertificateSubjectRestriction, PodSecurity,
-//! ValidatingAdmissionPolicy, the validating webhooks, and ResourceQuota (last, as
-//! upstream: it charges quotas for what the others let through). A plugin refuses with
-//! a 403 `Forbidden` in upstream's words, or adds warnings that reach the client as
-//! `Warning` headers.
+//! stored — upstream's `admission.Interface`. Each plugin is a type implementing
+//! [`Plugin`] (which operations it [`Plugin::handles`]) and [`Mutating`] and/or
+//! [`Validating`]; [`plugins`] knows every upstream plugin by name in upstream's order
+//! (`AllOrderedPlugins`) and which are on by default, and builds the [`Chain`] the
+//! `--enable-admission-plugins`/`--disable-admission-plugins` choice selects. The chain
+//! runs the mutating half of every enabled plugin in that order, then the validating
+//! half in the same order (ResourceQuota last, as upstream: it charges quotas for what
+//! the others let through). A plugin refuses with a 403 `Forbidden` in upstream's words
+//! (NamespaceLifecycle: a 404 for a missing namespace), or adds warnings that reach the
+//! client as `Warning` headers.
 //!
-//! NamespaceLifecycle is the check of the namespace in `rest.rs`.
+//! Plugins get the narrow read handles they need ([`lister::Lister`]s over the watch
+//! caches, their settings) when they are built, so each can be built in a unit test;
+//! the few whose dependencies are still entangled (the certificate plugins, which ask
+//! the authorizer; the webhooks and policies; ResourceQuota, which writes quota status)
+//! hold a weak handle to the server behind the trait.
 //!
 //! Must never let a refused object reach the store, and never refuse a write for a
 //! reason other than the plugin's rule (a missing object it looks up is the plugin's
@@ -17,13 +22,18 @@
 
 pub mod certificates;
 pub mod defaults;
+pub mod lifecycle;
 pub mod limitranger;
+pub mod lister;
 pub mod noderestriction;
+pub mod plugins;
 pub mod podsecurity;
 pub mod policy;
 pub mod resourcequota;
 pub mod serviceaccount;
 pub mod webhook;
+
+use std::sync::{Arc, OnceLock, Weak};
 
 use keelson_api::ResourceInfo;
 use serde_json::Value;
@@ -75,52 +85,134 @@ impl Attributes<'_> {
     }
 }
 
-/// Runs the admission chain on a create or update; `object` may be changed by the
-/// mutating plugins. Returns the warnings for the client.
+/// Upstream's `admission.Interface`: a plugin says which operations it looks at, and is
+/// mutating ([`Mutating`]), validating ([`Validating`]) or both.
+pub trait Plugin: Send + Sync {
+    /// Upstream's `Handles(operation)`: whether the chain calls it for `operation`.
+    fn handles(&self, operation: Operation) -> bool;
+
+    /// Its mutating half, if any (upstream's `MutationInterface`).
+    fn mutating(&self) -> Option<&dyn Mutating> {
+        None
+    }
+
+    /// Its validating half, if any (upstream's `ValidationInterface`).
+    fn validating(&self) -> Option<&dyn Validating> {
+        None
+    }
+}
+
+/// Upstream's `MutationInterface.Admit`: may change `object` (`None` for deletes);
+/// returns warnings, or refuses.
+#[async_trait::async_trait]
+pub trait Mutating: Plugin {
+    async fn admit(&self, a: &Attributes<'_>, object: Option<&mut Value>)
+    -> ApiResult<Vec<String>>;
+}
+
+/// Upstream's `ValidationInterface.Validate`: looks at the final `object` (`None` for
+/// deletes); returns warnings, or refuses.
+#[async_trait::async_trait]
+pub trait Validating: Plugin {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>>;
+}
+
+/// The enabled plugins, in upstream's order.
+pub struct Chain {
+    plugins: Vec<(&'static str, Box<dyn Plugin>)>,
+}
+
+impl Chain {
+    pub fn new(plugins: Vec<(&'static str, Box<dyn Plugin>)>) -> Chain {
+        Chain { plugins }
+    }
+
+    /// The names of the enabled plugins, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The names of the plugins with a mutating half, in order.
+    pub fn mutating(&self) -> Vec<&'static str> {
+        self.plugins.iter().filter(|(_, p)| p.mutating().is_some()).map(|(n, _)| *n).collect()
+    }
+
+    /// The names of the plugins with a validating half, in order.
+    pub fn validating(&self) -> Vec<&'static str> {
+        self.plugins.iter().filter(|(_, p)| p.validating().is_some()).map(|(n, _)| *n).collect()
+    }
+
+    /// Runs the chain on a write: every mutating half that handles the operation, then
+    /// every validating half. `object` is `None` for deletes. Returns the warnings.
+    pub async fn run(
+        &self,
+        a: &Attributes<'_>,
+        mut object: Option<&mut Value>,
+    ) -> ApiResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        let handling = || self.plugins.iter().filter(|(_, p)| p.handles(a.operation));
+        for (_, plugin) in handling() {
+            if let Some(mutating) = plugin.mutating() {
+                warnings.extend(mutating.admit(a, object.as_deref_mut()).await?);
+            }
+        }
+        for (_, plugin) in handling() {
+            if let Some(validating) = plugin.validating() {
+                warnings.extend(validating.validate(a, object.as_deref()).await?);
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+/// Runs the server's admission chain on a create or update; `object` may be changed
+/// by the mutating plugins. Returns the warnings for the client.
 pub async fn admit(
     api: &ApiServer,
     a: &Attributes<'_>,
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
-    limitranger::mutate(api, a, object).await?;
-    if a.operation == Operation::Create && a.subresource.is_empty() {
-        serviceaccount::admit(api, a, object).await?;
-        defaults::priority(api, a, object).await?;
-        defaults::toleration_seconds(a, object);
-        defaults::storage_class(api, a, object).await?;
-    }
-    let mut warnings = webhook::mutate(api, a, object).await?;
-    limitranger::validate(api, a, object).await?;
-    noderestriction::validate(api, a, Some(object)).await?;
-    certificates::validate(api, a, object).await?;
-    warnings.extend(podsecurity::validate(api, a, object).await?);
-    warnings.extend(policy::validate(api, a, Some(object)).await?);
-    warnings.extend(webhook::validate(api, a, Some(object)).await?);
-    resourcequota::validate(api, a, object).await?;
-    Ok(warnings)
+    api.admission.run(a, Some(object)).await
 }
 
-/// Runs the validating plugins that look at deletes: NodeRestriction, and the
-/// webhooks (which see the object being deleted).
+/// Runs the server's admission chain on a delete.
 pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<Vec<String>> {
-    noderestriction::validate(api, a, None).await?;
-    if !webhook::any(api).await && policy::none(api).await {
-        return Ok(Vec::new());
-    }
+    api.admission.run(a, None).await
+}
+
+/// The object a delete removes, for the plugins that look at it (webhooks, policies);
+/// `None` when it cannot be read (the delete itself reports what is missing).
+pub async fn deleted_object(api: &ApiServer, a: &Attributes<'_>) -> Option<Value> {
     let place = crate::registry::Place {
         info: a.info,
         namespace: (!a.namespace.is_empty()).then_some(a.namespace),
         name: a.name,
     };
-    let old = match api.objects.get(place).await {
-        Ok((old, _)) => old,
-        // The delete itself reports what is missing.
-        Err(_) => return Ok(Vec::new()),
-    };
-    let with_old = Attributes { old: Some(&old), ..*a };
-    let mut warnings = policy::validate(api, &with_old, None).await?;
-    warnings.extend(webhook::validate(api, &with_old, None).await?);
-    Ok(warnings)
+    api.objects.get(place).await.ok().map(|(old, _)| old)
+}
+
+/// A weak handle to the server, for the plugins whose dependencies are not yet
+/// narrowed to listers: the server owns the chain, so the chain cannot own it, and the
+/// chain is built before the server, which is attached once it exists.
+#[derive(Clone, Default)]
+pub struct Server(Arc<OnceLock<Weak<ApiServer>>>);
+
+impl Server {
+    /// A handle to a server not built yet (or never, in tests).
+    pub fn pending() -> Server {
+        Server::default()
+    }
+
+    pub(crate) fn attach(&self, api: &Arc<ApiServer>) {
+        let _ = self.0.set(Arc::downgrade(api));
+    }
+
+    pub(crate) fn get(&self) -> ApiResult<Arc<ApiServer>> {
+        self.0
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| ApiError::internal("the API server is not running"))
+    }
 }
 
 /// Every object stored under `prefix`, from the watch cache (or the store while the
@@ -134,29 +226,12 @@ pub async fn stored_in(api: &ApiServer, prefix: &str, namespace: &str) -> Vec<Va
     stored_under(api, prefix, &format!("{prefix}{namespace}/")).await
 }
 
-/// One object, from the watch cache of its resource (as upstream's admission plugins
-/// read listers), else from the store; `None` if it does not exist.
-pub async fn cached(
-    api: &ApiServer,
-    info: &keelson_api::ResourceInfo,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<Value> {
-    let key = crate::registry::key(info, namespace, name);
-    if let Some(cache) = api.caches.get(&info.storage_prefix()).await {
-        let found = cache.objects(&key).0.into_iter().find(|kv| kv.key == key);
-        return found.and_then(|kv| crate::registry::decode(info, &kv).ok());
-    }
-    let place = crate::registry::Place { info, namespace, name };
-    api.objects.get(place).await.ok().map(|(object, _)| object)
-}
-
 /// The objects under `dir`, read through the cache of the resource at `prefix`.
 async fn stored_under(api: &ApiServer, prefix: &str, dir: &str) -> Vec<Value> {
     let kvs = match api.caches.get(prefix).await {
         Some(cache) => cache.objects(dir).0,
         None => match api.store.list(dir, Default::default()).await {
-            Ok(page) => page.items.into_iter().map(std::sync::Arc::new).collect(),
+            Ok(page) => page.items.into_iter().map(Arc::new).collect(),
             Err(e) => {
                 tracing::warn!(prefix, error = %e, "admission cannot read objects");
                 Vec::new()

@@ -8,20 +8,42 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{Attributes, Operation};
-use crate::ApiServer;
+use super::lister::Lister;
+use super::{Attributes, Operation, Plugin, Validating};
 use crate::auth::node::node_name;
-use crate::registry::Place;
 use crate::status::ApiResult;
 
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
+pub struct NodeRestriction {
+    pods: Lister,
+}
+
+impl NodeRestriction {
+    pub fn new(pods: Lister) -> Self {
+        NodeRestriction { pods }
+    }
+}
+
+impl Plugin for NodeRestriction {
+    fn handles(&self, _: Operation) -> bool {
+        true
+    }
+
+    fn validating(&self) -> Option<&dyn Validating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Validating for NodeRestriction {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        validate(&self.pods, a, object).await.map(|()| Vec::new())
+    }
+}
+
 /// Checks a write by a node; `object` is `None` for deletes.
-pub async fn validate(
-    api: &ApiServer,
-    a: &Attributes<'_>,
-    object: Option<&Value>,
-) -> ApiResult<()> {
+async fn validate(pods: &Lister, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<()> {
     let Some(node) = node_name(a.user) else {
         return Ok(());
     };
@@ -29,7 +51,7 @@ pub async fn validate(
         ("", "pods", "") => match (a.operation, object) {
             (Operation::Create, Some(pod)) => pod_create(a, node, pod),
             (Operation::Delete, _) => {
-                let pod = existing_pod(api, a, a.name).await?;
+                let pod = existing_pod(pods, a, a.name).await?;
                 if pod["spec"]["nodeName"] != node {
                     return Err(a.forbidden(format!(
                         "node {node:?} can only delete pods with spec.nodeName set to itself"
@@ -59,7 +81,7 @@ pub async fn validate(
             Ok(())
         }
         ("", "pods", "eviction") => {
-            let pod = existing_pod(api, a, a.name).await?;
+            let pod = existing_pod(pods, a, a.name).await?;
             if pod["spec"]["nodeName"] != node {
                 return Err(a.forbidden(format!(
                     "node {node} can only evict pods with spec.nodeName set to itself"
@@ -72,7 +94,7 @@ pub async fn validate(
         ))),
         ("", "nodes", _) => node_write(a, node, object),
         ("", "serviceaccounts", "token") => match object {
-            Some(request) => token_request(api, a, node, request).await,
+            Some(request) => token_request(pods, a, node, request).await,
             None => Ok(()),
         },
         _ => Ok(()),
@@ -81,7 +103,7 @@ pub async fn validate(
 
 /// A node asks for tokens only for pods bound to itself, named by uid.
 async fn token_request(
-    api: &ApiServer,
+    pods: &Lister,
     a: &Attributes<'_>,
     node: &str,
     request: &Value,
@@ -95,11 +117,7 @@ async fn token_request(
     if uid.is_empty() {
         return Err(a.forbidden("node requested token with a pod binding without a uid"));
     }
-    let pods = keelson_api::Registry::builtin()
-        .find("", "v1", "pods")
-        .ok_or_else(|| crate::status::ApiError::internal("pods are not registered"))?;
-    let place = Place { info: pods, namespace: Some(a.namespace), name };
-    let (pod, _) = api.objects.get(place).await?;
+    let pod = pods.live(Some(a.namespace), name).await?;
     let actual = pod["metadata"]["uid"].as_str().unwrap_or("");
     if uid != actual {
         return Err(a.forbidden(format!(
@@ -114,9 +132,8 @@ async fn token_request(
     Ok(())
 }
 
-async fn existing_pod(api: &ApiServer, a: &Attributes<'_>, name: &str) -> ApiResult<Value> {
-    let place = Place { info: a.info, namespace: Some(a.namespace), name };
-    api.objects.get(place).await.map(|(pod, _)| pod)
+async fn existing_pod(pods: &Lister, a: &Attributes<'_>, name: &str) -> ApiResult<Value> {
+    pods.live(Some(a.namespace), name).await
 }
 
 fn pod_create(a: &Attributes<'_>, node: &str, pod: &Value) -> ApiResult<()> {

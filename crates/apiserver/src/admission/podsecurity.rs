@@ -13,8 +13,8 @@
 use keelson_podsecurity::{self as pss, Level, LevelVersion, Policy, Version};
 use serde_json::{Map, Value};
 
-use super::{Attributes, Operation};
-use crate::ApiServer;
+use super::lister::Lister;
+use super::{Attributes, Operation, Plugin, Validating};
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// The cluster-wide defaults and exemptions (upstream's `PodSecurityConfiguration`).
@@ -90,15 +90,43 @@ impl Config {
     }
 }
 
+pub struct PodSecurity {
+    config: Config,
+    namespaces: Lister,
+    pods: Lister,
+}
+
+impl PodSecurity {
+    pub fn new(config: Config, namespaces: Lister, pods: Lister) -> Self {
+        PodSecurity { config, namespaces, pods }
+    }
+}
+
+impl Plugin for PodSecurity {
+    fn handles(&self, operation: Operation) -> bool {
+        matches!(operation, Operation::Create | Operation::Update)
+    }
+
+    fn validating(&self) -> Option<&dyn Validating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Validating for PodSecurity {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        match object {
+            Some(object) => check(self, a, object).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// Checks a create or update; returns the warnings.
-pub async fn validate(
-    api: &ApiServer,
-    a: &Attributes<'_>,
-    object: &Value,
-) -> ApiResult<Vec<String>> {
-    let config = &api.pod_security;
+async fn check(plugin: &PodSecurity, a: &Attributes<'_>, object: &Value) -> ApiResult<Vec<String>> {
+    let config = &plugin.config;
     if a.is("", "namespaces") && a.subresource.is_empty() {
-        return namespace(api, a, object).await;
+        return namespace(plugin, a, object).await;
     }
     let is_pod = a.is("", "pods") && matches!(a.subresource, "" | "ephemeralcontainers");
     if !is_pod && !a.subresource.is_empty() {
@@ -130,7 +158,7 @@ pub async fn validate(
         crate::audit::annotate("pod-security.kubernetes.io/exempt", exemption);
         return Ok(Vec::new());
     }
-    let policy = namespace_policy(api, a.namespace, config).await;
+    let policy = namespace_policy(&plugin.namespaces, a.namespace, config).await;
     // The audit level is recorded in the request's audit event, never refused or warned.
     let audited = pss::check(&policy.audit, metadata, spec);
     if !audited.is_empty() {
@@ -186,11 +214,8 @@ fn significant(metadata: &Value, spec: &Value, old_metadata: &Value, old_spec: &
 
 /// The policy of a namespace: its labels over the cluster defaults (invalid labels
 /// fall back as upstream's do).
-async fn namespace_policy(api: &ApiServer, namespace: &str, config: &Config) -> Policy {
-    let Some(info) = keelson_api::Registry::builtin().find("", "v1", "namespaces") else {
-        return config.defaults;
-    };
-    let labels = match super::cached(api, info, None, namespace).await {
+async fn namespace_policy(namespaces: &Lister, namespace: &str, config: &Config) -> Policy {
+    let labels = match namespaces.get(None, namespace).await {
         Some(ns) => ns["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
         None => Map::new(),
     };
@@ -199,8 +224,8 @@ async fn namespace_policy(api: &ApiServer, namespace: &str, config: &Config) -> 
 
 /// A namespace's labels must be valid; a stricter `enforce` warns about the pods it
 /// would refuse now.
-async fn namespace(api: &ApiServer, a: &Attributes<'_>, ns: &Value) -> ApiResult<Vec<String>> {
-    let config = &api.pod_security;
+async fn namespace(plugin: &PodSecurity, a: &Attributes<'_>, ns: &Value) -> ApiResult<Vec<String>> {
+    let config = &plugin.config;
     let labels = ns["metadata"]["labels"].as_object().cloned().unwrap_or_default();
     let name = ns["metadata"]["name"].as_str().unwrap_or("");
     let policy = match pss::policy_from_labels(&labels, &config.defaults) {
@@ -233,8 +258,7 @@ async fn namespace(api: &ApiServer, a: &Attributes<'_>, ns: &Value) -> ApiResult
     }
     // Pods that share one list of violations are reported together.
     let mut groups: Vec<(String, Vec<String>, usize)> = Vec::new();
-    let prefix = format!("/registry/pods/{name}/");
-    let mut pods = super::stored(api, &prefix).await;
+    let mut pods = plugin.pods.list(Some(name)).await;
     pods.sort_by(|x, y| x["metadata"]["name"].as_str().cmp(&y["metadata"]["name"].as_str()));
     for pod in &pods {
         let violations = pss::check(&policy.enforce, &pod["metadata"], &pod["spec"]);

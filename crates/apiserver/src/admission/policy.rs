@@ -13,13 +13,44 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Attributes;
 use super::webhook::{namespace_labels, object_selector_matches, rules_match, selector_matches};
+use super::{Attributes, Operation, Plugin, Server, Validating};
 use crate::ApiServer;
 use crate::status::{ApiError, ApiResult};
 
 const POLICIES: &str = "/registry/validatingadmissionpolicies/";
 const BINDINGS: &str = "/registry/validatingadmissionpolicybindings/";
+
+/// ValidatingAdmissionPolicy; evaluates against the server's state, so it holds the
+/// server. Deletes are checked with the object being deleted as `oldObject`.
+pub struct ValidatingAdmissionPolicy(pub Server);
+
+impl Plugin for ValidatingAdmissionPolicy {
+    fn handles(&self, _: Operation) -> bool {
+        true
+    }
+
+    fn validating(&self) -> Option<&dyn Validating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Validating for ValidatingAdmissionPolicy {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        let api = self.0.get()?;
+        if a.operation != Operation::Delete || a.old.is_some() {
+            return validate(&api, a, object).await;
+        }
+        if none(&api).await {
+            return Ok(Vec::new());
+        }
+        match super::deleted_object(&api, a).await {
+            Some(old) => validate(&api, &Attributes { old: Some(&old), ..*a }, None).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
 
 pub async fn validate(
     api: &ApiServer,
@@ -165,7 +196,7 @@ async fn params(
     };
     // The served registry: params are often custom resources.
     let registry = api.registry();
-    let Some(info) = registry.resources().iter().find(|r| {
+    let Some(info) = registry.resources().find(|r| {
         r.group == group && r.version == version && r.kind == kind["kind"].as_str().unwrap_or("")
     }) else {
         return Err(format!("failed to configure binding: the param kind {kind} is not served"));

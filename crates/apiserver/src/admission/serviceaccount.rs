@@ -9,17 +9,49 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Attributes;
-use crate::ApiServer;
-use crate::registry::Place;
+use super::lister::Lister;
+use super::{Attributes, Mutating, Operation, Plugin};
 use crate::status::ApiResult;
 
 const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Upstream's token lifetime for the projected volume (an hour and seven seconds).
 const TOKEN_SECONDS: i64 = 3607;
 
-pub async fn admit(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
-    if !a.is("", "pods") || api.tokens.is_none() {
+pub struct ServiceAccount {
+    /// The service accounts; `None` when the server serves no tokens (nothing to mount).
+    accounts: Option<Lister>,
+}
+
+impl ServiceAccount {
+    pub fn new(accounts: Option<Lister>) -> Self {
+        ServiceAccount { accounts }
+    }
+}
+
+impl Plugin for ServiceAccount {
+    fn handles(&self, operation: Operation) -> bool {
+        operation == Operation::Create
+    }
+
+    fn mutating(&self) -> Option<&dyn Mutating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Mutating for ServiceAccount {
+    async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
+        match (pod, &self.accounts) {
+            (Some(pod), Some(accounts)) if a.subresource.is_empty() => {
+                admit(accounts, a, pod).await.map(|()| Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+async fn admit(accounts: &Lister, a: &Attributes<'_>, pod: &mut Value) -> ApiResult<()> {
+    if !a.is("", "pods") {
         return Ok(());
     }
     // Mirror pods come from a kubelet's files and may not use service accounts.
@@ -31,7 +63,7 @@ pub async fn admit(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiR
         _ => "default".to_owned(),
     };
     pod["spec"]["serviceAccountName"] = json!(name);
-    let account = lookup(api, a.namespace, &name).await.ok_or_else(|| {
+    let account = lookup(accounts, a.namespace, &name).await.ok_or_else(|| {
         a.forbidden(format!(
             "error looking up service account {}/{name}: serviceaccount {name:?} not found",
             a.namespace
@@ -55,14 +87,13 @@ pub async fn admit(api: &ApiServer, a: &Attributes<'_>, pod: &mut Value) -> ApiR
 /// The service account, read again for up to a second: a namespace's `default`
 /// account is created just after the namespace (upstream's admission falls back to a
 /// live lookup for the same reason).
-async fn lookup(api: &ApiServer, namespace: &str, name: &str) -> Option<Value> {
-    let info = keelson_api::Registry::builtin().find("", "v1", "serviceaccounts")?;
-    if let Some(account) = super::cached(api, info, Some(namespace), name).await {
+async fn lookup(accounts: &Lister, namespace: &str, name: &str) -> Option<Value> {
+    if let Some(account) = accounts.get(Some(namespace), name).await {
         return Some(account);
     }
     for _ in 0..20 {
-        match api.objects.get(Place { info, namespace: Some(namespace), name }).await {
-            Ok((account, _)) => return Some(account),
+        match accounts.live(Some(namespace), name).await {
+            Ok(account) => return Some(account),
             Err(e) if e.code == http::StatusCode::NOT_FOUND && name == "default" => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Value, json};
 
-use super::{Attributes, Operation};
+use super::{Attributes, Mutating, Operation, Plugin, Server, Validating};
 use crate::ApiServer;
 use crate::registry::selector::{LabelSelector, selector_string};
 use crate::status::{ApiError, ApiResult};
@@ -29,6 +29,63 @@ const MUTATING: &str = "/registry/mutatingwebhookconfigurations/";
 const VALIDATING: &str = "/registry/validatingwebhookconfigurations/";
 /// The largest webhook response read (upstream caps it too).
 const MAX_RESPONSE: usize = 3 * 1024 * 1024;
+
+/// MutatingAdmissionWebhook; calls out with the server's state, so it holds the server.
+pub struct MutatingAdmissionWebhook(pub Server);
+
+impl Plugin for MutatingAdmissionWebhook {
+    fn handles(&self, operation: Operation) -> bool {
+        matches!(operation, Operation::Create | Operation::Update)
+    }
+
+    fn mutating(&self) -> Option<&dyn Mutating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Mutating for MutatingAdmissionWebhook {
+    async fn admit(
+        &self,
+        a: &Attributes<'_>,
+        object: Option<&mut Value>,
+    ) -> ApiResult<Vec<String>> {
+        match object {
+            Some(object) => mutate(&*self.0.get()?, a, object).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// ValidatingAdmissionWebhook; deletes are sent with the object being deleted.
+pub struct ValidatingAdmissionWebhook(pub Server);
+
+impl Plugin for ValidatingAdmissionWebhook {
+    fn handles(&self, _: Operation) -> bool {
+        true
+    }
+
+    fn validating(&self) -> Option<&dyn Validating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl Validating for ValidatingAdmissionWebhook {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        let api = self.0.get()?;
+        if a.operation != Operation::Delete || a.old.is_some() {
+            return validate(&api, a, object).await;
+        }
+        if !any(&api).await {
+            return Ok(Vec::new());
+        }
+        match super::deleted_object(&api, a).await {
+            Some(old) => validate(&api, &Attributes { old: Some(&old), ..*a }, None).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
 
 /// Calls the mutating webhooks that match, applying each patch to `object` in turn.
 pub async fn mutate(

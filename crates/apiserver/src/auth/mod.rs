@@ -11,7 +11,6 @@
 //! Must never allow a request that no authorizer allowed, and must never let an
 //! authorizer's failure (a role it cannot read) turn into an allow.
 
-pub mod aggregation;
 pub mod bootstrap;
 pub mod escalation;
 pub mod node;

@@ -7,7 +7,6 @@
 //! authenticate is a 401, with the reason in the server log only.
 
 pub mod bootstrap;
-pub mod publisher;
 pub mod serviceaccount;
 
 use std::collections::BTreeMap;

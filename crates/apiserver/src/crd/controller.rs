@@ -317,7 +317,6 @@ async fn clean_up(api: &ApiServer, crd: &Value) -> ApiResult<bool> {
         .custom
         .registry()
         .resources()
-        .iter()
         .find(|r| r.is_custom() && r.group == group && r.plural == plural)
     else {
         // Never served: nothing can be stored under it.

@@ -7,7 +7,9 @@
 //! with one [`ResourceInfo`] per served version of every established CRD. A
 //! `ResourceInfo` is static data, so its strings, slices and the CRD version it was built
 //! from are leaked (`Box::leak`), interned by content: a CRD that does not change leaks
-//! nothing more, one that changes leaks its new description once. Objects of a custom
+//! nothing more, one that changes leaks its new description once. The registries
+//! themselves are shared (`Arc`) and swapped: one that no request holds any more is
+//! freed. Objects of a custom
 //! resource are stored under `/registry/<group>/<plural>/` by the generic store, as
 //! untyped JSON; [`schema`] prunes and defaults them and [`validation`] checks them
 //! against the version's `openAPIV3Schema`.
@@ -19,7 +21,7 @@ pub mod schema;
 pub mod validation;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use keelson_api::{Registry, ResourceInfo, Scope, Subresource, Typed};
 use serde_json::{Value, json};
@@ -34,7 +36,7 @@ const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// The registry in effect: the built-in resources and the established custom ones.
 pub struct Served {
-    registry: RwLock<&'static Registry>,
+    registry: RwLock<Arc<Registry>>,
     /// Each leaked custom resource by the description it was built from.
     interned: Mutex<HashMap<String, &'static ResourceInfo>>,
     /// The custom resources of `registry`, to tell whether a new set differs.
@@ -44,7 +46,7 @@ pub struct Served {
 impl Default for Served {
     fn default() -> Self {
         Served {
-            registry: RwLock::new(Registry::builtin()),
+            registry: RwLock::new(Arc::new(Registry::builtin().with_custom([]))),
             interned: Mutex::new(HashMap::new()),
             current: Mutex::new(Vec::new()),
         }
@@ -52,9 +54,10 @@ impl Default for Served {
 }
 
 impl Served {
-    /// The registry requests are served from now.
-    pub fn registry(&self) -> &'static Registry {
-        *self.registry.read().unwrap_or_else(|e| e.into_inner())
+    /// The registry requests are served from now; a request keeps the one it started
+    /// with, and a replaced one is freed when the last such request ends.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Serves the resources of these CRDs (established ones only), replacing the last set.
@@ -87,9 +90,7 @@ impl Served {
         if unchanged {
             return;
         }
-        let registry: &'static Registry = Box::leak(Box::new(
-            Registry::builtin().with_custom(infos.iter().map(|i| (*i).clone())),
-        ));
+        let registry = Arc::new(Registry::builtin().with_custom(infos.iter().copied()));
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = registry;
         *current = infos;
     }
@@ -276,10 +277,14 @@ mod tests {
         assert_eq!(stored["apiVersion"], "example.com/v1");
         // The same CRD again serves the same (interned) resources.
         served.set(std::slice::from_ref(&crd));
-        assert!(std::ptr::eq(registry, served.registry()));
-        // Not established: not served.
+        assert!(Arc::ptr_eq(&registry, &served.registry()));
+        // Not established: not served, and the replaced registry is freed once no
+        // request holds it (it used to be leaked at every change).
+        let replaced = Arc::downgrade(&registry);
+        drop(registry);
         served.set(&[]);
         assert!(served.registry().find("example.com", "v1", "widgets").is_none());
+        assert!(replaced.upgrade().is_none());
     }
 
     #[test]

@@ -381,7 +381,6 @@ fn storage_prefixes(resource: &str) -> Result<Vec<String>, String> {
     let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
     let matches: Vec<String> = keelson_api::Registry::builtin()
         .resources()
-        .iter()
         .filter(|r| (plural == "*" || r.plural == plural) && (group == "*" || r.group == group))
         .map(|r| r.storage_prefix())
         .collect();

@@ -154,7 +154,6 @@ pub async fn status(encryption: &Encryption, raw: &dyn Store) -> Result<Status> 
     let config = encryption.current();
     let prefix = keelson_api::Registry::builtin()
         .resources()
-        .iter()
         .find(|r| r.group.is_empty() && r.plural == "secrets")
         .map(|r| r.storage_prefix())
         .unwrap_or_else(|| "/registry/secrets/".into());

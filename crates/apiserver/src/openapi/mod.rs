@@ -58,7 +58,7 @@ fn path_prefix(r: &ResourceInfo) -> String {
 }
 
 /// `GET /openapi/v3`: the built-in group-versions and those of custom resources.
-pub fn index(registry: &'static Registry) -> Response {
+pub fn index(registry: &Registry) -> Response {
     let custom = custom_documents(registry);
     let paths: Map<String, Value> = documents()
         .iter()
@@ -74,7 +74,7 @@ pub fn index(registry: &'static Registry) -> Response {
 }
 
 /// `GET /openapi/v3/{api/v1 | apis/<group>/<version>}`.
-pub fn group_version(registry: &'static Registry, prefix: &str) -> ApiResult<Response> {
+pub fn group_version(registry: &Registry, prefix: &str) -> ApiResult<Response> {
     if let Some(doc) = documents().get(prefix) {
         return Ok(json(doc.body.clone()));
     }
@@ -90,7 +90,7 @@ fn document(body: Vec<u8>) -> Document {
 }
 
 /// The documents of the custom resources' group-versions.
-fn custom_documents(registry: &'static Registry) -> BTreeMap<String, Document> {
+fn custom_documents(registry: &Registry) -> BTreeMap<String, Document> {
     custom_values(registry)
         .into_iter()
         .map(|(prefix, value)| (prefix, document(serde_json::to_vec(&value).unwrap_or_default())))
@@ -99,9 +99,9 @@ fn custom_documents(registry: &'static Registry) -> BTreeMap<String, Document> {
 
 /// The documents of the custom resources' group-versions as JSON values, built from
 /// their schemas (upstream's `apiextensions-apiserver/pkg/controller/openapi/builder`).
-fn custom_values(registry: &'static Registry) -> BTreeMap<String, Value> {
+fn custom_values(registry: &Registry) -> BTreeMap<String, Value> {
     let mut by_gv: BTreeMap<String, Vec<&'static ResourceInfo>> = BTreeMap::new();
-    for r in registry.resources().iter().filter(|r| r.is_custom()) {
+    for r in registry.resources().filter(|r| r.is_custom()) {
         by_gv.entry(path_prefix(r)).or_default().push(r);
     }
     by_gv.into_iter().map(|(prefix, resources)| (prefix, custom_document(&resources))).collect()

@@ -40,7 +40,7 @@ struct Encoded {
 }
 
 /// `GET /openapi/v2`.
-pub fn serve(registry: &'static Registry, headers: &HeaderMap) -> Response {
+pub fn serve(registry: &Arc<Registry>, headers: &HeaderMap) -> Response {
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let format = negotiate(if accept.trim().is_empty() { "*/*" } else { accept });
     let mut response = http::Response::new(full(Bytes::new()));
@@ -128,11 +128,12 @@ fn builtin() -> &'static Swagger {
 }
 
 /// The document of `registry`, built on first use and kept until the registry changes.
-fn encoded(registry: &'static Registry) -> Arc<Encoded> {
-    static LAST: Mutex<Option<(&'static Registry, Arc<Encoded>)>> = Mutex::new(None);
+fn encoded(registry: &Arc<Registry>) -> Arc<Encoded> {
+    // Holding the registry keeps its address from being reused by a newer one.
+    static LAST: Mutex<Option<(Arc<Registry>, Arc<Encoded>)>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((cached, encoded)) = last.as_ref()
-        && std::ptr::eq(*cached, registry)
+        && Arc::ptr_eq(cached, registry)
     {
         return encoded.clone();
     }
@@ -154,7 +155,7 @@ fn encoded(registry: &'static Registry) -> Arc<Encoded> {
         json: Bytes::from(json),
         etag: format!("\"{hex}\""),
     });
-    *last = Some((registry, encoded.clone()));
+    *last = Some((registry.clone(), encoded.clone()));
     encoded
 }
 

@@ -187,7 +187,7 @@ mod tests {
 
     fn info(plural: &str) -> &'static ResourceInfo {
         let registry = keelson_api::Registry::builtin();
-        registry.resources().iter().find(|r| r.plural == plural).expect("registered")
+        registry.resources().find(|r| r.plural == plural).expect("registered")
     }
 
     #[test]

@@ -328,30 +328,4 @@ fn prepare_pod(object: &mut Value) {
     object["status"] = json!({ "phase": "Pending", "qosClass": qos });
 }
 
-/// Upstream's `GetPodQOS`: Guaranteed when every container limits CPU and memory and
-/// requests exactly that; BestEffort when none requests or limits anything; else
-/// Burstable.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|list| spec[*list].as_array().into_iter().flatten())
-        .collect();
-    let compute = |v: &Value| {
-        v.as_object().is_some_and(|m| {
-            m.keys().any(|k| k == "cpu" || k == "memory" || k.starts_with("hugepages-"))
-        })
-    };
-    let any = containers
-        .iter()
-        .any(|c| compute(&c["resources"]["requests"]) || compute(&c["resources"]["limits"]));
-    if !any {
-        return "BestEffort";
-    }
-    let guaranteed = containers.iter().all(|c| {
-        let (limits, requests) = (&c["resources"]["limits"], &c["resources"]["requests"]);
-        ["cpu", "memory"].iter().all(|r| {
-            !limits[*r].is_null() && (requests[*r].is_null() || requests[*r] == limits[*r])
-        })
-    });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
-}
+pub use keelson_core::pod::qos_class;

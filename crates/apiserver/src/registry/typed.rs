@@ -210,11 +210,7 @@ mod tests {
     }
 
     fn info(kind: &str) -> &'static ResourceInfo {
-        keelson_api::Registry::builtin()
-            .resources()
-            .iter()
-            .find(|r| r.kind == kind)
-            .expect("registered")
+        keelson_api::Registry::builtin().resources().find(|r| r.kind == kind).expect("registered")
     }
 
     #[test]

@@ -224,7 +224,6 @@ mod tests {
     ) -> (Vec<&'static str>, Vec<Value>) {
         let info = Registry::builtin()
             .resources()
-            .iter()
             .find(|r| r.group == group && r.plural == plural)
             .unwrap_or_else(|| panic!("no resource {plural}.{group}"));
         let p = printer(info);

@@ -60,6 +60,53 @@ pub struct TestServer {
     pub ca_file: PathBuf,
     pub running: Option<keelson_apiserver::Running>,
     pub pki: Pki,
+    /// Stops the controller manager running beside the server.
+    pub stop_controllers: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop_controllers.send(true);
+    }
+}
+
+/// Starts the controller manager as `keelson server` does (its own identity, each
+/// controller as its ServiceAccount) and waits until it has published the `default`
+/// ServiceAccount, which most scenarios' pods need.
+async fn start_controllers(
+    pki: &Pki,
+    dir: &tempfile::TempDir,
+    url: &str,
+) -> Result<tokio::sync::watch::Sender<bool>> {
+    let kubeconfig = dir.path().join("controller-manager.kubeconfig");
+    pki.write_kubeconfig(&kubeconfig, url, "system:kube-controller-manager", &[])?;
+    let (client, client_config) =
+        keelson_runtime::credentials::from_kubeconfig(&kubeconfig).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(keelson_controllers::run(
+        keelson_controllers::Config {
+            client: client.clone(),
+            client_config,
+            controllers: vec!["*".into()],
+            use_service_account_credentials: true,
+            leader_elect: None,
+            root_ca_pem: pki.ca_pem().to_owned(),
+            csr_signer: Some(pki.csr_signer()),
+            metrics: Default::default(),
+        },
+        stopped,
+    ));
+    let accounts: kube::Api<keelson_api::k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client, "default");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while accounts.get_opt("default").await?.is_none() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the controller manager made no default ServiceAccount"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(stop)
 }
 
 /// What a kubectl run printed.
@@ -91,17 +138,25 @@ impl TestServer {
     }
 
     pub async fn start_with(kubectl_bin: PathBuf) -> Result<Self> {
-        Self::start_full(kubectl_bin, None).await
+        Self::start_full(kubectl_bin, None, Default::default()).await
     }
 
     /// A server that writes an audit log as `audit` says.
     pub async fn start_audited(audit: keelson_apiserver::audit::AuditConfig) -> Result<Self> {
-        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit)).await
+        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit), Default::default()).await
+    }
+
+    /// A server whose admission plugins are the defaults changed by `plugins`.
+    pub async fn start_with_admission(
+        plugins: keelson_apiserver::admission::plugins::Selection,
+    ) -> Result<Self> {
+        Self::start_full(SYSTEM_KUBECTL.into(), None, plugins).await
     }
 
     async fn start_full(
         kubectl_bin: PathBuf,
         audit: Option<keelson_apiserver::audit::AuditConfig>,
+        admission_plugins: keelson_apiserver::admission::plugins::Selection,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
@@ -116,7 +171,7 @@ impl TestServer {
             encryption: None,
             audit,
             pod_security: Default::default(),
-            csr_signer: Some(pki.csr_signer()),
+            admission_plugins,
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
                 issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
@@ -129,7 +184,17 @@ impl TestServer {
         let kubeconfig = dir.path().join("admin.kubeconfig");
         pki.write_kubeconfig(&kubeconfig, &url, "system:admin", &["system:masters"])?;
         let ca_file = dir.path().join("tls/ca.crt");
-        Ok(TestServer { kubectl_bin, dir, kubeconfig, url, ca_file, running: Some(running), pki })
+        let stop_controllers = start_controllers(&pki, &dir, &url).await?;
+        Ok(TestServer {
+            kubectl_bin,
+            dir,
+            kubeconfig,
+            url,
+            ca_file,
+            running: Some(running),
+            pki,
+            stop_controllers,
+        })
     }
 
     /// A kubeconfig for `user` in `groups`, with a client certificate from the CA.

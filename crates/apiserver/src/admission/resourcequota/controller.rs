@@ -196,7 +196,7 @@ async fn usage(api: &ApiServer, namespace: &str, quota: &Value) -> (ResourceList
     let scopes = evaluator::scopes(quota);
     let mut used = quantity::resource_list(&quota["status"]["used"]);
     let now = super::now();
-    for e in Evaluator::for_names(api.registry(), hard.keys()) {
+    for e in Evaluator::for_names(&api.registry(), hard.keys()) {
         let matched = e.matching(hard.keys());
         let mut total: ResourceList =
             matched.iter().map(|n| (n.clone(), Default::default())).collect();

@@ -97,14 +97,11 @@ impl Evaluator {
     /// these resources' objects.
     /// `registry` is the one served, so custom resources are counted too.
     pub fn for_names<'a>(
-        registry: &'static keelson_api::Registry,
+        registry: &keelson_api::Registry,
         names: impl IntoIterator<Item = &'a String>,
     ) -> Vec<Evaluator> {
         let find = |group: &str, plural: &str| {
-            registry
-                .resources()
-                .iter()
-                .find(|r| r.group == group && r.plural == plural && r.namespaced())
+            registry.resources().find(|r| r.group == group && r.plural == plural && r.namespaced())
         };
         let mut found: Vec<Evaluator> = Vec::new();
         for name in names {
@@ -414,7 +411,6 @@ mod tests {
     fn evaluator(group: &str, plural: &str) -> Evaluator {
         let info = keelson_api::Registry::builtin()
             .resources()
-            .iter()
             .find(|r| r.group == group && r.plural == plural)
             .expect("registered");
         Evaluator::for_resource(info)

@@ -70,6 +70,29 @@ pub fn now() -> i64 {
     crate::registry::meta::now_timestamp().as_second()
 }
 
+/// ResourceQuota; charges quota status through the server, so it holds the server.
+pub struct ResourceQuota(pub super::Server);
+
+impl super::Plugin for ResourceQuota {
+    fn handles(&self, operation: Operation) -> bool {
+        matches!(operation, Operation::Create | Operation::Update)
+    }
+
+    fn validating(&self) -> Option<&dyn super::Validating> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Validating for ResourceQuota {
+    async fn validate(&self, a: &Attributes<'_>, object: Option<&Value>) -> ApiResult<Vec<String>> {
+        match object {
+            Some(object) => validate(&*self.0.get()?, a, object).await.map(|()| Vec::new()),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// Checks the write against the namespace's quotas and charges them.
 pub async fn validate(api: &ApiServer, a: &Attributes<'_>, object: &Value) -> ApiResult<()> {
     if !a.subresource.is_empty()

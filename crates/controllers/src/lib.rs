@@ -1,0 +1,134 @@
+//! Keelson's kube-controller-manager: the controllers a cluster needs, each an API
+//! client on `keelson-runtime` with its own ServiceAccount, under upstream's names, run
+//! by one leader of Lease `kube-system/kube-controller-manager` — in `keelson server`
+//! or alone as `keelson controller-manager --kubeconfig …`.
+//!
+//! Built so far (ported from inside the API server):
+//! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
+//! `root-ca-certificate-publisher-controller`,
+//! `certificatesigningrequest-approving-controller` and
+//! `certificatesigningrequest-signing-controller`.
+//!
+//! Must never reach the datastore or the API server's internals.
+
+pub mod certificates;
+pub mod clusterrole_aggregation;
+mod namespaces;
+pub mod root_ca_publisher;
+pub mod serviceaccounts;
+
+use std::sync::Arc;
+
+use keelson_runtime::controller::{Descriptor, Manager};
+use keelson_runtime::credentials::Credentials;
+use keelson_runtime::informer::Informers;
+use keelson_runtime::leader::{LeaderElection, LeaseTimings, Outcome};
+use keelson_runtime::metrics::Metrics;
+use kube::Client;
+
+/// The Lease the controller managers of a cluster elect their leader on.
+pub const LEASE: &str = "kube-controller-manager";
+pub const LEASE_NAMESPACE: &str = "kube-system";
+
+/// The controller table, in upstream's names.
+pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> Vec<Descriptor> {
+    vec![
+        Descriptor {
+            name: certificates::approving::NAME,
+            service_account: certificates::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(certificates::approving::start),
+        },
+        Descriptor {
+            name: certificates::signing::NAME,
+            service_account: certificates::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(certificates::signing::starter(csr_signer)),
+        },
+        Descriptor {
+            name: clusterrole_aggregation::NAME,
+            service_account: clusterrole_aggregation::NAME,
+            enabled_by_default: true,
+            start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: root_ca_publisher::NAME,
+            service_account: root_ca_publisher::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(root_ca_publisher::starter(root_ca_pem.to_owned())),
+        },
+        Descriptor {
+            name: serviceaccounts::NAME,
+            service_account: serviceaccounts::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(serviceaccounts::start),
+        },
+    ]
+}
+
+/// How to run the controller manager.
+pub struct Config {
+    /// The component's client (`system:kube-controller-manager`) and its configuration.
+    pub client: Client,
+    pub client_config: kube::Config,
+    /// `--controllers` (`*`, `name`, `-name`).
+    pub controllers: Vec<String>,
+    pub use_service_account_credentials: bool,
+    /// `--leader-elect`, with these timings.
+    pub leader_elect: Option<LeaseTimings>,
+    /// The CA bundle published to every namespace (`--root-ca-file`).
+    pub root_ca_pem: String,
+    /// The cluster CA that signs approved `kubernetes.io` requests
+    /// (`--cluster-signing-cert-file`/`--cluster-signing-key-file`); `None` signs none.
+    pub csr_signer: Option<keelson_pki::CsrSigner>,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] keelson_runtime::Error),
+    #[error("leader election lost")]
+    LeaseLost,
+}
+
+/// Runs the enabled controllers until `stop` says so (or the lease is lost).
+pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), Error> {
+    let table = table(&config.root_ca_pem, config.csr_signer.clone());
+    keelson_runtime::controller::check_names(&table, &config.controllers)?;
+    let credentials = if config.use_service_account_credentials {
+        Credentials::service_accounts(config.client.clone(), config.client_config.clone())?
+    } else {
+        Credentials::Shared(config.client.clone())
+    };
+    let manager = Manager {
+        credentials,
+        informers: Arc::new(Informers::new(config.client.clone())),
+        metrics: config.metrics.clone(),
+        controllers: config.controllers.clone(),
+    };
+    let Some(timings) = config.leader_elect else {
+        return Ok(manager.run(&table, stop).await?);
+    };
+    let mut election = LeaderElection::new(
+        config.client.clone(),
+        LEASE_NAMESPACE,
+        LEASE,
+        &LeaderElection::default_identity(),
+        timings,
+    );
+    let stopped = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let mut result = Ok(());
+    let work = async {
+        result = manager.run(&table, stop.clone()).await;
+    };
+    match election.run(stopped, work).await {
+        Outcome::Lost => Err(Error::LeaseLost),
+        Outcome::Stopped | Outcome::Finished => Ok(result?),
+    }
+}

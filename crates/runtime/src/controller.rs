@@ -1,0 +1,257 @@
+//! The controller table (kube-controller-manager's `NewControllerDescriptors`): each
+//! controller is a name, the ServiceAccount it acts as, whether it is on by default,
+//! and a start function. [`Manager::run`] starts the enabled ones, each with its own
+//! client — the component's own credentials, or with
+//! `--use-service-account-credentials` a token of `kube-system/<service account>`, so
+//! RBAC sees `system:serviceaccount:kube-system:<name>` and grants it only the
+//! controller's bootstrap role.
+//!
+//! [`run_workers`] is the loop every controller shares: workers take keys from the
+//! queue, reconcile, and forget, requeue or retry with backoff by what the reconcile
+//! returned, counting it in the metrics.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+
+use crate::credentials::Credentials;
+use crate::informer::Informers;
+use crate::metrics::{ControllerMetrics, Metrics};
+use crate::queue::{RateLimit, WorkQueue};
+
+/// What a controller's start gets: its client, the process's shared informers (started
+/// with the component's client), metrics, and a signal that says stop.
+#[derive(Clone)]
+pub struct Context {
+    pub name: &'static str,
+    /// The controller's own client (its ServiceAccount's token, or the component's).
+    pub client: Client,
+    pub informers: Arc<Informers>,
+    pub metrics: Metrics,
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    /// A work queue reporting under the controller's name.
+    pub fn queue<K: Clone + Eq + std::hash::Hash + Send + 'static>(&self) -> WorkQueue<K> {
+        WorkQueue::with_metrics(RateLimit::default(), self.metrics.queue(self.name))
+    }
+
+    /// Resolves when the component stops.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+pub type StartFuture = Pin<Box<dyn Future<Output = Result<(), crate::Error>> + Send>>;
+
+/// One row of the controller table.
+pub struct Descriptor {
+    /// Upstream's name (`clusterrole-aggregation`, `root-ca-cert-publisher`, …).
+    pub name: &'static str,
+    /// The ServiceAccount in `kube-system` it acts as with
+    /// `--use-service-account-credentials` (upstream's, e.g.
+    /// `clusterrole-aggregation-controller`).
+    pub service_account: &'static str,
+    pub enabled_by_default: bool,
+    pub start: Start,
+}
+
+/// A controller's start: given its context, the future that runs it until told to stop.
+pub type Start = Box<dyn Fn(Context) -> StartFuture + Send + Sync>;
+
+/// Whether `name` runs under `--controllers` (upstream's rules: `*` turns on the
+/// default set, `foo` turns foo on, `-foo` turns it off; the most specific wins).
+pub fn is_enabled(name: &str, enabled_by_default: bool, controllers: &[String]) -> bool {
+    if controllers.iter().any(|c| c.strip_prefix('-') == Some(name)) {
+        return false;
+    }
+    if controllers.iter().any(|c| c == name) {
+        return true;
+    }
+    controllers.iter().any(|c| c == "*") && enabled_by_default
+}
+
+/// Checks `--controllers` against the table: every name (without `-`) must be known.
+pub fn check_names(table: &[Descriptor], controllers: &[String]) -> Result<(), crate::Error> {
+    let known: BTreeSet<&str> = table.iter().map(|d| d.name).collect();
+    for c in controllers {
+        let name = c.strip_prefix('-').unwrap_or(c);
+        if name != "*" && !known.contains(name) {
+            return Err(crate::Error::Config(format!(
+                "{c:?} is not in the list of known controllers"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the enabled controllers of `table` until `stop` says so, and waits for them.
+pub struct Manager {
+    pub credentials: Credentials,
+    pub informers: Arc<Informers>,
+    pub metrics: Metrics,
+    pub controllers: Vec<String>,
+}
+
+impl Manager {
+    pub async fn run(
+        &self,
+        table: &[Descriptor],
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), crate::Error> {
+        check_names(table, &self.controllers)?;
+        let mut running = tokio::task::JoinSet::new();
+        for d in table {
+            if !is_enabled(d.name, d.enabled_by_default, &self.controllers) {
+                tracing::info!(controller = d.name, "controller disabled");
+                continue;
+            }
+            let client = self.credentials.client_for(d.service_account).await?;
+            let context = Context {
+                name: d.name,
+                client,
+                informers: self.informers.clone(),
+                metrics: self.metrics.clone(),
+                stop: stop.clone(),
+            };
+            tracing::info!(controller = d.name, "starting controller");
+            let name = d.name;
+            let start = (d.start)(context);
+            running.spawn(async move { (name, start.await) });
+        }
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((name, Err(e))) => {
+                    tracing::error!(controller = name, error = %e, "controller failed")
+                }
+                Ok((name, Ok(()))) => tracing::info!(controller = name, "controller stopped"),
+                Err(e) => tracing::error!(error = %e, "controller task failed"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a reconcile asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until the object (or something it depends on) changes.
+    AwaitChange,
+    /// Look again after this long (a timer the controller owns, e.g. a TTL).
+    RequeueAfter(Duration),
+}
+
+/// `workers` tasks draining `queue` through `reconcile` until the queue shuts down;
+/// the queue is shut down when `context` says stop. Failed keys retry with the queue's
+/// backoff; successful ones are forgotten.
+pub async fn run_workers<K, F, Fut, E>(
+    context: &Context,
+    queue: WorkQueue<K>,
+    workers: usize,
+    reconcile: F,
+) where
+    K: Clone + Eq + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(K) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send,
+    E: std::fmt::Display,
+{
+    let reconcile = Arc::new(reconcile);
+    let metrics = context.metrics.controller(context.name);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let queue = queue.clone();
+        let reconcile = reconcile.clone();
+        let metrics = metrics.clone();
+        let name = context.name;
+        tasks.spawn(async move { worker(name, queue, reconcile, metrics).await });
+    }
+    let stopper = {
+        let context = context.clone();
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            context.stopped().await;
+            queue.shut_down();
+        })
+    };
+    while tasks.join_next().await.is_some() {}
+    stopper.abort();
+}
+
+async fn worker<K, F, Fut, E>(
+    name: &'static str,
+    queue: WorkQueue<K>,
+    reconcile: Arc<F>,
+    metrics: ControllerMetrics,
+) where
+    K: Clone + Eq + std::hash::Hash + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> Fut,
+    Fut: Future<Output = Result<Action, E>>,
+    E: std::fmt::Display,
+{
+    while let Some(key) = queue.get().await {
+        let started = tokio::time::Instant::now();
+        let result = reconcile(key.clone()).await;
+        metrics.time.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Action::AwaitChange) => {
+                metrics.success.inc();
+                queue.forget(&key);
+            }
+            Ok(Action::RequeueAfter(after)) => {
+                metrics.requeue.inc();
+                queue.forget(&key);
+                queue.add_after(key.clone(), after);
+            }
+            Err(e) => {
+                metrics.error.inc();
+                metrics.errors.inc();
+                tracing::warn!(controller = name, key = ?key, error = %e, "reconcile failed; retrying");
+                queue.add_rate_limited(key.clone());
+            }
+        }
+        queue.done(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn controllers_flag_follows_upstream_rules() {
+        assert!(is_enabled("a", true, &flags(&["*"])));
+        assert!(!is_enabled("b", false, &flags(&["*"])));
+        assert!(is_enabled("b", false, &flags(&["*", "b"])));
+        assert!(!is_enabled("a", true, &flags(&["*", "-a"])));
+        assert!(is_enabled("a", true, &flags(&["a"])));
+        assert!(!is_enabled("c", true, &flags(&["a"])));
+        assert!(!is_enabled("a", true, &flags(&[])));
+    }
+
+    fn nothing(_: Context) -> StartFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    #[test]
+    fn unknown_controller_names_are_refused() {
+        let table = [Descriptor {
+            name: "known",
+            service_account: "known-controller",
+            enabled_by_default: true,
+            start: Box::new(nothing),
+        }];
+        assert!(check_names(&table, &flags(&["*", "-known", "known"])).is_ok());
+        let err = check_names(&table, &flags(&["*", "-nope"])).unwrap_err();
+        assert_eq!(err.to_string(), "\"-nope\" is not in the list of known controllers");
+    }
+}
