@@ -143,80 +143,19 @@ pub enum Error {
 
 /// Binds, creates what every cluster has (system namespaces), and serves.
 pub async fn serve(config: Config) -> Result<Running, Error> {
-    let admission_plugins = config.admission_plugins.resolve()?;
-    let raw = config.store.clone();
-    let (store, encryption) = match config.encryption.clone() {
-        Some(encryption) => (
-            encryption::EncryptedStore::wrap(config.store.clone(), encryption.clone()),
-            Some((encryption, raw)),
-        ),
-        None => (config.store.clone(), None),
-    };
-    let auditor = match config.audit.clone() {
-        Some(audit) => {
-            let path = audit.path.display().to_string();
-            Some(audit::Auditor::start(audit).map_err(|source| Error::Audit { path, source })?)
-        }
-        None => None,
-    };
-    let tokens = match config.service_accounts {
-        Some(accounts) => {
-            Some(authn::serviceaccount::Tokens::new(accounts).map_err(|message| {
-                Error::Bootstrap { name: "service account signing key".into(), message }
-            })?)
-        }
-        None => None,
-    };
-    let config = Config { store, encryption: None, service_accounts: None, ..config };
-    let caches = Arc::new(cache::Caches::new(config.store.clone()));
-    let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
-    // The plugins that still hold the server get it once it exists.
-    let server = admission::Server::pending();
-    let init = admission::plugins::Init {
-        sources,
-        server: server.clone(),
-        pod_security: config.pod_security.clone(),
-        service_accounts: tokens.is_some(),
-    };
-    let api = Arc::new(ApiServer {
-        auditor,
-        objects: Objects { store: config.store.clone() },
-        caches,
-        admission: admission::plugins::chain(&admission_plugins, &init)?,
-        store: config.store,
-        shutting_down: AtomicBool::new(false),
-        service_cidr: config.service_cidr,
-        authorizer: auth::Authorizer::default(),
-        tokens,
-        encryption,
-        custom: crd::Served::default(),
-    });
-    server.attach(&api);
-    let listener = TcpListener::bind(config.bind)
-        .await
-        .map_err(|source| Error::Listen { addr: config.bind, source })?;
+    let (bind, tls, advertise_address) =
+        (config.bind, config.tls.clone(), config.advertise_address);
+    let api = ApiServer::build(config).await?;
+    let listener =
+        TcpListener::bind(bind).await.map_err(|source| Error::Listen { addr: bind, source })?;
     let local_addr =
-        listener.local_addr().map_err(|source| Error::Listen { addr: config.bind, source })?;
-    bootstrap(&api).await?;
-    auth::bootstrap::reconcile(&api).await?;
-    // Established CRDs are served from the first request.
-    let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
-        Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }
-    })?;
-    let crds: Vec<Arc<_>> = crds.items.into_iter().map(Arc::new).collect();
-    crd::controller::reconcile_all(&api, &crds).await;
-    tokio::spawn(crd::controller::run(api.clone()));
-    // Quotas have their status (upstream's resource quota controller) from the start.
-    admission::resourcequota::controller::reconcile_all(&api).await;
-    tokio::spawn(admission::resourcequota::controller::run(api.clone()));
-    services::kubernetes_service(
-        &api,
-        SocketAddr::new(config.advertise_address, local_addr.port()),
-    )
-    .await
-    .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
+        listener.local_addr().map_err(|source| Error::Listen { addr: bind, source })?;
+    start(&api).await?;
+    services::kubernetes_service(&api, SocketAddr::new(advertise_address, local_addr.port()))
+        .await
+        .map_err(|e| Error::Bootstrap { name: "default/kubernetes".into(), message: e.message })?;
     let (stop, stopped) = signal::channel(false);
-    let task = tokio::spawn(server::accept_loop(api.clone(), listener, config.tls, stopped));
+    let task = tokio::spawn(server::accept_loop(api.clone(), listener, tls, stopped));
     tracing::info!(
         mutating = %api.admission.mutating().join(","),
         validating = %api.admission.validating().join(","),
@@ -224,6 +163,117 @@ pub async fn serve(config: Config) -> Result<Running, Error> {
     );
     tracing::info!(%local_addr, version = %git_version(), "serving the Kubernetes API");
     Ok(Running { local_addr, api, stop, task })
+}
+
+impl ApiServer {
+    /// The server's state from its configuration, before it listens: what `serve`
+    /// runs, and what unit tests build to call handlers, admission and authorization
+    /// without HTTPS ([`ApiServer::for_tests`]).
+    async fn build(config: Config) -> Result<Arc<ApiServer>, Error> {
+        let admission_plugins = config.admission_plugins.resolve()?;
+        let raw = config.store.clone();
+        let (store, encryption) = match config.encryption.clone() {
+            Some(encryption) => (
+                encryption::EncryptedStore::wrap(config.store.clone(), encryption.clone()),
+                Some((encryption, raw)),
+            ),
+            None => (config.store.clone(), None),
+        };
+        let auditor = match config.audit.clone() {
+            Some(audit) => {
+                let path = audit.path.display().to_string();
+                Some(audit::Auditor::start(audit).map_err(|source| Error::Audit { path, source })?)
+            }
+            None => None,
+        };
+        let tokens = match config.service_accounts {
+            Some(accounts) => {
+                Some(authn::serviceaccount::Tokens::new(accounts).map_err(|message| {
+                    Error::Bootstrap { name: "service account signing key".into(), message }
+                })?)
+            }
+            None => None,
+        };
+        let config = Config { store, encryption: None, service_accounts: None, ..config };
+        let caches = Arc::new(cache::Caches::new(config.store.clone()));
+        let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
+        // The plugins that still hold the server get it once it exists.
+        let server = admission::Server::pending();
+        let init = admission::plugins::Init {
+            sources,
+            server: server.clone(),
+            pod_security: config.pod_security.clone(),
+            service_accounts: tokens.is_some(),
+        };
+        let api = Arc::new(ApiServer {
+            auditor,
+            objects: Objects { store: config.store.clone() },
+            caches,
+            admission: admission::plugins::chain(&admission_plugins, &init)?,
+            store: config.store,
+            shutting_down: AtomicBool::new(false),
+            service_cidr: config.service_cidr,
+            authorizer: auth::Authorizer::default(),
+            tokens,
+            encryption,
+            custom: crd::Served::default(),
+        });
+        server.attach(&api);
+        Ok(api)
+    }
+
+    /// A server over a fresh memory store with the default admission plugins and
+    /// every start-up step but listening done: the system namespaces, the bootstrap
+    /// policy, the kubernetes Service.
+    #[cfg(test)]
+    pub(crate) async fn for_tests() -> Arc<ApiServer> {
+        let store: Arc<dyn Store> = Arc::new(keelson_store::memory::open().expect("memory store"));
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .and_then(|p| p.self_signed(&key))
+            .expect("certificate");
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der"),
+            )
+            .expect("tls");
+        let api = ApiServer::build(Config {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            store,
+            tls: Arc::new(tls),
+            service_cidr: services::Cidr::parse("10.43.0.0/16").expect("cidr"),
+            advertise_address: "127.0.0.1".parse().expect("address"),
+            encryption: None,
+            audit: None,
+            pod_security: Default::default(),
+            admission_plugins: Default::default(),
+            service_accounts: None,
+        })
+        .await
+        .expect("builds");
+        start(&api).await.expect("starts");
+        api
+    }
+}
+
+/// What a built server does before it takes requests: the system objects, the
+/// bootstrap policy, the CRDs served, and the in-process controllers.
+async fn start(api: &Arc<ApiServer>) -> Result<(), Error> {
+    bootstrap(api).await?;
+    auth::bootstrap::reconcile(api).await?;
+    // Established CRDs are served from the first request.
+    let crds = api.store.list(crd::PREFIX, Default::default()).await.map_err(|e| {
+        Error::Bootstrap { name: "customresourcedefinitions".into(), message: e.to_string() }
+    })?;
+    let crds: Vec<Arc<_>> = crds.items.into_iter().map(Arc::new).collect();
+    crd::controller::reconcile_all(api, &crds).await;
+    tokio::spawn(crd::controller::run(api.clone()));
+    // Quotas have their status (upstream's resource quota controller) from the start.
+    admission::resourcequota::controller::reconcile_all(api).await;
+    tokio::spawn(admission::resourcequota::controller::run(api.clone()));
+    Ok(())
 }
 
 /// Creates what every cluster has and is missing: the system namespaces and the
@@ -278,7 +328,7 @@ async fn create_missing(
             Ok(())
         }
         // Another server of the same cluster was first.
-        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) if e.is_already_exists() => Ok(()),
         Err(e) => Err(failed(e.message)),
     }
 }

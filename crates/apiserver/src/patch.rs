@@ -29,7 +29,7 @@ impl Kind {
             "application/strategic-merge-patch+json" => Ok(Kind::Strategic),
             other => Err(ApiError {
                 code: http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                reason: "UnsupportedMediaType",
+                reason: crate::status::Reason::UnsupportedMediaType,
                 message: format!(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
                 ),
@@ -338,7 +338,7 @@ mod tests {
         let refused = patched(Kind::Json, &original, &ops(MAX_JSON_PATCH_OPERATIONS + 1))
             .expect_err("too many operations");
         assert_eq!(refused.code, http::StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(refused.reason, "RequestEntityTooLarge");
+        assert_eq!(refused.reason, crate::status::Reason::RequestEntityTooLarge);
         assert_eq!(
             refused.message,
             "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"

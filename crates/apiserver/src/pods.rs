@@ -86,7 +86,7 @@ pub async fn bind(
         set_condition(&mut pod, "PodScheduled", "True");
         match api.objects.replace(place, pod, revision, false).await {
             Ok(_) => return Ok(success(StatusCode::CREATED)),
-            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -268,7 +268,7 @@ async fn decrement_budget(
         budget["status"]["disruptedPods"][pod] = json!(meta::now());
         match api.objects.replace(place, budget.clone(), revision, false).await {
             Ok(_) => return Ok(()),
-            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }

@@ -223,7 +223,7 @@ async fn finalize_namespace(
         };
         match result {
             Ok(namespace) => return Ok(respond(req, target.info, StatusCode::OK, &namespace)),
-            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -469,7 +469,7 @@ pub(crate) fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64
         )),
         (Some("NotOlderThan") | None, Some(n)) if n > current => Err(ApiError {
             code: StatusCode::GATEWAY_TIMEOUT,
-            reason: "Timeout",
+            reason: crate::status::Reason::Timeout,
             message: format!("Too large resource version: {n}, current: {current}"),
             details: None,
         }),
@@ -783,7 +783,7 @@ where
         }
         crate::auth::escalation::check(api, &req.user, target.info, Some(&old), &object).await?;
         match write_update(api, place, &old, object, revision, write.dry_run).await {
-            Err(e) if e.reason == "Conflict" && (wanted.is_none() || from_cache) => continue,
+            Err(e) if e.is_conflict() && (wanted.is_none() || from_cache) => continue,
             Ok((code, object)) => {
                 return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
             }
@@ -852,7 +852,7 @@ async fn patch(
         // Custom resources have no patch strategies (upstream's 415).
         return Err(ApiError {
             code: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            reason: "UnsupportedMediaType",
+            reason: crate::status::Reason::UnsupportedMediaType,
             message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
             details: None,
         });
@@ -1095,7 +1095,7 @@ async fn delete_one(
             && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
         if finalizers.is_empty() && grace == 0 && !namespace_finalizers {
             match api.objects.remove(place, revision, dry_run).await {
-                Err(e) if e.reason == "Conflict" && options.resource_version.is_none() => continue,
+                Err(e) if e.is_conflict() && options.resource_version.is_none() => continue,
                 Err(e) => return Err(e),
                 Ok(()) => {
                     if is_service(info) && !dry_run {
@@ -1119,7 +1119,7 @@ async fn delete_one(
             object["status"]["phase"] = json!("Terminating");
         }
         match api.objects.replace(place, object, revision, dry_run).await {
-            Err(e) if e.reason == "Conflict" && options.resource_version.is_none() => continue,
+            Err(e) if e.is_conflict() && options.resource_version.is_none() => continue,
             Err(e) => return Err(e),
             Ok(object) => return Ok((StatusCode::ACCEPTED, object)),
         }

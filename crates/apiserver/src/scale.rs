@@ -168,7 +168,7 @@ pub async fn write(
             Ok(updated) => {
                 return Ok(json_response(StatusCode::OK, &scale_of(target.info, &updated)));
             }
-            Err(e) if e.reason == "Conflict" && resource_version(&wanted).is_none() => continue,
+            Err(e) if e.is_conflict() && resource_version(&wanted).is_none() => continue,
             Err(e) => return Err(e),
         }
     }

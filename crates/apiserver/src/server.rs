@@ -336,7 +336,7 @@ mod tests {
         let panicked = recovering(async { panic!("boom") }, &method, "/api/v1/pods").await;
         let error = panicked.expect_err("a panic is an error");
         assert_eq!(error.code, http::StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(error.reason, "InternalError");
+        assert_eq!(error.reason, crate::status::Reason::InternalError);
         let response = error_response(&error);
         assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         let served = recovering(async { Ok(json_bytes(b"{}".to_vec())) }, &method, "/").await;

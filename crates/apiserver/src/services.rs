@@ -242,7 +242,7 @@ async fn claim_ip(api: &ApiServer, ip: Ipv4Addr, namespace: &str, name: &str) ->
     match api.objects.create(Place { info, namespace: None, name: &ip_name }, address, false).await
     {
         Ok(_) => Ok(true),
-        Err(e) if e.reason == "AlreadyExists" => Ok(false),
+        Err(e) if e.is_already_exists() => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -382,7 +382,7 @@ pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr)
         let claims = allocate(api, &mut service, false).await?;
         match api.objects.create(place, service, false).await {
             Ok(_) => tracing::info!(ip = %ip, "created the kubernetes service"),
-            Err(e) if e.reason == "AlreadyExists" => release(api, claims).await,
+            Err(e) if e.is_already_exists() => release(api, claims).await,
             Err(e) => {
                 release(api, claims).await;
                 return Err(e);
@@ -410,7 +410,7 @@ pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr)
                 &mut Vec::new(),
             )?;
             match api.objects.create(place, object, false).await {
-                Err(e) if e.reason != "AlreadyExists" => Err(e),
+                Err(e) if !e.is_already_exists() => Err(e),
                 _ => Ok(()),
             }
         }

@@ -57,7 +57,7 @@ impl Cause {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
     pub code: StatusCode,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     /// `details` of the Status: name, group, kind (the resource), causes.
     pub details: Option<Value>,
@@ -66,8 +66,22 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
         ApiError { code, reason, message: message.into(), details: None }
+    }
+
+    /// A write lost an optimistic-concurrency race (or another `Conflict`): the caller
+    /// reads again and retries.
+    pub fn is_conflict(&self) -> bool {
+        self.reason == Reason::Conflict
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == Reason::AlreadyExists
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.reason == Reason::NotFound
     }
 
     fn with_details(mut self, group: &str, resource: &str, name: &str) -> Self {
@@ -82,15 +96,19 @@ impl ApiError {
     /// `pods "x" not found` — `resource` is the plural, qualified by group if any.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
-        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{qualified} \"{name}\" not found"))
-            .with_details(group, resource, name)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            Reason::NotFound,
+            format!("{qualified} \"{name}\" not found"),
+        )
+        .with_details(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let qualified = qualified(group, resource);
         Self::new(
             StatusCode::CONFLICT,
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!("{qualified} \"{name}\" already exists"),
         )
         .with_details(group, resource, name)
@@ -100,7 +118,7 @@ impl ApiError {
         let qualified = qualified(group, resource);
         Self::new(
             StatusCode::CONFLICT,
-            "Conflict",
+            Reason::Conflict,
             format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
         )
         .with_details(group, resource, name)
@@ -126,7 +144,7 @@ impl ApiError {
             1 => format!("{qualified_kind} \"{name}\" is invalid: {}", joined[0]),
             _ => format!("{qualified_kind} \"{name}\" is invalid: [{}]", joined.join(", ")),
         };
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, Reason::Invalid, message)
             .with_details(group, kind, name)
             .with_causes(&causes)
     }
@@ -145,15 +163,15 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+        Self::new(StatusCode::BAD_REQUEST, Reason::BadRequest, message)
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+        Self::new(StatusCode::UNAUTHORIZED, Reason::Unauthorized, "Unauthorized")
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, Reason::Forbidden, message)
     }
 
     /// Upstream's `NewForbidden`: `pods "x" is forbidden: why`, `pods is forbidden: why`
@@ -165,14 +183,15 @@ impl ApiError {
             (_, "") => format!("{qualified} is forbidden: {why}"),
             _ => format!("{qualified} {name:?} is forbidden: {why}"),
         };
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message).with_details(group, resource, name)
+        Self::new(StatusCode::FORBIDDEN, Reason::Forbidden, message)
+            .with_details(group, resource, name)
     }
 
     pub fn method_not_supported(group: &str, resource: &str, verb: &str) -> Self {
         let qualified = qualified(group, resource);
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
+            Reason::MethodNotAllowed,
             format!("{verb} is not supported on resources of kind \"{qualified}\""),
         )
         .with_details(group, resource, "")
@@ -182,7 +201,7 @@ impl ApiError {
     pub fn path_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "NotFound",
+            Reason::NotFound,
             "the server could not find the requested resource",
         )
         .with_details("", "", "")
@@ -190,7 +209,7 @@ impl ApiError {
 
     /// 410: a resource version or continue token older than the kept history.
     pub fn expired(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GONE, "Expired", message)
+        Self::new(StatusCode::GONE, Reason::Expired, message)
     }
 
     pub fn too_old_resource_version(requested: i64, oldest: i64) -> Self {
@@ -200,7 +219,7 @@ impl ApiError {
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
+            Reason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
             ),
@@ -209,7 +228,7 @@ impl ApiError {
 
     /// Upstream's `NewTimeoutError`: 504, `Timeout: why`.
     pub fn timeout(why: &str) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", format!("Timeout: {why}"))
+        Self::new(StatusCode::GATEWAY_TIMEOUT, Reason::Timeout, format!("Timeout: {why}"))
     }
 
     pub fn too_large(limit: usize) -> Self {
@@ -220,14 +239,14 @@ impl ApiError {
     pub fn too_large_message(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
+            Reason::RequestEntityTooLarge,
             format!("Request entity too large: {message}"),
         )
     }
 
     /// 429: try again later (upstream's `NewTooManyRequests`).
     pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u64) -> Self {
-        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, Reason::TooManyRequests, message);
         error.details = Some(json!({ "retryAfterSeconds": retry_after_seconds }));
         error
     }
@@ -235,13 +254,13 @@ impl ApiError {
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
+            Reason::InternalError,
             format!("Internal error occurred: {message}"),
         )
     }
 
     pub fn unavailable(message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message.to_string())
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, Reason::ServiceUnavailable, message.to_string())
     }
 
     /// The `metav1.Status` object.
@@ -252,7 +271,7 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
+            "reason": self.reason.as_str(),
             "code": self.code.as_u16(),
         });
         if let Some(details) = &self.details {
@@ -267,29 +286,89 @@ fn qualified(group: &str, resource: &str) -> String {
     if group.is_empty() { resource.to_owned() } else { format!("{resource}.{group}") }
 }
 
-/// A `metav1.StatusReason` by name (a webhook's denial names one), or `Forbidden` for
-/// one Kubernetes does not define.
-pub fn reason_named(reason: &str) -> &'static str {
-    const REASONS: [&str; 17] = [
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "AlreadyExists",
-        "Conflict",
-        "Gone",
-        "Invalid",
-        "ServerTimeout",
-        "StoreReadError",
-        "Timeout",
-        "TooManyRequests",
-        "BadRequest",
-        "MethodNotAllowed",
-        "NotAcceptable",
-        "RequestEntityTooLarge",
-        "UnsupportedMediaType",
-        "InternalError",
+/// Upstream's `metav1.StatusReason`s: why a request failed, for clients to branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    ServerTimeout,
+    StoreReadError,
+    Timeout,
+    TooManyRequests,
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    InternalError,
+    Expired,
+    ServiceUnavailable,
+}
+
+impl Reason {
+    const ALL: [Reason; 19] = [
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::AlreadyExists,
+        Reason::Conflict,
+        Reason::Gone,
+        Reason::Invalid,
+        Reason::ServerTimeout,
+        Reason::StoreReadError,
+        Reason::Timeout,
+        Reason::TooManyRequests,
+        Reason::BadRequest,
+        Reason::MethodNotAllowed,
+        Reason::NotAcceptable,
+        Reason::RequestEntityTooLarge,
+        Reason::UnsupportedMediaType,
+        Reason::InternalError,
+        Reason::Expired,
+        Reason::ServiceUnavailable,
     ];
-    REASONS.iter().find(|r| **r == reason).copied().unwrap_or("Forbidden")
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
+            Reason::NotFound => "NotFound",
+            Reason::AlreadyExists => "AlreadyExists",
+            Reason::Conflict => "Conflict",
+            Reason::Gone => "Gone",
+            Reason::Invalid => "Invalid",
+            Reason::ServerTimeout => "ServerTimeout",
+            Reason::StoreReadError => "StoreReadError",
+            Reason::Timeout => "Timeout",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::BadRequest => "BadRequest",
+            Reason::MethodNotAllowed => "MethodNotAllowed",
+            Reason::NotAcceptable => "NotAcceptable",
+            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
+            Reason::InternalError => "InternalError",
+            Reason::Expired => "Expired",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
+        }
+    }
+
+    /// A reason by name (a webhook's denial names one), or `Forbidden` for one
+    /// Kubernetes does not define.
+    pub fn named(name: &str) -> Reason {
+        Self::ALL.into_iter().find(|r| r.as_str() == name).unwrap_or(Reason::Forbidden)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The store's errors, seen from a resource (`group`, plural `resource`).
@@ -309,7 +388,7 @@ pub fn from_store(
         }
         E::FutureRevision { requested, current } => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "Timeout",
+            Reason::Timeout,
             format!("Too large resource version: {requested}, current: {current}"),
         ),
         E::TooLarge { .. } => ApiError::too_large(3 * 1024 * 1024),
@@ -321,6 +400,18 @@ pub fn from_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_values_with_upstreams_spelling() {
+        let lost = ApiError::modified("apps", "deployments", "web");
+        assert!(lost.is_conflict() && !lost.is_already_exists());
+        assert_eq!(lost.to_status()["reason"], "Conflict");
+        assert!(ApiError::already_exists("", "pods", "p").is_already_exists());
+        assert!(ApiError::not_found("", "pods", "p").is_not_found());
+        assert_eq!(Reason::named("TooManyRequests"), Reason::TooManyRequests);
+        assert_eq!(Reason::named("Whatever"), Reason::Forbidden);
+        assert_eq!(Reason::RequestEntityTooLarge.to_string(), "RequestEntityTooLarge");
+    }
 
     #[test]
     fn not_found_reads_as_upstream_writes_it() {

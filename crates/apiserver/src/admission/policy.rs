@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::webhook::{namespace_labels, object_selector_matches, rules_match, selector_matches};
 use super::{Attributes, Operation, Plugin, Server, Validating};
 use crate::ApiServer;
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Reason};
 
 const POLICIES: &str = "/registry/validatingadmissionpolicies/";
 const BINDINGS: &str = "/registry/validatingadmissionpolicybindings/";
@@ -284,10 +284,12 @@ fn denial(
         "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}"
     );
     let (code, reason) = match reason {
-        "Forbidden" => (http::StatusCode::FORBIDDEN, "Forbidden"),
-        "Unauthorized" => (http::StatusCode::UNAUTHORIZED, "Unauthorized"),
-        "RequestEntityTooLarge" => (http::StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
-        _ => (http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+        "Forbidden" => (http::StatusCode::FORBIDDEN, Reason::Forbidden),
+        "Unauthorized" => (http::StatusCode::UNAUTHORIZED, Reason::Unauthorized),
+        "RequestEntityTooLarge" => {
+            (http::StatusCode::PAYLOAD_TOO_LARGE, Reason::RequestEntityTooLarge)
+        }
+        _ => (http::StatusCode::UNPROCESSABLE_ENTITY, Reason::Invalid),
     };
     let mut details = json!({ "name": a.name, "kind": a.info.plural, "causes": [{ "message": message, "field": "" }] });
     if !a.info.group.is_empty() {

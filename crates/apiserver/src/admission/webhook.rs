@@ -309,7 +309,7 @@ async fn call(
             error.code = code;
         }
         if let Some(reason) = status["reason"].as_str().filter(|r| !r.is_empty()) {
-            error.reason = crate::status::reason_named(reason);
+            error.reason = crate::status::Reason::named(reason);
         }
         return Err(error);
     }

@@ -54,7 +54,7 @@ pub async fn reconcile(api: &ApiServer) -> Result<(), Error> {
         // conflict.
         for _ in 0..5 {
             match reconcile_one(api, place, &object).await {
-                Err(e) if matches!(e.reason, "Conflict" | "AlreadyExists") => continue,
+                Err(e) if e.is_conflict() || e.is_already_exists() => continue,
                 result => {
                     result.map_err(bootstrap_error)?;
                     break;

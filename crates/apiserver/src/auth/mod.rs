@@ -287,6 +287,51 @@ pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), Api
 mod tests {
     use super::*;
 
+    /// The authorizer over the bootstrap policy, asked directly: no HTTPS, no client.
+    #[tokio::test]
+    async fn the_bootstrap_policy_gives_each_component_its_role_and_no_more() {
+        let api = crate::ApiServer::for_tests().await;
+        let user = |name: &str, groups: &[&str]| User {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        };
+        let ask = |u: &User, verb: &str, group: &str, resource: &str, ns: &str| {
+            Attributes::resource(u, verb, group, resource, ns, "")
+        };
+        let manager = user("system:kube-controller-manager", &["system:authenticated"]);
+        // Leader election: any lease in kube-system (a Role), elsewhere only its own
+        // (a ClusterRole with resourceNames), as upstream's policy has it.
+        let lease = |ns: &str, name: &str| {
+            Attributes::resource(&manager, "update", "coordination.k8s.io", "leases", ns, name)
+        };
+        assert!(api.authorizer.decide(&api, &lease("kube-system", "other")).await.allowed());
+        let own = lease("default", "kube-controller-manager");
+        assert!(api.authorizer.decide(&api, &own).await.allowed());
+        assert!(!api.authorizer.decide(&api, &lease("default", "other")).await.allowed());
+        let mut token = ask(&manager, "create", "", "serviceaccounts", "kube-system");
+        token.subresource = "token".into();
+        assert!(api.authorizer.decide(&api, &token).await.allowed());
+        // Its informers list and watch everything; writing is its controllers' job.
+        let secrets = ask(&manager, "list", "", "secrets", "default");
+        assert!(api.authorizer.decide(&api, &secrets).await.allowed());
+        let pods = ask(&manager, "delete", "", "pods", "default");
+        assert!(!api.authorizer.decide(&api, &pods).await.allowed());
+        // A controller's ServiceAccount gets its own role only.
+        let publisher = user(
+            "system:serviceaccount:kube-system:root-ca-cert-publisher",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:kube-system",
+                "system:authenticated",
+            ],
+        );
+        let maps = ask(&publisher, "create", "", "configmaps", "team");
+        assert!(api.authorizer.decide(&api, &maps).await.allowed());
+        let pods = ask(&publisher, "create", "", "pods", "team");
+        assert!(!api.authorizer.decide(&api, &pods).await.allowed());
+    }
+
     fn attributes(method: &str, uri: &str) -> Attributes {
         let (parts, ()) = http::Request::builder()
             .method(method)

@@ -241,7 +241,12 @@ mod tests {
         let wrong = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
         let error =
             decode(info("Deployment"), wrong, &strict(), &mut Vec::new()).expect_err("wrong type");
-        assert_eq!((error.code.as_u16(), error.reason), (400, "BadRequest"), "{}", error.message);
+        assert_eq!(
+            (error.code.as_u16(), error.reason.as_str()),
+            (400, "BadRequest"),
+            "{}",
+            error.message
+        );
         // As Go's decoder does: required fields are the validation's business, not decoding's.
         let missing =
             json!({"metadata": {"name": "p"}, "spec": {"containers": [{"image": "busybox"}]}});

@@ -174,12 +174,10 @@ pub async fn reconcile_namespace(api: &ApiServer, namespace: &str) {
             let name = quota.object["metadata"]["name"].as_str().unwrap_or("").to_owned();
             match super::write_used(api, &quota, Some(&hard), used).await {
                 Ok(()) => break,
-                Err(e) if e.reason == "Conflict" => {
-                    match super::read(api, namespace, &name).await {
-                        Ok(Some(again)) => quota = again,
-                        _ => break,
-                    }
-                }
+                Err(e) if e.is_conflict() => match super::read(api, namespace, &name).await {
+                    Ok(Some(again)) => quota = again,
+                    _ => break,
+                },
                 Err(e) => {
                     tracing::warn!(namespace, quota = name, error = %e.message, "cannot update quota status");
                     break;

@@ -120,7 +120,7 @@ pub async fn validate(api: &ApiServer, a: &Attributes<'_>, object: &Value) -> Ap
         for (index, used) in charges {
             match write_used(api, &quotas[index], None, used).await {
                 Ok(()) => {}
-                Err(e) if e.reason == "Conflict" => lost.push(quotas[index].name().to_owned()),
+                Err(e) if e.is_conflict() => lost.push(quotas[index].name().to_owned()),
                 Err(e) => return Err(e),
             }
         }
