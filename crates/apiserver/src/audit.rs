@@ -154,7 +154,10 @@ impl Policy {
 /// What a request is about, in audit's terms.
 pub struct Described {
     pub verb: String,
+    /// The path, decoded: what policies' `nonResourceURLs` match.
     pub path: String,
+    /// The path and query as the client sent them (upstream's `requestURI`).
+    pub request_uri: String,
     pub object: Option<ObjectRef>,
 }
 
@@ -235,7 +238,7 @@ impl Auditor {
             "level": level.as_str(),
             "auditID": uuid::Uuid::new_v4().to_string(),
             "stage": stage,
-            "requestURI": described.path,
+            "requestURI": described.request_uri,
             "verb": described.verb,
             "user": { "username": user.name, "groups": user.groups },
             "sourceIPs": source.map(|s| vec![s.ip().to_string()]).unwrap_or_default(),
@@ -403,6 +406,7 @@ mod tests {
         Described {
             verb: verb.into(),
             path: path.into(),
+            request_uri: path.into(),
             object: object.map(|(group, resource, namespace)| ObjectRef {
                 resource: resource.into(),
                 subresource: String::new(),

@@ -18,6 +18,8 @@ pub mod cel;
 pub mod crd;
 mod discovery;
 pub mod encryption;
+#[doc(hidden)]
+pub mod fuzzing;
 mod openapi;
 mod patch;
 mod pods;

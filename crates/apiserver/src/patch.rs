@@ -54,18 +54,41 @@ pub fn apply(
     match kind {
         Kind::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body).map_err(invalid_body)?;
-            json_patch::patch(&mut document, &patch).map_err(|e| {
-                ApiError::invalid(
-                    info.group,
-                    info.kind,
-                    "",
-                    vec![Cause {
-                        reason: "FieldValueInvalid",
-                        message: format!("the patch could not be applied: {e}"),
-                        field: "patch".into(),
-                    }],
-                )
-            })?;
+            if patch.0.len() > MAX_JSON_PATCH_OPERATIONS {
+                return Err(ApiError::too_large_message(format!(
+                    "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    patch.0.len()
+                )));
+            }
+            // Only `copy` makes a document grow beyond what the body carries: count what
+            // the copies add, so that doubling a subtree again and again stops early.
+            let mut copied = 0usize;
+            for operation in &patch.0 {
+                if let json_patch::PatchOperation::Copy(copy) = operation
+                    && let Ok(source) = copy.from.resolve(&document)
+                {
+                    copied = copied.saturating_add(serialized_len(source));
+                    if copied > crate::MAX_REQUEST_BYTES {
+                        return Err(too_large_after_patch());
+                    }
+                }
+                // One operation at a time, unchecked (no undo log): on an error the
+                // whole document is dropped anyway.
+                json_patch::patch_unsafe(&mut document, std::slice::from_ref(operation)).map_err(
+                    |e| {
+                        ApiError::invalid(
+                            info.group,
+                            info.kind,
+                            "",
+                            vec![Cause {
+                                reason: "FieldValueInvalid",
+                                message: format!("the patch could not be applied: {e}"),
+                                field: "patch".into(),
+                            }],
+                        )
+                    },
+                )?;
+            }
         }
         Kind::Merge => {
             let patch: Value = serde_json::from_slice(body).map_err(invalid_body)?;
@@ -82,7 +105,40 @@ pub fn apply(
             document = strategic_merge(&document, &patch, root)?;
         }
     }
+    // A patched object may not outgrow what a request could have sent whole.
+    if serialized_len(&document) > crate::MAX_REQUEST_BYTES {
+        return Err(too_large_after_patch());
+    }
     Ok(document)
+}
+
+/// Upstream's `maxJSONPatchOperations`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+fn too_large_after_patch() -> ApiError {
+    ApiError::too_large_message(format!(
+        "the object after applying the patch is larger than the request body limit of {} bytes",
+        crate::MAX_REQUEST_BYTES
+    ))
+}
+
+/// The length of `value` as compact JSON.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 type Meta = &'static keelson_api::patch_meta::TypeMeta;
@@ -266,6 +322,47 @@ mod tests {
         let root = root_type(info.group, info.version, info.kind);
         apply(Kind::Strategic, info, root, &original, patch.to_string().as_bytes())
             .expect("patch applies")
+    }
+
+    fn patched(kind: Kind, original: &Value, body: &str) -> ApiResult<Value> {
+        let info = info("ConfigMap");
+        apply(kind, info, root_type("", "v1", "ConfigMap"), original, body.as_bytes())
+    }
+
+    #[test]
+    fn json_patches_are_capped_at_ten_thousand_operations() {
+        let original = json!({"data": {"a": "1"}});
+        let op = r#"{"op":"test","path":"/data/a","value":"1"}"#;
+        let ops = |n: usize| format!("[{}]", vec![op; n].join(","));
+        assert!(patched(Kind::Json, &original, &ops(MAX_JSON_PATCH_OPERATIONS)).is_ok());
+        let refused = patched(Kind::Json, &original, &ops(MAX_JSON_PATCH_OPERATIONS + 1))
+            .expect_err("too many operations");
+        assert_eq!(refused.code, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.reason, crate::status::Reason::RequestEntityTooLarge);
+        assert_eq!(
+            refused.message,
+            "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+    }
+
+    #[test]
+    fn patched_objects_may_not_outgrow_the_request_body_limit() {
+        // Copies of a 1 KiB value: 4,000 of them would be 4 MB from a 200 kB body.
+        let original = json!({"data": {"a": "x".repeat(1024)}});
+        let copies: Vec<String> = (0..4000)
+            .map(|i| format!(r#"{{"op":"copy","from":"/data/a","path":"/data/k{i}"}}"#))
+            .collect();
+        let refused = patched(Kind::Json, &original, &format!("[{}]", copies.join(",")))
+            .expect_err("copies beyond the limit");
+        assert_eq!(refused.code, http::StatusCode::PAYLOAD_TOO_LARGE);
+        // Merge and strategic patches: the result is measured.
+        let big = json!({"data": {"a": "x".repeat(2 << 20)}});
+        let more = json!({"data": {"b": "y".repeat(2 << 20)}}).to_string();
+        for kind in [Kind::Merge, Kind::Strategic] {
+            let refused = patched(kind, &big, &more).expect_err("result beyond the limit");
+            assert_eq!(refused.code, http::StatusCode::PAYLOAD_TOO_LARGE, "{kind:?}");
+        }
+        assert!(patched(Kind::Merge, &big, r#"{"data":{"b":"y"}}"#).is_ok());
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! upstream's `pkg/registry/core/pod/storage`.
 
 use http::StatusCode;
-use keelson_api::Registry;
+use keelson_api::k8s_openapi::api::core::v1::Binding;
+use keelson_api::k8s_openapi::api::policy::v1::Eviction;
+use keelson_api::{Registry, Typed};
 use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::registry::meta::{self, metadata};
 use crate::registry::selector::{LabelSelector, selector_string};
-use crate::registry::{Place, decode, directory};
+use crate::registry::{Place, decode, directory, typed};
 use crate::request::Request;
 use crate::server::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
@@ -37,7 +39,8 @@ pub async fn bind(
     namespace: &str,
     name: Option<&str>,
 ) -> ApiResult<Response> {
-    let binding = req.json_body()?;
+    let binding =
+        typed::decode_body(Typed::of::<Binding>(), "", "v1", "Binding", &req.json_body()?)?;
     let body_name = meta::name(&binding).unwrap_or("");
     let name = match name {
         Some(name) if name != body_name => {
@@ -138,7 +141,9 @@ pub async fn evict(
     name: &str,
     dry_run: bool,
 ) -> ApiResult<Response> {
-    let eviction = req.json_body()?;
+    // Decoded through its type first, so `deleteOptions` is DeleteOptions or absent.
+    let eviction =
+        typed::decode_body(Typed::of::<Eviction>(), "policy", "v1", "Eviction", &req.json_body()?)?;
     if meta::name(&eviction) != Some(name) {
         return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
     }

@@ -35,7 +35,10 @@ impl User {
 
 pub struct Request {
     pub method: http::Method,
+    /// The path, percent-decoded.
     pub path: String,
+    /// The path and query as sent, undecoded (what the audit log records).
+    pub uri: String,
     pub query: HashMap<String, String>,
     pub headers: http::HeaderMap,
     pub body: Bytes,
@@ -48,6 +51,10 @@ impl Request {
         Request {
             method: parts.method,
             path: percent_decode(parts.uri.path()),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
             query,
             headers: parts.headers,
             body,
@@ -60,6 +67,7 @@ impl Request {
         Request {
             method: other.method.clone(),
             path: other.path.clone(),
+            uri: other.uri.clone(),
             query: other.query.clone(),
             headers: other.headers.clone(),
             body: Bytes::new(),

@@ -3,7 +3,8 @@
 //! parameters, status codes and response shapes.
 
 use http::StatusCode;
-use keelson_api::ResourceInfo;
+use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions as DeleteOptionsType;
+use keelson_api::{ResourceInfo, Typed};
 use keelson_store::ListOptions;
 use serde_json::{Value, json};
 
@@ -36,6 +37,7 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     if !allowed {
         return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
     }
+    no_impossible_names(&target)?;
     let dry_run = match req.param("dryRun") {
         None => false,
         Some("All") => true,
@@ -175,6 +177,22 @@ fn is_stored(info: &ResourceInfo) -> bool {
     )
 }
 
+/// A namespace or name in the path that no object can have — the store's keys hold no
+/// NUL — names nothing: 404 before any store call, as upstream finds nothing there (a
+/// create into such a namespace finds no namespace).
+fn no_impossible_names(target: &Target) -> ApiResult<()> {
+    let impossible = |s: &str| s.contains('\0');
+    if let Some(namespace) = target.namespace.as_deref().filter(|ns| impossible(ns)) {
+        return Err(ApiError::not_found("", "namespaces", namespace));
+    }
+    match target.name.as_deref() {
+        Some(name) if impossible(name) => {
+            Err(ApiError::not_found(target.info.group, target.info.plural, name))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `PUT /api/v1/namespaces/{name}/finalize`: replaces the namespace's `spec.finalizers`;
 /// a namespace being deleted that has none left is removed.
 async fn finalize_namespace(
@@ -184,6 +202,7 @@ async fn finalize_namespace(
     dry_run: bool,
 ) -> ApiResult<Response> {
     let body = req.json_body()?;
+    registry::typed::check_shape(target.info, &body)?;
     let place = place(target);
     for _ in 0..RETRIES {
         let (mut namespace, revision) = api.objects.get(place).await?;
@@ -434,7 +453,7 @@ where
 
 /// The revision a list reads at: current for `""`/`"0"`/NotOlderThan, exactly `N` for
 /// `resourceVersionMatch=Exact`.
-fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64>> {
+pub(crate) fn list_revision(req: &Request, current: i64) -> ApiResult<Option<i64>> {
     let rv = req.param("resourceVersion");
     let parsed = match rv {
         None | Some("0") => None,
@@ -467,7 +486,7 @@ fn encode_continue(start: &str, revision: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
+pub(crate) fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
     use base64::Engine;
     let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -867,6 +886,8 @@ async fn apply(
     };
     let applied = req.json_body()?;
     registry::check_type(info, &applied)?;
+    // The configuration must fit the type before it is merged into the live object.
+    registry::typed::check_shape(info, &applied)?;
     let (api_version, kind) = (applied["apiVersion"].as_str(), applied["kind"].as_str());
     let subresource = target.subresource.as_deref().unwrap_or("");
     if api_version.is_none_or(str::is_empty) || kind.is_none_or(str::is_empty) {
@@ -916,7 +937,17 @@ struct DeleteOptions {
 
 impl DeleteOptions {
     fn from_request(req: &Request) -> ApiResult<Self> {
-        let body = if req.body.is_empty() { json!({}) } else { req.json_body()? };
+        let body = if req.body.is_empty() {
+            json!({})
+        } else {
+            registry::typed::decode_body(
+                Typed::of::<DeleteOptionsType>(),
+                "meta.k8s.io",
+                "v1",
+                "DeleteOptions",
+                &req.json_body()?,
+            )?
+        };
         Self::from_value(&body, Some(req))
     }
 

@@ -187,6 +187,7 @@ pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
         Some((target, group, version)) => crate::audit::Described {
             verb: verb(&req.method, &target, target.legacy_watch || req.flag("watch")).to_owned(),
             path: req.path.clone(),
+            request_uri: req.uri.clone(),
             object: Some(crate::audit::ObjectRef {
                 resource: target.info.plural.to_owned(),
                 subresource: target.subresource.unwrap_or_default(),
@@ -199,6 +200,7 @@ pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
         None => crate::audit::Described {
             verb: req.method.as_str().to_ascii_lowercase(),
             path: req.path.clone(),
+            request_uri: req.uri.clone(),
             object: None,
         },
     }

@@ -114,6 +114,13 @@ pub async fn write(
         } else {
             req.json_body()?
         };
+        let wanted = crate::registry::typed::decode_body(
+            keelson_api::Typed::of::<keelson_api::k8s_openapi::api::autoscaling::v1::Scale>(),
+            "autoscaling",
+            "v1",
+            "Scale",
+            &wanted,
+        )?;
         if resource_version(&wanted).is_some_and(|rv| rv != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::request::{Request, User};
-use crate::status::ApiError;
+use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, MAX_REQUEST_BYTES};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -150,7 +151,8 @@ async fn handle(
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
-    let dispatched = crate::audit::collecting(crate::router::dispatch(api, request));
+    let dispatched =
+        crate::audit::collecting(recovering(crate::router::dispatch(api, request), &method, &path));
     let (result, annotations) = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
             Ok(done) => done,
@@ -185,6 +187,30 @@ async fn handle(
     response
 }
 
+/// Runs a request's handler so that a panic in it ends only this request, answered 500
+/// (and so audited) as upstream's panic recovery answers it, and logged; nothing else
+/// the handler shared is left poisoned (every lock here recovers from poisoning).
+async fn recovering(
+    handler: impl std::future::Future<Output = ApiResult<Response>>,
+    method: &http::Method,
+    path: &str,
+) -> ApiResult<Response> {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %why, "apiserver panicked");
+            Err(ApiError::internal(
+                "This request caused apiserver to panic. Look in the logs for details.",
+            ))
+        }
+    }
+}
+
 /// The longest a request that is not long-running may take (kube-apiserver's
 /// `--request-timeout`, one minute); a `timeout` query parameter may shorten it.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -199,20 +225,65 @@ fn is_long_running(req: &Request) -> bool {
     req.flag("watch") || req.path.contains("/watch/") || streaming || req.flag("follow")
 }
 
-/// The request's deadline: `?timeout=` (a Go duration such as `32s` or `1m`) when shorter
-/// than the server's.
-fn request_timeout(req: &Request) -> std::time::Duration {
-    let asked = req.param("timeout").and_then(|t| {
-        let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit())?);
-        let n: u64 = number.parse().ok()?;
-        match unit {
-            "ms" => Some(std::time::Duration::from_millis(n)),
-            "s" => Some(std::time::Duration::from_secs(n)),
-            "m" => Some(std::time::Duration::from_secs(n * 60)),
-            _ => None,
-        }
-    });
+/// The request's deadline: `?timeout=` (a Go duration such as `32s`, `1m30s` or `1.5h`)
+/// when shorter than the server's; one that does not parse, or overflows, is ignored.
+pub(crate) fn request_timeout(req: &Request) -> std::time::Duration {
+    let asked = req.param("timeout").and_then(parse_duration);
     asked.filter(|d| !d.is_zero()).map_or(REQUEST_TIMEOUT, |d| d.min(REQUEST_TIMEOUT))
+}
+
+/// A Go duration (`time.ParseDuration`): numbers with units `ns`, `us`, `µs`, `ms`, `s`,
+/// `m`, `h`, optionally fractional, in sequence. Checked throughout: the text comes from
+/// anyone, authenticated or not, so `None` rather than an overflow.
+pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    const UNITS: [(&str, u128); 8] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("μs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let whole_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (whole, after) = rest.split_at(whole_len);
+        let (fraction, after) = match after.strip_prefix('.') {
+            Some(after) => {
+                let len = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+                after.split_at(len)
+            }
+            None => ("", after),
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale = UNITS.iter().find(|(name, _)| *name == unit)?.1;
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let mut part = whole.checked_mul(scale)?;
+        // The fraction's digits, as far as they still matter at nanosecond precision.
+        let mut divisor: u128 = 1;
+        for digit in fraction.bytes().take(20) {
+            divisor *= 10;
+            part = part.checked_add(u128::from(digit - b'0') * scale / divisor)?;
+        }
+        nanos = nanos.checked_add(part)?;
+        rest = after;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+    let subsec = u32::try_from(nanos % 1_000_000_000).ok()?;
+    Some(std::time::Duration::new(secs, subsec))
 }
 
 /// The one place an [`ApiError`] becomes an HTTP response.
@@ -257,5 +328,40 @@ mod tests {
         );
         assert_eq!(request_timeout(&request("/api/v1/pods?timeout=5m")), REQUEST_TIMEOUT);
         assert_eq!(request_timeout(&request("/api/v1/pods?timeout=bogus")), REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_and_the_next_request_is_served() {
+        let method = http::Method::GET;
+        let panicked = recovering(async { panic!("boom") }, &method, "/api/v1/pods").await;
+        let error = panicked.expect_err("a panic is an error");
+        assert_eq!(error.code, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.reason, crate::status::Reason::InternalError);
+        let response = error_response(&error);
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let served = recovering(async { Ok(json_bytes(b"{}".to_vec())) }, &method, "/").await;
+        assert_eq!(served.expect("served").status(), http::StatusCode::OK);
+    }
+
+    #[test]
+    fn timeouts_that_overflow_are_ignored_not_multiplied() {
+        // Anyone may send these, before authentication decides anything.
+        for huge in ["18446744073709551615m", "999999999999999999999999h", "307445734561825861m"] {
+            assert_eq!(parse_duration(huge), None, "{huge}");
+            let uri = format!("/api/v1/pods?timeout={huge}");
+            assert_eq!(request_timeout(&request(&uri)), REQUEST_TIMEOUT, "{huge}");
+        }
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(parse_duration("1m30s"), Some(secs(90)));
+        assert_eq!(parse_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Some(secs(0)));
+        for bad in ["", "1", "s", ".s", "1x", "-1s", "1s-", "1..5s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(
+            request_timeout(&request("/api/v1/pods?timeout=1m30s")),
+            REQUEST_TIMEOUT.min(secs(90))
+        );
     }
 }

@@ -232,10 +232,15 @@ impl ApiError {
     }
 
     pub fn too_large(limit: usize) -> Self {
+        Self::too_large_message(format!("limit is {limit}"))
+    }
+
+    /// 413, saying what was too large (upstream's `NewRequestEntityTooLargeError`).
+    pub fn too_large_message(message: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RequestEntityTooLarge,
-            format!("Request entity too large: limit is {limit}"),
+            format!("Request entity too large: {message}"),
         )
     }
 

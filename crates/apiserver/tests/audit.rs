@@ -165,3 +165,33 @@ async fn pod_security_findings_annotate_the_audit_event() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_uri_keeps_its_query_string() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.log");
+    let policy =
+        Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n")
+            .map_err(anyhow::Error::msg)?;
+    let s = TestServer::start_audited(AuditConfig {
+        path: path.clone(),
+        policy,
+        max_size_bytes: 10 << 20,
+        max_backups: 3,
+        max_age_days: 30,
+    })
+    .await?;
+    let uri = "/api/v1/namespaces/default/configmaps?limit=1&labelSelector=app%3Dweb";
+    let (code, _) = s.curl("GET", uri, None, "", true).await?;
+    ensure!(code == 200);
+    // Other clients (the controllers) list too: find this one by its user and resource.
+    let mine = |e: &Value| {
+        e["verb"] == "list"
+            && e["user"]["username"] == "system:admin"
+            && e["objectRef"]["resource"] == "configmaps"
+    };
+    let events = events(&path, |e| e.iter().any(mine)).await?;
+    let list = events.iter().find(|e| mine(e)).context("no list event")?;
+    ensure!(list["requestURI"] == uri, "{list}");
+    Ok(())
+}

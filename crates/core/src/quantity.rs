@@ -4,7 +4,8 @@
 //! canonical form (`1500m`, `1536Mi`, `2k`), which is what messages and stored usage
 //! show. Resource lists (`requests`, `status.used`) are maps of them in name order.
 //!
-//! Pure: no I/O. Values beyond about 10^29 are refused rather than approximated.
+//! Pure: no I/O. Values of 10^27 or more are refused rather than approximated, and sums
+//! stop there: whatever is printed parses again.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -126,6 +127,9 @@ impl Quantity {
             let divisor = 10i128.pow(power.unsigned_abs());
             scaled / divisor + i128::from(scaled % divisor != 0)
         };
+        if nanos > MAX_NANOS {
+            return None;
+        }
         Some(Quantity { nanos: if negative { -nanos } else { nanos }, format })
     }
 
@@ -142,7 +146,7 @@ impl Quantity {
         if self.nanos == 0 {
             self.format = other.format;
         }
-        self.nanos += other.nanos;
+        self.nanos = clamp(self.nanos.saturating_add(other.nanos));
     }
 
     /// Upstream's `Sub`, with the same format rule as [`Quantity::add`].
@@ -150,14 +154,14 @@ impl Quantity {
         if self.nanos == 0 {
             self.format = other.format;
         }
-        self.nanos -= other.nanos;
+        self.nanos = clamp(self.nanos.saturating_sub(other.nanos));
     }
 
     /// Rounded up to a whole unit (upstream's `RoundUp(0)`).
     pub fn round_up(mut self) -> Quantity {
         let rest = self.nanos.rem_euclid(NANO);
         if rest != 0 {
-            self.nanos += NANO - rest;
+            self.nanos = clamp(self.nanos.saturating_add(NANO - rest));
         }
         self
     }
@@ -167,6 +171,16 @@ impl Quantity {
         let millis = 1_000_000;
         self.nanos.div_euclid(millis) + i128::from(self.nanos.rem_euclid(millis) != 0)
     }
+}
+
+/// The largest magnitude held: 36 digits of nanounits, the most [`Quantity::parse`]
+/// reads, so that every value prints as text that parses again.
+const MAX_NANOS: i128 = 10i128.pow(36) - 1;
+
+/// Sums of client quantities (a pod's containers, a quota's usage) saturate at
+/// [`MAX_NANOS`] rather than overflow.
+fn clamp(nanos: i128) -> i128 {
+    nanos.clamp(-MAX_NANOS, MAX_NANOS)
 }
 
 impl fmt::Display for Quantity {
@@ -295,6 +309,35 @@ mod tests {
 
     fn q(text: &str) -> Quantity {
         Quantity::parse(text).unwrap_or_else(|| panic!("{text} is a quantity"))
+    }
+
+    #[test]
+    fn sums_of_huge_quantities_saturate_instead_of_overflowing() {
+        // Found by the `quantity` fuzz target: two of these overflowed i128 nanos; now
+        // it is beyond what is held at all.
+        assert_eq!(Quantity::parse("99999919995.E"), None);
+        let huge = q("999999999999999999999999999");
+        let mut sum = huge;
+        sum.add(&huge);
+        assert!(sum > huge);
+        assert_eq!(Quantity::parse(&sum.to_string()), Some(sum));
+        let mut difference = q("-999999999999999999999999999");
+        difference.sub(&huge);
+        difference.sub(&huge);
+        assert!(difference.is_negative());
+        assert_eq!(Quantity::parse(&difference.to_string()), Some(difference));
+        assert!(q("-999999999999999999999999999.5").round_up().is_negative());
+    }
+
+    #[test]
+    fn every_quantity_prints_as_text_that_parses_again() {
+        // Found by the `quantity` fuzz target: 28 digits and a fraction parsed, but
+        // printed as 37 digits of nanounits, more than parsing reads.
+        assert_eq!(Quantity::parse("1123454790678801234567890045.26847901"), None);
+        for text in ["999999999999999999999999999.999999999", "1.5Gi", "1e26", "-7m"] {
+            let value = q(text);
+            assert_eq!(Quantity::parse(&value.to_string()), Some(value), "{text}");
+        }
     }
 
     #[test]

@@ -289,13 +289,24 @@ pub fn apply(
     // apply works (upstream's lastAppliedUpdater).
     if manager == "kubectl" && live_object["metadata"]["annotations"].get(LAST_APPLIED).is_some() {
         let mut config = applied.clone();
-        if let Some(annotations) = config["metadata"]["annotations"].as_object_mut() {
+        if let Some(meta) = config.get_mut("metadata").and_then(Value::as_object_mut)
+            && let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut)
+        {
             annotations.remove(LAST_APPLIED);
             if annotations.is_empty() {
-                config["metadata"].as_object_mut().map(|m| m.remove("annotations"));
+                meta.remove("annotations");
             }
         }
-        merged["metadata"]["annotations"][LAST_APPLIED] = json!(config.to_string());
+        // The configuration fits the type (the caller checked), so the merged
+        // annotations are a map; written without indexing all the same.
+        let meta = crate::registry::meta::metadata_mut(&mut merged);
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if !annotations.is_object() {
+            *annotations = json!({});
+        }
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(LAST_APPLIED.to_owned(), json!(config.to_string()));
+        }
     }
     // What this manager applied before, applies no more, and nobody else owns goes.
     let dropped = previous.difference(&wanted).difference(&others);

@@ -18,17 +18,21 @@ const GROUP: &str = "authorization.k8s.io";
 /// Answers a review posted to `target`.
 pub async fn answer(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
     let info = target.info;
-    let mut review = req.json_body()?;
-    crate::registry::check_type(info, &review)?;
-    if !review.is_object() {
-        return Err(ApiError::bad_request("the body is not an object"));
-    }
+    let body = req.json_body()?;
+    crate::registry::check_type(info, &body)?;
+    // Decoded through the review's type first: from here on `metadata` and `spec` are
+    // objects of the right shape, whatever the client sent.
+    let mut review = crate::registry::typed::decode_body(
+        info.typed,
+        info.group,
+        info.version,
+        info.kind,
+        &body,
+    )?;
     review["apiVersion"] = json!(info.api_version());
     review["kind"] = json!(info.kind);
-    if review["metadata"].is_null() {
-        review["metadata"] = json!({});
-    }
-    review["metadata"]["creationTimestamp"] = Value::Null;
+    crate::registry::meta::metadata_mut(&mut review)
+        .insert("creationTimestamp".into(), Value::Null);
     let status = match info.plural {
         "selfsubjectrulesreviews" => rules_review(api, &req.user, &review).await?,
         plural => {

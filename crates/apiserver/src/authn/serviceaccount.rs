@@ -17,8 +17,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use keelson_api::Typed;
+use keelson_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
+
 use crate::ApiServer;
-use crate::registry::Place;
+use crate::registry::{Place, typed};
 use crate::request::{Request, User};
 use crate::router::Target;
 use crate::server::{Response, json_response};
@@ -243,7 +246,13 @@ pub async fn token_request(api: &ApiServer, req: &Request, target: &Target) -> A
     };
     let namespace = target.namespace.as_deref().unwrap_or("");
     let name = target.name.as_deref().unwrap_or("");
-    let mut request = req.json_body()?;
+    let mut request = typed::decode_body(
+        Typed::of::<TokenRequest>(),
+        "authentication.k8s.io",
+        "v1",
+        "TokenRequest",
+        &req.json_body()?,
+    )?;
     let spec = request["spec"].clone();
     let expiration = spec["expirationSeconds"].as_i64().unwrap_or(DEFAULT_EXPIRATION);
     let invalid = |field: &str, value: Value, detail: &str| {
@@ -394,7 +403,13 @@ fn uid(object: &Value) -> String {
 
 /// `POST /apis/authentication.k8s.io/v1/tokenreviews`: who a token authenticates as.
 pub async fn token_review(api: &ApiServer, req: &Request) -> ApiResult<Response> {
-    let mut review = req.json_body()?;
+    let mut review = typed::decode_body(
+        Typed::of::<TokenReview>(),
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        &req.json_body()?,
+    )?;
     let token = review["spec"]["token"].as_str().unwrap_or("").to_owned();
     let asked = crate::registry::meta::string_list(&review["spec"]["audiences"]);
     let accepted = match api.tokens.as_ref() {

@@ -63,8 +63,19 @@ pub fn generate_name(prefix: &str) -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect();
-    let prefix = if prefix.len() > 58 { &prefix[..58] } else { prefix };
-    format!("{prefix}{suffix}")
+    format!("{}{suffix}", generate_name_prefix(prefix))
+}
+
+/// The part of `generateName` a generated name keeps: at most 58 bytes (63 less the
+/// suffix, as upstream), cut at a character boundary — a non-ASCII prefix then fails
+/// name validation (422) rather than splitting a character.
+fn generate_name_prefix(prefix: &str) -> &str {
+    const MAX: usize = 63 - 5;
+    let mut end = prefix.len().min(MAX);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    &prefix[..end]
 }
 
 /// Which name rule a resource's names follow.
@@ -79,13 +90,28 @@ pub enum NameRule {
 }
 
 pub fn validate_name(rule: NameRule, name: &str, field: &str, causes: &mut Vec<Cause>) {
-    let problem = match rule {
+    if let Some(problem) = name_problem(rule, name) {
+        causes.push(Cause::invalid(field, &json!(name), &problem));
+    }
+}
+
+/// `generateName` follows the name rule as a prefix: a trailing dash is allowed (upstream
+/// masks it before checking).
+pub fn validate_generate_name(rule: NameRule, prefix: &str, causes: &mut Vec<Cause>) {
+    let masked = match prefix.strip_suffix('-') {
+        Some(head) => format!("{head}a"),
+        None => prefix.to_owned(),
+    };
+    if let Some(problem) = name_problem(rule, &masked) {
+        causes.push(Cause::invalid("metadata.generateName", &json!(prefix), &problem));
+    }
+}
+
+fn name_problem(rule: NameRule, name: &str) -> Option<String> {
+    match rule {
         NameRule::Subdomain => dns_subdomain_problem(name),
         NameRule::Label => dns_label_problem(name),
         NameRule::PathSegment => path_segment_problem(name),
-    };
-    if let Some(problem) = problem {
-        causes.push(Cause::invalid(field, &json!(name), &problem));
     }
 }
 
@@ -127,6 +153,9 @@ fn path_segment_problem(s: &str) -> Option<String> {
         Some(format!("may not be '{s}'"))
     } else if s.contains('/') || s.contains('%') {
         Some("may not contain '/' or '%'".into())
+    } else if s.contains('\0') {
+        // Upstream's etcd keys could hold one; no store of Keelson's can.
+        Some("may not contain a NUL character".into())
     } else {
         None
     }
@@ -215,6 +244,28 @@ mod tests {
         assert!(dns_label_problem(&"a".repeat(64)).is_some());
         let generated = generate_name("web-");
         assert!(generated.starts_with("web-") && generated.len() == 9, "{generated}");
+    }
+
+    #[test]
+    fn generated_names_cut_the_prefix_at_a_character_boundary() {
+        assert_eq!(generate_name_prefix(&"a".repeat(70)).len(), 58);
+        // 57 ASCII bytes and a two-byte character: byte 58 is inside the character.
+        let split = format!("{}é-", "a".repeat(57));
+        assert_eq!(generate_name(&split).len(), 57 + 5);
+        assert_eq!(generate_name_prefix("ééé"), "ééé");
+    }
+
+    #[test]
+    fn generate_name_follows_the_name_rule_as_a_prefix() {
+        let causes = |prefix: &str| {
+            let mut causes = Vec::new();
+            validate_generate_name(NameRule::Subdomain, prefix, &mut causes);
+            causes
+        };
+        assert!(causes("web-").is_empty());
+        let refused = causes(&format!("{}é", "a".repeat(57)));
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].field, "metadata.generateName");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod defaults;
 pub mod meta;
+pub mod quantities;
 pub mod selector;
 pub mod strategy;
 pub mod typed;
@@ -525,6 +526,9 @@ fn validate(
         causes.push(Cause::required("metadata.name", "name or generateName is required"));
     } else {
         meta::validate_name(strategy.name_rule, name, "metadata.name", &mut causes);
+    }
+    if let Some(prefix) = meta::str_field(object, "generateName") {
+        meta::validate_generate_name(strategy.name_rule, prefix, &mut causes);
     }
     meta::validate_labels_and_annotations(object, &mut causes);
     if let Some(finalizers) = metadata(object).get("finalizers")

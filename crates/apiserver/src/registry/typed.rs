@@ -3,7 +3,8 @@
 //! type does not have are dropped — reported per `fieldValidation` (`Strict`: 400,
 //! `Warn`: a `Warning` header, `Ignore`: silently).
 
-use keelson_api::ResourceInfo;
+use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keelson_api::{ResourceInfo, TypeError, Typed};
 use serde_json::Value;
 
 use crate::status::{ApiError, ApiResult, Cause};
@@ -52,21 +53,10 @@ pub fn decode(
         }
         _ => (info.typed.normalize)(&object),
     };
-    let normalized = normalized.map_err(|e| {
-        if e.missing {
-            ApiError::invalid(
-                info.group,
-                info.kind,
-                name_of(&object),
-                vec![Cause::required(&e.path, "")],
-            )
-        } else {
-            ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {} at {}",
-                info.kind, info.version, info.kind, e.message, e.path
-            ))
-        }
-    })?;
+    let normalized =
+        normalized.map_err(|e| type_error(info.group, info.version, info.kind, &object, e))?;
+    check_metadata(info.group, info.version, info.kind, &normalized)?;
+    check_quantities(info, &normalized)?;
     let mut unknown = Vec::new();
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
     let mut normalized = normalized;
@@ -89,6 +79,91 @@ pub fn decode(
         _ => {}
     }
     Ok(normalized)
+}
+
+/// A request body that is never stored as it is (a review, a TokenRequest, an Eviction,
+/// DeleteOptions), decoded through its type `typed` as upstream decodes it into the Go
+/// struct before anything reads it: the body as the type sees it (so every field the
+/// handler then reads or writes has its type's shape), or 400 — 422 for a missing
+/// required field.
+pub fn decode_body(
+    typed: Typed,
+    group: &str,
+    version: &str,
+    kind: &str,
+    body: &Value,
+) -> ApiResult<Value> {
+    // Which version of the kind the client wrote is the handler's business (an Eviction
+    // may come as `policy/v1beta1`); the type checks only the fields. `status` is the
+    // server's answer, never read from a client (kubectl sends an empty one whose
+    // required fields are null).
+    let mut fields = body.clone();
+    if let Some(map) = fields.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+        map.remove("status");
+    }
+    let decoded =
+        (typed.normalize)(&fields).map_err(|e| type_error(group, version, kind, body, e))?;
+    check_metadata(group, version, kind, &decoded)?;
+    Ok(decoded)
+}
+
+/// Whether `object` fits the resource's type, without changing it (server-side apply
+/// keeps the configuration as sent: which fields it names is what it owns).
+pub fn check_shape(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
+    let normalized = match info.custom {
+        Some(_) if object.is_object() => Ok(object.clone()),
+        _ => (info.typed.normalize)(object),
+    };
+    normalized.map_err(|e| type_error(info.group, info.version, info.kind, object, e))?;
+    check_metadata(info.group, info.version, info.kind, object)?;
+    check_quantities(info, object)
+}
+
+/// Every quantity the object holds must be one, as upstream's `Quantity` decodes.
+fn check_quantities(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
+    match super::quantities::first_invalid(info, object) {
+        None => Ok(()),
+        Some(path) => Err(type_error(
+            info.group,
+            info.version,
+            info.kind,
+            object,
+            TypeError { path, missing: false, message: super::quantities::FORMAT_WRONG.into() },
+        )),
+    }
+}
+
+/// `metadata`, when there, must be an `ObjectMeta` — also for custom resources, whose
+/// schema does not describe it — before anything indexes into it.
+fn check_metadata(group: &str, version: &str, kind: &str, object: &Value) -> ApiResult<()> {
+    match object.get("metadata") {
+        None | Some(Value::Null) => Ok(()),
+        Some(metadata) => {
+            let typed = keelson_api::Typed::of::<ObjectMeta>();
+            (typed.normalize)(metadata).map(drop).map_err(|mut e| {
+                e.path = if e.path == "." || e.path.is_empty() {
+                    "metadata".to_owned()
+                } else {
+                    format!("metadata.{}", e.path.trim_start_matches('.'))
+                };
+                type_error(group, version, kind, object, e)
+            })
+        }
+    }
+}
+
+/// Why a body does not fit its type, as upstream's decoder says it.
+fn type_error(group: &str, version: &str, kind: &str, object: &Value, e: TypeError) -> ApiError {
+    if e.missing {
+        ApiError::invalid(group, kind, name_of(object), vec![Cause::required(&e.path, "")])
+    } else {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {} at {}",
+            e.message, e.path
+        ))
+    }
 }
 
 fn name_of(object: &Value) -> &str {

@@ -1,0 +1,8 @@
+//! Resource quantities: parsing, form, arithmetic, printing.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        keelson_apiserver::fuzzing::quantity(text);
+    }
+});
