@@ -83,6 +83,26 @@ pub struct Config {
     pub service_accounts: Option<authn::serviceaccount::Config>,
 }
 
+impl Config {
+    /// A server on a random loopback port with the default service CIDR
+    /// (`10.43.0.0/16`) and every option at its default: no encryption, no audit log,
+    /// no service account tokens. Tests and tools start from it and set what they need.
+    pub fn loopback(store: Arc<dyn Store>, tls: Arc<rustls::ServerConfig>) -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            store,
+            tls,
+            service_cidr: services::Cidr::parse("10.43.0.0/16").expect("a valid CIDR"),
+            advertise_address: std::net::IpAddr::from([127, 0, 0, 1]),
+            encryption: None,
+            audit: None,
+            pod_security: Default::default(),
+            admission_plugins: Default::default(),
+            service_accounts: None,
+        }
+    }
+}
+
 /// The state every request handler shares.
 pub struct ApiServer {
     store: Arc<dyn Store>,
@@ -239,20 +259,7 @@ impl ApiServer {
                 rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der"),
             )
             .expect("tls");
-        let api = ApiServer::build(Config {
-            bind: "127.0.0.1:0".parse().expect("address"),
-            store,
-            tls: Arc::new(tls),
-            service_cidr: services::Cidr::parse("10.43.0.0/16").expect("cidr"),
-            advertise_address: "127.0.0.1".parse().expect("address"),
-            encryption: None,
-            audit: None,
-            pod_security: Default::default(),
-            admission_plugins: Default::default(),
-            service_accounts: None,
-        })
-        .await
-        .expect("builds");
+        let api = ApiServer::build(Config::loopback(store, Arc::new(tls))).await.expect("builds");
         start(&api).await.expect("starts");
         api
     }

@@ -17,17 +17,8 @@ async fn serve(
 ) -> Result<(keelson_apiserver::Running, PathBuf)> {
     let pki = Pki::ensure(&dir.join("tls"), &PkiOptions::default())?;
     let running = keelson_apiserver::serve(keelson_apiserver::Config {
-        bind: "127.0.0.1:0".parse()?,
-        store: raw,
-        tls: pki.server_config()?,
-        service_cidr: keelson_apiserver::services::Cidr::parse("10.43.0.0/16")
-            .map_err(anyhow::Error::msg)?,
-        advertise_address: "127.0.0.1".parse()?,
         encryption: Some(encryption),
-        audit: None,
-        pod_security: Default::default(),
-        admission_plugins: Default::default(),
-        service_accounts: None,
+        ..keelson_apiserver::Config::loopback(raw, pki.server_config()?)
     })
     .await?;
     let kubeconfig = dir.join("admin.kubeconfig");

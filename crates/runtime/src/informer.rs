@@ -198,6 +198,13 @@ impl<K: Resource + Send + Sync + 'static> Informer<K> {
         handlers.push(Box::new(handler));
     }
 
+    /// Queues the key of every object added, changed or deleted: the handler of a
+    /// controller whose queue holds keys of this very type.
+    pub fn queue_changes(&self, queue: &crate::queue::WorkQueue<Key>) {
+        let queue = queue.clone();
+        self.on_change(move |change| queue.add(key_of(&**change.object())));
+    }
+
     /// Whether the first list has been stored.
     pub fn has_synced(&self) -> bool {
         *self.synced.borrow()

@@ -162,15 +162,7 @@ impl TestServer {
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
         let running = keelson_apiserver::serve(keelson_apiserver::Config {
-            bind: "127.0.0.1:0".parse()?,
-            store,
-            tls: pki.server_config()?,
-            service_cidr: keelson_apiserver::services::Cidr::parse("10.43.0.0/16")
-                .map_err(anyhow::Error::msg)?,
-            advertise_address: "127.0.0.1".parse()?,
-            encryption: None,
             audit,
-            pod_security: Default::default(),
             admission_plugins,
             service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
                 key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
@@ -178,6 +170,7 @@ impl TestServer {
                 audiences: Vec::new(),
                 root_ca_pem: pki.ca_pem().to_owned(),
             }),
+            ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());

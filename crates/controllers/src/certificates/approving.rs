@@ -30,12 +30,7 @@ pub fn start(context: Context) -> StartFuture {
 async fn run(context: Context) -> keelson_runtime::Result<()> {
     let requests = context.informers.get::<CertificateSigningRequest>();
     let queue = context.queue::<String>();
-    {
-        let queue = queue.clone();
-        requests.on_change(move |change| {
-            queue.add(change.object().metadata.name.clone().unwrap_or_default())
-        });
-    }
+    requests.queue_changes(&queue);
     requests.wait_synced().await;
     let api: Api<CertificateSigningRequest> = Api::all(context.client.clone());
     let reviews: Api<SubjectAccessReview> = Api::all(context.client.clone());

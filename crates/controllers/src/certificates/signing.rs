@@ -37,12 +37,7 @@ async fn run(context: Context, ca: Option<keelson_pki::CsrSigner>) -> keelson_ru
     };
     let requests = context.informers.get::<CertificateSigningRequest>();
     let queue = context.queue::<String>();
-    {
-        let queue = queue.clone();
-        requests.on_change(move |change| {
-            queue.add(change.object().metadata.name.clone().unwrap_or_default())
-        });
-    }
+    requests.queue_changes(&queue);
     requests.wait_synced().await;
     let api: Api<CertificateSigningRequest> = Api::all(context.client.clone());
     run_workers(&context, queue, 1, move |name: String| {
