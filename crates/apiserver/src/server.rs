@@ -13,7 +13,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +29,16 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
+/// How long a client has for the TLS handshake, and then for each request's headers
+/// (kube-apiserver's `ReadHeaderTimeout`, 32 s): a client that stalls is disconnected
+/// instead of holding its connection for as long as it likes.
+pub(crate) const HANDSHAKE_AND_HEADERS: std::time::Duration = std::time::Duration::from_secs(32);
+
+/// How many connections may be in their TLS handshake at once: the phase before any
+/// identity is known, so one client opening connections and stalling cannot keep the
+/// rest out.
+const HANDSHAKES_AT_ONCE: usize = 512;
+
 /// Accepts connections until `shutdown` turns true.
 pub(crate) async fn accept_loop(
     api: Arc<ApiServer>,
@@ -37,6 +47,7 @@ pub(crate) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_AT_ONCE));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -48,8 +59,15 @@ pub(crate) async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            // Full: this connection is dropped at once rather than queued.
+            tracing::warn!(%peer, "too many TLS handshakes in progress; closing a connection");
+            continue;
+        };
         let (api, acceptor, shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
-        tokio::spawn(async move { connection(api, acceptor, tcp, peer, shutdown).await });
+        tokio::spawn(
+            async move { connection(api, acceptor, tcp, peer, handshake, shutdown).await },
+        );
     }
 }
 
@@ -58,18 +76,24 @@ async fn connection(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
+    handshake: tokio::sync::OwnedSemaphorePermit,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match acceptor.accept(tcp).await {
-        Ok(tls) => tls,
-        Err(e) => {
+    let tls = match tokio::time::timeout(HANDSHAKE_AND_HEADERS, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
             // A bad or foreign certificate ends here: the log says why, the client
             // sees a failed handshake.
             tracing::info!(%peer, error = %e, "TLS handshake failed");
             return;
         }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
     };
+    drop(handshake);
     let user = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         None => Some(User::anonymous()),
         Some(cert) => match keelson_pki::identity_from_der(cert) {
@@ -92,7 +116,9 @@ async fn connection(
         let (api, user) = (api.clone(), user.clone());
         async move { Ok::<_, Infallible>(handle(&api, user, peer, req).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_AND_HEADERS);
+    builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -116,7 +142,18 @@ async fn handle(
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
-    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+    // A body that never finishes (shorter than its Content-Length, or trickled) is
+    // bounded by the request's deadline, as upstream's timeout filter bounds it.
+    let reading = Limited::new(body, MAX_REQUEST_BYTES).collect();
+    let collected = match tokio::time::timeout(REQUEST_TIMEOUT, reading).await {
+        Ok(collected) => collected,
+        Err(_) => {
+            return error_response(&ApiError::timeout(
+                "request did not complete within requested timeout - context deadline exceeded",
+            ));
+        }
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return error_response(&ApiError::too_large(MAX_REQUEST_BYTES));

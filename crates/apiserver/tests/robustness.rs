@@ -253,3 +253,50 @@ async fn invalid_quantities_are_refused_with_upstreams_message() -> Result<()> {
     }
     Ok(())
 }
+
+/// A client that stalls before its identity is known — in the TLS handshake, or in a
+/// request's headers — is disconnected after 32 seconds (kube-apiserver's
+/// `ReadHeaderTimeout`) instead of holding its connection for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_and_headers_are_cut_off() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await?;
+    let port = s.running.as_ref().map(|r| r.local_addr.port()).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(50);
+    // Connects and never says a word.
+    let silent = async {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(limit, tcp.read(&mut byte)).await;
+        anyhow::Ok((read.is_ok(), started.elapsed()))
+    };
+    // Completes the handshake, then sends half of a request's headers.
+    let halting = async {
+        let mut client = tokio::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-CAfile"])
+            .arg(&s.ca_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = client.stdin.take().ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+        stdin.write_all(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n").await?;
+        stdin.flush().await?;
+        let ended = tokio::time::timeout(limit, client.wait()).await;
+        drop(stdin);
+        anyhow::Ok((ended.is_ok(), started.elapsed()))
+    };
+    let ((silent_closed, silent_after), (halting_closed, halting_after)) =
+        tokio::try_join!(silent, halting)?;
+    ensure!(silent_closed, "a connection without a handshake stayed open for {limit:?}");
+    ensure!(halting_closed, "a connection with unfinished headers stayed open for {limit:?}");
+    for after in [silent_after, halting_after] {
+        ensure!(after >= std::time::Duration::from_secs(30), "closed too early: {after:?}");
+    }
+    // The server still serves everyone else.
+    let out = s.kubectl(&["get", "--raw", "/version"]).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    Ok(())
+}
