@@ -180,3 +180,42 @@ async fn json_or_protobuf_with_etags_as_kube_openapi() -> Result<()> {
     ensure!(refused.header("vary") == Some("Accept"));
     Ok(())
 }
+
+/// Lists answer `<Kind>List` and deletecollection a `Status`, as upstream's documents
+/// declare them, in v3 and in v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_answer_their_list_kind_and_deletecollection_a_status() -> Result<()> {
+    let s = TestServer::start().await?;
+    let raw = s.get_raw("/openapi/v3/api/v1", &[]).await?;
+    let v3: serde_json::Value = serde_json::from_slice(&raw.body)?;
+    let pods = &v3["paths"]["/api/v1/namespaces/{namespace}/pods"];
+    let schema = |op: &str| {
+        pods[op]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].clone()
+    };
+    ensure!(
+        schema("get") == "#/components/schemas/io.k8s.api.core.v1.PodList",
+        "{}",
+        schema("get")
+    );
+    let status = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+    ensure!(schema("delete") == status, "{}", schema("delete"));
+    let list = &v3["components"]["schemas"]["io.k8s.api.core.v1.PodList"];
+    ensure!(
+        list["properties"]["items"]["items"]["$ref"]
+            == "#/components/schemas/io.k8s.api.core.v1.Pod"
+    );
+    ensure!(list["x-kubernetes-group-version-kind"][0]["kind"] == "PodList");
+    let raw = s.get_raw("/openapi/v2", &[]).await?;
+    let v2: serde_json::Value = serde_json::from_slice(&raw.body)?;
+    ensure!(
+        v2["definitions"]["io.k8s.api.apps.v1.DeploymentList"]["properties"]["items"]["items"]["$ref"]
+            == "#/definitions/io.k8s.api.apps.v1.Deployment"
+    );
+    let list_op = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["get"];
+    ensure!(
+        list_op["responses"]["200"]["schema"]["$ref"]
+            == "#/definitions/io.k8s.api.apps.v1.DeploymentList",
+        "{list_op}"
+    );
+    Ok(())
+}

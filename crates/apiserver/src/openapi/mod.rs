@@ -116,8 +116,11 @@ fn definition_name(r: &ResourceInfo, kind: &str) -> String {
 }
 
 fn custom_document(resources: &[&ResourceInfo]) -> Value {
-    use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+    use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        ListMeta, ObjectMeta, Status,
+    };
     let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    let status = serde_json::to_value(generator.subschema_for::<Status>()).unwrap_or(Value::Null);
     let object_meta =
         serde_json::to_value(generator.subschema_for::<ObjectMeta>()).unwrap_or(Value::Null);
     let list_meta =
@@ -146,24 +149,11 @@ fn custom_document(resources: &[&ResourceInfo]) -> Value {
         schema["x-kubernetes-group-version-kind"] =
             json!([{ "group": r.group, "kind": r.kind, "version": r.version }]);
         custom.insert(name.clone(), schema);
-        let list_kind = r.list_kind();
-        let list_name = definition_name(r, &list_kind);
-        custom.insert(
-            list_name,
-            json!({
-                "type": "object",
-                "required": ["items"],
-                "description": format!("{list_kind} is a list of {}", r.kind),
-                "properties": {
-                    "apiVersion": { "type": "string" },
-                    "kind": { "type": "string" },
-                    "items": { "type": "array", "items": { "$ref": format!("#/components/schemas/{name}") } },
-                    "metadata": { "allOf": [list_meta] },
-                },
-                "x-kubernetes-group-version-kind": [{ "group": r.group, "kind": list_kind, "version": r.version }],
-            }),
-        );
-        add_paths(&mut paths, r, &json!({ "$ref": format!("#/components/schemas/{name}") }));
+        let list_name = definition_name(r, &r.list_kind());
+        let item = json!({ "$ref": format!("#/components/schemas/{name}") });
+        custom.insert(list_name.clone(), list_definition(r, &item, &list_meta));
+        let list = json!({ "$ref": format!("#/components/schemas/{list_name}") });
+        add_paths(&mut paths, r, &Schemas { item: &item, list: &list, status: &status });
     }
     let mut schemas = generator.take_definitions(true);
     schemas.extend(custom);
@@ -185,19 +175,32 @@ fn json(body: Vec<u8>) -> Response {
 }
 
 fn group_version_document(resources: &[&ResourceInfo]) -> Value {
+    use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
     let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    let list_meta =
+        serde_json::to_value(generator.subschema_for::<ListMeta>()).unwrap_or(Value::Null);
+    let status = serde_json::to_value(generator.subschema_for::<Status>()).unwrap_or(Value::Null);
     let mut paths = Map::new();
     let mut kinds: Vec<(String, &ResourceInfo)> = Vec::new();
+    let mut lists = Map::new();
     for r in resources {
         let schema = serde_json::to_value((r.typed.schema)(&mut generator)).unwrap_or(Value::Null);
-        if let Some(name) =
-            schema.get("$ref").and_then(Value::as_str).and_then(|s| s.rsplit('/').next())
-        {
-            kinds.push((name.to_owned(), r));
-        }
-        add_paths(&mut paths, r, &schema);
+        let name = schema.get("$ref").and_then(Value::as_str).and_then(|s| s.rsplit('/').next());
+        let list = match name {
+            Some(name) => {
+                kinds.push((name.to_owned(), r));
+                // Upstream's name: the item's with the list kind (`io.k8s.api.core.v1.PodList`).
+                let list_name =
+                    format!("{}{}", name.strip_suffix(r.kind).unwrap_or(name), r.list_kind());
+                lists.insert(list_name.clone(), list_definition(r, &schema, &list_meta));
+                json!({ "$ref": format!("#/components/schemas/{list_name}") })
+            }
+            None => schema.clone(),
+        };
+        add_paths(&mut paths, r, &Schemas { item: &schema, list: &list, status: &status });
     }
     let mut schemas = generator.take_definitions(true);
+    schemas.extend(lists);
     add_patch_extensions(&mut schemas);
     metadata_is_optional(&mut schemas);
     for (name, r) in kinds {
@@ -361,11 +364,37 @@ fn operation(
     op
 }
 
+/// The `<Kind>List` definition: `items` of the kind and the list's metadata.
+fn list_definition(r: &ResourceInfo, item: &Value, list_meta: &Value) -> Value {
+    let list_kind = r.list_kind();
+    json!({
+        "type": "object",
+        "required": ["items"],
+        "description": format!("{list_kind} is a list of {}", r.kind),
+        "properties": {
+            "apiVersion": { "type": "string" },
+            "kind": { "type": "string" },
+            "items": { "type": "array", "items": item },
+            "metadata": { "allOf": [list_meta] },
+        },
+        "x-kubernetes-group-version-kind": [{ "group": r.group, "kind": list_kind, "version": r.version }],
+    })
+}
+
+/// What a resource's operations answer: the object, the list, or a `Status`
+/// (deletecollection).
+struct Schemas<'a> {
+    item: &'a Value,
+    list: &'a Value,
+    status: &'a Value,
+}
+
 fn path_parameter(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "uniqueItems": true } })
 }
 
-fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schema: &Value) {
+fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schemas: &Schemas<'_>) {
+    let schema = schemas.item;
     let base = if r.namespaced() {
         format!("/{}/namespaces/{{namespace}}/{}", path_prefix(r), r.plural)
     } else {
@@ -375,7 +404,8 @@ fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schema: &Value) {
         if r.namespaced() { vec![path_parameter("namespace")] } else { vec![] };
     let mut collection = Map::new();
     if r.supports("list") {
-        collection.insert("get".into(), operation(r, "list", list_parameters(), schema, None));
+        let list = operation(r, "list", list_parameters(), schemas.list, None);
+        collection.insert("get".into(), list);
     }
     if r.supports("create") {
         collection.insert(
@@ -386,7 +416,7 @@ fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, schema: &Value) {
     if r.supports("deletecollection") {
         collection.insert(
             "delete".into(),
-            operation(r, "deletecollection", list_parameters(), schema, None),
+            operation(r, "deletecollection", list_parameters(), schemas.status, None),
         );
     }
     if !collection.is_empty() {
