@@ -142,9 +142,10 @@ async fn an_informer_lists_then_follows_changes_with_indexes_and_handlers() -> R
 
 fn quick() -> LeaseTimings {
     LeaseTimings {
-        lease_duration: Duration::from_secs(2),
-        renew_deadline: Duration::from_millis(1500),
-        retry_period: Duration::from_millis(200),
+        // Short enough for a test, long enough that a loaded CI machine renews in time.
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(3),
+        retry_period: Duration::from_millis(250),
     }
 }
 
@@ -185,13 +186,13 @@ async fn a_released_lease_passes_to_the_waiting_candidate() -> Result<()> {
         .await
     });
     // B waits while A renews: well past the lease duration, A still holds it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!*leading_b.borrow());
     assert_eq!(holder(&leases).await.as_deref(), Some("a"));
 
     let _ = stop_a.send(());
     assert_eq!(task_a.await?, Outcome::Stopped);
-    tokio::time::timeout(Duration::from_secs(5), leading_b.wait_for(|l| *l)).await??;
+    tokio::time::timeout(Duration::from_secs(10), leading_b.wait_for(|l| *l)).await??;
     // B's work ended at once, so it released the lease again.
     assert_eq!(task_b.await?, Outcome::Finished);
     let lease = leases.get("test-lease").await?;
@@ -231,9 +232,9 @@ async fn a_vanished_leader_is_replaced_after_the_lease_duration_and_a_leader_tha
         })
         .await
     });
-    tokio::time::timeout(Duration::from_secs(10), leading_b.wait_for(|l| *l)).await??;
+    tokio::time::timeout(Duration::from_secs(20), leading_b.wait_for(|l| *l)).await??;
     assert!(
-        vanished.elapsed() >= Duration::from_secs(2),
+        vanished.elapsed() >= Duration::from_secs(4),
         "took over after {:?}",
         vanished.elapsed()
     );
@@ -246,7 +247,7 @@ async fn a_vanished_leader_is_replaced_after_the_lease_duration_and_a_leader_tha
         spec.lease_duration_seconds = Some(3600);
     }
     leases.replace("test-lease", &PostParams::default(), &lease).await?;
-    let outcome = tokio::time::timeout(Duration::from_secs(10), task_b).await??;
+    let outcome = tokio::time::timeout(Duration::from_secs(20), task_b).await??;
     assert_eq!(outcome, Outcome::Lost);
     assert_eq!(holder(&leases).await.as_deref(), Some("intruder"));
     Ok(())
