@@ -277,9 +277,6 @@ async fn start(api: &Arc<ApiServer>) -> Result<(), Error> {
     let crds: Vec<Arc<_>> = crds.items.into_iter().map(Arc::new).collect();
     crd::controller::reconcile_all(api, &crds).await;
     tokio::spawn(crd::controller::run(api.clone()));
-    // Quotas have their status (upstream's resource quota controller) from the start.
-    admission::resourcequota::controller::reconcile_all(api).await;
-    tokio::spawn(admission::resourcequota::controller::run(api.clone()));
     Ok(())
 }
 

@@ -6,14 +6,15 @@
 //! Built so far (ported from inside the API server):
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
 //! `root-ca-certificate-publisher-controller`,
-//! `certificatesigningrequest-approving-controller` and
-//! `certificatesigningrequest-signing-controller`.
+//! `certificatesigningrequest-approving-controller`,
+//! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
 mod namespaces;
+pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
 
@@ -50,6 +51,12 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: clusterrole_aggregation::NAME,
             enabled_by_default: true,
             start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: resourcequota::NAME,
+            service_account: resourcequota::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(resourcequota::start),
         },
         Descriptor {
             name: root_ca_publisher::NAME,

@@ -1,8 +1,11 @@
 //! Pod facts every component derives the same way: the QoS class (which the API server
 //! records, quota scopes count, the kubelet's eviction and the scheduler's ordering
-//! read).
+//! read) and the requests or limits a pod adds up to (quota, LimitRanger, and the
+//! scheduler's fit).
 
 use serde_json::Value;
+
+use crate::quantity::{self, ResourceList};
 
 /// Upstream's `GetPodQOS`: Guaranteed when every container limits CPU and memory and
 /// requests exactly that; BestEffort when none requests or limits anything; else
@@ -30,6 +33,38 @@ pub fn qos_class(spec: &Value) -> &'static str {
         })
     });
     if guaranteed { "Guaranteed" } else { "Burstable" }
+}
+
+/// A pod's requests or limits (`field`) as upstream's `podRequests`/`podLimits` add
+/// them up: the containers' sum, sidecars (restartable init containers) included, or
+/// the largest init container with the sidecars started before it, whichever is
+/// larger; pod-level resources replace CPU and memory.
+pub fn pod_resources(spec: &Value, field: &str) -> ResourceList {
+    let of = |c: &Value| quantity::resource_list(&c["resources"][field]);
+    let mut total = ResourceList::new();
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        quantity::add_into(&mut total, &of(c));
+    }
+    let mut sidecars = ResourceList::new();
+    let mut init = ResourceList::new();
+    for c in spec["initContainers"].as_array().into_iter().flatten() {
+        let own = of(c);
+        let running = if c["restartPolicy"] == "Always" {
+            quantity::add_into(&mut total, &own);
+            quantity::add_into(&mut sidecars, &own);
+            sidecars.clone()
+        } else {
+            quantity::add(&own, &sidecars)
+        };
+        quantity::max_into(&mut init, &running);
+    }
+    quantity::max_into(&mut total, &init);
+    for (resource, q) in quantity::resource_list(&spec["resources"][field]) {
+        if resource == "cpu" || resource == "memory" {
+            total.insert(resource, q);
+        }
+    }
+    total
 }
 
 #[cfg(test)]

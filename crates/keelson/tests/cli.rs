@@ -498,6 +498,35 @@ fn server_runs_the_controller_manager_as_its_own_identity() -> Result<()> {
         &data,
         &["get", "serviceaccount", "root-ca-cert-publisher", "-n", "kube-system", "-o", "name"],
     )?;
+    // The quota recount is the resource quota controller's, through the status
+    // subresource, as its own ServiceAccount.
+    let quota =
+        kubectl(&data, &["create", "quota", "q", "-n", "team", "--hard=count/configmaps=5"])?;
+    ensure!(quota.status.success(), "{}", String::from_utf8_lossy(&quota.stderr));
+    let used = eventually_kubectl(
+        &data,
+        &["get", "quota", "q", "-n", "team", "-o", "jsonpath={.status.used.count/configmaps}"],
+    )?;
+    ensure!(used == "1", "kube-root-ca.crt counts: {used}");
+    // The audit log is written after the response, by its own thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = std::fs::read_to_string(data.join("logs/audit.log"))?;
+        let recounted = audit.lines().any(|l| {
+            l.contains(
+                "\"username\":\"system:serviceaccount:kube-system:resourcequota-controller\"",
+            ) && l.contains("\"subresource\":\"status\"")
+                && l.contains("\"verb\":\"update\"")
+        });
+        if recounted {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the quota was not recounted by its controller's ServiceAccount"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 

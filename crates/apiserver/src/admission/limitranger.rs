@@ -292,37 +292,7 @@ fn ratio(
         .then(|| format!("{prefix}, but provided ratio is {observed:.6}"))
 }
 
-/// A pod's requests or limits (`field`) as upstream's `podRequests`/`podLimits` add
-/// them up: the containers' sum, sidecars (restartable init containers) included, or
-/// the largest init container with the sidecars started before it, whichever is
-/// larger; pod-level resources replace CPU and memory.
-pub fn pod_resources(spec: &Value, field: &str) -> ResourceList {
-    let of = |c: &Value| quantity::resource_list(&c["resources"][field]);
-    let mut total = ResourceList::new();
-    for c in spec["containers"].as_array().into_iter().flatten() {
-        quantity::add_into(&mut total, &of(c));
-    }
-    let mut sidecars = ResourceList::new();
-    let mut init = ResourceList::new();
-    for c in spec["initContainers"].as_array().into_iter().flatten() {
-        let own = of(c);
-        let running = if c["restartPolicy"] == "Always" {
-            quantity::add_into(&mut total, &own);
-            quantity::add_into(&mut sidecars, &own);
-            sidecars.clone()
-        } else {
-            quantity::add(&own, &sidecars)
-        };
-        quantity::max_into(&mut init, &running);
-    }
-    quantity::max_into(&mut total, &init);
-    for (resource, q) in quantity::resource_list(&spec["resources"][field]) {
-        if resource == "cpu" || resource == "memory" {
-            total.insert(resource, q);
-        }
-    }
-    total
-}
+pub use keelson_core::pod::pod_resources;
 
 #[cfg(test)]
 mod tests {

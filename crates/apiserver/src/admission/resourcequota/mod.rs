@@ -3,12 +3,12 @@
 //! upstream's words; one that fits is charged to every quota covering it — `status.used`
 //! rewritten with an optimistic-concurrency write before the object is stored, retried
 //! on a lost race with the quota read again. The charge of a write that then fails is
-//! corrected by [`controller`], which recomputes usage from the stored objects.
+//! corrected by the controller manager's `resourcequota-controller`, which recomputes
+//! usage from the objects (with the same evaluators, `keelson_core::quota`).
 //!
 //! Must never charge a dry run, and never refuse a write no quota covers.
 
-pub mod controller;
-pub mod evaluator;
+pub use keelson_core::quota as evaluator;
 
 use keelson_api::ResourceInfo;
 use serde_json::Value;
@@ -102,7 +102,7 @@ pub async fn validate(api: &ApiServer, a: &Attributes<'_>, object: &Value) -> Ap
     {
         return Ok(());
     }
-    let evaluator = Evaluator::for_resource(a.info);
+    let evaluator = Evaluator::for_resource(a.info.group, a.info.plural);
     if !evaluator.handles(a.operation == Operation::Create, object, a.old) {
         return Ok(());
     }

@@ -3,11 +3,10 @@
 //! names it answers for, what one object uses, which scopes it falls in, and what a pod
 //! must declare when a quota constrains its CPU or memory.
 
-use keelson_api::ResourceInfo;
 use keelson_api::k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use crate::admission::limitranger::pod_resources;
+use crate::pod::{pod_resources, qos_class};
 use crate::quantity::{self, Quantity, ResourceList};
 
 const STORAGE_CLASS: &str = ".storageclass.storage.k8s.io/";
@@ -41,21 +40,23 @@ enum Kind {
     Count,
 }
 
-/// The quota evaluator of one resource.
-#[derive(Clone, Copy)]
+/// The quota evaluator of one resource (by group and plural, so the controller manager
+/// evaluates resources it only knows from discovery, custom ones included).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evaluator {
-    pub info: &'static ResourceInfo,
+    pub group: String,
+    pub plural: String,
     kind: Kind,
 }
 
 /// `count/<resource>` or `count/<resource>.<group>` (upstream's
 /// `ObjectCountQuotaResourceNameFor`).
-pub fn count_name(info: &ResourceInfo) -> String {
-    if info.group.is_empty() {
-        format!("count/{}", info.plural)
-    } else {
-        format!("count/{}.{}", info.plural, info.group)
-    }
+pub fn count_name(group: &str, plural: &str) -> String {
+    if group.is_empty() { format!("count/{plural}") } else { format!("count/{plural}.{group}") }
+}
+
+fn string_list(value: &Value) -> Vec<String> {
+    value.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
 }
 
 /// One requirement of a quota's scope: `spec.scopes` entries are `Exists`.
@@ -68,7 +69,7 @@ pub struct Scope {
 
 /// A quota's scopes and scope selector, as requirements.
 pub fn scopes(quota: &Value) -> Vec<Scope> {
-    let mut scopes: Vec<Scope> = crate::registry::meta::string_list(&quota["spec"]["scopes"])
+    let mut scopes: Vec<Scope> = string_list(&quota["spec"]["scopes"])
         .into_iter()
         .map(|name| Scope { name, operator: "Exists".into(), values: Vec::new() })
         .collect();
@@ -76,32 +77,33 @@ pub fn scopes(quota: &Value) -> Vec<Scope> {
         scopes.push(Scope {
             name: e["scopeName"].as_str().unwrap_or("").to_owned(),
             operator: e["operator"].as_str().unwrap_or("").to_owned(),
-            values: crate::registry::meta::string_list(&e["values"]),
+            values: string_list(&e["values"]),
         });
     }
     scopes
 }
 
 impl Evaluator {
-    pub fn for_resource(info: &'static ResourceInfo) -> Evaluator {
-        let kind = match (info.group, info.plural) {
+    pub fn for_resource(group: &str, plural: &str) -> Evaluator {
+        let kind = match (group, plural) {
             ("", "pods") => Kind::Pods,
             ("", "services") => Kind::Services,
             ("", "persistentvolumeclaims") => Kind::Claims,
             _ => Kind::Count,
         };
-        Evaluator { info, kind }
+        Evaluator { group: group.to_owned(), plural: plural.to_owned(), kind }
     }
 
     /// The evaluators a quota's resource names need, each once: the reconciler counts
-    /// these resources' objects.
-    /// `registry` is the one served, so custom resources are counted too.
+    /// these resources' objects. `served(group, plural)` says whether a namespaced
+    /// resource is served (the served registry, or discovery, so custom resources are
+    /// counted too).
     pub fn for_names<'a>(
-        registry: &keelson_api::Registry,
+        served: impl Fn(&str, &str) -> bool,
         names: impl IntoIterator<Item = &'a String>,
     ) -> Vec<Evaluator> {
         let find = |group: &str, plural: &str| {
-            registry.resources().find(|r| r.group == group && r.plural == plural && r.namespaced())
+            served(group, plural).then(|| Evaluator::for_resource(group, plural))
         };
         let mut found: Vec<Evaluator> = Vec::new();
         for name in names {
@@ -117,20 +119,16 @@ impl Evaluator {
             } else {
                 let probe = [("", "pods"), ("", "services"), ("", "persistentvolumeclaims")]
                     .into_iter()
-                    .find(|(g, p)| {
-                        find(g, p).is_some_and(|info| {
-                            !Evaluator::for_resource(info).matching([name]).is_empty()
-                        })
-                    });
+                    .find(|(g, p)| find(g, p).is_some_and(|e| !e.matching([name]).is_empty()));
                 match probe {
                     Some((g, p)) => (g.to_owned(), p.to_owned()),
                     None => continue,
                 }
             };
-            if let Some(info) = find(&group, &plural)
-                && !found.iter().any(|e| std::ptr::eq(e.info, info))
+            if let Some(evaluator) = find(&group, &plural)
+                && !found.contains(&evaluator)
             {
-                found.push(Evaluator::for_resource(info));
+                found.push(evaluator);
             }
         }
         found
@@ -138,7 +136,7 @@ impl Evaluator {
 
     /// The names among `names` this evaluator answers for (`MatchingResources`).
     pub fn matching<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-        let count = count_name(self.info);
+        let count = count_name(&self.group, &self.plural);
         names
             .into_iter()
             .filter(|name| {
@@ -162,7 +160,7 @@ impl Evaluator {
                                 || name.ends_with(&format!("{STORAGE_CLASS}persistentvolumeclaims"))
                                 || name.ends_with(&format!("{STORAGE_CLASS}requests.storage"))
                         }
-                        Kind::Count => legacy_name(self.info) == Some(name),
+                        Kind::Count => legacy_name(&self.group, &self.plural) == Some(name),
                     }
             })
             .cloned()
@@ -186,10 +184,10 @@ impl Evaluator {
     /// their deletion grace period.
     pub fn usage(&self, object: &Value, now: i64) -> ResourceList {
         let one = Quantity::from_int(1);
-        let mut usage = ResourceList::from([(count_name(self.info), one)]);
+        let mut usage = ResourceList::from([(count_name(&self.group, &self.plural), one)]);
         match self.kind {
             Kind::Count => {
-                if let Some(alias) = legacy_name(self.info) {
+                if let Some(alias) = legacy_name(&self.group, &self.plural) {
                     usage.insert(alias.to_owned(), one);
                 }
             }
@@ -255,7 +253,7 @@ impl Evaluator {
             return false;
         }
         let spec = &object["spec"];
-        let best_effort = crate::registry::strategy::qos_class(spec) == "BestEffort";
+        let best_effort = qos_class(spec) == "BestEffort";
         match scope.name.as_str() {
             "Terminating" => terminating(object),
             "NotTerminating" => !terminating(object),
@@ -329,8 +327,8 @@ impl Evaluator {
 }
 
 /// The name quota used for a resource's count before `count/` (four have one).
-fn legacy_name(info: &ResourceInfo) -> Option<&'static str> {
-    match (info.group, info.plural) {
+fn legacy_name(group: &str, plural: &str) -> Option<&'static str> {
+    match (group, plural) {
         ("", "configmaps") => Some("configmaps"),
         ("", "secrets") => Some("secrets"),
         ("", "replicationcontrollers") => Some("replicationcontrollers"),
@@ -409,11 +407,13 @@ mod tests {
     use super::*;
 
     fn evaluator(group: &str, plural: &str) -> Evaluator {
-        let info = keelson_api::Registry::builtin()
+        Evaluator::for_resource(group, plural)
+    }
+
+    fn builtin(group: &str, plural: &str) -> bool {
+        keelson_api::Registry::builtin()
             .resources()
-            .find(|r| r.group == group && r.plural == plural)
-            .expect("registered");
-        Evaluator::for_resource(info)
+            .any(|r| r.group == group && r.plural == plural && r.namespaced())
     }
 
     #[test]
@@ -461,10 +461,8 @@ mod tests {
             ["pods", "count/deployments.apps", "secrets", "requests.storage", "services.nodeports"]
                 .map(String::from)
                 .to_vec();
-        let plurals: Vec<&str> = Evaluator::for_names(keelson_api::Registry::builtin(), &names)
-            .iter()
-            .map(|e| e.info.plural)
-            .collect();
+        let found = Evaluator::for_names(builtin, &names);
+        let plurals: Vec<&str> = found.iter().map(|e| e.plural.as_str()).collect();
         assert_eq!(
             plurals,
             ["pods", "deployments", "secrets", "persistentvolumeclaims", "services"]
