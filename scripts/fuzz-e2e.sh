@@ -59,6 +59,21 @@ printf '%-40s %s\n' "document" "result"
 for doc in "${DOCS[@]}"; do
     file="$work/$(echo "$doc" | tr '/' '_').json"
     fetch "/openapi/v3/$doc" > "$file"
+    # Watches are long-running by design (they end at their timeout, not at once): leave
+    # out the /watch/ paths and the watch parameters, so every generated request
+    # finishes and a hung one is a finding.
+    python3 - "$file" <<'PY'
+import json, sys
+path = sys.argv[1]
+doc = json.load(open(path))
+doc["paths"] = {p: v for p, v in doc.get("paths", {}).items() if "/watch/" not in p}
+for item in doc["paths"].values():
+    for op in [item] + [v for v in item.values() if isinstance(v, dict)]:
+        if isinstance(op, dict) and isinstance(op.get("parameters"), list):
+            op["parameters"] = [x for x in op["parameters"]
+                                if not (isinstance(x, dict) and x.get("name") in ("watch", "allowWatchBookmarks", "sendInitialEvents"))]
+json.dump(doc, open(path, "w"))
+PY
     set +e
     timeout "$SECONDS_PER_DOC" "$VENV/bin/st" run "$file" --url "$url" \
         --request-cert "$work/admin.crt" --request-cert-key "$work/admin.key" --tls-verify "$ca" \
