@@ -52,9 +52,23 @@ fn bounded_range(n: i64) -> cel::ResolveResult {
     Ok(cel::Value::List(Arc::new((0..n).map(cel::Value::Int).collect())))
 }
 
+thread_local! {
+    /// Whether this thread is inside [`unpanicked`], whose panics are caught.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic on this thread now would be caught and turned into a CEL error (for
+/// the fuzz target's panic hook, which otherwise aborts on every panic).
+pub(crate) fn catching() -> bool {
+    CATCHING.with(std::cell::Cell::get)
+}
+
 /// Runs `f`, turning a panic (in the third-party CEL crates) into an error.
 fn unpanicked<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    let outer = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(outer));
+    result.unwrap_or_else(|panic| {
         let reason = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
@@ -312,14 +326,16 @@ mod tests {
     }
 
     /// Inputs that crashed the `cel` fuzz target: kube-cel panics on a precision Rust's
-    /// formatter refuses and on an overflowing `sum()` (where overflow checks are on; a
-    /// release build wraps), and aborts on a `lists.range` too large to allocate.
+    /// formatter refuses and on an overflowing `sum()` or quantity comparison (where
+    /// overflow checks are on; a release build wraps), and aborts on a `lists.range` too
+    /// large to allocate.
     #[test]
     fn library_panics_and_huge_ranges_are_errors() {
         let evaluate = |source: &str| compile(source).and_then(|e| e.evaluate(&[]));
         let error = evaluate("'%.99999f'.format([1.0]) == ''").unwrap_err();
         assert!(error.contains("internal error in the CEL library"), "{error}");
         assert!(evaluate("[9223372036854775807, 1].sum() > 0").is_err());
+        assert!(evaluate("quantity('1.5').compareTo(quantity('1e308')) == 0").is_err());
         let error = evaluate("lists.range(9999999999).size() > 0").unwrap_err();
         assert!(error.contains("range argument must be between 0 and"), "{error}");
         assert_eq!(evaluate("lists.range(3)"), Ok(serde_json::json!([0, 1, 2])));

@@ -288,6 +288,12 @@ fn gadget_schema(rules: Value) -> Value {
                 "x-kubernetes-preserve-unknown-fields": true}}}}})
 }
 
+/// Whether a panic on this thread now would be caught by the CEL boundary and become a
+/// compile or evaluation error (the `cel` target's panic hook lets those pass).
+pub fn cel_catches_panics() -> bool {
+    crate::cel::catching()
+}
+
 /// A CEL expression compiled (with the optional-syntax rewrite) and evaluated as an
 /// admission policy's against `object`, `oldObject` and `request`, as a CRD rule's
 /// against `self` and `oldSelf`, then as a CRD's `x-kubernetes-validations` rule (and
