@@ -6,7 +6,12 @@
 //! strings, lists (`isSorted`, `sum`, `min`, `max`, `indexOf`), sets, regex (`find`,
 //! `findAll`), URLs, IPs and CIDRs, quantities, semver, `format` and named formats.
 //!
-//! Not available: the `authorizer` variable of admission policies.
+//! Not available: the `authorizer` variable of admission policies, and upstream's cost
+//! limits (only `lists.range` is bounded, at [`MAX_RANGE`] items).
+//!
+//! A panic inside the third-party `cel` and `kube-cel` crates (which some expressions
+//! reach, e.g. `'%.99999f'.format([1.0])`) is caught here and becomes a compile or
+//! evaluation error: an expression from a request must never panic the server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +30,52 @@ pub struct Expression {
 /// once; each evaluation binds its variables in an inner scope of it.
 fn functions() -> &'static cel::Context<'static> {
     static FUNCTIONS: OnceLock<cel::Context<'static>> = OnceLock::new();
-    FUNCTIONS.get_or_init(|| cel::Context::default().with_all())
+    FUNCTIONS.get_or_init(|| {
+        let mut context = cel::Context::default().with_all();
+        context.add_function("lists.range", bounded_range);
+        context
+    })
+}
+
+/// Most items `lists.range` builds: kube-cel's own allocates whatever it is asked for
+/// and aborts the process when that fails (`lists.range(9999999999)`).
+pub const MAX_RANGE: i64 = 1 << 20;
+
+/// `lists.range(n)`: `[0, n)`, refused past [`MAX_RANGE`] as upstream's cost limit would.
+fn bounded_range(n: i64) -> cel::ResolveResult {
+    if !(0..=MAX_RANGE).contains(&n) {
+        return Err(cel::ExecutionError::function_error(
+            "lists.range",
+            format!("range argument must be between 0 and {MAX_RANGE}, got {n}"),
+        ));
+    }
+    Ok(cel::Value::List(Arc::new((0..n).map(cel::Value::Int).collect())))
+}
+
+thread_local! {
+    /// Whether this thread is inside [`unpanicked`], whose panics are caught.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a panic on this thread now would be caught and turned into a CEL error (for
+/// the fuzz target's panic hook, which otherwise aborts on every panic).
+pub(crate) fn catching() -> bool {
+    CATCHING.with(std::cell::Cell::get)
+}
+
+/// Runs `f`, turning a panic (in the third-party CEL crates) into an error.
+fn unpanicked<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let outer = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(outer));
+    result.unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Err(format!("internal error in the CEL library: {reason}"))
+    })
 }
 
 /// Compiled expressions by source: policies, match conditions and CRD rules run the
@@ -42,8 +92,14 @@ pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
     if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
         return Ok(found.clone());
     }
-    let mut expression = parse(source).map_err(|e| format!("compilation failed: {e}"))?;
-    optional_selects(&mut expression);
+    let expression = unpanicked(|| {
+        let mut expression = parse(source).map_err(|e| format!("compilation failed: {e}"))?;
+        optional_selects(&mut expression);
+        Ok(expression)
+    })
+    .map_err(|e| {
+        if e.starts_with("compilation failed") { e } else { format!("compilation failed: {e}") }
+    })?;
     let expression = Arc::new(Expression { parsed: expression, source: source.to_owned() });
     let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
     if memo.len() >= MEMO {
@@ -205,12 +261,14 @@ fn optional_selects(expression: &mut cel::IdedExpr) {
 impl Expression {
     /// Evaluates with the named variables bound.
     pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Result<Value, String> {
-        let mut context = functions().new_inner_scope();
-        for (name, value) in variables {
-            context.add_variable_from_value(*name, to_cel(value));
-        }
-        let result = cel::Value::resolve(&self.parsed, &context).map_err(|e| e.to_string())?;
-        result.json().map_err(|e| format!("the result has no JSON form: {e:?}"))
+        unpanicked(|| {
+            let mut context = functions().new_inner_scope();
+            for (name, value) in variables {
+                context.add_variable_from_value(*name, to_cel(value));
+            }
+            let result = cel::Value::resolve(&self.parsed, &context).map_err(|e| e.to_string())?;
+            result.json().map_err(|e| format!("the result has no JSON form: {e:?}"))
+        })
     }
 
     /// The field paths the expression selects from the variables `roots`
@@ -265,5 +323,22 @@ mod tests {
         assert_eq!(holds("object.metadata.?labels.?team.orValue('') == 'a'"), Ok(true));
         assert_eq!(holds("object.metadata.?annotations.?x.orValue('none') == 'none'"), Ok(true));
         assert_eq!(holds("[1, 2].all(i, object.spec.?missing.orValue(0) < i)"), Ok(true));
+    }
+
+    /// Inputs that crashed the `cel` fuzz target: kube-cel panics on a precision Rust's
+    /// formatter refuses and on an overflowing `sum()` or quantity comparison (where
+    /// overflow checks are on; a release build wraps), and aborts on a `lists.range` too
+    /// large to allocate.
+    #[test]
+    fn library_panics_and_huge_ranges_are_errors() {
+        let evaluate = |source: &str| compile(source).and_then(|e| e.evaluate(&[]));
+        let error = evaluate("'%.99999f'.format([1.0]) == ''").unwrap_err();
+        assert!(error.contains("internal error in the CEL library"), "{error}");
+        assert!(evaluate("[9223372036854775807, 1].sum() > 0").is_err());
+        assert!(evaluate("quantity('1.5').compareTo(quantity('1e308')) == 0").is_err());
+        let error = evaluate("lists.range(9999999999).size() > 0").unwrap_err();
+        assert!(error.contains("range argument must be between 0 and"), "{error}");
+        assert_eq!(evaluate("lists.range(3)"), Ok(serde_json::json!([0, 1, 2])));
+        assert_eq!(evaluate("'%.2f'.format([1.0])"), Ok(serde_json::json!("1.00")));
     }
 }

@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `crates/apiserver/fuzz` (a workspace of its own,
 //! outside CI): the decoders of the request path that need no running server — routing,
-//! the query, selectors, quantities, the three patch types, and typed decoding and
-//! validation through the registry. Not an API: each takes raw input and may only
+//! the query, selectors, quantities, the three patch types, typed decoding and
+//! validation through the registry, server-side apply and CEL. Not an API: each takes raw input and may only
 //! return; a panic is the bug the fuzzer looks for.
 
 use bytes::Bytes;
@@ -136,6 +136,211 @@ pub fn decode(kind: u8, body: &[u8]) {
     if let Ok(old) = created {
         let _ = crate::registry::prepare_update(info, &old, object, None, &check, &mut warnings);
     }
+}
+
+/// Server-side apply for one of a few kinds (`kind % 4`: ConfigMap, Deployment, Service,
+/// a custom resource with a structural schema). `body` is JSON read twice: as a
+/// `fieldsV1` field set (round-tripped, combined with another, and owned by a manager of
+/// a live object that is then applied to) and as an apply configuration applied onto a
+/// live object with another manager, with and without force, and as a create.
+pub fn apply(kind: u8, body: &[u8]) {
+    use crate::apply::fieldset::Set;
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let (info, live) = apply_kind(kind);
+    // (a) The body as field set.
+    let set = Set::from_fields_v1(&value);
+    let written = set.to_fields_v1();
+    let again = Set::from_fields_v1(&written);
+    if !set.is_empty() {
+        assert_eq!(again.members(), set.members(), "{value} written as {written}");
+    }
+    assert_eq!(again.to_fields_v1(), written, "{value} written as {written}");
+    let members = set.members();
+    for path in members.iter().take(64) {
+        let _ = crate::apply::fieldset::describe(path);
+    }
+    let owned = Set::of_object(&live, crate::apply::schema::Ty::of_resource(info), false);
+    let _ = set.union(&owned).difference(&owned.intersection(&set)).members();
+    let mut claimed = live.clone();
+    claimed["metadata"]["managedFields"] = json!([{"manager": "bob", "operation": "Update",
+        "apiVersion": info.api_version(), "fieldsType": "FieldsV1", "fieldsV1": value}]);
+    for force in [false, true] {
+        let _ = crate::apply::apply(info, "", "alice", force, Some(&claimed), &live);
+        let _ = crate::apply::apply(info, "", "kubectl", force, Some(&claimed), &live);
+    }
+    let mut updated = live.clone();
+    crate::apply::track_update(info, "", "carol", Some(&claimed), &mut updated);
+    // (b) The body as apply configuration, checked as the PATCH handler checks it.
+    if crate::registry::check_type(info, &value).is_err()
+        || crate::registry::typed::check_shape(info, &value).is_err()
+    {
+        return;
+    }
+    let _ = crate::apply::apply(info, "", "alice", false, None, &value);
+    for force in [false, true] {
+        for manager in ["alice", "bob", "kubectl"] {
+            if let Ok(merged) = crate::apply::apply(info, "", manager, force, Some(&live), &value) {
+                let mut warnings = Vec::new();
+                let _ = crate::registry::prepare_update(
+                    info,
+                    &live,
+                    merged,
+                    None,
+                    &BodyCheck::default(),
+                    &mut warnings,
+                );
+            }
+        }
+    }
+}
+
+/// The resource and a live object with fields owned by `bob` (an update) and `kubectl`
+/// (an apply, with the client-side annotation) for [`apply`].
+fn apply_kind(kind: u8) -> (&'static ResourceInfo, Value) {
+    let (info, object) = match kind % 4 {
+        0 => (
+            find("", "configmaps"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "data": {"a": "1", "b": "2"}}),
+        ),
+        1 => (
+            find("apps", "deployments"),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                        "containers": [{"name": "app", "image": "nginx",
+                            "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                            "env": [{"name": "A", "value": "1"}]}],
+                        "tolerations": [{"key": "k", "operator": "Exists"}]}}}}),
+        ),
+        2 => (
+            find("", "services"),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"selector": {"app": "web"}, "type": "ClusterIP",
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}),
+        ),
+        _ => (
+            gadgets(),
+            json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+                "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "spec": {"ports": [{"name": "web", "protocol": "TCP", "number": 80}],
+                    "tags": ["a"], "args": ["x"], "selector": {"app": "g"},
+                    "template": {"metadata": {"labels": {"t": "1"}}, "spec": {"size": 1}}}}),
+        ),
+    };
+    let mut live = object.clone();
+    let mut config = object.clone();
+    config["metadata"].as_object_mut().map(|m| m.remove("labels"));
+    live["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": config.to_string()});
+    let Ok(mut live) = crate::apply::apply(info, "", "kubectl", false, None, &live) else {
+        panic!("the live {} applies", info.kind);
+    };
+    let before = live.clone();
+    live["metadata"]["labels"]["extra"] = json!("x");
+    crate::apply::track_update(info, "", "bob", Some(&before), &mut live);
+    (info, live)
+}
+
+/// A custom resource whose schema has a keyed list, a set, an atomic map, an atomic list
+/// and an embedded resource.
+fn gadgets() -> &'static ResourceInfo {
+    static GADGETS: std::sync::OnceLock<&'static ResourceInfo> = std::sync::OnceLock::new();
+    GADGETS.get_or_init(|| {
+        let served = crate::crd::Served::default();
+        served.set(&[gadget_crd(json!([]))]);
+        served.registry().find("example.com", "v1", "gadgets").expect("gadgets are served")
+    })
+}
+
+/// The CRD of [`gadgets`], with `rules` as the spec's `x-kubernetes-validations`.
+fn gadget_crd(rules: Value) -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"}, "spec": {"group": "example.com",
+        "scope": "Namespaced", "names": {"plural": "gadgets", "kind": "Gadget",
+            "singular": "gadget", "listKind": "GadgetList"},
+        "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": gadget_schema(rules)}}]},
+        "status": {"conditions": [{"type": "Established", "status": "True"}]}})
+}
+
+fn gadget_schema(rules: Value) -> Value {
+    json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": rules,
+        "properties": {
+            "replicas": {"type": "integer"},
+            "name": {"type": "string"},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name", "protocol"],
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "protocol": {"type": "string"},
+                    "number": {"type": "integer"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "args": {"type": "array", "items": {"type": "string"}},
+            "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                "additionalProperties": {"type": "string"}},
+            "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                "x-kubernetes-preserve-unknown-fields": true}}}}})
+}
+
+/// Whether a panic on this thread now would be caught by the CEL boundary and become a
+/// compile or evaluation error (the `cel` target's panic hook lets those pass).
+pub fn cel_catches_panics() -> bool {
+    crate::cel::catching()
+}
+
+/// A CEL expression compiled (with the optional-syntax rewrite) and evaluated as an
+/// admission policy's against `object`, `oldObject` and `request`, as a CRD rule's
+/// against `self` and `oldSelf`, then as a CRD's `x-kubernetes-validations` rule (and
+/// message expression): the CRD validated and a custom resource checked against it.
+pub fn cel(expression: &str) {
+    let spec = json!({"replicas": 3, "name": "web", "ports": [{"name": "web", "protocol": "TCP",
+        "number": 80}], "tags": ["a", "b"], "args": ["x"], "selector": {"app": "g"}});
+    let old_spec = json!({"replicas": 2, "name": "web", "ports": [], "tags": ["a"], "args": [],
+        "selector": {}});
+    let object = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+        "spec": spec});
+    let mut old_object = object.clone();
+    old_object["spec"] = old_spec.clone();
+    let request = json!({"operation": "UPDATE", "name": "web", "namespace": "default",
+        "userInfo": {"username": "alice", "groups": ["system:authenticated"]}});
+    let variables = json!({"limit": 5});
+    if let Ok(compiled) = crate::cel::compile(expression) {
+        let _ = compiled.evaluate(&[
+            ("object", &object),
+            ("oldObject", &old_object),
+            ("request", &request),
+            ("params", &Value::Null),
+            ("variables", &variables),
+        ]);
+        let _ = compiled.holds(&[("self", &spec), ("oldSelf", &old_spec)]);
+        let _ = compiled.selections(&["self", "oldSelf"]);
+        let schema = gadget_schema(json!([]));
+        let _ = crate::crd::validation::undefined_fields(
+            &compiled,
+            &schema["properties"]["spec"],
+            false,
+        );
+    }
+    let rules = json!([{"rule": expression, "messageExpression": expression},
+        {"rule": "self.replicas > 5", "messageExpression": expression}]);
+    let version = json!({"schema": gadget_schema(rules.clone())});
+    let _ = crate::crd::validation::validate(&version, &object, Some(&old_object));
+    let info = find("apiextensions.k8s.io", "customresourcedefinitions");
+    let mut warnings = Vec::new();
+    let _ = crate::registry::prepare_create(
+        info,
+        None,
+        gadget_crd(rules),
+        &BodyCheck::default(),
+        &mut warnings,
+    );
 }
 
 fn find(group: &str, plural: &str) -> &'static ResourceInfo {
