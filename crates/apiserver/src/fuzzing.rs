@@ -104,9 +104,14 @@ pub fn patch(kind: u8, body: &[u8]) {
     }
 }
 
-/// A request body decoded as a client sends it and prepared for create (typed decode,
-/// defaults, validation), then as an update of a fixed object, for one of a few kinds.
-pub fn decode(kind: u8, body: &[u8]) {
+/// A request body decoded as a client sends it — JSON, YAML or Kubernetes protobuf, by
+/// its content type (`selector / 16 % 3`) — and prepared for create (typed decode,
+/// defaults, validation), then as an update of a fixed object, for one of a few kinds
+/// (`selector % 16`).
+pub fn decode(selector: u8, body: &[u8]) {
+    const MEDIA: [&str; 3] = ["application/json", "application/yaml", keelson_proto::MEDIA_TYPE];
+    let kind = selector % 16;
+    let media = MEDIA[usize::from(selector / 16) % MEDIA.len()];
     const KINDS: [(&str, &str); 8] = [
         ("", "pods"),
         ("", "configmaps"),
@@ -123,12 +128,17 @@ pub fn decode(kind: u8, body: &[u8]) {
         mode: FieldValidation::Strict,
         duplicates: crate::registry::typed::duplicate_fields(body),
     };
-    let Ok(object) = serde_json::from_slice::<Value>(body) else {
+    let Ok(parts) = http::Request::builder()
+        .header(http::header::CONTENT_TYPE, media)
+        .body(())
+        .map(|r| r.into_parts().0)
+    else {
         return;
     };
-    if !object.is_object() {
+    let request = Request::new(parts, Bytes::copy_from_slice(body), User::default());
+    let Ok(object) = request.json_body() else {
         return;
-    }
+    };
     let namespace = info.namespaced().then_some("default");
     let mut warnings = Vec::new();
     let created =

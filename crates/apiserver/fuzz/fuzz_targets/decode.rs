@@ -1,4 +1,5 @@
-//! Request bodies of a few kinds (first byte picks) through typed decoding and validation.
+//! Request bodies of a few kinds as JSON, YAML or protobuf (the first byte picks both)
+//! through content-type decoding, typed decoding and validation.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
