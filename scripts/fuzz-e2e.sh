@@ -75,11 +75,12 @@ for item in doc["paths"].values():
 json.dump(doc, open(path, "w"))
 PY
     set +e
-    timeout "$SECONDS_PER_DOC" "$VENV/bin/st" run "$file" --url "$url" \
+    # From the temporary directory: schemathesis writes its cache where it runs.
+    (cd "$work" && timeout "$SECONDS_PER_DOC" "$VENV/bin/st" run "$file" --url "$url" \
         --request-cert "$work/admin.crt" --request-cert-key "$work/admin.key" --tls-verify "$ca" \
         --checks not_a_server_error --max-examples "$EXAMPLES" --phases examples,fuzzing \
         --request-timeout 30 --generation-database none --seed 1 --no-color \
-        > "$work/st.log" 2>&1
+        > "$work/st.log" 2>&1)
     rc=$?
     set -e
     cp "$work/st.log" "$LOGS/$(basename "$file" .json).log"
