@@ -271,23 +271,13 @@ pub struct Filter {
 
 impl Filter {
     pub fn from_request(req: &Request, info: &ResourceInfo) -> ApiResult<Self> {
-        let strategy = strategy::for_resource(info);
-        // A custom resource's `selectableFields` (`.spec.color` selects as `spec.color`).
-        let selectable: Vec<&str> = info
-            .custom
-            .and_then(|v| v["selectableFields"].as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|f| f["jsonPath"].as_str())
-            .map(|p| p.trim_start_matches('.'))
-            .collect();
-        let supported = if selectable.is_empty() { strategy.field_selectors } else { &selectable };
+        let supported = strategy::for_resource(info).field_selectors();
         Ok(Filter {
             labels: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
             fields: FieldSelector::parse(
                 req.param("fieldSelector").unwrap_or(""),
                 info.kind,
-                supported,
+                &supported,
             )?,
         })
     }
@@ -672,7 +662,7 @@ async fn create_object(
     }
     let mut warnings = Vec::new();
     let mut body = body;
-    strategy::set_requester(info, &mut body, &req.user);
+    strategy::for_resource(info).set_creator(&mut body, &req.user);
     let object = prepare_create(
         info,
         target.namespace.as_deref(),
@@ -1029,7 +1019,7 @@ async fn delete(
     let options = DeleteOptions::from_request(req)?;
     let (code, object) = delete_one(api, place(target), &options, dry_run).await?;
     let strategy = strategy::for_resource(target.info);
-    if code == StatusCode::ACCEPTED || strategy.return_deleted_object {
+    if code == StatusCode::ACCEPTED || strategy.return_deleted_object() {
         return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
     }
     let mut details = json!({ "name": place(target).name, "kind": target.info.plural, "uid": metadata(&object).get("uid") });

@@ -74,7 +74,7 @@ impl Mutating for LimitRanger {
             changed |= apply_defaults(&range, pod);
         }
         if changed {
-            pod["status"]["qosClass"] = json!(crate::registry::strategy::qos_class(&pod["spec"]));
+            pod["status"]["qosClass"] = json!(keelson_core::pod::qos_class(&pod["spec"]));
             crate::registry::revalidate_create(a.info, pod)?;
         }
         Ok(Vec::new())

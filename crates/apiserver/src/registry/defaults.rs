@@ -1,13 +1,15 @@
 //! Defaulting, as upstream's `pkg/apis/<group>/v1/defaults.go` does it on every decode:
 //! a field left out gets the value upstream would give it, so what a client reads back
-//! is what it would read from kube-apiserver.
+//! is what it would read from kube-apiserver. Each resource's strategy
+//! (`Strategy::defaults`) sets its own fields; this module holds the pieces they share:
+//! pod specs, wherever they are embedded.
 //!
 //! Must never overwrite a value the client set.
 
 use serde_json::{Value, json};
 
 /// Sets `object[key]` to `value` unless it is already set (and not null).
-fn default(object: &mut Value, key: &str, value: Value) {
+pub(crate) fn default(object: &mut Value, key: &str, value: Value) {
     if let Some(map) = object.as_object_mut() {
         match map.get(key) {
             Some(v) if !v.is_null() => {}
@@ -19,176 +21,23 @@ fn default(object: &mut Value, key: &str, value: Value) {
 }
 
 /// The object at `object[key]`, created empty if absent.
-fn child<'a>(object: &'a mut Value, key: &str) -> &'a mut Value {
+pub(crate) fn child<'a>(object: &'a mut Value, key: &str) -> &'a mut Value {
     default(object, key, json!({}));
     &mut object[key]
 }
 
-fn each<'a>(value: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+pub(crate) fn each<'a>(value: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
     value.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten()
 }
 
-/// `SetDefaults_LimitRangeItem`: a Container item's default limit falls back to its
-/// max, and its default request to the default limit, then to its min.
-fn limit_range_item(item: &mut Value) {
-    if item["type"] != "Container" {
-        return;
-    }
-    let copy = |item: &mut Value, from: &str, to: &str| {
-        let source = item[from].as_object().cloned().unwrap_or_default();
-        let target = child(item, to);
-        for (resource, quantity) in source {
-            default(target, &resource, quantity);
-        }
-    };
-    copy(item, "max", "default");
-    copy(item, "default", "defaultRequest");
-    copy(item, "min", "defaultRequest");
-}
-
-/// Applies the defaults of `group`/`plural` to `object`.
-pub fn apply(group: &str, plural: &str, object: &mut Value) {
-    match (group, plural) {
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            super::validation::crd_defaults(object)
-        }
-        ("", "pods") => {
-            pod_spec(child(object, "spec"));
-        }
-        ("", "podtemplates") => pod_template(object.get_mut("template")),
-        ("", "replicationcontrollers") => {
-            let spec = child(object, "spec");
-            default(spec, "replicas", json!(1));
-            // An RC without a selector selects its template's labels, and an object
-            // without labels takes them too.
-            if let Some(labels) = spec.pointer("/template/metadata/labels").cloned() {
-                default(spec, "selector", labels.clone());
-                default(child(object, "metadata"), "labels", labels);
-            }
-            pod_template(object.pointer_mut("/spec/template"));
-        }
-        ("", "services") => service(object),
-        ("", "secrets") => {
-            default(object, "type", json!("Opaque"));
-            string_data(object);
-        }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            default(object, "preemptionPolicy", json!("PreemptLowerPriority"))
-        }
-        ("", "persistentvolumeclaims") => {
-            default(child(object, "spec"), "volumeMode", json!("Filesystem"))
-        }
-        ("", "limitranges") => {
-            for item in each(child(object, "spec"), "limits") {
-                limit_range_item(item);
-            }
-        }
-        ("apps", "deployments") => {
-            let spec = child(object, "spec");
-            default(spec, "replicas", json!(1));
-            let strategy = child(spec, "strategy");
-            default(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let rolling = child(strategy, "rollingUpdate");
-                default(rolling, "maxUnavailable", json!("25%"));
-                default(rolling, "maxSurge", json!("25%"));
-            }
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "progressDeadlineSeconds", json!(600));
-            pod_template(object.pointer_mut("/spec/template"));
-        }
-        ("apps", "replicasets") => {
-            default(child(object, "spec"), "replicas", json!(1));
-            pod_template(object.pointer_mut("/spec/template"));
-        }
-        ("apps", "statefulsets") => {
-            let spec = child(object, "spec");
-            default(spec, "replicas", json!(1));
-            default(spec, "podManagementPolicy", json!("OrderedReady"));
-            let strategy = child(spec, "updateStrategy");
-            default(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                default(child(strategy, "rollingUpdate"), "partition", json!(0));
-            }
-            default(spec, "revisionHistoryLimit", json!(10));
-            let retention = child(spec, "persistentVolumeClaimRetentionPolicy");
-            default(retention, "whenDeleted", json!("Retain"));
-            default(retention, "whenScaled", json!("Retain"));
-            pod_template(object.pointer_mut("/spec/template"));
-        }
-        ("apps", "daemonsets") => {
-            let spec = child(object, "spec");
-            let strategy = child(spec, "updateStrategy");
-            default(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let rolling = child(strategy, "rollingUpdate");
-                default(rolling, "maxUnavailable", json!(1));
-                default(rolling, "maxSurge", json!(0));
-            }
-            default(spec, "revisionHistoryLimit", json!(10));
-            pod_template(object.pointer_mut("/spec/template"));
-        }
-        ("batch", "jobs") => {
-            job_spec(child(object, "spec"));
-        }
-        ("batch", "cronjobs") => {
-            let spec = child(object, "spec");
-            default(spec, "concurrencyPolicy", json!("Allow"));
-            default(spec, "suspend", json!(false));
-            default(spec, "successfulJobsHistoryLimit", json!(3));
-            default(spec, "failedJobsHistoryLimit", json!(1));
-            if let Some(job) = spec.pointer_mut("/jobTemplate/spec") {
-                job_spec(job);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn job_spec(spec: &mut Value) {
-    if spec.get("completions").is_none_or(Value::is_null)
-        && spec.get("parallelism").is_none_or(Value::is_null)
-    {
-        spec["completions"] = json!(1);
-        spec["parallelism"] = json!(1);
-    }
-    default(spec, "parallelism", json!(1));
-    default(spec, "backoffLimit", json!(6));
-    default(spec, "completionMode", json!("NonIndexed"));
-    default(spec, "suspend", json!(false));
-    let failure_policy_set = spec.get("podFailurePolicy").is_some_and(|v| !v.is_null());
-    default(
-        spec,
-        "podReplacementPolicy",
-        json!(if failure_policy_set { "Failed" } else { "TerminatingOrFailed" }),
-    );
-    pod_template(spec.get_mut("template"));
-}
-
-fn pod_template(template: Option<&mut Value>) {
+/// The defaults of a pod template's pod spec.
+pub(crate) fn pod_template(template: Option<&mut Value>) {
     if let Some(template) = template {
         pod_spec(child(template, "spec"));
     }
 }
 
 /// `SetDefaults_PodSpec`, `_Container`, `_Probe`, `_Volume` and friends.
-/// A Secret's `stringData` is written into `data` (base64), winning over a key of the
-/// same name, and never stored (upstream's v1 conversion).
-fn string_data(secret: &mut Value) {
-    use base64::Engine;
-    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|s| s.remove("stringData"))
-    else {
-        return;
-    };
-    if !secret["data"].is_object() {
-        secret["data"] = json!({});
-    }
-    for (key, value) in strings {
-        let text = value.as_str().unwrap_or_default();
-        secret["data"][key] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-    }
-}
-
 pub fn pod_spec(spec: &mut Value) {
     default(spec, "dnsPolicy", json!("ClusterFirst"));
     default(spec, "restartPolicy", json!("Always"));
@@ -277,36 +126,13 @@ fn volume(v: &mut Value) {
     }
 }
 
-/// `SetDefaults_Service`, less the cluster IP (allocated by the service registry).
-fn service(object: &mut Value) {
-    let spec = child(object, "spec");
-    default(spec, "type", json!("ClusterIP"));
-    let kind = spec["type"].as_str().unwrap_or("").to_owned();
-    default(spec, "sessionAffinity", json!("None"));
-    if kind != "ExternalName" {
-        default(spec, "internalTrafficPolicy", json!("Cluster"));
-    }
-    if kind == "NodePort" || kind == "LoadBalancer" {
-        default(spec, "externalTrafficPolicy", json!("Cluster"));
-    }
-    if kind == "LoadBalancer" {
-        default(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    for port in each(spec, "ports") {
-        default(port, "protocol", json!("TCP"));
-        if let Some(number) = port.get("port").cloned() {
-            default(port, "targetPort", number);
-        }
-    }
-    if spec["sessionAffinity"] == "ClientIP" {
-        let config = child(child(spec, "sessionAffinityConfig"), "clientIP");
-        default(config, "timeoutSeconds", json!(10800));
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::{Value, json};
+
+    fn apply(group: &str, plural: &str, object: &mut Value) {
+        crate::registry::strategy::builtin(group, plural).defaults(object);
+    }
 
     #[test]
     fn a_deployment_reads_back_as_upstream_defaults_it() {

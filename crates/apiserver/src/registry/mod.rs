@@ -10,9 +10,23 @@ pub mod defaults;
 pub mod meta;
 pub mod quantities;
 pub mod selector;
-pub mod strategy;
+pub(crate) mod strategy;
 pub mod typed;
 pub mod validation;
+
+// Each resource's strategy, by group: `<group>/<resource>.rs`, registered in
+// `strategy::BUILTIN`.
+mod apiextensions;
+mod apps;
+mod batch;
+mod certificates;
+mod coordination;
+mod core;
+mod networking;
+mod policy;
+mod rbac;
+mod scheduling;
+mod storage;
 
 use std::sync::Arc;
 
@@ -377,22 +391,25 @@ pub fn prepare_create(
     {
         meta.remove(field);
     }
-    if strategy.tracks_generation {
+    if strategy.tracks_generation() {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");
     }
-    (strategy.prepare_create)(&mut object);
-    let causes = type_causes(info, &object, None, None);
-    validate(info, &strategy, &object, causes)?;
+    strategy.prepare_create(&mut object);
+    let mut causes = Vec::new();
+    strategy.validate(&object, &mut causes);
+    validate(info, &*strategy, &object, causes)?;
     Ok(object)
 }
 
 /// Validates a new object again after admission changed it (upstream validates after
 /// the mutating plugins; here the registry runs first).
 pub fn revalidate_create(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
-    let causes = type_causes(info, object, None, None);
-    validate(info, &strategy::for_resource(info), object, causes)
+    let strategy = strategy::for_resource(info);
+    let mut causes = Vec::new();
+    strategy.validate(object, &mut causes);
+    validate(info, &*strategy, object, causes)
 }
 
 /// Upstream's `BeforeUpdate`: identity and bookkeeping fields come from the stored
@@ -421,7 +438,7 @@ pub fn prepare_update(
             name.as_str().unwrap_or_default()
         )));
     }
-    if Strategy::has_status(info) {
+    if strategy::has_status(info) {
         match subresource {
             Some("status" | "approval") => {
                 // Only status changes through /status (and a CSR's /approval).
@@ -473,31 +490,15 @@ pub fn prepare_update(
             None => meta.remove(field),
         };
     }
-    (strategy.prepare_update)(subresource, old, &mut object);
-    if strategy.tracks_generation && spec_changed(old, &object) {
+    strategy.prepare_update(subresource, old, &mut object);
+    if strategy.tracks_generation() && spec_changed(old, &object) {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(&mut object).insert("generation".into(), json!(generation));
     }
-    let causes = type_causes(info, &object, Some(old), subresource);
-    validate(info, &strategy, &object, causes)?;
+    let mut causes = Vec::new();
+    strategy.validate_update(old, &object, subresource, &mut causes);
+    validate(info, &*strategy, &object, causes)?;
     Ok(object)
-}
-
-/// The type's own rules: upstream's per-type validation of a built-in resource, or a
-/// custom resource's schema.
-fn type_causes(
-    info: &ResourceInfo,
-    object: &Value,
-    old: Option<&Value>,
-    subresource: Option<&str>,
-) -> Vec<Cause> {
-    match (info.custom, old) {
-        (Some(version), old) => crate::crd::validation::validate(version, object, old),
-        (None, None) => validation::validate_create(info.group, info.plural, object),
-        (None, Some(old)) => {
-            validation::validate_update(info.group, info.plural, old, object, subresource)
-        }
-    }
 }
 
 /// Whether anything but metadata and status differs.
@@ -513,10 +514,11 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
     }
 }
 
-/// Metadata rules, then the type's own (`type_causes`), as one `Invalid` error.
+/// Metadata rules, then the type's own (`type_causes`, from the strategy), as one
+/// `Invalid` error.
 fn validate(
     info: &ResourceInfo,
-    strategy: &Strategy,
+    strategy: &dyn Strategy,
     object: &Value,
     type_causes: Vec<Cause>,
 ) -> ApiResult<()> {
@@ -525,10 +527,10 @@ fn validate(
     if name.is_empty() {
         causes.push(Cause::required("metadata.name", "name or generateName is required"));
     } else {
-        meta::validate_name(strategy.name_rule, name, "metadata.name", &mut causes);
+        meta::validate_name(strategy.name_rule(), name, "metadata.name", &mut causes);
     }
     if let Some(prefix) = meta::str_field(object, "generateName") {
-        meta::validate_generate_name(strategy.name_rule, prefix, &mut causes);
+        meta::validate_generate_name(strategy.name_rule(), prefix, &mut causes);
     }
     meta::validate_labels_and_annotations(object, &mut causes);
     if let Some(finalizers) = metadata(object).get("finalizers")

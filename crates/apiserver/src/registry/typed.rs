@@ -60,7 +60,7 @@ pub fn decode(
     let mut unknown = Vec::new();
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
     let mut normalized = normalized;
-    super::defaults::apply(info.group, info.plural, &mut normalized);
+    super::strategy::for_resource(info).defaults(&mut normalized);
     let mut problems: Vec<String> =
         unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     problems.extend(check.duplicates.iter().map(|f| format!("duplicate field \"{f}\"")));

@@ -17,12 +17,13 @@ const BINDING_COLUMNS: &[Column] = &[
     Column::wide("ServiceAccounts"),
 ];
 
-pub(super) const ROLE_BINDING: Printer = Printer { columns: BINDING_COLUMNS, cells: binding_cells };
+pub(crate) const ROLE_BINDING: Printer =
+    Printer::Columns { columns: BINDING_COLUMNS, cells: binding_cells };
 
-pub(super) const CLUSTER_ROLE_BINDING: Printer =
-    Printer { columns: BINDING_COLUMNS, cells: binding_cells };
+pub(crate) const CLUSTER_ROLE_BINDING: Printer =
+    Printer::Columns { columns: BINDING_COLUMNS, cells: binding_cells };
 
-pub(super) const CERTIFICATE_SIGNING_REQUEST: Printer = Printer {
+pub(crate) const CERTIFICATE_SIGNING_REQUEST: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::AGE,

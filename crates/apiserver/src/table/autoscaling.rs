@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::cells::{self, int, items, text};
 use super::{Column, Printer};
 
-pub(super) const HORIZONTAL_POD_AUTOSCALER: Printer = Printer {
+pub(crate) const HORIZONTAL_POD_AUTOSCALER: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Reference"),

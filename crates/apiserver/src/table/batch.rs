@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::cells::{self, Now, bool_ptr, condition_true, format_selector, int, text_or};
 use super::{Column, Printer};
 
-pub(super) const JOB: Printer = Printer {
+pub(crate) const JOB: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Status"),
@@ -21,7 +21,7 @@ pub(super) const JOB: Printer = Printer {
     cells: job_cells,
 };
 
-pub(super) const CRON_JOB: Printer = Printer {
+pub(crate) const CRON_JOB: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Schedule"),

@@ -14,7 +14,7 @@ use crate::registry::meta::{format_time, metadata};
 /// The time rows are printed at, so that ages and durations are computed against one clock
 /// reading per response (and against a fixed one in tests).
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Now(Timestamp);
+pub(crate) struct Now(Timestamp);
 
 impl Now {
     pub(super) fn current() -> Now {

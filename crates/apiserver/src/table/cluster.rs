@@ -7,7 +7,7 @@ use serde_json::json;
 use super::cells::{self, flag, int, text};
 use super::{Column, Printer};
 
-pub(super) const PRIORITY_CLASS: Printer = Printer {
+pub(crate) const PRIORITY_CLASS: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::integer("Value"),
@@ -27,12 +27,12 @@ pub(super) const PRIORITY_CLASS: Printer = Printer {
     },
 };
 
-pub(super) const RUNTIME_CLASS: Printer = Printer {
+pub(crate) const RUNTIME_CLASS: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Handler"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(text(&o["handler"])), now.age(o)],
 };
 
-pub(super) const LEASE: Printer = Printer {
+pub(crate) const LEASE: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Holder"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(text(&o["spec"]["holderIdentity"])), now.age(o)],
 };

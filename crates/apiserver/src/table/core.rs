@@ -11,19 +11,19 @@ use super::cells::{self, Now, items, labels, len, quantity, text, text_or};
 use super::{Column, Printer};
 use crate::registry::meta::metadata;
 
-pub(super) const NAMESPACE: Printer = Printer {
+pub(crate) const NAMESPACE: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Status"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(text(&o["status"]["phase"])), now.age(o)],
 };
 
-pub(super) const CONFIG_MAP: Printer = Printer {
+pub(crate) const CONFIG_MAP: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Data"), Column::AGE],
     cells: |o, now| {
         vec![cells::name(o), json!(len(&o["data"]) + len(&o["binaryData"])), now.age(o)]
     },
 };
 
-pub(super) const SECRET: Printer = Printer {
+pub(crate) const SECRET: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Type"), Column::string("Data"), Column::AGE],
     cells: |o, now| {
         let kind = text_or(&o["type"], "Opaque");
@@ -31,12 +31,12 @@ pub(super) const SECRET: Printer = Printer {
     },
 };
 
-pub(super) const SERVICE_ACCOUNT: Printer = Printer {
+pub(crate) const SERVICE_ACCOUNT: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Secrets"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(len(&o["secrets"])), now.age(o)],
 };
 
-pub(super) const NODE: Printer = Printer {
+pub(crate) const NODE: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Status"),
@@ -52,7 +52,7 @@ pub(super) const NODE: Printer = Printer {
     cells: node_cells,
 };
 
-pub(super) const COMPONENT_STATUS: Printer = Printer {
+pub(crate) const COMPONENT_STATUS: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Status"),
@@ -71,12 +71,12 @@ pub(super) const COMPONENT_STATUS: Printer = Printer {
     },
 };
 
-pub(super) const RESOURCE_QUOTA: Printer = Printer {
+pub(crate) const RESOURCE_QUOTA: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Request"), Column::string("Limit"), Column::AGE],
     cells: resource_quota_cells,
 };
 
-pub(super) const POD_TEMPLATE: Printer = Printer {
+pub(crate) const POD_TEMPLATE: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Containers"),

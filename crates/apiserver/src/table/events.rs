@@ -23,7 +23,7 @@ const COLUMNS: &[Column] = &[
 
 /// Events of either version. The view is chosen per field, not by the version asked for:
 /// an event stored through one version and read through the other keeps its field names.
-pub(super) const EVENT: Printer = Printer {
+pub(crate) const EVENT: Printer = Printer::Columns {
     columns: COLUMNS,
     cells: |o, now| {
         let field = |new: &str, core: &str| if o[new].is_null() { &o[core] } else { &o[new] };

@@ -12,14 +12,14 @@ use super::{Column, Printer};
 
 const WEBHOOK_COLUMNS: &[Column] = &[Column::NAME, Column::integer("Webhooks"), Column::AGE];
 
-pub(super) const MUTATING_WEBHOOK_CONFIGURATION: Printer = Printer {
+pub(crate) const MUTATING_WEBHOOK_CONFIGURATION: Printer = Printer::Columns {
     columns: WEBHOOK_COLUMNS,
     cells: |o, now| vec![cells::name(o), json!(cells::len(&o["webhooks"])), now.age(o)],
 };
 
-pub(super) const VALIDATING_WEBHOOK_CONFIGURATION: Printer = MUTATING_WEBHOOK_CONFIGURATION;
+pub(crate) const VALIDATING_WEBHOOK_CONFIGURATION: Printer = MUTATING_WEBHOOK_CONFIGURATION;
 
-pub(super) const VALIDATING_ADMISSION_POLICY: Printer = Printer {
+pub(crate) const VALIDATING_ADMISSION_POLICY: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::integer("Validations"),
@@ -38,7 +38,7 @@ pub(super) const VALIDATING_ADMISSION_POLICY: Printer = Printer {
     },
 };
 
-pub(super) const VALIDATING_ADMISSION_POLICY_BINDING: Printer = Printer {
+pub(crate) const VALIDATING_ADMISSION_POLICY_BINDING: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("PolicyName"), Column::string("ParamRef"), Column::AGE],
     cells: |o, now| {
         let spec = &o["spec"];
@@ -55,7 +55,7 @@ pub(super) const VALIDATING_ADMISSION_POLICY_BINDING: Printer = Printer {
     },
 };
 
-pub(super) const API_SERVICE: Printer = Printer {
+pub(crate) const API_SERVICE: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Service"), Column::string("Available"), Column::AGE],
     cells: |o, now| {
         let service = &o["spec"]["service"];

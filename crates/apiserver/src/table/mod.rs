@@ -2,8 +2,8 @@
 //! columns per type and upstream's NAME/CREATED AT default for types without a printer.
 //!
 //! Upstream keeps its printers in `pkg/printers/internalversion/printers.go` (plus the
-//! aggregator's for APIServices); [`printer`] is the index from a resource to its
-//! [`Printer`], and each submodule holds the printers of one API area. A printer's cells
+//! aggregator's for APIServices); each resource's strategy names its [`Printer`]
+//! (`registry::strategy`), and each submodule here holds the printers of one API area. A printer's cells
 //! are computed from the stored JSON object, defensively: a missing field prints as
 //! upstream prints the zero value of its internal type (`<none>`, `<unset>`, `<unknown>`,
 //! `0`), never as an error. The server always renders the wide columns (priority 1) as
@@ -12,19 +12,19 @@
 //! This module must never fail a request: every object yields a row with exactly one cell
 //! per column.
 
-mod auth;
-mod autoscaling;
-mod batch;
-mod cells;
-mod cluster;
-mod core;
+pub(crate) mod auth;
+pub(crate) mod autoscaling;
+pub(crate) mod batch;
+pub(crate) mod cells;
+pub(crate) mod cluster;
+pub(crate) mod core;
 mod custom;
-mod events;
-mod extensions;
-mod networking;
-mod pods;
-mod storage;
-mod workloads;
+pub(crate) mod events;
+pub(crate) mod extensions;
+pub(crate) mod networking;
+pub(crate) mod pods;
+pub(crate) mod storage;
+pub(crate) mod workloads;
 
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
@@ -36,7 +36,7 @@ use crate::request::Request;
 
 /// A column definition: what `kubectl get` prints as the header, and when.
 #[derive(Clone, Copy, Debug)]
-struct Column {
+pub(crate) struct Column {
     name: &'static str,
     /// `string`, `integer`, `boolean` or `date`, as upstream declares it (the cells may
     /// still be strings: upstream prints `<unset>` in a boolean column).
@@ -71,18 +71,46 @@ impl Column {
     }
 }
 
-/// A type's columns and the function that fills one row's cells, one per column.
+/// Fills one row's cells of an object, one per column, at a time.
+pub(crate) type Cells = fn(&Value, Now) -> Vec<Value>;
+
+/// How a resource's objects print.
 #[derive(Clone, Copy)]
-struct Printer {
-    columns: &'static [Column],
-    cells: fn(&Value, Now) -> Vec<Value>,
+pub(crate) enum Printer {
+    /// A built-in type's columns and the function that fills one row's cells, one per
+    /// column.
+    Columns { columns: &'static [Column], cells: Cells },
+    /// A custom resource: its version's `additionalPrinterColumns`.
+    Custom(&'static Value),
 }
 
-/// Upstream's default (`rest.NewDefaultTableConvertor`): the name and the creation time.
-const DEFAULT: Printer = Printer {
-    columns: &[Column::NAME, Column { name: "Created At", kind: "date", priority: 0, format: "" }],
-    cells: |o, _| vec![cells::name(o), json!(cells::created_at(o))],
-};
+impl Printer {
+    /// Upstream's default (`rest.NewDefaultTableConvertor`): the name and the creation time.
+    pub(crate) const DEFAULT: Printer = Printer::Columns {
+        columns: &[
+            Column::NAME,
+            Column { name: "Created At", kind: "date", priority: 0, format: "" },
+        ],
+        cells: |o, _| vec![cells::name(o), json!(cells::created_at(o))],
+    };
+
+    fn definitions(&self) -> Vec<Value> {
+        match self {
+            Printer::Columns { columns, .. } => columns
+                .iter()
+                .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority }))
+                .collect(),
+            Printer::Custom(version) => custom::columns(version),
+        }
+    }
+
+    fn cells(&self, object: &Value, now: Now) -> Vec<Value> {
+        match self {
+            Printer::Columns { cells, .. } => cells(object, now),
+            Printer::Custom(version) => custom::cells(version, object, now),
+        }
+    }
+}
 
 /// Renders `objects` as a Table; `list_meta` for lists, `None` for one object.
 pub fn render(
@@ -91,13 +119,9 @@ pub fn render(
     list_meta: Option<Value>,
     req: &Request,
 ) -> Value {
-    let printer = printer(info);
+    let printer = crate::registry::strategy::for_resource(info).printer();
     let now = Now::current();
     let include = req.param("includeObject").unwrap_or("Metadata");
-    let cells = |o: &Value| match info.custom {
-        Some(version) => custom::cells(version, o, now),
-        None => (printer.cells)(o, now),
-    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -106,17 +130,10 @@ pub fn render(
                 "Object" => o.clone(),
                 _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }),
             };
-            json!({ "cells": cells(o), "object": object })
+            json!({ "cells": printer.cells(o, now), "object": object })
         })
         .collect();
-    let definitions: Vec<Value> = match info.custom {
-        Some(version) => custom::columns(version),
-        None => printer
-            .columns
-            .iter()
-            .map(|c| json!({ "name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority }))
-            .collect(),
-    };
+    let definitions = printer.definitions();
     let meta = list_meta.unwrap_or_else(|| {
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });
@@ -145,75 +162,21 @@ pub fn human_duration(seconds: i64) -> String {
     }
 }
 
-/// The printer upstream uses for a resource; [`DEFAULT`] where upstream has none (roles,
-/// cluster roles, limit ranges, custom resource definitions, the review kinds...).
-fn printer(info: &ResourceInfo) -> Printer {
-    match (info.group, info.plural) {
-        ("", "componentstatuses") => core::COMPONENT_STATUS,
-        ("", "configmaps") => core::CONFIG_MAP,
-        ("", "namespaces") => core::NAMESPACE,
-        ("", "nodes") => core::NODE,
-        ("", "podtemplates") => core::POD_TEMPLATE,
-        ("", "resourcequotas") => core::RESOURCE_QUOTA,
-        ("", "secrets") => core::SECRET,
-        ("", "serviceaccounts") => core::SERVICE_ACCOUNT,
-        ("", "pods") => pods::POD,
-        ("", "events") | ("events.k8s.io", "events") => events::EVENT,
-        ("", "replicationcontrollers") => workloads::REPLICATION_CONTROLLER,
-        ("apps", "controllerrevisions") => workloads::CONTROLLER_REVISION,
-        ("apps", "daemonsets") => workloads::DAEMON_SET,
-        ("apps", "deployments") => workloads::DEPLOYMENT,
-        ("apps", "replicasets") => workloads::REPLICA_SET,
-        ("apps", "statefulsets") => workloads::STATEFUL_SET,
-        ("autoscaling", "horizontalpodautoscalers") => autoscaling::HORIZONTAL_POD_AUTOSCALER,
-        ("policy", "poddisruptionbudgets") => workloads::POD_DISRUPTION_BUDGET,
-        ("batch", "cronjobs") => batch::CRON_JOB,
-        ("batch", "jobs") => batch::JOB,
-        ("", "endpoints") => networking::ENDPOINTS,
-        ("", "services") => networking::SERVICE,
-        ("discovery.k8s.io", "endpointslices") => networking::ENDPOINT_SLICE,
-        ("networking.k8s.io", "ingressclasses") => networking::INGRESS_CLASS,
-        ("networking.k8s.io", "ingresses") => networking::INGRESS,
-        ("networking.k8s.io", "ipaddresses") => networking::IP_ADDRESS,
-        ("networking.k8s.io", "networkpolicies") => networking::NETWORK_POLICY,
-        ("networking.k8s.io", "servicecidrs") => networking::SERVICE_CIDR,
-        ("", "persistentvolumeclaims") => storage::PERSISTENT_VOLUME_CLAIM,
-        ("", "persistentvolumes") => storage::PERSISTENT_VOLUME,
-        ("storage.k8s.io", "csidrivers") => storage::CSI_DRIVER,
-        ("storage.k8s.io", "csinodes") => storage::CSI_NODE,
-        ("storage.k8s.io", "csistoragecapacities") => storage::CSI_STORAGE_CAPACITY,
-        ("storage.k8s.io", "storageclasses") => storage::STORAGE_CLASS,
-        ("storage.k8s.io", "volumeattachments") => storage::VOLUME_ATTACHMENT,
-        ("storage.k8s.io", "volumeattributesclasses") => storage::VOLUME_ATTRIBUTES_CLASS,
-        ("rbac.authorization.k8s.io", "clusterrolebindings") => auth::CLUSTER_ROLE_BINDING,
-        ("rbac.authorization.k8s.io", "rolebindings") => auth::ROLE_BINDING,
-        ("certificates.k8s.io", "certificatesigningrequests") => auth::CERTIFICATE_SIGNING_REQUEST,
-        ("coordination.k8s.io", "leases") => cluster::LEASE,
-        ("node.k8s.io", "runtimeclasses") => cluster::RUNTIME_CLASS,
-        ("scheduling.k8s.io", "priorityclasses") => cluster::PRIORITY_CLASS,
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
-            extensions::MUTATING_WEBHOOK_CONFIGURATION
-        }
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
-            extensions::VALIDATING_WEBHOOK_CONFIGURATION
-        }
-        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
-            extensions::VALIDATING_ADMISSION_POLICY
-        }
-        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
-            extensions::VALIDATING_ADMISSION_POLICY_BINDING
-        }
-        ("apiregistration.k8s.io", "apiservices") => extensions::API_SERVICE,
-        _ => DEFAULT,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use keelson_api::Registry;
     use serde_json::{Value, json};
 
-    use super::{Now, human_duration, printer};
+    use super::{Cells, Column, Now, Printer, human_duration};
+    use crate::registry::strategy::for_resource;
+
+    /// The columns of a built-in resource's printer and the function filling its cells.
+    fn columns(info: &keelson_api::ResourceInfo) -> (&'static [Column], Cells) {
+        match for_resource(info).printer() {
+            Printer::Columns { columns, cells } => (columns, cells),
+            Printer::Custom(_) => panic!("{} is built in", info.plural),
+        }
+    }
 
     /// The column names and cells a resource's printer gives `object` at `now`.
     pub(super) fn print(
@@ -226,25 +189,25 @@ mod tests {
             .resources()
             .find(|r| r.group == group && r.plural == plural)
             .unwrap_or_else(|| panic!("no resource {plural}.{group}"));
-        let p = printer(info);
-        let names = p.columns.iter().map(|c| c.name).collect();
-        (names, (p.cells)(object, Now::at(now)))
+        let (columns, cells) = columns(info);
+        let names = columns.iter().map(|c| c.name).collect();
+        (names, cells(object, Now::at(now)))
     }
 
     #[test]
     fn every_resource_prints_one_cell_per_column() {
         let empty = json!({ "metadata": { "name": "x" } });
         for info in Registry::builtin().resources() {
-            let p = printer(info);
+            let (columns, cells) = columns(info);
             let what = format!("{}/{} {}", info.group, info.version, info.plural);
-            let first = p.columns[0].name;
+            let first = columns[0].name;
             let expected_first = if info.plural == "events" { "Last Seen" } else { "Name" };
             assert_eq!(first, expected_first, "{what}");
-            let cells = (p.cells)(&empty, Now::at("2025-01-01T00:00:00Z"));
-            assert_eq!(cells.len(), p.columns.len(), "{what}: {cells:?}");
-            let name = p.columns.iter().position(|c| c.format == "name");
+            let cells = cells(&empty, Now::at("2025-01-01T00:00:00Z"));
+            assert_eq!(cells.len(), columns.len(), "{what}: {cells:?}");
+            let name = columns.iter().position(|c| c.format == "name");
             assert_eq!(name.map(|i| &cells[i]), Some(&json!("x")), "{what}");
-            assert!(p.columns.iter().all(|c| c.priority <= 1), "{what}");
+            assert!(columns.iter().all(|c| c.priority <= 1), "{what}");
         }
     }
 

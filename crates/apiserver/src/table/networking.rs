@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::cells::{self, Now, items, labels, list_with_more, strings, text};
 use super::{Column, Printer};
 
-pub(super) const SERVICE: Printer = Printer {
+pub(crate) const SERVICE: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Type"),
@@ -26,12 +26,12 @@ pub(super) const SERVICE: Printer = Printer {
     cells: service_cells,
 };
 
-pub(super) const ENDPOINTS: Printer = Printer {
+pub(crate) const ENDPOINTS: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Endpoints"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(endpoints(o)), now.age(o)],
 };
 
-pub(super) const ENDPOINT_SLICE: Printer = Printer {
+pub(crate) const ENDPOINT_SLICE: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("AddressType"),
@@ -60,7 +60,7 @@ pub(super) const ENDPOINT_SLICE: Printer = Printer {
     },
 };
 
-pub(super) const INGRESS: Printer = Printer {
+pub(crate) const INGRESS: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Class"),
@@ -84,7 +84,7 @@ pub(super) const INGRESS: Printer = Printer {
     },
 };
 
-pub(super) const INGRESS_CLASS: Printer = Printer {
+pub(crate) const INGRESS_CLASS: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Controller"),
@@ -107,7 +107,7 @@ pub(super) const INGRESS_CLASS: Printer = Printer {
     },
 };
 
-pub(super) const NETWORK_POLICY: Printer = Printer {
+pub(crate) const NETWORK_POLICY: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Pod-Selector"), Column::AGE],
     cells: |o, now| {
         vec![cells::name(o), json!(cells::format_selector(&o["spec"]["podSelector"])), now.age(o)]
@@ -116,7 +116,7 @@ pub(super) const NETWORK_POLICY: Printer = Printer {
 
 /// Upstream declares no AGE column for IP addresses (and prints an age cell kubectl
 /// drops); only the declared columns are printed here.
-pub(super) const IP_ADDRESS: Printer = Printer {
+pub(crate) const IP_ADDRESS: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("ParentRef")],
     cells: |o, _| {
         let r = &o["spec"]["parentRef"];
@@ -137,7 +137,7 @@ pub(super) const IP_ADDRESS: Printer = Printer {
     },
 };
 
-pub(super) const SERVICE_CIDR: Printer = Printer {
+pub(crate) const SERVICE_CIDR: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("CIDRs"), Column::AGE],
     cells: |o, now| {
         let cidrs: Vec<&str> = strings(&o["spec"]["cidrs"]).collect();

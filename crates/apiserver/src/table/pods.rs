@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::cells::{self, Now, int, items, text};
 use super::{Column, Printer};
 
-pub(super) const POD: Printer = Printer {
+pub(crate) const POD: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Ready"),

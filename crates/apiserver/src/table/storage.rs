@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::cells::{self, Now, annotation, flag, quantity, strings, text, text_or};
 use super::{Column, Printer};
 
-pub(super) const PERSISTENT_VOLUME: Printer = Printer {
+pub(crate) const PERSISTENT_VOLUME: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Capacity"),
@@ -26,7 +26,7 @@ pub(super) const PERSISTENT_VOLUME: Printer = Printer {
     cells: persistent_volume_cells,
 };
 
-pub(super) const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
+pub(crate) const PERSISTENT_VOLUME_CLAIM: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Status"),
@@ -41,7 +41,7 @@ pub(super) const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
     cells: persistent_volume_claim_cells,
 };
 
-pub(super) const STORAGE_CLASS: Printer = Printer {
+pub(crate) const STORAGE_CLASS: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Provisioner"),
@@ -65,7 +65,7 @@ pub(super) const STORAGE_CLASS: Printer = Printer {
     },
 };
 
-pub(super) const VOLUME_ATTRIBUTES_CLASS: Printer = Printer {
+pub(crate) const VOLUME_ATTRIBUTES_CLASS: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("DriverName"), Column::AGE],
     cells: |o, now| {
         let default = annotation(o, "volumeattributesclass.alpha.kubernetes.io/is-default-class")
@@ -75,7 +75,7 @@ pub(super) const VOLUME_ATTRIBUTES_CLASS: Printer = Printer {
 };
 
 /// Upstream gives the attacher column `format: name` too.
-pub(super) const VOLUME_ATTACHMENT: Printer = Printer {
+pub(crate) const VOLUME_ATTACHMENT: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column { name: "Attacher", kind: "string", priority: 0, format: "name" },
@@ -97,7 +97,7 @@ pub(super) const VOLUME_ATTACHMENT: Printer = Printer {
     },
 };
 
-pub(super) const CSI_DRIVER: Printer = Printer {
+pub(crate) const CSI_DRIVER: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::boolean("AttachRequired"),
@@ -130,13 +130,13 @@ pub(super) const CSI_DRIVER: Printer = Printer {
     },
 };
 
-pub(super) const CSI_NODE: Printer = Printer {
+pub(crate) const CSI_NODE: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::integer("Drivers"), Column::AGE],
     cells: |o, now| vec![cells::name(o), json!(cells::len(&o["spec"]["drivers"])), now.age(o)],
 };
 
 /// Upstream prints no age for CSI storage capacities.
-pub(super) const CSI_STORAGE_CAPACITY: Printer = Printer {
+pub(crate) const CSI_STORAGE_CAPACITY: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("StorageClassName"), Column::string("Capacity")],
     cells: |o, _| {
         let capacity =

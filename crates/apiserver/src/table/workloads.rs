@@ -22,7 +22,7 @@ fn replicas(o: &Value) -> i64 {
     o["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
-pub(super) const DEPLOYMENT: Printer = Printer {
+pub(crate) const DEPLOYMENT: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Ready"),
@@ -63,7 +63,7 @@ const REPLICATED: &[Column] = &[
     WIDE[2],
 ];
 
-pub(super) const REPLICA_SET: Printer = Printer {
+pub(crate) const REPLICA_SET: Printer = Printer::Columns {
     columns: REPLICATED,
     cells: |o, now| {
         let mut row = replicated(o, now);
@@ -73,7 +73,7 @@ pub(super) const REPLICA_SET: Printer = Printer {
 };
 
 /// Replication controllers select by a plain label map.
-pub(super) const REPLICATION_CONTROLLER: Printer = Printer {
+pub(crate) const REPLICATION_CONTROLLER: Printer = Printer::Columns {
     columns: REPLICATED,
     cells: |o, now| {
         let mut row = replicated(o, now);
@@ -97,7 +97,7 @@ fn replicated(o: &Value, now: Now) -> Vec<Value> {
     ]
 }
 
-pub(super) const STATEFUL_SET: Printer = Printer {
+pub(crate) const STATEFUL_SET: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Ready"), Column::AGE, WIDE[0], WIDE[1]],
     cells: |o, now| {
         let [names, images] = cells::containers(&o["spec"]["template"]["spec"]);
@@ -106,7 +106,7 @@ pub(super) const STATEFUL_SET: Printer = Printer {
     },
 };
 
-pub(super) const DAEMON_SET: Printer = Printer {
+pub(crate) const DAEMON_SET: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::integer("Desired"),
@@ -139,7 +139,7 @@ pub(super) const DAEMON_SET: Printer = Printer {
     },
 };
 
-pub(super) const CONTROLLER_REVISION: Printer = Printer {
+pub(crate) const CONTROLLER_REVISION: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Controller"), Column::string("Revision"), Column::AGE],
     cells: |o, now| {
         vec![cells::name(o), json!(controller(o)), json!(int(&o["revision"])), now.age(o)]
@@ -165,7 +165,7 @@ fn controller(o: &Value) -> String {
     format!("{}/{name}", kind.to_lowercase())
 }
 
-pub(super) const POD_DISRUPTION_BUDGET: Printer = Printer {
+pub(crate) const POD_DISRUPTION_BUDGET: Printer = Printer::Columns {
     columns: &[
         Column::NAME,
         Column::string("Min Available"),

@@ -1,108 +1,24 @@
 //! Per-type validation, as upstream's `pkg/apis/<group>/validation` does it: field
 //! paths, reasons and messages as kube-apiserver writes them, so `Invalid` errors read
-//! the same. Runs after defaulting, on create and (with the old object) on update.
+//! the same. Each resource's strategy (`registry/<group>/<resource>.rs`) calls the rules
+//! of its type here, after defaulting, on create and (with the old object) on update.
 //!
 //! Must never reject what upstream accepts; a rule not written here yet is a rule not
 //! enforced, never a guess.
 
 pub mod certificates;
-mod cluster;
-mod core;
-mod crd;
-mod pod;
-mod workloads;
+pub(crate) mod cluster;
+pub(crate) mod core;
+pub(crate) mod crd;
+pub(crate) mod pod;
+pub(crate) mod workloads;
 
 use serde_json::{Value, json};
 
 use crate::status::Cause;
 
-/// Problems of a new object.
-pub fn validate_create(group: &str, plural: &str, object: &Value) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    match (group, plural) {
-        ("", "pods") => pod::spec(&object["spec"], "spec", &mut causes),
-        ("", "services") => core::service(object, &mut causes),
-        ("", "configmaps") => core::configmap(object, &mut causes),
-        ("", "secrets") => core::secret(object, &mut causes),
-        ("", "replicationcontrollers")
-        | ("apps", "replicasets" | "deployments" | "statefulsets" | "daemonsets") => {
-            workloads::replicated(plural, object, &mut causes)
-        }
-        ("batch", "jobs") => workloads::job(&object["spec"], "spec", &mut causes),
-        ("batch", "cronjobs") => workloads::cronjob(object, &mut causes),
-        ("", "nodes") => cluster::node(object, &mut causes),
-        ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
-            cluster::role(plural, object, &mut causes)
-        }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            cluster::binding(plural, object, &mut causes)
-        }
-        ("policy", "poddisruptionbudgets") => cluster::disruption_budget(object, &mut causes),
-        ("scheduling.k8s.io", "priorityclasses") => cluster::priority_class(object, &mut causes),
-        ("storage.k8s.io", "storageclasses") => cluster::storage_class(object, &mut causes),
-        ("coordination.k8s.io", "leases") => cluster::lease(object, &mut causes),
-        ("networking.k8s.io", "ingresses") => cluster::ingress(object, &mut causes),
-        ("certificates.k8s.io", "certificatesigningrequests") => {
-            certificates::create(object, &mut causes)
-        }
-        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::crd(object, &mut causes),
-        _ => {}
-    }
-    causes
-}
-
-/// Upstream's defaults of a CustomResourceDefinition.
-pub fn crd_defaults(object: &mut Value) {
-    crd::defaults(object);
-}
-
-/// Problems of an update from `old` to `new` through `subresource`: the object's own
-/// rules and what may not change.
-pub fn validate_update(
-    group: &str,
-    plural: &str,
-    old: &Value,
-    new: &Value,
-    subresource: Option<&str>,
-) -> Vec<Cause> {
-    if (group, plural) == ("certificates.k8s.io", "certificatesigningrequests") {
-        let mut causes = Vec::new();
-        certificates::update(old, new, subresource, &mut causes);
-        return causes;
-    }
-    let mut causes = validate_create(group, plural, new);
-    match (group, plural) {
-        ("", "pods") => pod::update(old, new, &mut causes),
-        ("", "configmaps" | "secrets") => core::immutable_data(plural, old, new, &mut causes),
-        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets")
-        | ("batch", "jobs") => {
-            immutable(
-                &old["spec"]["selector"],
-                &new["spec"]["selector"],
-                "spec.selector",
-                &mut causes,
-            );
-        }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            cluster::binding_update(old, new, &mut causes)
-        }
-        ("scheduling.k8s.io", "priorityclasses") => {
-            cluster::priority_class_update(old, new, &mut causes)
-        }
-        ("storage.k8s.io", "storageclasses") => {
-            cluster::storage_class_update(old, new, &mut causes)
-        }
-        ("apiextensions.k8s.io", "customresourcedefinitions") => crd::update(old, new, &mut causes),
-        _ => {}
-    }
-    if plural == "secrets" {
-        immutable(&old["type"], &new["type"], "type", &mut causes);
-    }
-    causes
-}
-
 /// `field is immutable` when a value changed.
-fn immutable(old: &Value, new: &Value, field: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn immutable(old: &Value, new: &Value, field: &str, causes: &mut Vec<Cause>) {
     if old != new {
         causes.push(Cause::invalid(field, new, "field is immutable"));
     }

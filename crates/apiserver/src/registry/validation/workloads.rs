@@ -111,6 +111,12 @@ fn is_zero(value: &Value) -> bool {
 }
 
 /// `ValidateJobSpec`, at `path`.
+/// `spec.selector` may not change (deployments, replica sets, stateful sets, daemon sets,
+/// jobs).
+pub fn selector_unchanged(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+    super::immutable(&old["spec"]["selector"], &new["spec"]["selector"], "spec.selector", causes);
+}
+
 pub fn job(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     for field in [
         "parallelism",

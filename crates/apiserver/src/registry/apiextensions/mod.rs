@@ -1,0 +1,3 @@
+//! The `apiextensions.k8s.io` group: the apiextensions-apiserver's registry.
+
+pub mod customresourcedefinitions;

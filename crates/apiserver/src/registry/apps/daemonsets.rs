@@ -1,0 +1,43 @@
+//! DaemonSets: upstream's `pkg/registry/apps/daemonset`.
+
+use serde_json::{Value, json};
+
+use crate::registry::defaults::{child, default, pod_template};
+use crate::registry::strategy::Strategy;
+use crate::registry::validation::workloads;
+use crate::status::Cause;
+use crate::table::{self, Printer};
+
+pub struct DaemonSets;
+
+impl Strategy for DaemonSets {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        let spec = child(object, "spec");
+        let strategy = child(spec, "updateStrategy");
+        default(strategy, "type", json!("RollingUpdate"));
+        if strategy["type"] == "RollingUpdate" {
+            let rolling = child(strategy, "rollingUpdate");
+            default(rolling, "maxUnavailable", json!(1));
+            default(rolling, "maxSurge", json!(0));
+        }
+        default(spec, "revisionHistoryLimit", json!(10));
+        pod_template(object.pointer_mut("/spec/template"));
+    }
+
+    fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
+        workloads::replicated("daemonsets", object, causes);
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, _: Option<&str>, causes: &mut Vec<Cause>) {
+        self.validate(new, causes);
+        workloads::selector_unchanged(old, new, causes);
+    }
+
+    fn printer(&self) -> Printer {
+        table::workloads::DAEMON_SET
+    }
+}

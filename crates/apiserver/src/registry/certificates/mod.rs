@@ -1,0 +1,3 @@
+//! The `certificates.k8s.io` group: upstream's `pkg/registry/certificates`.
+
+pub mod certificatesigningrequests;

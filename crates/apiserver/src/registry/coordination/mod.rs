@@ -1,0 +1,3 @@
+//! The `coordination.k8s.io` group: upstream's `pkg/registry/coordination`.
+
+pub mod leases;

@@ -1,0 +1,26 @@
+//! Nodes: upstream's `pkg/registry/core/node`.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::registry::strategy::Strategy;
+use crate::registry::validation::cluster;
+use crate::status::Cause;
+use crate::table::{self, Printer};
+
+pub struct Nodes;
+
+impl Strategy for Nodes {
+    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
+        Cow::Borrowed(&["spec.unschedulable"])
+    }
+
+    fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
+        cluster::node(object, causes);
+    }
+
+    fn printer(&self) -> Printer {
+        table::core::NODE
+    }
+}

@@ -1,0 +1,19 @@
+//! PersistentVolumes: upstream's `pkg/registry/core/persistentvolume`.
+
+use serde_json::{Value, json};
+
+use crate::registry::strategy::Strategy;
+use crate::table::{self, Printer};
+
+pub struct PersistentVolumes;
+
+impl Strategy for PersistentVolumes {
+    /// A new volume is `Pending` until it is available.
+    fn prepare_create(&self, object: &mut Value) {
+        object["status"] = json!({ "phase": "Pending" });
+    }
+
+    fn printer(&self) -> Printer {
+        table::storage::PERSISTENT_VOLUME
+    }
+}

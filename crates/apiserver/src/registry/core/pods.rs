@@ -1,0 +1,61 @@
+//! Pods: upstream's `pkg/registry/core/pod`.
+
+use std::borrow::Cow;
+
+use keelson_core::pod::qos_class;
+use serde_json::{Value, json};
+
+use crate::registry::defaults::{child, pod_spec};
+use crate::registry::strategy::Strategy;
+use crate::registry::validation::pod;
+use crate::status::Cause;
+use crate::table::{self, Printer};
+
+pub struct Pods;
+
+impl Strategy for Pods {
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
+        Cow::Borrowed(&[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ])
+    }
+
+    fn defaults(&self, object: &mut Value) {
+        pod_spec(child(object, "spec"));
+    }
+
+    /// A new pod is `Pending`, with the QoS class its resources give it.
+    fn prepare_create(&self, object: &mut Value) {
+        let qos = qos_class(&object["spec"]);
+        object["status"] = json!({ "phase": "Pending", "qosClass": qos });
+    }
+
+    fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
+        pod::spec(&object["spec"], "spec", causes);
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, _: Option<&str>, causes: &mut Vec<Cause>) {
+        self.validate(new, causes);
+        pod::update(old, new, causes);
+    }
+
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+
+    fn printer(&self) -> Printer {
+        table::pods::POD
+    }
+}

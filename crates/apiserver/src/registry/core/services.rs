@@ -1,0 +1,58 @@
+//! Services: upstream's `pkg/registry/core/service` (cluster IPs and node ports are
+//! allocated by `crate::services`).
+
+use serde_json::{Value, json};
+
+use crate::registry::defaults::{child, default, each};
+use crate::registry::meta::NameRule;
+use crate::registry::strategy::Strategy;
+use crate::registry::validation::core;
+use crate::status::Cause;
+use crate::table::{self, Printer};
+
+pub struct Services;
+
+impl Strategy for Services {
+    fn name_rule(&self) -> NameRule {
+        NameRule::Label
+    }
+
+    /// `SetDefaults_Service`, less the cluster IP (allocated by the service registry).
+    fn defaults(&self, object: &mut Value) {
+        let spec = child(object, "spec");
+        default(spec, "type", json!("ClusterIP"));
+        let kind = spec["type"].as_str().unwrap_or("").to_owned();
+        default(spec, "sessionAffinity", json!("None"));
+        if kind != "ExternalName" {
+            default(spec, "internalTrafficPolicy", json!("Cluster"));
+        }
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            default(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if kind == "LoadBalancer" {
+            default(spec, "allocateLoadBalancerNodePorts", json!(true));
+        }
+        for port in each(spec, "ports") {
+            default(port, "protocol", json!("TCP"));
+            if let Some(number) = port.get("port").cloned() {
+                default(port, "targetPort", number);
+            }
+        }
+        if spec["sessionAffinity"] == "ClientIP" {
+            let config = child(child(spec, "sessionAffinityConfig"), "clientIP");
+            default(config, "timeoutSeconds", json!(10800));
+        }
+    }
+
+    fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
+        core::service(object, causes);
+    }
+
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+
+    fn printer(&self) -> Printer {
+        table::networking::SERVICE
+    }
+}

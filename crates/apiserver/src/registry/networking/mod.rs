@@ -1,0 +1,3 @@
+//! The `networking.k8s.io` group: upstream's `pkg/registry/networking`.
+
+pub mod ingresses;

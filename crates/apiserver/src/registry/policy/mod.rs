@@ -1,0 +1,3 @@
+//! The `policy` group: upstream's `pkg/registry/policy`.
+
+pub mod poddisruptionbudgets;

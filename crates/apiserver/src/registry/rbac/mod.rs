@@ -1,0 +1,4 @@
+//! The `rbac.authorization.k8s.io` group: upstream's `pkg/registry/rbac`.
+
+pub mod bindings;
+pub mod roles;
