@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::request::Request;
-use crate::server::{Response, full, json_response};
+use crate::response::{Response, full, json_response};
 use crate::status::{ApiError, ApiResult};
 
 /// The Kubernetes version served, k3s-style: `v1.34.0+keelson.<version>`.

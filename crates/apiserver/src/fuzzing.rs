@@ -31,12 +31,12 @@ pub fn request_uri(uri: &str) {
         _ => None,
     };
     if let Some(target) = target {
-        let _ = crate::router::verb(&req.method, &target, req.flag("watch"));
-        let _ = crate::rest::Filter::from_request(&req, target.info);
+        let _ = target.verb(&req.method, req.flag("watch"));
+        let _ = crate::list::Filter::from_request(&req, target.info);
     }
-    let _ = crate::rest::list_revision(&req, 100);
+    let _ = crate::list::list_revision(&req, 100);
     if let Some(token) = req.param("continue") {
-        let _ = crate::rest::decode_continue(token);
+        let _ = crate::list::decode_continue(token);
     }
     drop(described);
 }

@@ -20,18 +20,24 @@ mod discovery;
 pub mod encryption;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod layering;
+mod list;
 mod openapi;
 mod patch;
 mod pods;
 pub use keelson_core::quantity;
 pub mod registry;
 mod request;
+mod response;
 mod rest;
 mod router;
 mod scale;
 mod server;
 pub mod services;
 pub mod status;
+mod storage;
+mod subresources;
 mod table;
 mod watch;
 

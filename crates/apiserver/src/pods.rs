@@ -14,8 +14,9 @@ use crate::registry::meta::{self, metadata};
 use crate::registry::selector::{LabelSelector, selector_string};
 use crate::registry::{Place, decode, directory, typed};
 use crate::request::Request;
-use crate::server::{Response, json_response};
+use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
+use crate::storage::{self, DeleteOptions};
 
 const RETRIES: usize = 8;
 
@@ -182,7 +183,8 @@ pub async fn evict(
     if options.pointer("/preconditions/resourceVersion").is_none() && !can_ignore_budget(&pod) {
         options["preconditions"]["resourceVersion"] = json!(revision.to_string());
     }
-    crate::rest::delete_with_options(api, place, &options, dry_run).await?;
+    let options = DeleteOptions::from_value(&options, |_| None)?;
+    storage::delete(api, place, &options, dry_run).await?;
     Ok(success(StatusCode::CREATED))
 }
 

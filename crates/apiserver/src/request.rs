@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use keelson_api::ResourceInfo;
 use serde_json::Value;
 
 use crate::status::{ApiError, ApiResult};
@@ -165,6 +166,35 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A resource request, resolved.
+pub struct Target {
+    pub info: &'static ResourceInfo,
+    /// The namespace in the path; `None` for cluster-scoped resources and for lists
+    /// across all namespaces.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    /// Came through the legacy `/watch/` prefix.
+    pub legacy_watch: bool,
+}
+
+impl Target {
+    /// The verb a request for this target is, in authorization's terms.
+    pub fn verb(&self, method: &http::Method, watch: bool) -> &'static str {
+        match (method, &self.name) {
+            (&http::Method::GET, _) if watch => "watch",
+            (&http::Method::GET, Some(_)) => "get",
+            (&http::Method::GET, None) => "list",
+            (&http::Method::POST, _) => "create",
+            (&http::Method::PUT, _) => "update",
+            (&http::Method::PATCH, _) => "patch",
+            (&http::Method::DELETE, Some(_)) => "delete",
+            (&http::Method::DELETE, None) => "deletecollection",
+            _ => "unknown",
+        }
+    }
 }
 
 #[cfg(test)]

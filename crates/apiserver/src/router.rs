@@ -5,24 +5,13 @@
 //! Must never let an anonymous request past the health and version endpoints.
 
 use http::Method;
-use keelson_api::{Registry, ResourceInfo};
+use keelson_api::Registry;
 
 use crate::request::Request;
-use crate::server::Response;
+use crate::request::Target;
+use crate::response::Response;
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, discovery, openapi, rest};
-
-/// A resource request, resolved.
-pub struct Target {
-    pub info: &'static ResourceInfo,
-    /// The namespace in the path; `None` for cluster-scoped resources and for lists
-    /// across all namespaces.
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub subresource: Option<String>,
-    /// Came through the legacy `/watch/` prefix.
-    pub legacy_watch: bool,
-}
 
 pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
     let path = req.path.trim_end_matches('/').to_owned();
@@ -82,7 +71,7 @@ async fn encryption_status(api: &ApiServer) -> ApiResult<Response> {
     let status =
         crate::encryption::status(encryption, raw.as_ref()).await.map_err(ApiError::internal)?;
     let value = serde_json::to_value(status).map_err(ApiError::internal)?;
-    Ok(crate::server::json_response(http::StatusCode::OK, &value))
+    Ok(crate::response::json_response(http::StatusCode::OK, &value))
 }
 
 fn is_resource_path(segments: &[&str]) -> bool {
@@ -156,21 +145,6 @@ pub fn resolve(
     Ok(target(info, namespace, name, sub))
 }
 
-/// The verb a request is, in authorization's terms.
-pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
-    match (method, &target.name) {
-        (&Method::GET, _) if watch => "watch",
-        (&Method::GET, Some(_)) => "get",
-        (&Method::GET, None) => "list",
-        (&Method::POST, _) => "create",
-        (&Method::PUT, _) => "update",
-        (&Method::PATCH, _) => "patch",
-        (&Method::DELETE, Some(_)) => "delete",
-        (&Method::DELETE, None) => "deletecollection",
-        _ => "unknown",
-    }
-}
-
 /// What a request is about, for the audit log: its verb and the object it addresses.
 pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
@@ -185,7 +159,7 @@ pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
     };
     match resolved {
         Some((target, group, version)) => crate::audit::Described {
-            verb: verb(&req.method, &target, target.legacy_watch || req.flag("watch")).to_owned(),
+            verb: target.verb(&req.method, target.legacy_watch || req.flag("watch")).to_owned(),
             path: req.path.clone(),
             request_uri: req.uri.clone(),
             object: Some(crate::audit::ObjectRef {

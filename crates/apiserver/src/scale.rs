@@ -6,12 +6,12 @@ use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
+use crate::registry::Place;
 use crate::registry::meta::metadata;
 use crate::registry::resource_version;
 use crate::registry::selector::selector_string;
-use crate::request::Request;
-use crate::router::Target;
-use crate::server::{Response, json_response};
+use crate::request::{Request, Target};
+use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::{ApiServer, patch};
 
@@ -79,7 +79,7 @@ fn selector(info: &ResourceInfo, object: &Value) -> String {
 }
 
 pub async fn get(api: &ApiServer, target: &Target) -> ApiResult<Response> {
-    let place = crate::rest::place(target);
+    let place = Place::of(target);
     let (object, _) = api.objects.get(place).await?;
     Ok(json_response(StatusCode::OK, &scale_of(target.info, &object)))
 }
@@ -91,7 +91,7 @@ pub async fn write(
     target: &Target,
     dry_run: bool,
 ) -> ApiResult<Response> {
-    let place = crate::rest::place(target);
+    let place = Place::of(target);
     for _ in 0..8 {
         let (mut object, revision) = api.objects.get(place).await?;
         let current = scale_of(target.info, &object);
@@ -146,7 +146,7 @@ pub async fn write(
         if at_path(&object, spec_path).and_then(Value::as_i64) != Some(replicas) {
             let old = object.clone();
             set_path(&mut object, spec_path, json!(replicas));
-            let manager = crate::rest::field_manager(req);
+            let manager = crate::apply::field_manager(req);
             crate::apply::track_update(target.info, "scale", &manager, Some(&old), &mut object);
             if let Some(version) = target.info.custom {
                 // The new replicas must still fit the custom resource's schema.

@@ -7,10 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,15 +17,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::request::{Request, User};
+use crate::response::{Response, error_response};
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, MAX_REQUEST_BYTES};
-
-pub type Body = BoxBody<Bytes, Infallible>;
-pub type Response = http::Response<Body>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
 
 /// How long a client has for the TLS handshake, and then for each request's headers
 /// (kube-apiserver's `ReadHeaderTimeout`, 32 s): a client that stalls is disconnected
@@ -323,29 +315,12 @@ pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::new(secs, subsec))
 }
 
-/// The one place an [`ApiError`] becomes an HTTP response.
-pub fn error_response(error: &ApiError) -> Response {
-    json_response(error.code, &error.to_status())
-}
-
-pub fn json_response(code: http::StatusCode, value: &serde_json::Value) -> Response {
-    let mut response = json_bytes(serde_json::to_vec(value).unwrap_or_default());
-    *response.status_mut() = code;
-    response
-}
-
-/// A 200 with JSON written elsewhere.
-pub fn json_bytes(body: Vec<u8>) -> Response {
-    let mut response = http::Response::new(full(body));
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::response::json_bytes;
 
     fn request(uri: &str) -> Request {
         let (parts, ()) = http::Request::builder().uri(uri).body(()).expect("request").into_parts();

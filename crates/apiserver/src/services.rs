@@ -9,12 +9,53 @@
 
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
 use keelson_api::Registry;
 use serde_json::{Value, json};
 
 use crate::ApiServer;
+use crate::registry::hooks::{Hooks, Undo};
 use crate::registry::{Place, meta};
 use crate::status::{ApiError, ApiResult, Cause};
+
+/// The Service storage's hooks (upstream's `pkg/registry/core/service/storage`): claims
+/// on create and update, released when the write fails, when ports are dropped and when
+/// the service is deleted.
+pub struct Allocation;
+
+#[async_trait]
+impl Hooks for Allocation {
+    async fn begin_create(
+        &self,
+        api: &ApiServer,
+        object: &mut Value,
+        dry_run: bool,
+    ) -> ApiResult<Option<Undo>> {
+        Ok(Some(undo(allocate(api, object, dry_run).await?)))
+    }
+
+    async fn begin_update(
+        &self,
+        api: &ApiServer,
+        old: &Value,
+        object: &mut Value,
+        dry_run: bool,
+    ) -> ApiResult<Option<Undo>> {
+        Ok(Some(undo(reallocate(api, old, object, dry_run).await?)))
+    }
+
+    async fn after_update(&self, api: &ApiServer, old: &Value, new: &Value) {
+        release_dropped(api, old, new).await;
+    }
+
+    async fn after_delete(&self, api: &ApiServer, object: &Value) {
+        release_service(api, object).await;
+    }
+}
+
+fn undo(claims: Claims) -> Undo {
+    Undo::new(move |api| Box::pin(release(api, claims)))
+}
 
 /// The node port range, as upstream's default `--service-node-port-range`.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
@@ -86,7 +127,7 @@ pub struct Claims {
 }
 
 /// Claims the cluster IP and node ports a new service needs, filling them in.
-pub async fn allocate(api: &ApiServer, object: &mut Value, dry_run: bool) -> ApiResult<Claims> {
+async fn allocate(api: &ApiServer, object: &mut Value, dry_run: bool) -> ApiResult<Claims> {
     let name = meta::name(object).unwrap_or_default().to_owned();
     let namespace = meta::str_field(object, "namespace").unwrap_or("default").to_owned();
     let mut claims = Claims::default();
@@ -143,7 +184,7 @@ pub async fn allocate(api: &ApiServer, object: &mut Value, dry_run: bool) -> Api
 }
 
 /// Carries the old service's IP over and adjusts node ports on update.
-pub async fn reallocate(
+async fn reallocate(
     api: &ApiServer,
     old: &Value,
     object: &mut Value,
@@ -179,7 +220,7 @@ pub async fn reallocate(
 }
 
 /// Node ports `old` held that `new` no longer does.
-pub async fn release_dropped(api: &ApiServer, old: &Value, new: &Value) {
+async fn release_dropped(api: &ApiServer, old: &Value, new: &Value) {
     let kept = node_ports(&new["spec"]);
     let dropped: Vec<u16> =
         node_ports(&old["spec"]).into_iter().filter(|p| !kept.contains(p)).collect();
@@ -197,12 +238,12 @@ fn node_ports(spec: &Value) -> Vec<u16> {
 }
 
 /// Releases everything a deleted service held.
-pub async fn release_service(api: &ApiServer, object: &Value) {
+async fn release_service(api: &ApiServer, object: &Value) {
     let ip = object["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok());
     release(api, Claims { ip, ports: node_ports(&object["spec"]) }).await;
 }
 
-pub async fn release(api: &ApiServer, claims: Claims) {
+async fn release(api: &ApiServer, claims: Claims) {
     if let Some(ip) = claims.ip
         && let Some(info) = Registry::builtin().find("networking.k8s.io", "v1", "ipaddresses")
     {

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use keelson_store::Store;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::list::{Filter, read_page};
 use crate::registry::{Splicer, decode, directory};
 use crate::request::Request;
-use crate::rest::{Filter, read_page};
-use crate::router::Target;
-use crate::server::Response;
+use crate::request::Target;
+use crate::response::Response;
 use crate::status::{ApiError, ApiResult, from_store};
 use crate::{ApiServer, table};
 

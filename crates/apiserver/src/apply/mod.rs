@@ -116,6 +116,15 @@ fn only_status(mut set: Set, subresource: &str) -> Set {
     set
 }
 
+/// The manager a write is recorded under: `?fieldManager=`, else upstream's default
+/// from the User-Agent.
+pub fn field_manager(req: &crate::request::Request) -> String {
+    match req.param("fieldManager") {
+        Some(manager) if !manager.is_empty() => manager.to_owned(),
+        _ => default_manager(req.header(http::header::USER_AGENT)),
+    }
+}
+
 /// Records an `Update` by `manager` that turned `old` (none: a create) into `new`: the
 /// manager owns what it changed, and the others lose it.
 pub fn track_update(

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::{Attributes, Decision, node, rbac};
 use crate::ApiServer;
+use crate::request::Target;
 use crate::request::{Request, User};
-use crate::router::Target;
-use crate::server::{Response, json_response};
+use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
 
 const GROUP: &str = "authorization.k8s.io";

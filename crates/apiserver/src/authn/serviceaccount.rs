@@ -22,9 +22,9 @@ use keelson_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRevie
 
 use crate::ApiServer;
 use crate::registry::{Place, typed};
+use crate::request::Target;
 use crate::request::{Request, User};
-use crate::router::Target;
-use crate::server::{Response, json_response};
+use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// The issuer k3s and kubeadm clusters use.

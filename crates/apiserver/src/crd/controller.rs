@@ -20,6 +20,7 @@ use crate::ApiServer;
 use crate::registry::meta::{self, metadata};
 use crate::registry::{self, Place};
 use crate::status::{ApiError, ApiResult};
+use crate::storage::{self, DeleteOptions};
 
 /// The finalizer that holds a deleted CRD until its objects are gone.
 pub const FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -336,7 +337,8 @@ async fn clean_up(api: &ApiServer, crd: &Value) -> ApiResult<bool> {
         let name = meta::name(&object).unwrap_or("").to_owned();
         let namespace = meta::str_field(&object, "namespace").map(str::to_owned);
         let place = Place { info, namespace: namespace.as_deref(), name: &name };
-        match crate::rest::delete_with_options(api, place, &json!({}), false).await {
+        let options = DeleteOptions::from_value(&json!({}), |_| None)?;
+        match storage::delete(api, place, &options, false).await {
             Ok(_) => {}
             Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),

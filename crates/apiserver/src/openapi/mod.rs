@@ -18,7 +18,7 @@ use keelson_api::schemars::generate::SchemaSettings;
 use keelson_api::{Registry, ResourceInfo};
 use serde_json::{Map, Value, json};
 
-use crate::server::{Response, full};
+use crate::response::{Response, full};
 use crate::status::{ApiError, ApiResult};
 
 mod swagger;

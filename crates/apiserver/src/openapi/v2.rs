@@ -17,7 +17,7 @@ use keelson_api::Registry;
 use serde_json::Value;
 
 use super::swagger::Swagger;
-use crate::server::{Response, full};
+use crate::response::{Response, full};
 
 /// What kube-openapi serves protobuf as, whichever of the two names was asked for.
 pub const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";

@@ -7,6 +7,7 @@
 //! decided before the one conditional write.
 
 pub mod defaults;
+pub mod hooks;
 pub mod meta;
 pub mod quantities;
 pub mod selector;
@@ -34,6 +35,7 @@ use keelson_api::ResourceInfo;
 use keelson_store::{KeyValue, Revision, Store};
 use serde_json::{Value, json};
 
+use crate::request::Target;
 use crate::status::{ApiError, ApiResult, Cause, from_store};
 use meta::{metadata, metadata_mut};
 use strategy::Strategy;
@@ -42,12 +44,21 @@ use typed::BodyCheck;
 /// Where an object lives: the resource, its namespace (if namespaced), its name.
 #[derive(Clone, Copy)]
 pub struct Place<'a> {
-    pub info: &'a ResourceInfo,
+    pub info: &'static ResourceInfo,
     pub namespace: Option<&'a str>,
     pub name: &'a str,
 }
 
-impl Place<'_> {
+impl<'a> Place<'a> {
+    /// The object a request's path names.
+    pub fn of(target: &'a Target) -> Place<'a> {
+        Place {
+            info: target.info,
+            namespace: target.namespace.as_deref(),
+            name: target.name.as_deref().unwrap_or(""),
+        }
+    }
+
     pub fn key(&self) -> String {
         key(self.info, self.namespace, self.name)
     }

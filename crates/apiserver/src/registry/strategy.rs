@@ -78,6 +78,21 @@ pub trait Strategy: Sync {
         false
     }
 
+    /// Upstream's `CheckGracefulDelete`: how long a deletion of `object` waits, given the
+    /// grace period asked for; 0 deletes at once.
+    fn deletion_grace_seconds(&self, _object: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    /// Whether a deletion of `object` only marks it, for something other than its
+    /// finalizers to finish (a namespace's `spec.finalizers`).
+    fn held_on_delete(&self, _object: &Value) -> bool {
+        false
+    }
+
+    /// What an object held on delete shows while it waits.
+    fn prepare_held_delete(&self, _object: &mut Value) {}
+
     /// How `kubectl get` prints the objects.
     fn printer(&self) -> Printer {
         Printer::DEFAULT

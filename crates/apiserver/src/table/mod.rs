@@ -33,6 +33,7 @@ use cells::Now;
 
 use crate::registry::meta::metadata;
 use crate::request::Request;
+use crate::response::{Response, json_response};
 
 /// A column definition: what `kubectl get` prints as the header, and when.
 #[derive(Clone, Copy, Debug)]
@@ -138,6 +139,19 @@ pub fn render(
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });
     json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": definitions, "rows": rows })
+}
+
+/// One object as the request asks for it: as a Table for `kubectl get`, else as is.
+pub fn respond(
+    req: &Request,
+    info: &ResourceInfo,
+    code: http::StatusCode,
+    object: &Value,
+) -> Response {
+    if req.wants_table() {
+        return json_response(code, &render(info, std::slice::from_ref(object), None, req));
+    }
+    json_response(code, object)
 }
 
 /// Upstream's `duration.HumanDuration` of a number of seconds: precise when recent, coarse

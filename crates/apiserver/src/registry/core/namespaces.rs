@@ -44,6 +44,16 @@ impl Strategy for Namespaces {
         true
     }
 
+    /// A namespace with `spec.finalizers` waits, `Terminating`, for the namespace
+    /// controller to empty it and `finalize` it.
+    fn held_on_delete(&self, object: &Value) -> bool {
+        object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    }
+
+    fn prepare_held_delete(&self, object: &mut Value) {
+        object["status"]["phase"] = json!("Terminating");
+    }
+
     fn printer(&self) -> Printer {
         table::core::NAMESPACE
     }

@@ -55,6 +55,20 @@ impl Strategy for Pods {
         true
     }
 
+    /// Only pods bound to a node have a grace period (their kubelet confirms the end);
+    /// unbound and finished ones go at once.
+    fn deletion_grace_seconds(&self, object: &Value, requested: Option<i64>) -> i64 {
+        let bound = object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let finished = matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if !bound || finished {
+            return 0;
+        }
+        requested
+            .or_else(|| object["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30)
+            .max(0)
+    }
+
     fn printer(&self) -> Printer {
         table::pods::POD
     }

@@ -1,5 +1,5 @@
 //! Services: upstream's `pkg/registry/core/service` (cluster IPs and node ports are
-//! allocated by `crate::services`).
+//! allocated by `crate::services`, the storage hooks `crate::storage` registers).
 
 use serde_json::{Value, json};
 

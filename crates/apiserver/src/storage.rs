@@ -1,0 +1,382 @@
+//! Upstream's `genericregistry.Store`: what create, update and delete mean for every
+//! resource — preparation by the resource's strategy, admission, managed fields, the
+//! escalation check, conditional writes retried after a lost race, graceful deletion,
+//! finalizers and propagation — with [`Hooks`] for the resources whose storage does more
+//! (a Service's cluster IP and node ports).
+//!
+//! The HTTP layer (`rest.rs`) parses a request and calls in here; the subresource
+//! handlers (eviction, finalize, scale) call in here too. Nothing here reads the request
+//! itself: who writes and how comes as a [`Writer`].
+
+use http::StatusCode;
+use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions as DeleteOptionsType;
+use keelson_api::{ResourceInfo, Typed};
+use serde_json::{Value, json};
+
+use crate::ApiServer;
+use crate::admission::{Attributes, Operation};
+use crate::registry::hooks::Hooks;
+use crate::registry::meta::{self, metadata, metadata_mut};
+use crate::registry::strategy;
+use crate::registry::typed::BodyCheck;
+use crate::registry::{self, Place, prepare_create, prepare_update, resource_version};
+use crate::request::User;
+use crate::status::{ApiError, ApiResult, Cause};
+
+/// How often an unconditional write retries after losing a race.
+pub const RETRIES: usize = 8;
+
+/// Who writes, and how.
+pub struct Writer<'a> {
+    pub user: &'a User,
+    /// The field manager the write is recorded under; `None` for server-side apply,
+    /// whose merged object carries its managed fields already.
+    pub manager: Option<String>,
+    pub dry_run: bool,
+}
+
+/// The resources whose storage does more than the generic store, and what
+/// (upstream's `pkg/registry/<group>/<resource>/storage` wrappers).
+static HOOKS: &[(&str, &str, &dyn Hooks)] = &[("", "services", &crate::services::Allocation)];
+
+fn hooks(info: &ResourceInfo) -> Option<&'static dyn Hooks> {
+    HOOKS.iter().find(|&&(g, p, _)| (g, p) == (info.group, info.plural)).map(|&(_, _, h)| h)
+}
+
+/// Creates `body` in `info`'s collection (in `namespace`), as `writer`: returns the
+/// created object and the warnings to send.
+pub async fn create(
+    api: &ApiServer,
+    writer: &Writer<'_>,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    mut body: Value,
+    check: &BodyCheck,
+) -> ApiResult<(Value, Vec<String>)> {
+    let strategy = strategy::for_resource(info);
+    strategy.set_creator(&mut body, writer.user);
+    let mut warnings = Vec::new();
+    let mut object = prepare_create(info, namespace, body, check, &mut warnings)?;
+    let name = meta::name(&object).unwrap_or_default().to_owned();
+    let admission = Attributes {
+        user: writer.user,
+        info,
+        namespace: namespace.unwrap_or(""),
+        name: &name,
+        subresource: "",
+        operation: Operation::Create,
+        old: None,
+        dry_run: writer.dry_run,
+    };
+    warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
+    if let Some(manager) = &writer.manager {
+        crate::apply::track_update(info, "", manager, None, &mut object);
+    }
+    crate::auth::escalation::check(api, writer.user, info, None, &object).await?;
+    let place = Place { info, namespace, name: &name };
+    let undo = match hooks(info) {
+        Some(hooks) => hooks.begin_create(api, &mut object, writer.dry_run).await?,
+        None => None,
+    };
+    match api.objects.create(place, object, writer.dry_run).await {
+        Ok(created) => Ok((created, warnings)),
+        Err(e) => {
+            if let Some(undo) = undo {
+                undo.run(api).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The outcome of a write: the status code, the object, and the warnings to send.
+pub type Written = (StatusCode, Value, Vec<String>);
+
+/// Upstream's `GuaranteedUpdate`: read the stored object, compute the new one from it
+/// with `next` (the body and how to check it), write it if nothing changed in between,
+/// and start again after a lost race — unless the client named the resourceVersion it
+/// expects.
+pub async fn update<F>(
+    api: &ApiServer,
+    writer: &Writer<'_>,
+    place: Place<'_>,
+    subresource: Option<&str>,
+    mut next: F,
+) -> ApiResult<Written>
+where
+    F: FnMut(&Value) -> ApiResult<(Value, BodyCheck)>,
+{
+    let info = place.info;
+    // The first attempt starts from the watch cache's copy, as upstream's does: the write
+    // is conditional on its revision, so a stale copy only costs a retry from the store.
+    let mut cached = api
+        .caches
+        .ready(&info.storage_prefix())
+        .and_then(|cache| cache.get(&place.key()))
+        .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv.mod_revision)));
+    for _ in 0..RETRIES {
+        let from_cache = cached.is_some();
+        let (old, revision) = match cached.take() {
+            Some(found) => found,
+            None => api.objects.get(place).await?,
+        };
+        let (body, check) = next(&old)?;
+        let wanted = resource_version(&body);
+        if wanted.is_some_and(|w| w != revision) {
+            if from_cache {
+                continue;
+            }
+            return Err(ApiError::modified(info.group, info.plural, place.name));
+        }
+        let mut warnings = Vec::new();
+        let mut object = prepare_update(info, &old, body, subresource, &check, &mut warnings)?;
+        let admission = Attributes {
+            user: writer.user,
+            info,
+            namespace: place.namespace.unwrap_or(""),
+            name: place.name,
+            subresource: subresource.unwrap_or(""),
+            operation: Operation::Update,
+            old: Some(&old),
+            dry_run: writer.dry_run,
+        };
+        warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
+        if let Some(manager) = &writer.manager {
+            let sub = subresource.unwrap_or("");
+            crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
+        }
+        crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
+        match write_update(api, place, &old, object, revision, writer.dry_run).await {
+            Err(e) if e.is_conflict() && (wanted.is_none() || from_cache) => continue,
+            Ok((code, object)) => return Ok((code, object, warnings)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified(info.group, info.plural, place.name))
+}
+
+/// Writes an updated object; an object being deleted whose last finalizer went away is
+/// deleted instead (upstream's `ShouldDeleteDuringUpdate`).
+async fn write_update(
+    api: &ApiServer,
+    place: Place<'_>,
+    old: &Value,
+    mut object: Value,
+    revision: i64,
+    dry_run: bool,
+) -> ApiResult<(StatusCode, Value)> {
+    let hooks = hooks(place.info);
+    let finalizing = metadata(&object).contains_key("deletionTimestamp")
+        && metadata(&object).get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && metadata(&object).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
+            == 0;
+    if finalizing {
+        api.objects.remove(place, revision, dry_run).await?;
+        if let Some(hooks) = hooks.filter(|_| !dry_run) {
+            hooks.after_delete(api, old).await;
+        }
+        return Ok((StatusCode::OK, object));
+    }
+    let undo = match hooks {
+        Some(hooks) => hooks.begin_update(api, old, &mut object, dry_run).await?,
+        None => None,
+    };
+    match api.objects.replace(place, object, revision, dry_run).await {
+        Ok(updated) => {
+            if let Some(hooks) = hooks.filter(|_| !dry_run) {
+                hooks.after_update(api, old, &updated).await;
+            }
+            Ok((StatusCode::OK, updated))
+        }
+        Err(e) => {
+            if let Some(undo) = undo {
+                undo.run(api).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `DeleteOptions`, from a request's body or query.
+pub struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    /// A `DeleteOptions` body as its type reads it: a field of the wrong shape is a 400.
+    pub fn decode(body: &Value) -> ApiResult<Value> {
+        registry::typed::decode_body(
+            Typed::of::<DeleteOptionsType>(),
+            "meta.k8s.io",
+            "v1",
+            "DeleteOptions",
+            body,
+        )
+    }
+
+    /// From a decoded `DeleteOptions` object, falling back to `param` (the query) for
+    /// what it lacks.
+    pub fn from_value<'p>(
+        body: &Value,
+        param: impl Fn(&str) -> Option<&'p str>,
+    ) -> ApiResult<Self> {
+        let grace_period = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            Some(g) => Some(g),
+            None => param("gracePeriodSeconds").and_then(|g| g.parse().ok()),
+        };
+        let propagation = body
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| param("propagationPolicy").map(str::to_owned));
+        if let Some(p) = &propagation
+            && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+        {
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                vec![Cause {
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
+        let orphan = body
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| param("orphanDependents").map(|o| o == "true"));
+        let propagation = propagation
+            .or_else(|| orphan.map(|o| if o { "Orphan".into() } else { "Background".into() }));
+        Ok(DeleteOptions {
+            grace_period,
+            propagation,
+            uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
+            resource_version: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// Deletes one object, or marks it for deletion: 200 and the object when it is gone,
+/// 202 and the object when finalizers or a grace period hold it.
+pub async fn delete(
+    api: &ApiServer,
+    place: Place<'_>,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> ApiResult<(StatusCode, Value)> {
+    let info = place.info;
+    let strategy = strategy::for_resource(info);
+    for _ in 0..RETRIES {
+        let (mut object, revision) = api.objects.get(place).await?;
+        let meta = metadata(&object);
+        if let Some(uid) = &options.uid
+            && meta.get("uid").and_then(Value::as_str) != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                place.name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta.get("uid").and_then(Value::as_str).unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = &options.resource_version
+            && *rv != revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                place.name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
+                ),
+            ));
+        }
+        let mut finalizers: Vec<Value> =
+            meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let policy_finalizer = match options.propagation.as_deref() {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            _ => None,
+        };
+        if let Some(f) = policy_finalizer
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(json!(f));
+        }
+        let grace = strategy.deletion_grace_seconds(&object, options.grace_period);
+        let held = strategy.held_on_delete(&object);
+        if finalizers.is_empty() && grace == 0 && !held {
+            match api.objects.remove(place, revision, dry_run).await {
+                Err(e) if e.is_conflict() && options.resource_version.is_none() => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    if let Some(hooks) = hooks(info).filter(|_| !dry_run) {
+                        hooks.after_delete(api, &object).await;
+                    }
+                    return Ok((StatusCode::OK, object));
+                }
+            }
+        }
+        if meta.contains_key("deletionTimestamp") {
+            // Already being deleted: nothing more to record.
+            return Ok((StatusCode::ACCEPTED, object));
+        }
+        let meta = metadata_mut(&mut object);
+        meta.insert("deletionTimestamp".into(), json!(deletion_time(grace)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), Value::Array(finalizers));
+        }
+        if held {
+            strategy.prepare_held_delete(&mut object);
+        }
+        match api.objects.replace(place, object, revision, dry_run).await {
+            Err(e) if e.is_conflict() && options.resource_version.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(object) => return Ok((StatusCode::ACCEPTED, object)),
+        }
+    }
+    Err(ApiError::modified(info.group, info.plural, place.name))
+}
+
+/// Deletes each of `objects` of `info` (a page of a collection); returns what was
+/// deleted or marked. An object gone in the meantime is what was asked.
+pub async fn delete_each(
+    api: &ApiServer,
+    info: &'static ResourceInfo,
+    objects: Vec<Value>,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> ApiResult<Vec<Value>> {
+    let mut deleted = Vec::new();
+    for object in objects {
+        let name = meta::name(&object).unwrap_or_default().to_owned();
+        let namespace = meta::str_field(&object, "namespace").map(str::to_owned);
+        let place = Place { info, namespace: namespace.as_deref(), name: &name };
+        match delete(api, place, options, dry_run).await {
+            Ok((_, object)) => deleted.push(object),
+            Err(e) if e.code == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+fn deletion_time(grace: i64) -> String {
+    use keelson_api::k8s_openapi::jiff::SignedDuration;
+    let now = meta::now_timestamp();
+    meta::format_time(now.checked_add(SignedDuration::from_secs(grace)).unwrap_or(now))
+}
