@@ -115,6 +115,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
         let args = crate::controller_manager::ControllerManagerArgs::in_server(
             config.data_dir.join("cred/controller-manager.kubeconfig"),
             &config.data_dir.join("tls"),
+            config.controller_manager_secure_port,
         );
         components.spawn(crate::controller_manager::run(args, components_stop.clone()));
     }
