@@ -40,51 +40,29 @@ fn goarch() -> &'static str {
     }
 }
 
-/// `/livez`, `/readyz`, `/healthz`, with named checks (`/livez/ping`) and `?verbose`.
-pub async fn health(api: &ApiServer, endpoint: &str, rest: &[&str], verbose: bool) -> Response {
-    let store_ok = api.store.current_revision().await.is_ok();
-    let mut checks = vec![("ping", true), ("log", true), ("etcd", store_ok)];
+/// `/livez`, `/readyz`, `/healthz`, with named checks (`/livez/ping`), `?verbose` and
+/// `?exclude=`.
+pub async fn health(
+    api: &ApiServer,
+    endpoint: &str,
+    rest: &[&str],
+    options: &keelson_serving::health::Options<'_>,
+) -> Response {
+    let store = api.store.current_revision().await.map(drop).map_err(|e| e.to_string());
+    let mut checks = vec![("ping", Ok(())), ("log", Ok(())), ("etcd", store)];
     if endpoint == "readyz" {
-        checks.push(("informer-sync", true));
-        checks.push(("shutdown", !api.shutting_down()));
+        checks.push(("informer-sync", Ok(())));
+        let shutdown = if api.shutting_down() { Err("shutting down".into()) } else { Ok(()) };
+        checks.push(("shutdown", shutdown));
     }
-    let text = |code: StatusCode, body: String| {
-        let mut response = http::Response::new(full(body));
-        *response.status_mut() = code;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
-    };
-    if let [name] = rest {
-        return match checks.iter().find(|(n, _)| n == name) {
-            Some((_, true)) => text(StatusCode::OK, "ok".into()),
-            Some((n, false)) => {
-                text(StatusCode::INTERNAL_SERVER_ERROR, format!("[-]{n} failed: reason withheld\n"))
-            }
-            None => text(StatusCode::NOT_FOUND, "404 page not found\n".into()),
-        };
-    }
-    let healthy = checks.iter().all(|(_, ok)| *ok);
-    if !verbose && healthy {
-        return text(StatusCode::OK, "ok".into());
-    }
-    let mut body = String::new();
-    for (name, ok) in &checks {
-        body.push_str(&if *ok {
-            format!("[+]{name} ok\n")
-        } else {
-            format!("[-]{name} failed: reason withheld\n")
-        });
-    }
-    if healthy {
-        body.push_str(&format!("{endpoint} check passed\n"));
-        text(StatusCode::OK, body)
-    } else {
-        body.push_str(&format!("{endpoint} check failed\n"));
-        text(StatusCode::INTERNAL_SERVER_ERROR, body)
-    }
+    let (code, body) = keelson_serving::health::answer(endpoint, rest, options, &checks);
+    let mut response = http::Response::new(full(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";

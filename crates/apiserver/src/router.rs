@@ -19,7 +19,9 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
     match segments.as_slice() {
         ["version"] => return Ok(discovery::version()),
         [check @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
-            return Ok(discovery::health(api, check, rest, req.param("verbose").is_some()).await);
+            let query = req.uri.split_once('?').map(|(_, q)| q);
+            let options = keelson_serving::health::Options::from_query(query);
+            return Ok(discovery::health(api, check, rest, &options).await);
         }
         _ => {}
     }

@@ -3,123 +3,47 @@
 //!
 //! Must never serve plain HTTP, or let a request through without deciding who sent it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::request::{Request, User};
 use crate::response::{Response, error_response};
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, MAX_REQUEST_BYTES};
 
-/// How long a client has for the TLS handshake, and then for each request's headers
-/// (kube-apiserver's `ReadHeaderTimeout`, 32 s): a client that stalls is disconnected
-/// instead of holding its connection for as long as it likes.
-pub(crate) const HANDSHAKE_AND_HEADERS: std::time::Duration = std::time::Duration::from_secs(32);
-
-/// How many connections may be in their TLS handshake at once: the phase before any
-/// identity is known, so one client opening connections and stalling cannot keep the
-/// rest out.
-const HANDSHAKES_AT_ONCE: usize = 512;
-
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true; each connection's identity comes
+/// from its client certificate.
 pub(crate) async fn accept_loop(
     api: Arc<ApiServer>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_AT_ONCE));
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-            // Full: this connection is dropped at once rather than queued.
-            tracing::warn!(%peer, "too many TLS handshakes in progress; closing a connection");
-            continue;
-        };
-        let (api, acceptor, shutdown) = (api.clone(), acceptor.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { connection(api, acceptor, tcp, peer, handshake, shutdown).await },
-        );
-    }
+    keelson_serving::serve(listener, tls, shutdown, move |peer| {
+        let user = identify(peer);
+        let (api, addr) = (api.clone(), peer.addr);
+        move |req: http::Request<Incoming>| {
+            let (api, user) = (api.clone(), user.clone());
+            async move { handle(&api, user, addr, req).await }
+        }
+    })
+    .await
 }
 
-async fn connection(
-    api: Arc<ApiServer>,
-    acceptor: TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    handshake: tokio::sync::OwnedSemaphorePermit,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(HANDSHAKE_AND_HEADERS, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            // A bad or foreign certificate ends here: the log says why, the client
-            // sees a failed handshake.
-            tracing::info!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    drop(handshake);
-    let user = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+/// Who a connection's client certificate names: anonymous without one, `None` for one
+/// without a usable identity.
+fn identify(peer: &keelson_serving::Peer) -> Option<User> {
+    match peer.identity() {
         None => Some(User::anonymous()),
-        Some(cert) => match keelson_pki::identity_from_der(cert) {
-            Ok(identity) => {
-                // As upstream's authenticators do: every authenticated user is in
-                // system:authenticated.
-                let mut groups = identity.groups;
-                if !groups.iter().any(|g| g == "system:authenticated") {
-                    groups.push("system:authenticated".into());
-                }
-                Some(User { name: identity.user, groups, ..Default::default() })
-            }
-            Err(e) => {
-                tracing::info!(%peer, error = %e, "client certificate has no usable identity");
-                None
-            }
-        },
-    };
-    let service = service_fn(move |req: http::Request<Incoming>| {
-        let (api, user) = (api.clone(), user.clone());
-        async move { Ok::<_, Infallible>(handle(&api, user, peer, req).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_AND_HEADERS);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+        Some(identity) => {
+            identity.map(|id| User { name: id.user, groups: id.groups, ..Default::default() })
         }
-        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
     }
 }
 

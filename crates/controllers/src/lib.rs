@@ -1,7 +1,9 @@
 //! Keelson's kube-controller-manager: the controllers a cluster needs, each an API
 //! client on `keelson-runtime` with its own ServiceAccount, under upstream's names, run
 //! by one leader of Lease `kube-system/kube-controller-manager` — in `keelson server`
-//! or alone as `keelson controller-manager --kubeconfig …`.
+//! or alone as `keelson controller-manager --kubeconfig …` — with upstream's secure port
+//! (`keelson_runtime::secure`: health checks `leaderElection` and one per controller,
+//! and the metrics).
 //!
 //! Built so far (ported from inside the API server):
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 use keelson_runtime::controller::{Descriptor, Manager};
 use keelson_runtime::credentials::Credentials;
+use keelson_runtime::health::Checks;
 use keelson_runtime::informer::Informers;
 use keelson_runtime::leader::{LeaderElection, LeaseTimings, Outcome};
 use keelson_runtime::metrics::Metrics;
@@ -30,6 +33,9 @@ use kube::Client;
 /// The Lease the controller managers of a cluster elect their leader on.
 pub const LEASE: &str = "kube-controller-manager";
 pub const LEASE_NAMESPACE: &str = "kube-system";
+
+/// kube-controller-manager's `--secure-port` default.
+pub const SECURE_PORT: u16 = 10257;
 
 /// The controller table, in upstream's names.
 pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> Vec<Descriptor> {
@@ -89,6 +95,8 @@ pub struct Config {
     /// (`--cluster-signing-cert-file`/`--cluster-signing-key-file`); `None` signs none.
     pub csr_signer: Option<keelson_pki::CsrSigner>,
     pub metrics: Metrics,
+    /// The secure port (`--secure-port`, `--bind-address`, …); `None` serves none.
+    pub serving: Option<keelson_runtime::secure::Config>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,22 +116,38 @@ pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Re
     } else {
         Credentials::Shared(config.client.clone())
     };
+    let health = Checks::default();
+    let election = config.leader_elect.map(|timings| {
+        let election = LeaderElection::new(
+            config.client.clone(),
+            LEASE_NAMESPACE,
+            LEASE,
+            &LeaderElection::default_identity(),
+            timings,
+        );
+        let leader = election.health();
+        health.add("leaderElection", move || leader.check());
+        election
+    });
+    if let Some(serving) = config.serving {
+        keelson_runtime::secure::serve(
+            serving,
+            health.clone(),
+            config.metrics.clone(),
+            stop.clone(),
+        )
+        .await?;
+    }
     let manager = Manager {
         credentials,
         informers: Arc::new(Informers::new(config.client.clone())),
         metrics: config.metrics.clone(),
         controllers: config.controllers.clone(),
+        health,
     };
-    let Some(timings) = config.leader_elect else {
+    let Some(mut election) = election else {
         return Ok(manager.run(&table, stop).await?);
     };
-    let mut election = LeaderElection::new(
-        config.client.clone(),
-        LEASE_NAMESPACE,
-        LEASE,
-        &LeaderElection::default_identity(),
-        timings,
-    );
     let stopped = {
         let mut stop = stop.clone();
         async move {

@@ -71,6 +71,9 @@ pub struct ServerArgs {
     /// Client key for etcd
     #[arg(long)]
     pub datastore_keyfile: Option<PathBuf>,
+    /// HTTPS port of the controller manager's health checks and metrics, on 127.0.0.1; 0 lets the system pick one (logged) [default: 10257]
+    #[arg(long)]
+    pub controller_manager_secure_port: Option<u16>,
 }
 
 /// Settings with every default filled in.
@@ -95,6 +98,7 @@ pub struct ServerConfig {
     pub bind_address: IpAddr,
     pub datastore: Endpoint,
     pub datastore_tls: TlsFiles,
+    pub controller_manager_secure_port: u16,
 }
 
 impl ServerArgs {
@@ -162,6 +166,9 @@ impl ServerArgs {
                 cert_file: merged.datastore_certfile,
                 key_file: merged.datastore_keyfile,
             },
+            controller_manager_secure_port: merged
+                .controller_manager_secure_port
+                .unwrap_or(keelson_controllers::SECURE_PORT),
             data_dir,
         })
     }
@@ -196,6 +203,9 @@ impl ServerArgs {
             datastore_cafile: self.datastore_cafile.or(file.datastore_cafile),
             datastore_certfile: self.datastore_certfile.or(file.datastore_certfile),
             datastore_keyfile: self.datastore_keyfile.or(file.datastore_keyfile),
+            controller_manager_secure_port: self
+                .controller_manager_secure_port
+                .or(file.controller_manager_secure_port),
         }
     }
 }
@@ -270,6 +280,7 @@ mod tests {
             ServerArgs { data_dir: Some(dir.path().to_owned()), ..Default::default() }.resolve()?;
         assert_eq!(config.datastore, Endpoint::Sqlite(dir.path().join("state.db")));
         assert_eq!(config.https_listen_port, 6443);
+        assert_eq!(config.controller_manager_secure_port, 10257);
         Ok(())
     }
 

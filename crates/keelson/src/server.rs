@@ -115,8 +115,16 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
         let args = crate::controller_manager::ControllerManagerArgs::in_server(
             config.data_dir.join("cred/controller-manager.kubeconfig"),
             &config.data_dir.join("tls"),
+            config.controller_manager_secure_port,
         );
-        components.spawn(crate::controller_manager::run(args, components_stop.clone()));
+        let stop = components_stop.clone();
+        components.spawn(async move {
+            // Said at once: a controller manager that cannot start (its secure port
+            // taken, say) leaves the API server running without it.
+            if let Err(e) = crate::controller_manager::run(args, stop).await {
+                tracing::error!("controller manager stopped: {e:#}");
+            }
+        });
     }
 
     stop.await?;
@@ -124,11 +132,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
     let _ = stop_components.send(true);
     // Components release their leases while the API server still answers.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(done) = components.join_next().await {
-            if let Ok(Err(e)) = done {
-                tracing::error!("{e:#}");
-            }
-        }
+        while components.join_next().await.is_some() {}
     })
     .await;
     running.shutdown().await;

@@ -272,6 +272,8 @@ fn served_serial(port: &str) -> Result<String> {
 struct RunningServer {
     child: std::process::Child,
     port: String,
+    /// The controller manager's secure port (`keelson server` only).
+    controller_manager_port: Option<String>,
 }
 
 impl RunningServer {
@@ -279,10 +281,16 @@ impl RunningServer {
         Self::start_as("server", data)
     }
 
-    /// `keelson <command>` (`server` or `apiserver`).
+    /// `keelson <command>` (`server` or `apiserver`); a server's controller manager
+    /// serves on a port the system picks.
     fn start_as(command: &str, data: &Path) -> Result<Self> {
         let mut child = keelson()
             .args([command, "--https-listen-port", "0", "--bind-address", "127.0.0.1"])
+            .args(if command == "server" {
+                &["--controller-manager-secure-port", "0"][..]
+            } else {
+                &[]
+            })
             .arg("--data-dir")
             .arg(data)
             .stderr(Stdio::piped())
@@ -301,13 +309,27 @@ impl RunningServer {
                 None => break None,
             }
         };
+        let controller_manager_port = if command == "server" {
+            lines.by_ref().map_while(Result::ok).find_map(|line| {
+                secure_port_of(&line).or_else(|| line.contains(" ERROR ").then(String::new))
+            })
+        } else {
+            None
+        };
         // Drain the log so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         // Owned before the check, so that a server that never got ready is killed too.
-        let mut server = RunningServer { child, port: String::new() };
+        let mut server = RunningServer { child, port: String::new(), controller_manager_port };
         server.port = port.context("the server never said where it listens")?;
         Ok(server)
     }
+}
+
+/// The port of a `serving securely address=127.0.0.1:PORT` log line.
+fn secure_port_of(line: &str) -> Option<String> {
+    let address = line.split("serving securely address=").nth(1)?;
+    let port = address.split_whitespace().next()?.rsplit(':').next()?;
+    Some(port.to_owned())
 }
 
 impl Drop for RunningServer {
@@ -541,8 +563,11 @@ fn the_controller_manager_runs_alone_against_an_apiserver() -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let missing = kubectl(&data, &["get", "serviceaccount", "default", "-n", "team"])?;
     ensure!(!missing.status.success(), "the API server alone made a default ServiceAccount");
+    // A free port for the secure port: the system's pick, released for the child.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
     let mut manager = keelson()
-        .args(["controller-manager", "--kubeconfig"])
+        .args(["controller-manager", "--bind-address", "127.0.0.1", "--secure-port", &port])
+        .arg("--kubeconfig")
         .arg(data.join("cred/controller-manager.kubeconfig"))
         .stderr(Stdio::null())
         .spawn()?;
@@ -550,9 +575,148 @@ fn the_controller_manager_runs_alone_against_an_apiserver() -> Result<()> {
         &data,
         &["get", "serviceaccount", "default", "-n", "team", "-o", "name"],
     );
+    // Its secure port: health for anyone, metrics for the administrator's certificate
+    // (verified against the kubeconfig's CA, the API server publishing no client CA).
+    let healthz = eventually_curl(&port, "/healthz", &[], |code, _| code == 200);
+    let admin = AdminCert::from(&data)?;
+    let metrics = curl(&port, "/metrics", &admin.args());
     let _ = Command::new("kill").arg(manager.id().to_string()).status();
     let status = manager.wait()?;
     ensure!(published? == "serviceaccount/default");
+    ensure!(healthz?.1 == "ok");
+    let (code, body) = metrics?;
+    ensure!(code == 200 && body.contains("workqueue_depth{"), "{code}: {body}");
     ensure!(status.success(), "the controller manager exited with {status} on SIGTERM");
+    Ok(())
+}
+
+/// `curl` of `https://127.0.0.1:<port><path>` (no server certificate check: the
+/// controller manager's own is self-signed): status and body.
+fn curl(port: &str, path: &str, extra: &[String]) -> Result<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "-", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    let (body, code) = text.rsplit_once('\n').context("no status from curl")?;
+    Ok((code.parse()?, body.to_owned()))
+}
+
+/// Polls [`curl`] until `done` says so, for up to 20 seconds.
+fn eventually_curl(
+    port: &str,
+    path: &str,
+    extra: &[String],
+    done: impl Fn(u16, &str) -> bool,
+) -> Result<(u16, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = curl(port, path, extra);
+        match &answer {
+            Ok((code, body)) if done(*code, body) => return answer,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => anyhow::bail!("{path} never answered as expected: {answer:?}"),
+        }
+    }
+}
+
+/// The administrator's client certificate and key from `admin.kubeconfig`, as files.
+struct AdminCert {
+    dir: tempfile::TempDir,
+}
+
+impl AdminCert {
+    fn from(data: &Path) -> Result<Self> {
+        use base64::Engine;
+        let kubeconfig = std::fs::read_to_string(data.join("admin.kubeconfig"))?;
+        let dir = tempfile::tempdir()?;
+        for (key, file) in
+            [("client-certificate-data:", "admin.crt"), ("client-key-data:", "admin.key")]
+        {
+            let value = kubeconfig
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .with_context(|| format!("no {key} in admin.kubeconfig"))?;
+            let pem =
+                base64::engine::general_purpose::STANDARD.decode(value.trim().trim_matches('"'))?;
+            std::fs::write(dir.path().join(file), pem)?;
+        }
+        Ok(AdminCert { dir })
+    }
+
+    fn args(&self) -> Vec<String> {
+        let path = |f: &str| self.dir.path().join(f).display().to_string();
+        vec!["--cert".into(), path("admin.crt"), "--key".into(), path("admin.key")]
+    }
+}
+
+#[test]
+fn the_controller_managers_secure_port_delegates_authentication_and_authorization() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let server = RunningServer::start(&data)?;
+    let port = server
+        .controller_manager_port
+        .clone()
+        .filter(|p| !p.is_empty())
+        .context("the controller manager never said where it serves")?;
+    // Health for anyone, as upstream's --authorization-always-allow-paths.
+    ensure!(curl(&port, "/healthz", &[])? == (200, "ok".to_owned()));
+    ensure!(curl(&port, "/livez", &[])? == (200, "ok".to_owned()));
+    // Once leading, each controller has its check.
+    let (_, verbose) = eventually_curl(&port, "/readyz?verbose", &[], |code, body| {
+        code == 200 && body.contains("[+]serviceaccount-controller ok")
+    })?;
+    ensure!(verbose.starts_with("[+]leaderElection ok\n"), "{verbose}");
+    ensure!(verbose.ends_with("readyz check passed\n"), "{verbose}");
+    // Anything else needs credentials.
+    let (code, body) = curl(&port, "/metrics", &[])?;
+    ensure!(code == 401 && body.contains("\"reason\":\"Unauthorized\""), "{code}: {body}");
+    ensure!(curl(&port, "/healthz/leaderElection", &[])?.0 == 401);
+    let bogus = ["-H".to_owned(), "Authorization: Bearer not-a-token".to_owned()];
+    ensure!(curl(&port, "/metrics", &bogus)?.0 == 401);
+    // A token the API server knows, of a user without the right: 403 in upstream's words.
+    let token = |account: &str| -> Result<Vec<String>> {
+        let made = kubectl(&data, &["create", "serviceaccount", account, "-n", "default"])?;
+        ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let token = kubectl(&data, &["create", "token", account, "-n", "default"])?;
+        ensure!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+        let token = String::from_utf8(token.stdout)?.trim().to_owned();
+        Ok(vec!["-H".into(), format!("Authorization: Bearer {token}")])
+    };
+    let (code, body) = curl(&port, "/metrics", &token("nobody")?)?;
+    ensure!(code == 403, "{code}: {body}");
+    ensure!(
+        body.contains(
+            r#"forbidden: User \"system:serviceaccount:default:nobody\" cannot get path \"/metrics\""#
+        ),
+        "{body}"
+    );
+    // One granted get on /metrics through RBAC is let in.
+    for args in [
+        &["create", "clusterrole", "metrics-reader", "--verb=get", "--non-resource-url=/metrics"][..],
+        &[
+            "create",
+            "clusterrolebinding",
+            "metrics-reader",
+            "--clusterrole=metrics-reader",
+            "--serviceaccount=default:scraper",
+        ],
+    ] {
+        let made = kubectl(&data, args)?;
+        ensure!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let (code, body) = curl(&port, "/metrics", &token("scraper")?)?;
+    ensure!(code == 200 && body.contains("process_open_fds"), "{code}: {body}");
+    // The administrator's certificate (system:masters) sees the controllers' queues.
+    let admin = AdminCert::from(&data)?;
+    let (code, body) = eventually_curl(&port, "/metrics", &admin.args(), |code, body| {
+        code == 200 && body.contains("workqueue_depth{name=\"serviceaccount-controller\"}")
+    })?;
+    ensure!(code == 200);
+    ensure!(body.contains("controller_runtime_reconcile_total{"), "{body}");
+    let (code, body) = curl(&port, "/healthz/leaderElection", &admin.args())?;
+    ensure!((code, body.as_str()) == (200, "ok"), "{code}: {body}");
     Ok(())
 }

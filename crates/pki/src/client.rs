@@ -37,6 +37,17 @@ pub struct CertIdentity {
     pub groups: Vec<String>,
 }
 
+impl CertIdentity {
+    /// The identity as upstream's authenticators hand it on: every authenticated user is
+    /// also in `system:authenticated`.
+    pub fn authenticated(mut self) -> CertIdentity {
+        if !self.groups.iter().any(|g| g == "system:authenticated") {
+            self.groups.push("system:authenticated".into());
+        }
+        self
+    }
+}
+
 /// Reads the identity out of a DER client certificate. Does not verify anything.
 pub fn identity_from_der(cert_der: &[u8]) -> Result<CertIdentity> {
     let cert = cert::parse(cert_der).map_err(|p| Error::input("client certificate", p))?;

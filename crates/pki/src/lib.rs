@@ -41,8 +41,8 @@ pub use crate::client::{CertIdentity, identity_from_der};
 pub use crate::csr::{CertificateRequest, check_certificate_pem};
 pub use crate::error::{Error, Result};
 pub use crate::service_account::{SERVICE_ACCOUNT_KEY, ServiceAccountKey};
-pub use crate::serving::host_addresses;
-pub use crate::tls::{ServingCert, anonymous_client_config, client_config};
+pub use crate::serving::{host_addresses, load_serving, self_signed_serving};
+pub use crate::tls::{ServingCert, anonymous_client_config, client_config, secure_port_config};
 
 /// File names inside the TLS directory.
 pub mod file_names {

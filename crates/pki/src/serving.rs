@@ -133,7 +133,8 @@ pub(crate) fn ensure(
         reason,
         "issuing the api server serving certificate",
     );
-    let (cert, key) = ca.issue(&serving_params(&wanted)?, "serving certificate")?;
+    let params = serving_params("kube-apiserver", &wanted, SERVING_VALIDITY)?;
+    let (cert, key) = ca.issue(&params, "serving certificate")?;
     // Key first: a crash in between leaves a key that does not match the old certificate,
     // which the next start notices and repairs.
     files::write_atomic(&key_path, key.serialize_pem().as_bytes(), PRIVATE)?;
@@ -151,19 +152,67 @@ fn load(
     Ok((cert, key))
 }
 
-fn serving_params(sans: &[San]) -> Result<CertificateParams> {
+fn serving_params(
+    common_name: &str,
+    sans: &[San],
+    validity: Duration,
+) -> Result<CertificateParams> {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "kube-apiserver");
+    name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
     params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - BACKDATE;
-    params.not_after = now + SERVING_VALIDITY;
+    params.not_after = now + validity;
     Ok(params)
+}
+
+/// A self-signed serving certificate made in memory, as a component's secure port makes
+/// one at start when given none (upstream's `MaybeDefaultWithSelfSignedCerts`): ECDSA
+/// P-256, CN `localhost@<unix time>`, serverAuth, a year, names `localhost`,
+/// `127.0.0.1` and `names` (IP addresses or DNS names). Nobody trusts it; it only keeps
+/// the port HTTPS.
+pub fn self_signed_serving(
+    names: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let mut sans = vec![San::Dns("localhost".into()), San::Ip(Ipv4Addr::LOCALHOST.into())];
+    for name in names {
+        let san = San::parse(name)?;
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+    let cn = format!("localhost@{}", OffsetDateTime::now_utc().unix_timestamp());
+    let mut params = serving_params(&cn, &sans, Duration::days(365))?;
+    params.use_authority_key_identifier_extension = false;
+    let what = "self-signed serving certificate";
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(Error::generate(what))?;
+    let cert = params.self_signed(&key).map_err(Error::generate(what))?;
+    Ok((vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into())))
+}
+
+/// A serving certificate chain and key from PEM files (`--tls-cert-file`,
+/// `--tls-private-key-file`).
+pub fn load_serving(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| Error::io("read", path, e));
+    let cert_pem = read(cert_path)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::input("serving certificate pem", e.to_string()))?;
+    if chain.is_empty() {
+        return Err(Error::input("serving certificate pem", "no certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(key_path)?)
+        .map_err(|e| Error::input("serving key pem", e.to_string()))?;
+    Ok((chain, key))
 }
 
 /// Why an otherwise sound serving certificate must be re-issued: it is not for serving, or it
@@ -282,6 +331,25 @@ pub(crate) fn parse_if_inet6(text: &str) -> Vec<Ipv6Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_self_signed_serving_certificate_names_localhost_and_the_bind_address() {
+        let (chain, key) = self_signed_serving(&["10.0.0.7".into()]).expect("self-signed");
+        let leaf = crate::cert::parse(&chain[0]).expect("parses");
+        let names = present_sans(&leaf);
+        for san in [
+            San::Dns("localhost".into()),
+            San::Ip(Ipv4Addr::LOCALHOST.into()),
+            San::Ip(IpAddr::from([10, 0, 0, 7])),
+        ] {
+            assert!(names.contains(&san), "{san} missing");
+        }
+        assert!(serving_problem(&leaf, &[]).is_none(), "not for serving");
+        let ca = crate::tls::secure_port_config(chain.clone(), key.clone_key(), None);
+        assert!(ca.is_ok(), "without client CA");
+        let bad = crate::tls::secure_port_config(chain, key, Some("not pem"));
+        assert!(bad.is_err(), "a client CA bundle without certificates is refused");
+    }
 
     const FIB_TRIE: &str = "\
 Main:

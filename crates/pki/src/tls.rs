@@ -85,19 +85,46 @@ pub(crate) fn reloadable_server_config(
     serving: Arc<ServingCert>,
     ca: &CertificateDer<'static>,
 ) -> Result<Arc<ServerConfig>> {
-    let provider = provider();
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).map_err(|source| Error::Tls { side: "server", source })?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(Error::Verifier)?;
+    config_with(serving, Some(roots))
+}
+
+/// A component's secure port (the controller manager's): the serving chain and key, ALPN
+/// `h2` then `http/1.1`, and client certificates verified against every certificate of
+/// `client_ca_pem` but not required — without a bundle none are asked for.
+pub fn secure_port_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<ServerConfig>> {
+    let roots = client_ca_pem.map(|pem| roots_from_pem(pem, "client ca pem")).transpose()?;
+    config_with(Arc::new(ServingCert::new(chain, key)?), roots)
+}
+
+/// Serving `resolver`'s certificate; client certificates verified against `roots` when
+/// given, never required.
+fn config_with(
+    resolver: Arc<ServingCert>,
+    roots: Option<RootCertStore>,
+) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
     let tls = |source| Error::Tls { side: "server", source };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(tls)?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(serving);
+        .map_err(tls)?;
+    let builder = match roots {
+        Some(roots) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(Error::Verifier)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -130,17 +157,23 @@ pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(client_builder(ca_pem)?.with_no_client_auth()))
 }
 
+/// Every certificate of a PEM bundle, as trust roots; none is an error.
+fn roots_from_pem(pem: &str, what: &'static str) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| Error::input(what, e.to_string()))?;
+        roots.add(cert).map_err(|e| Error::input(what, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::input(what, "no certificate found"));
+    }
+    Ok(roots)
+}
+
 fn client_builder(
     ca_pem: &str,
 ) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| Error::input("ca certificate pem", e.to_string()))?;
-        roots.add(cert).map_err(|e| Error::input("ca certificate pem", e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(Error::input("ca certificate pem", "no certificate found"));
-    }
+    let roots = roots_from_pem(ca_pem, "ca certificate pem")?;
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| Error::Tls { side: "client", source })?

@@ -10,15 +10,16 @@
 //! queue, reconcile, and forget, requeue or retry with backoff by what the reconcile
 //! returned, counting it in the metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
 
 use crate::credentials::Credentials;
+use crate::health::Checks;
 use crate::informer::Informers;
 use crate::metrics::{ControllerMetrics, Metrics};
 use crate::queue::{RateLimit, WorkQueue};
@@ -97,6 +98,9 @@ pub struct Manager {
     pub informers: Arc<Informers>,
     pub metrics: Metrics,
     pub controllers: Vec<String>,
+    /// Where each started controller adds its health check, named after it (upstream's
+    /// `NamedPingChecker`): it fails once the controller has ended with an error.
+    pub health: Checks,
 }
 
 impl Manager {
@@ -107,6 +111,7 @@ impl Manager {
     ) -> Result<(), crate::Error> {
         check_names(table, &self.controllers)?;
         let mut running = tokio::task::JoinSet::new();
+        let mut failures = HashMap::new();
         for d in table {
             if !is_enabled(d.name, d.enabled_by_default, &self.controllers) {
                 tracing::info!(controller = d.name, "controller disabled");
@@ -122,13 +127,23 @@ impl Manager {
             };
             tracing::info!(controller = d.name, "starting controller");
             let name = d.name;
+            let failure = Arc::new(Mutex::new(None::<String>));
+            let seen = failure.clone();
+            self.health.add(name, move || match &*seen.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(error) => Err(format!("controller failed: {error}")),
+                None => Ok(()),
+            });
+            failures.insert(name, failure);
             let start = (d.start)(context);
             running.spawn(async move { (name, start.await) });
         }
         while let Some(done) = running.join_next().await {
             match done {
                 Ok((name, Err(e))) => {
-                    tracing::error!(controller = name, error = %e, "controller failed")
+                    tracing::error!(controller = name, error = %e, "controller failed");
+                    if let Some(failure) = failures.get(name) {
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    }
                 }
                 Ok((name, Ok(()))) => tracing::info!(controller = name, "controller stopped"),
                 Err(e) => tracing::error!(error = %e, "controller task failed"),

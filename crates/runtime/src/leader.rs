@@ -16,6 +16,7 @@
 //! conditional on the revision read.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keelson_api::k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -64,6 +65,34 @@ pub struct LeaderElection {
     timings: LeaseTimings,
     /// The holder and renew time last seen, and when they were first seen so.
     observed: Option<(Option<String>, Option<MicroTime>, Instant)>,
+    /// While leading, when the lease was last renewed.
+    renewed: Arc<Mutex<Option<Instant>>>,
+}
+
+/// How long past the lease's duration a leader that has not renewed counts as unhealthy
+/// (kube-controller-manager's `NewLeaderHealthzAdaptor(20 * time.Second)`).
+pub const HEALTH_TOLERANCE: Duration = Duration::from_secs(20);
+
+/// The `leaderElection` health check of a candidate (client-go's `HealthzAdaptor`):
+/// healthy while not leading, and while leading unless the lease went unrenewed for its
+/// duration plus [`HEALTH_TOLERANCE`] — a leader that should have stopped but is stuck.
+#[derive(Clone)]
+pub struct LeaderHealth {
+    lease: String,
+    lease_duration: Duration,
+    renewed: Arc<Mutex<Option<Instant>>>,
+}
+
+impl LeaderHealth {
+    pub fn check(&self) -> Result<(), String> {
+        let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        match renewed {
+            Some(at) if at.elapsed() > self.lease_duration + HEALTH_TOLERANCE => {
+                Err(format!("failed election to renew leadership on lease {}", self.lease))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl LeaderElection {
@@ -81,7 +110,21 @@ impl LeaderElection {
             identity: identity.to_owned(),
             timings,
             observed: None,
+            renewed: Arc::default(),
         }
+    }
+
+    /// The candidate's `leaderElection` health check.
+    pub fn health(&self) -> LeaderHealth {
+        LeaderHealth {
+            lease: self.name.clone(),
+            lease_duration: self.timings.lease_duration,
+            renewed: self.renewed.clone(),
+        }
+    }
+
+    fn set_renewed(&self, at: Option<Instant>) {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     /// Upstream's identity: the host name and a unique suffix.
@@ -117,6 +160,7 @@ impl LeaderElection {
         tracing::info!(lease = %self.name, identity = %self.identity, "successfully acquired lease");
         tokio::pin!(work);
         let mut last_renew = Instant::now();
+        self.set_renewed(Some(last_renew));
         let outcome = loop {
             tokio::select! {
                 _ = &mut stop => break Outcome::Stopped,
@@ -124,13 +168,16 @@ impl LeaderElection {
                 _ = tokio::time::sleep(self.timings.retry_period) => {
                     if self.try_acquire_or_renew().await {
                         last_renew = Instant::now();
+                        self.set_renewed(Some(last_renew));
                     } else if last_renew.elapsed() >= self.timings.renew_deadline {
                         tracing::error!(lease = %self.name, identity = %self.identity, "leader election lost");
+                        self.set_renewed(None);
                         return Outcome::Lost;
                     }
                 }
             }
         };
+        self.set_renewed(None);
         self.release().await;
         outcome
     }

@@ -10,6 +10,8 @@
 //! - [`leader`]: Lease-based leader election with upstream's timings;
 //! - [`events`]: the event recorder (deduplicated, aggregated, rate-limited);
 //! - [`metrics`]: work-queue and reconcile metrics under upstream's names;
+//! - [`health`] and [`secure`]: named health checks, and the secure port that serves them
+//!   and the metrics, with authentication and authorization delegated to the API server;
 //! - [`credentials`]: clients from kubeconfigs and per-controller ServiceAccount tokens.
 //!
 //! Must never reach the datastore or the API server's internals: a component built on
@@ -19,10 +21,12 @@
 pub mod controller;
 pub mod credentials;
 pub mod events;
+pub mod health;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod queue;
+pub mod secure;
 
 pub use kube;
 

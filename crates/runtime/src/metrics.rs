@@ -4,14 +4,21 @@
 //! `workqueue_work_duration_seconds`, `workqueue_retries_total`, labelled `name`) and
 //! controller-runtime's reconcile metrics (`controller_runtime_reconcile_total` by
 //! `result`, `controller_runtime_reconcile_errors_total`,
-//! `controller_runtime_reconcile_time_seconds`, labelled `controller`). Rendered in
-//! Prometheus' text format by [`Metrics::render`] for a component's `/metrics`.
+//! `controller_runtime_reconcile_time_seconds`, labelled `controller`), and the process's
+//! own under client_golang's names (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, `process_open_fds`, …, read from `/proc/self` at
+//! each scrape). Rendered in the OpenMetrics text format by [`Metrics::render`] for a
+//! component's `/metrics`.
 
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -96,6 +103,7 @@ impl Default for Metrics {
                 "Length of time per reconciliation per controller",
                 families.reconcile_time.clone(),
             );
+            r.register_collector(Box::new(Process));
         }
         Metrics { inner: Arc::new(families) }
     }
@@ -137,6 +145,81 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &registry);
         out
+    }
+}
+
+/// The process's CPU time, memory, file descriptors and start time, from `/proc/self`
+/// (client_golang's process collector); what cannot be read is left out.
+#[derive(Debug)]
+struct Process;
+
+impl Process {
+    /// Clock ticks a second and the page size: Linux's fixed values on the platforms
+    /// Keelson runs on.
+    const TICKS: f64 = 100.0;
+    const PAGE: f64 = 4096.0;
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64| {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+        };
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of stat(5), vsize 23, rss 24: here, with
+        // the pid and name gone, at 11, 12, 20 and 21; starttime (22) at 19.
+        if let (Some(user), Some(system)) = (field(11), field(12)) {
+            let cpu = ConstCounter::new((user + system) / Self::TICKS);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                cpu.metric_type(),
+            )?)?;
+        }
+        if let Some(vsize) = field(20) {
+            gauge(
+                &mut encoder,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                vsize,
+            )?;
+        }
+        if let Some(rss) = field(21) {
+            let help = "Resident memory size in bytes.";
+            gauge(&mut encoder, "process_resident_memory_bytes", help, rss * Self::PAGE)?;
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+        });
+        if let (Some(boot), Some(start)) = (boot, field(19)) {
+            let help = "Start time of the process since unix epoch in seconds.";
+            gauge(&mut encoder, "process_start_time_seconds", help, boot + start / Self::TICKS)?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let help = "Number of open file descriptors.";
+            gauge(&mut encoder, "process_open_fds", help, fds.count() as f64)?;
+        }
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let max_fds = limits.lines().find_map(|l| {
+            l.strip_prefix("Max open files")?.split_whitespace().next()?.parse::<f64>().ok()
+        });
+        if let Some(max) = max_fds {
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                max,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -188,5 +271,13 @@ mod tests {
         assert!(text.contains(
             "controller_runtime_reconcile_errors_total{controller=\"clusterrole-aggregation\"} 1"
         ));
+        for process in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(process), "{process} missing: {text}");
+        }
     }
 }

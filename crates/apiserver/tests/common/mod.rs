@@ -93,6 +93,7 @@ async fn start_controllers(
             root_ca_pem: pki.ca_pem().to_owned(),
             csr_signer: Some(pki.csr_signer()),
             metrics: Default::default(),
+            serving: None,
         },
         stopped,
     ));
