@@ -502,3 +502,28 @@ async fn kube_rs_drives_custom_resources_through_discovery() -> Result<()> {
     );
     Ok(())
 }
+
+/// A created definition comes back with the status upstream's strategy gives it; a
+/// custom resource with a status subresource drops the status it was created with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_objects_carry_only_the_status_the_server_sets() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out = s.kubectl_in(&["create", "-f", "-", "-o", "json"], Some(CRD)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let crd: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    ensure!(
+        crd["status"]
+            == serde_json::json!({ "conditions": [], "acceptedNames": { "plural": "", "kind": "" }, "storedVersions": ["v1"] }),
+        "{}",
+        crd["status"]
+    );
+    s.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"])
+        .await?;
+    let with_status =
+        format!("{}status: {{replicas: 7}}\n", widget("w", "  color: red\n  replicas: 1\n"));
+    let out = s.kubectl_in(&["create", "-f", "-", "-o", "json"], Some(&with_status)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let widget: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    ensure!(widget.get("status").is_none(), "{widget}");
+    Ok(())
+}

@@ -181,3 +181,41 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+/// Only `…/status` writes a status: what a create sends is replaced by the type's empty
+/// status, printed as Go prints it (a user who may create a Service cannot set its
+/// load balancer this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_sent_on_create_is_replaced_by_the_empty_one() -> Result<()> {
+    let s = TestServer::start().await?;
+    let created = |manifest: String| {
+        let s = &s;
+        async move {
+            let out = s.kubectl_in(&["create", "-f", "-", "-o", "json"], Some(&manifest)).await?;
+            ensure!(out.ok, "{}", out.stderr);
+            let object: Value = serde_json::from_str(&out.stdout)?;
+            Ok::<Value, anyhow::Error>(object["status"].clone())
+        }
+    };
+    let lb = format!(
+        "{}status:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.9\n",
+        service("lb", "ClusterIP", None, None)
+    );
+    ensure!(created(lb).await? == serde_json::json!({ "loadBalancer": {} }));
+    let stored = s.ok(&["get", "svc", "lb", "-o", "jsonpath={.status}"]).await?;
+    ensure!(stored == r#"{"loadBalancer":{}}"#, "{stored}");
+    let template = "  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec: {containers: [{name: w, image: nginx}]}\n";
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n{template}status: {{replicas: 5, readyReplicas: 5}}\n"
+    );
+    ensure!(created(deployment).await? == serde_json::json!({}));
+    let replica_set = format!(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: r}}\nspec:\n{template}status: {{replicas: 5}}\n"
+    );
+    ensure!(created(replica_set).await? == serde_json::json!({ "replicas": 0 }));
+    // A node registers with the status its kubelet sees.
+    let node =
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {capacity: {pods: \"110\"}}\n";
+    ensure!(created(node.into()).await?["capacity"]["pods"] == "110");
+    Ok(())
+}

@@ -407,11 +407,37 @@ pub fn prepare_create(
     } else {
         meta.remove("generation");
     }
+    if strategy::has_status(info) && !strategy.keeps_status_on_create() {
+        reset_status(info, &*strategy, &mut object);
+    }
     strategy.prepare_create(&mut object);
     let mut causes = Vec::new();
     strategy.validate(&object, &mut causes);
     validate(info, &*strategy, &object, causes)?;
     Ok(object)
+}
+
+/// Replaces a new object's status with its type's empty one (what Go prints of the
+/// zero status struct: the fields without `omitempty`), or drops it for a custom
+/// resource: only `…/status` writes it.
+fn reset_status(info: &ResourceInfo, strategy: &dyn Strategy, object: &mut Value) {
+    let empty = match (strategy.empty_status(), info.custom) {
+        (Some(empty), _) => Some(empty),
+        (None, Some(_)) => None,
+        (None, None) => {
+            let zero = json!({ "apiVersion": info.api_version(), "kind": info.kind, "metadata": {}, "status": {} });
+            Some((info.typed.normalize)(&zero).map_or_else(|_| json!({}), |o| o["status"].clone()))
+        }
+    };
+    match (empty, object.as_object_mut()) {
+        (Some(empty), Some(map)) => {
+            map.insert("status".into(), if empty.is_object() { empty } else { json!({}) });
+        }
+        (None, Some(map)) => {
+            map.remove("status");
+        }
+        _ => {}
+    }
 }
 
 /// Validates a new object again after admission changed it (upstream validates after
@@ -604,5 +630,51 @@ mod tests {
         let mut other = stored(pods, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}}));
         other.value = b"k8s:enc:secretbox:v1:key1:...".to_vec();
         assert!(!splicer.write(&other, true, &mut Vec::new()));
+    }
+
+    #[test]
+    fn a_new_object_starts_with_the_empty_status_of_its_type() {
+        let mut kept = Vec::new();
+        for info in keelson_api::Registry::builtin().resources().filter(|r| strategy::has_status(r))
+        {
+            let strategy = strategy::for_resource(info);
+            let mut object = json!({ "metadata": { "name": "x" }, "status": { "sent": true } });
+            if strategy.keeps_status_on_create() {
+                kept.push(info.plural);
+                continue;
+            }
+            reset_status(info, &*strategy, &mut object);
+            assert!(object["status"].is_object(), "{}: {object}", info.plural);
+            assert!(object["status"].get("sent").is_none(), "{}: {object}", info.plural);
+        }
+        kept.sort_unstable();
+        assert_eq!(kept, ["nodes", "servicecidrs"], "upstream keeps only these");
+        let empty = |group: &str, version: &str, plural: &str| {
+            let info =
+                keelson_api::Registry::builtin().find(group, version, plural).expect("served");
+            let mut object = json!({ "status": { "sent": true } });
+            reset_status(info, &*strategy::for_resource(info), &mut object);
+            object["status"].clone()
+        };
+        // What Go prints of each zero status struct: fields without `omitempty` stay.
+        assert_eq!(empty("", "v1", "services"), json!({ "loadBalancer": {} }));
+        assert_eq!(empty("networking.k8s.io", "v1", "ingresses"), json!({ "loadBalancer": {} }));
+        assert_eq!(empty("apps", "v1", "deployments"), json!({}));
+        assert_eq!(empty("apps", "v1", "replicasets"), json!({ "replicas": 0 }));
+        assert_eq!(empty("", "v1", "replicationcontrollers"), json!({ "replicas": 0 }));
+        assert_eq!(
+            empty("apps", "v1", "daemonsets"),
+            json!({ "currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                "numberMisscheduled": 0, "numberReady": 0 })
+        );
+        assert_eq!(
+            empty("policy", "v1", "poddisruptionbudgets"),
+            json!({ "currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0,
+                "expectedPods": 0 })
+        );
+        assert_eq!(
+            empty("autoscaling", "v2", "horizontalpodautoscalers"),
+            json!({ "desiredReplicas": 0 })
+        );
     }
 }

@@ -52,7 +52,21 @@ pub trait Strategy: Sync {
     /// body claims.
     fn set_creator(&self, _object: &mut Value, _user: &User) {}
 
-    /// Upstream's `PrepareForCreate`: what the server sets on a new object.
+    /// Whether a new object keeps the status it was sent with. Upstream resets the
+    /// status of every resource with a status subresource on create, so that only
+    /// `…/status` writes it, except nodes and service CIDRs.
+    fn keeps_status_on_create(&self) -> bool {
+        false
+    }
+
+    /// The status a new object starts with when it does not keep its own, if not the
+    /// empty status of its type (what Go prints of the zero status struct).
+    fn empty_status(&self) -> Option<Value> {
+        None
+    }
+
+    /// Upstream's `PrepareForCreate`: what the server sets on a new object, after the
+    /// generic store reset its status.
     fn prepare_create(&self, _object: &mut Value) {}
 
     /// Upstream's `PrepareForUpdate`: what an update through `subresource` may change
@@ -110,19 +124,26 @@ pub struct Generic;
 
 impl Strategy for Generic {}
 
-/// A resource whose only differences are its printer and whether it tracks generation.
+/// A resource whose only differences are its printer, whether it tracks generation and
+/// whether a new object keeps its status.
 pub struct Simple {
     pub printer: Printer,
     pub tracks_generation: bool,
+    pub keeps_status: bool,
 }
 
 impl Simple {
     const fn printed(printer: Printer) -> Simple {
-        Simple { printer, tracks_generation: false }
+        Simple { printer, tracks_generation: false, keeps_status: false }
     }
 
     const fn tracked(printer: Printer) -> Simple {
-        Simple { printer, tracks_generation: true }
+        Simple { printer, tracks_generation: true, keeps_status: false }
+    }
+
+    /// Upstream's service CIDR strategy leaves the status of a new object alone.
+    const fn keeping_status(printer: Printer) -> Simple {
+        Simple { printer, tracks_generation: false, keeps_status: true }
     }
 }
 
@@ -131,18 +152,22 @@ impl Strategy for Simple {
         self.tracks_generation
     }
 
+    fn keeps_status_on_create(&self) -> bool {
+        self.keeps_status
+    }
+
     fn printer(&self) -> Printer {
         self.printer
     }
 }
 
 /// Upstream's custom resource strategy: generation starts at 1 and follows the spec;
-/// with a status subresource, a new object's status is the server's to set; the schema
-/// validates; `selectableFields` select; `additionalPrinterColumns` print.
+/// with a status subresource, a new object's status is the server's to set (the generic
+/// store drops it); the schema validates; `selectableFields` select;
+/// `additionalPrinterColumns` print.
 pub struct CustomResource {
     /// The CustomResourceDefinition's version, as the API server built it.
     version: &'static Value,
-    has_status: bool,
 }
 
 impl Strategy for CustomResource {
@@ -160,14 +185,6 @@ impl Strategy for CustomResource {
                 .map(|p| p.trim_start_matches('.'))
                 .collect(),
         )
-    }
-
-    fn prepare_create(&self, object: &mut Value) {
-        if self.has_status
-            && let Some(map) = object.as_object_mut()
-        {
-            map.remove("status");
-        }
     }
 
     fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
@@ -209,9 +226,7 @@ impl Deref for ResourceStrategy {
 /// The strategy of `info`'s resource.
 pub fn for_resource(info: &ResourceInfo) -> ResourceStrategy {
     match info.custom {
-        Some(version) => {
-            ResourceStrategy::Custom(CustomResource { version, has_status: has_status(info) })
-        }
+        Some(version) => ResourceStrategy::Custom(CustomResource { version }),
         None => ResourceStrategy::Builtin(builtin(info.group, info.plural)),
     }
 }
@@ -267,7 +282,7 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     ("networking.k8s.io", "ingresses", &networking::ingresses::Ingresses),
     ("networking.k8s.io", "ipaddresses", &Simple::printed(table::networking::IP_ADDRESS)),
     ("networking.k8s.io", "networkpolicies", &Simple::tracked(table::networking::NETWORK_POLICY)),
-    ("networking.k8s.io", "servicecidrs", &Simple::printed(table::networking::SERVICE_CIDR)),
+    ("networking.k8s.io", "servicecidrs", &Simple::keeping_status(table::networking::SERVICE_CIDR)),
     ("policy", "poddisruptionbudgets", &policy::poddisruptionbudgets::PodDisruptionBudgets),
     ("rbac.authorization.k8s.io", "clusterrolebindings", &rbac::bindings::CLUSTER_ROLE_BINDINGS),
     ("rbac.authorization.k8s.io", "clusterroles", &rbac::roles::CLUSTER_ROLES),
@@ -361,16 +376,10 @@ mod tests {
             "name": "v1",
             "selectableFields": [{ "jsonPath": ".spec.color" }],
         })));
-        let with_status = CustomResource { version, has_status: true };
-        assert!(with_status.tracks_generation());
-        assert_eq!(&*with_status.field_selectors(), ["spec.color"]);
-        let mut object = json!({ "spec": {}, "status": { "ready": true } });
-        with_status.prepare_create(&mut object);
-        assert_eq!(object, json!({ "spec": {} }), "status is the server's to set");
-        let without = CustomResource { version, has_status: false };
-        let mut object = json!({ "spec": {}, "status": { "ready": true } });
-        without.prepare_create(&mut object);
-        assert_eq!(object["status"]["ready"], true, "without /status, status is data");
+        let strategy = CustomResource { version };
+        assert!(strategy.tracks_generation());
+        assert_eq!(&*strategy.field_selectors(), ["spec.color"]);
+        assert!(!strategy.keeps_status_on_create());
     }
 
     #[test]
@@ -395,7 +404,6 @@ mod tests {
             json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": "u1" } })
         );
         assert_eq!(job["spec"]["template"]["metadata"]["labels"]["job-name"], "pi");
-        assert_eq!(job["status"], json!({}));
     }
 
     #[test]

@@ -25,10 +25,9 @@ impl Strategy for Jobs {
         spec_defaults(child(object, "spec"));
     }
 
-    /// No status yet, and unless the user manages the selector, one generated from the
-    /// job's uid, with the labels that match it on the pod template.
+    /// Unless the user manages the selector, one generated from the job's uid, with the
+    /// labels that match it on the pod template.
     fn prepare_create(&self, object: &mut Value) {
-        object["status"] = json!({});
         if object["spec"]["manualSelector"] == true {
             return;
         }

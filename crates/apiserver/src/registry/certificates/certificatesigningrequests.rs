@@ -42,11 +42,6 @@ impl Strategy for CertificateSigningRequests {
         }
     }
 
-    /// A new CSR is neither approved nor issued: users cannot create pre-approved requests.
-    fn prepare_create(&self, object: &mut Value) {
-        object["status"] = json!({});
-    }
-
     /// The spec never changes after create. `/status` keeps the `Approved` and `Denied`
     /// conditions as stored (when as many are sent), `/approval` keeps the certificate;
     /// conditions get their timestamps (upstream's CSR, status and approval strategies).

@@ -16,6 +16,11 @@ impl Strategy for Nodes {
         Cow::Borrowed(&["spec.unschedulable"])
     }
 
+    /// A kubelet registers its node with the status it sees.
+    fn keeps_status_on_create(&self) -> bool {
+        true
+    }
+
     fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
         cluster::node(object, causes);
     }

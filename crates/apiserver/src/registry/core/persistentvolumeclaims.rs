@@ -15,7 +15,7 @@ impl Strategy for PersistentVolumeClaims {
 
     /// A new claim is `Pending` until a volume binds it.
     fn prepare_create(&self, object: &mut Value) {
-        object["status"] = json!({ "phase": "Pending" });
+        object["status"]["phase"] = json!("Pending");
     }
 
     fn printer(&self) -> Printer {

@@ -8,9 +8,10 @@ use crate::table::{self, Printer};
 pub struct PersistentVolumes;
 
 impl Strategy for PersistentVolumes {
-    /// A new volume is `Pending` until it is available.
+    /// A new volume is `Pending` until it is available, since now.
     fn prepare_create(&self, object: &mut Value) {
-        object["status"] = json!({ "phase": "Pending" });
+        object["status"]["phase"] = json!("Pending");
+        object["status"]["lastPhaseTransitionTime"] = json!(crate::registry::meta::now());
     }
 
     fn printer(&self) -> Printer {

@@ -42,6 +42,14 @@ impl Strategy for Services {
             let config = child(child(spec, "sessionAffinityConfig"), "clientIP");
             default(config, "timeoutSeconds", json!(10800));
         }
+        if let Some(status) = object.get_mut("status").filter(|s| s.is_object()) {
+            default(status, "loadBalancer", json!({}));
+        }
+    }
+
+    /// Go prints the load balancer status struct even when empty.
+    fn empty_status(&self) -> Option<Value> {
+        Some(json!({ "loadBalancer": {} }))
     }
 
     fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
