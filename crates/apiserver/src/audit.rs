@@ -207,19 +207,21 @@ impl Auditor {
         Ok(Auditor { policy, events })
     }
 
-    /// Records one request, if the policy logs it; never waits for the disk.
+    /// Records one request, if the policy logs it; never waits for the disk. `status`
+    /// is the `Status` a failed request was answered with.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         described: &Described,
         user: &User,
         code: u16,
+        status: Option<&Value>,
         received: &str,
         source: Option<std::net::SocketAddr>,
         user_agent: &str,
         request_body: Option<&[u8]>,
         stage: &str,
-        annotations: &[(String, String)],
+        collected: &Collected,
     ) {
         let mut level = self.policy.level(described, user);
         if level == Level::None {
@@ -243,13 +245,16 @@ impl Auditor {
             "user": { "username": user.name, "groups": user.groups },
             "sourceIPs": source.map(|s| vec![s.ip().to_string()]).unwrap_or_default(),
             "userAgent": user_agent,
-            "responseStatus": { "metadata": {}, "code": code },
+            "responseStatus": response_status(code, status),
             "requestReceivedTimestamp": received,
             "stageTimestamp": micro_now(),
         });
-        if !annotations.is_empty() {
+        if let Some(impersonated) = &collected.impersonated {
+            event["impersonatedUser"] = user_info(impersonated);
+        }
+        if !collected.annotations.is_empty() {
             let map: serde_json::Map<String, Value> =
-                annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                collected.annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             event["annotations"] = Value::Object(map);
         }
         if let Some(o) = &described.object {
@@ -281,25 +286,67 @@ impl Auditor {
     }
 }
 
+/// Upstream's `responseStatus`: the `Status` a failure was answered with (its fields,
+/// without `kind` and `apiVersion`), else the code alone.
+fn response_status(code: u16, status: Option<&Value>) -> Value {
+    let mut response = json!({ "metadata": {}, "code": code });
+    if let Some(status) = status.and_then(Value::as_object) {
+        for (field, value) in
+            status.iter().filter(|(f, _)| !matches!(f.as_str(), "kind" | "apiVersion"))
+        {
+            response[field] = value.clone();
+        }
+    }
+    response
+}
+
+/// `authentication.k8s.io/v1` `UserInfo`, with `uid` and `extra` only when set.
+fn user_info(user: &User) -> Value {
+    let mut info = json!({ "username": user.name, "groups": user.groups });
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
+}
+
+/// What the handling of a request adds to its audit event.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Annotations, in the order they were added (admission's `AddAnnotation`, the
+    /// authorization decision).
+    pub annotations: Vec<(String, String)>,
+    /// The user the request acts as, when the caller impersonates one.
+    pub impersonated: Option<User>,
+}
+
 tokio::task_local! {
-    /// The annotations admission adds to the request being handled.
-    static ANNOTATIONS: std::cell::RefCell<Vec<(String, String)>>;
+    /// What the request being handled adds to its audit event.
+    static COLLECTED: std::cell::RefCell<Collected>;
 }
 
 /// Adds an annotation to the audit event of the request being handled (as admission
 /// plugins' `AddAnnotation` does); outside a request it is dropped.
 pub fn annotate(key: &str, value: impl Into<String>) {
     let value = value.into();
-    let _ = ANNOTATIONS.try_with(|list| list.borrow_mut().push((key.to_owned(), value)));
+    let _ = COLLECTED.try_with(|c| c.borrow_mut().annotations.push((key.to_owned(), value)));
 }
 
-/// Runs a request's handling, collecting the annotations it adds.
-pub async fn collecting<F: std::future::Future>(handling: F) -> (F::Output, Vec<(String, String)>) {
-    ANNOTATIONS
-        .scope(std::cell::RefCell::new(Vec::new()), async {
+/// Records the user the request being handled acts as (upstream's
+/// `LogImpersonatedUser`); outside a request it is dropped.
+pub fn impersonated(user: &User) {
+    let _ = COLLECTED.try_with(|c| c.borrow_mut().impersonated = Some(user.clone()));
+}
+
+/// Runs a request's handling, collecting what it adds to its audit event.
+pub async fn collecting<F: std::future::Future>(handling: F) -> (F::Output, Collected) {
+    COLLECTED
+        .scope(std::cell::RefCell::new(Collected::default()), async {
             let output = handling.await;
-            let annotations = ANNOTATIONS.with(|list| list.take());
-            (output, annotations)
+            let collected = COLLECTED.with(|c| c.take());
+            (output, collected)
         })
         .await
 }

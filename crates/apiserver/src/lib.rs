@@ -117,7 +117,7 @@ pub struct ApiServer {
     service_cidr: services::Cidr,
     caches: Arc<cache::Caches>,
     auditor: Option<audit::Auditor>,
-    authorizer: auth::Authorizer,
+    authorizer: Arc<auth::Authorizer>,
     /// The enabled admission plugins, in upstream's order.
     admission: admission::Chain,
     tokens: Option<authn::serviceaccount::Tokens>,
@@ -223,11 +223,13 @@ impl ApiServer {
         let config = Config { store, encryption: None, service_accounts: None, ..config };
         let caches = Arc::new(cache::Caches::new(config.store.clone()));
         let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
+        let authorizer = Arc::new(auth::Authorizer::new(caches.clone()));
         // The plugins that still hold the server get it once it exists.
         let server = admission::Server::pending();
         let init = admission::plugins::Init {
             sources,
             server: server.clone(),
+            authorizer: authorizer.clone(),
             pod_security: config.pod_security.clone(),
             service_accounts: tokens.is_some(),
         };
@@ -239,7 +241,7 @@ impl ApiServer {
             store: config.store,
             shutting_down: AtomicBool::new(false),
             service_cidr: config.service_cidr,
-            authorizer: auth::Authorizer::default(),
+            authorizer,
             tokens,
             encryption,
             custom: crd::Served::default(),

@@ -106,21 +106,21 @@ async fn handle(
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
     let dispatched =
         crate::audit::collecting(recovering(crate::router::dispatch(api, request), &method, &path));
-    let (result, annotations) = match deadline {
+    let (result, collected) = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
             Ok(done) => done,
             Err(_) => (
                 Err(ApiError::timeout(
                     "request did not complete within requested timeout - context deadline exceeded",
                 )),
-                Vec::new(),
+                crate::audit::Collected::default(),
             ),
         },
         None => dispatched.await,
     };
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => error_response(&error),
+    let (response, failure) = match result {
+        Ok(response) => (response, None),
+        Err(error) => (error_response(&error), Some(error.to_status())),
     };
     if let Some((auditor, described, user, agent, body)) = audit {
         let stage = if described.verb == "watch" { "ResponseStarted" } else { "ResponseComplete" };
@@ -128,12 +128,13 @@ async fn handle(
             &described,
             &user,
             response.status().as_u16(),
+            failure.as_ref(),
             &received,
             Some(peer),
             &agent,
             Some(&body),
             stage,
-            &annotations,
+            &collected,
         );
     }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");

@@ -27,6 +27,21 @@ async fn events(path: &std::path::Path, wanted: impl Fn(&[Value]) -> bool) -> Re
     )
 }
 
+/// A server whose audit log at `path` records every request at Metadata.
+async fn audited_at_metadata(path: &std::path::Path) -> Result<TestServer> {
+    let policy =
+        Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n")
+            .map_err(anyhow::Error::msg)?;
+    TestServer::start_audited(AuditConfig {
+        path: path.to_owned(),
+        policy,
+        max_size_bytes: 10 << 20,
+        max_backups: 3,
+        max_age_days: 30,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_recorded_at_metadata_and_secrets_never_in_full() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -170,17 +185,7 @@ async fn pod_security_findings_annotate_the_audit_event() -> Result<()> {
 async fn the_request_uri_keeps_its_query_string() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("audit.log");
-    let policy =
-        Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n")
-            .map_err(anyhow::Error::msg)?;
-    let s = TestServer::start_audited(AuditConfig {
-        path: path.clone(),
-        policy,
-        max_size_bytes: 10 << 20,
-        max_backups: 3,
-        max_age_days: 30,
-    })
-    .await?;
+    let s = audited_at_metadata(&path).await?;
     let uri = "/api/v1/namespaces/default/configmaps?limit=1&labelSelector=app%3Dweb";
     let (code, _) = s.curl("GET", uri, None, "", true).await?;
     ensure!(code == 200);
@@ -193,5 +198,51 @@ async fn the_request_uri_keeps_its_query_string() -> Result<()> {
     let events = events(&path, |e| e.iter().any(mine)).await?;
     let list = events.iter().find(|e| mine(e)).context("no list event")?;
     ensure!(list["requestURI"] == uri, "{list}");
+    Ok(())
+}
+
+/// `kubectl --as=alice`: the event names the impersonator as `user` and alice as
+/// `impersonatedUser`, carries the authorization decision and its reason, and a failure's
+/// `responseStatus` is the Status it was answered with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonated_requests_name_both_users_and_the_decision() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.log");
+    let s = audited_at_metadata(&path).await?;
+    let denied = s.fails(&["get", "configmaps", "--as=alice", "--as-group=team"]).await?;
+    ensure!(denied.contains("forbidden"), "{denied}");
+    s.ok(&["get", "secrets"]).await?;
+    let as_alice = |e: &Value| {
+        e["impersonatedUser"]["username"] == "alice" && e["objectRef"]["resource"] == "configmaps"
+    };
+    let mine = |e: &Value| {
+        e["verb"] == "list"
+            && e["user"]["username"] == "system:admin"
+            && e["objectRef"]["resource"] == "secrets"
+    };
+    let events = events(&path, |e| e.iter().any(as_alice) && e.iter().any(mine)).await?;
+    let event = events.iter().find(|e| as_alice(e)).context("no impersonated event")?;
+    ensure!(event["user"]["username"] == "system:admin", "{event}");
+    ensure!(
+        event["impersonatedUser"]["groups"] == serde_json::json!(["team", "system:authenticated"]),
+        "{event}"
+    );
+    ensure!(event["annotations"]["authorization.k8s.io/decision"] == "forbid", "{event}");
+    ensure!(event["annotations"].get("authorization.k8s.io/reason").is_some(), "{event}");
+    let status = &event["responseStatus"];
+    ensure!(
+        status["code"] == 403
+            && status["status"] == "Failure"
+            && status["reason"] == "Forbidden"
+            && status["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("configmaps is forbidden: User \"alice\"")),
+        "{event}"
+    );
+    ensure!(status.get("kind").is_none(), "{event}");
+    let allowed = events.iter().find(|e| mine(e)).context("no list event")?;
+    ensure!(allowed["annotations"]["authorization.k8s.io/decision"] == "allow", "{allowed}");
+    ensure!(allowed.get("impersonatedUser").is_none(), "{allowed}");
+    ensure!(allowed["responseStatus"] == serde_json::json!({ "metadata": {}, "code": 200 }));
     Ok(())
 }

@@ -154,6 +154,12 @@ async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
 
     // Anonymous: health and version only.
     ensure!(s.curl("GET", "/livez", None, "", false).await? == (200, "ok".to_owned()));
+    // `?verbose` as kubectl's docs write it, a key without a value, lists the checks.
+    for endpoint in ["livez", "readyz"] {
+        let (code, body) = s.curl("GET", &format!("/{endpoint}?verbose"), None, "", false).await?;
+        let last = format!("{endpoint} check passed\n");
+        ensure!(code == 200 && body.starts_with("[+]ping ok\n") && body.ends_with(&last), "{body}");
+    }
     let (code, body) = s.curl("GET", "/api/v1/namespaces", None, "", false).await?;
     let status: Value = serde_json::from_str(&body)?;
     ensure!(

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use super::{Attributes, Operation, Plugin, Server, Validating};
+use super::{Attributes, Operation, Plugin, Validating};
 use crate::auth::Attributes as AuthzAttributes;
 use crate::registry::validation::certificates::{certificate, conditions, decoded};
 use crate::request::User;
@@ -39,21 +39,17 @@ macro_rules! validates {
     };
 }
 
-/// The question the certificate plugins ask the authorizer (whose `decide` needs the
-/// server, as RBAC and the Node authorizer read its caches), so tests can answer it.
+/// The question the certificate plugins ask the authorizer, so tests can answer it.
 #[async_trait::async_trait]
 pub trait SignerAuthorizer: Send + Sync {
     async fn allowed(&self, attributes: &AuthzAttributes) -> bool;
 }
 
-/// The server's authorizer; a server that is not running allows nothing.
+/// The server's authorizer.
 #[async_trait::async_trait]
-impl SignerAuthorizer for Server {
+impl SignerAuthorizer for crate::auth::Authorizer {
     async fn allowed(&self, attributes: &AuthzAttributes) -> bool {
-        match self.get() {
-            Ok(api) => api.authorizer.decide(&api, attributes).await.allowed(),
-            Err(_) => false,
-        }
+        self.decide(attributes).await.allowed()
     }
 }
 

@@ -100,6 +100,8 @@ pub const DEFAULT_ON: &[&str] = &[
 pub struct Init {
     pub sources: Sources,
     pub server: Server,
+    /// The authorizer, for the plugins that ask it (certificate approval and signing).
+    pub authorizer: Arc<crate::auth::Authorizer>,
     pub pod_security: super::podsecurity::Config,
     /// Whether service account tokens are served (ServiceAccount mounts them).
     pub service_accounts: bool,
@@ -151,10 +153,10 @@ pub const IMPLEMENTED: &[(&str, Factory)] = &[
         Ok(Box::new(super::defaults::DefaultStorageClass::new(classes)))
     }),
     ("CertificateApproval", |init| {
-        Ok(Box::new(super::certificates::CertificateApproval(Arc::new(init.server.clone()))))
+        Ok(Box::new(super::certificates::CertificateApproval(init.authorizer.clone())))
     }),
     ("CertificateSigning", |init| {
-        Ok(Box::new(super::certificates::CertificateSigning(Arc::new(init.server.clone()))))
+        Ok(Box::new(super::certificates::CertificateSigning(init.authorizer.clone())))
     }),
     ("CertificateSubjectRestriction", |_| {
         Ok(Box::new(super::certificates::CertificateSubjectRestriction))
@@ -374,9 +376,11 @@ mod tests {
     fn init(service_accounts: bool) -> anyhow::Result<Init> {
         let store: std::sync::Arc<dyn keelson_store::Store> =
             std::sync::Arc::new(keelson_store::memory::open()?);
+        let caches = std::sync::Arc::new(crate::cache::Caches::new(store.clone()));
         Ok(Init {
             sources: Sources::over(store),
             server: Server::pending(),
+            authorizer: std::sync::Arc::new(crate::auth::Authorizer::new(caches)),
             pod_security: Default::default(),
             service_accounts,
         })

@@ -34,12 +34,11 @@ pub async fn check(
     let name = new["metadata"]["name"].as_str().unwrap_or("");
     let allowed = |verb: &str, resource: &str, name: &str| {
         let attributes = Attributes::resource(user, verb, GROUP, resource, namespace, name);
-        async move { api.authorizer.decide(api, &attributes).await.allowed() }
+        async move { api.authorizer.decide(&attributes).await.allowed() }
     };
     let index = api
         .authorizer
-        .rbac
-        .index(api)
+        .rbac_index()
         .await
         .ok_or_else(|| ApiError::unavailable("the roles and bindings cannot be read"))?;
     let wanted: Vec<Rule> = match info.plural {

@@ -17,7 +17,10 @@ pub mod node;
 pub mod rbac;
 pub mod reviews;
 
+use std::sync::Arc;
+
 use crate::ApiServer;
+use crate::cache::Caches;
 use crate::request::{Request, User};
 use crate::status::ApiError;
 
@@ -152,23 +155,34 @@ impl Decision {
     }
 }
 
-/// The authorizers of `--authorization-mode=Node,RBAC`, behind the privileged group.
-#[derive(Default)]
+/// The authorizers of `--authorization-mode=Node,RBAC`, behind the privileged group,
+/// reading the roles, bindings, pods and volumes through the watch caches.
 pub struct Authorizer {
     pub rbac: rbac::Rbac,
+    caches: Arc<Caches>,
 }
 
 impl Authorizer {
+    pub fn new(caches: Arc<Caches>) -> Authorizer {
+        Authorizer { rbac: rbac::Rbac::default(), caches }
+    }
+
+    /// The parsed roles and bindings (for the escalation check and rules reviews).
+    pub async fn rbac_index(&self) -> Option<Arc<rbac::Index>> {
+        self.rbac.index(&self.caches).await
+    }
+
     /// The union of the authorizers: the first allow or deny decides; without one, the
     /// reasons of all are joined.
-    pub async fn decide(&self, api: &ApiServer, attributes: &Attributes) -> Decision {
+    pub async fn decide(&self, attributes: &Attributes) -> Decision {
         if attributes.user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
             return Decision::Allow(String::new());
         }
         let mut reasons = Vec::new();
-        for decision in
-            [node::decide(api, attributes).await, self.rbac.decide(api, attributes).await]
-        {
+        for decision in [
+            node::decide(&self.caches, attributes).await,
+            self.rbac.decide(&self.caches, attributes).await,
+        ] {
             match decision {
                 Decision::NoOpinion(reason) => {
                     if !reason.is_empty() {
@@ -182,12 +196,28 @@ impl Authorizer {
     }
 
     /// Authorizes a request, or the 403 a client sees.
-    pub async fn authorize(
+    pub async fn authorize(&self, attributes: &Attributes) -> Result<(), ApiError> {
+        self.authorize_audited(attributes, false).await
+    }
+
+    /// [`Authorizer::authorize`], noting the decision and its reason on the request's
+    /// audit event when `audited` (upstream's authorization filter does so for the
+    /// request itself, not for impersonation checks).
+    async fn authorize_audited(
         &self,
-        api: &ApiServer,
         attributes: &Attributes,
+        audited: bool,
     ) -> Result<(), ApiError> {
-        match self.decide(api, attributes).await {
+        let decision = self.decide(attributes).await;
+        if audited {
+            let (verdict, reason) = match &decision {
+                Decision::Allow(reason) => ("allow", reason),
+                Decision::Deny(reason) | Decision::NoOpinion(reason) => ("forbid", reason),
+            };
+            crate::audit::annotate("authorization.k8s.io/decision", verdict);
+            crate::audit::annotate("authorization.k8s.io/reason", reason.as_str());
+        }
+        match decision {
             Decision::Allow(_) => Ok(()),
             Decision::Deny(reason) | Decision::NoOpinion(reason) => {
                 tracing::debug!(user = %attributes.user.name, verb = %attributes.verb, resource = %attributes.resource, path = %attributes.path, %reason, "forbidden");
@@ -269,7 +299,7 @@ pub(crate) async fn write_subresource(
 /// alone never runs a command.
 pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), ApiError> {
     let attributes = Attributes::from_request(req);
-    api.authorizer.authorize(api, &attributes).await?;
+    api.authorizer.authorize_audited(&attributes, true).await?;
     let streaming = matches!(attributes.subresource.as_str(), "exec" | "attach" | "portforward");
     if attributes.resource_request
         && attributes.verb == "get"
@@ -278,7 +308,7 @@ pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), Api
         && streaming
     {
         let create = Attributes { verb: "create".into(), ..attributes };
-        api.authorizer.authorize(api, &create).await?;
+        api.authorizer.authorize(&create).await?;
     }
     Ok(())
 }
@@ -305,18 +335,18 @@ mod tests {
         let lease = |ns: &str, name: &str| {
             Attributes::resource(&manager, "update", "coordination.k8s.io", "leases", ns, name)
         };
-        assert!(api.authorizer.decide(&api, &lease("kube-system", "other")).await.allowed());
+        assert!(api.authorizer.decide(&lease("kube-system", "other")).await.allowed());
         let own = lease("default", "kube-controller-manager");
-        assert!(api.authorizer.decide(&api, &own).await.allowed());
-        assert!(!api.authorizer.decide(&api, &lease("default", "other")).await.allowed());
+        assert!(api.authorizer.decide(&own).await.allowed());
+        assert!(!api.authorizer.decide(&lease("default", "other")).await.allowed());
         let mut token = ask(&manager, "create", "", "serviceaccounts", "kube-system");
         token.subresource = "token".into();
-        assert!(api.authorizer.decide(&api, &token).await.allowed());
+        assert!(api.authorizer.decide(&token).await.allowed());
         // Its informers list and watch everything; writing is its controllers' job.
         let secrets = ask(&manager, "list", "", "secrets", "default");
-        assert!(api.authorizer.decide(&api, &secrets).await.allowed());
+        assert!(api.authorizer.decide(&secrets).await.allowed());
         let pods = ask(&manager, "delete", "", "pods", "default");
-        assert!(!api.authorizer.decide(&api, &pods).await.allowed());
+        assert!(!api.authorizer.decide(&pods).await.allowed());
         // A controller's ServiceAccount gets its own role only.
         let publisher = user(
             "system:serviceaccount:kube-system:root-ca-cert-publisher",
@@ -327,9 +357,9 @@ mod tests {
             ],
         );
         let maps = ask(&publisher, "create", "", "configmaps", "team");
-        assert!(api.authorizer.decide(&api, &maps).await.allowed());
+        assert!(api.authorizer.decide(&maps).await.allowed());
         let pods = ask(&publisher, "create", "", "pods", "team");
-        assert!(!api.authorizer.decide(&api, &pods).await.allowed());
+        assert!(!api.authorizer.decide(&pods).await.allowed());
     }
 
     fn attributes(method: &str, uri: &str) -> Attributes {

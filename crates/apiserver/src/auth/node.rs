@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::rbac::Rule;
 use super::{Attributes, Decision};
-use crate::ApiServer;
+use crate::cache::Caches;
 
 /// The node a user is, if it is a node: `system:node:<name>` in `system:nodes`.
 pub fn node_name(user: &crate::request::User) -> Option<&str> {
@@ -35,7 +35,7 @@ fn node_rules() -> &'static [Rule] {
     })
 }
 
-pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
+pub async fn decide(caches: &Caches, a: &Attributes) -> Decision {
     let Some(node) = node_name(&a.user) else {
         return Decision::NoOpinion(String::new());
     };
@@ -62,7 +62,7 @@ pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
             if a.name.is_empty() {
                 return Decision::NoOpinion("No Object name found".into());
             }
-            match related(api, node, kind, &a.namespace, &a.name).await {
+            match related(caches, node, kind, &a.namespace, &a.name).await {
                 true => Decision::Allow(String::new()),
                 false => no_relationship(),
             }
@@ -73,7 +73,7 @@ pub async fn decide(api: &ApiServer, a: &Attributes) -> Decision {
                     "can only create tokens for individual service accounts".into(),
                 );
             }
-            match related(api, node, "serviceaccounts", &a.namespace, &a.name).await {
+            match related(caches, node, "serviceaccounts", &a.namespace, &a.name).await {
                 true => Decision::Allow(String::new()),
                 false => no_relationship(),
             }
@@ -113,17 +113,17 @@ fn rules(a: &Attributes) -> Decision {
 
 /// Whether a pod bound to `node` uses the object (for a PersistentVolume: through a
 /// claim of such a pod).
-async fn related(api: &ApiServer, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
+async fn related(caches: &Caches, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
     if kind == "persistentvolumes" {
-        return bound_volume(api, node, name).await;
+        return bound_volume(caches, node, name).await;
     }
-    pods_on(api, node, Some(namespace)).await.iter().any(|pod| uses(pod, kind, name))
+    pods_on(caches, node, Some(namespace)).await.iter().any(|pod| uses(pod, kind, name))
 }
 
 /// The pods bound to `node`, in `namespace` or everywhere.
-async fn pods_on(api: &ApiServer, node: &str, namespace: Option<&str>) -> Vec<Value> {
+async fn pods_on(caches: &Caches, node: &str, namespace: Option<&str>) -> Vec<Value> {
     let prefix = "/registry/pods/";
-    let Some(cache) = api.caches.get(prefix).await else {
+    let Some(cache) = caches.get(prefix).await else {
         return Vec::new();
     };
     let dir = match namespace {
@@ -140,8 +140,8 @@ async fn pods_on(api: &ApiServer, node: &str, namespace: Option<&str>) -> Vec<Va
 }
 
 /// Whether a PersistentVolume is bound to a claim a pod of `node` uses.
-async fn bound_volume(api: &ApiServer, node: &str, volume: &str) -> bool {
-    let Some(cache) = api.caches.get("/registry/persistentvolumes/").await else {
+async fn bound_volume(caches: &Caches, node: &str, volume: &str) -> bool {
+    let Some(cache) = caches.get("/registry/persistentvolumes/").await else {
         return false;
     };
     let (kvs, _) = cache.objects(&format!("/registry/persistentvolumes/{volume}"));
@@ -154,7 +154,10 @@ async fn bound_volume(api: &ApiServer, node: &str, volume: &str) -> bool {
     else {
         return false;
     };
-    pods_on(api, node, Some(ns)).await.iter().any(|pod| uses(pod, "persistentvolumeclaims", claim))
+    pods_on(caches, node, Some(ns))
+        .await
+        .iter()
+        .any(|pod| uses(pod, "persistentvolumeclaims", claim))
 }
 
 /// Whether a pod's spec names the object.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Attributes, Decision};
-use crate::ApiServer;
+use crate::cache::Caches;
 use crate::request::User;
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
@@ -377,12 +377,12 @@ pub struct Rbac {
 impl Rbac {
     /// The index at the caches' current revisions, re-parsed only after a change. `None`
     /// while a cache cannot start (the store is down).
-    pub async fn index(&self, api: &ApiServer) -> Option<Arc<Index>> {
-        let mut caches = Vec::with_capacity(4);
+    pub async fn index(&self, caches: &Caches) -> Option<Arc<Index>> {
+        let mut found = Vec::with_capacity(4);
         for prefix in PREFIXES {
-            caches.push(api.caches.get(prefix).await?);
+            found.push(caches.get(prefix).await?);
         }
-        let revisions: [i64; 4] = std::array::from_fn(|i| caches[i].revision());
+        let revisions: [i64; 4] = std::array::from_fn(|i| found[i].revision());
         {
             let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((seen, index)) = current.as_ref()
@@ -392,7 +392,7 @@ impl Rbac {
             }
         }
         let objects = |i: usize| {
-            caches[i]
+            found[i]
                 .objects(PREFIXES[i])
                 .0
                 .into_iter()
@@ -416,8 +416,8 @@ impl Rbac {
         Some(index)
     }
 
-    pub async fn decide(&self, api: &ApiServer, a: &Attributes) -> Decision {
-        match self.index(api).await {
+    pub async fn decide(&self, caches: &Caches, a: &Attributes) -> Decision {
+        match self.index(caches).await {
             Some(index) => index.decide(a),
             None => Decision::NoOpinion("RBAC: the roles and bindings cannot be read".into()),
         }

@@ -64,7 +64,7 @@ pub async fn answer(api: &ApiServer, req: &Request, target: &Target) -> ApiResul
                 review["metadata"]["namespace"] = json!(namespace);
             }
             let attributes = attributes(&review["spec"], user, info.kind)?;
-            match api.authorizer.decide(api, &attributes).await {
+            match api.authorizer.decide(&attributes).await {
                 Decision::Allow(reason) => with_reason(json!({ "allowed": true }), &reason),
                 Decision::Deny(reason) => {
                     with_reason(json!({ "allowed": false, "denied": true }), &reason)
@@ -152,7 +152,7 @@ fn attributes(spec: &Value, user: User, kind: &str) -> ApiResult<Attributes> {
 /// SelfSubjectRulesReview: every rule the caller holds in `spec.namespace`.
 async fn rules_review(api: &ApiServer, user: &User, review: &Value) -> ApiResult<Value> {
     let namespace = review["spec"]["namespace"].as_str().unwrap_or("");
-    let (rules, errors, mut incomplete) = match api.authorizer.rbac.index(api).await {
+    let (rules, errors, mut incomplete) = match api.authorizer.rbac_index().await {
         Some(index) => {
             let (rules, errors) = index.rules_for(user, namespace);
             (rules, errors, false)

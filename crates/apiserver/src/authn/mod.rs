@@ -95,7 +95,7 @@ pub async fn impersonate(
         }
     }
     for ask in &asks {
-        api.authorizer.authorize(api, ask).await?;
+        api.authorizer.authorize(ask).await?;
     }
     let mut impersonated = User { name: name.clone(), groups, uid: uid.unwrap_or_default(), extra };
     if let Some((namespace, _)) = account
@@ -109,5 +109,6 @@ pub async fn impersonate(
     if !impersonated.groups.iter().any(|g| g == everyone) {
         impersonated.groups.push(everyone.into());
     }
+    crate::audit::impersonated(&impersonated);
     Ok(impersonated)
 }
