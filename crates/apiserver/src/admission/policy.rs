@@ -224,7 +224,7 @@ fn evaluate(
 ) -> Result<Option<(String, String)>, String> {
     let spec = &policy["spec"];
     let run = |source: &str, bound: &[(&str, Value)]| -> Result<Value, String> {
-        let expression = crate::cel::compile(source)?;
+        let expression = crate::cel::compile(source).map_err(|e| e.to_string())?;
         let variables: Vec<(&str, &Value)> = bound.iter().map(|(n, v)| (*n, v)).collect();
         expression
             .evaluate(&variables)
