@@ -24,13 +24,13 @@ pub enum Level {
 }
 
 impl Level {
-    fn parse(text: &str) -> Result<Self, String> {
+    fn parse(text: &str) -> Result<Self, PolicyError> {
         match text {
             "None" => Ok(Level::None),
             "Metadata" => Ok(Level::Metadata),
             "Request" => Ok(Level::Request),
             "RequestResponse" => Ok(Level::RequestResponse),
-            other => Err(format!("unknown audit level {other:?}")),
+            other => Err(PolicyError::UnknownLevel(other.to_owned())),
         }
     }
 
@@ -83,17 +83,39 @@ impl Default for Policy {
     }
 }
 
+/// Why an audit policy is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::Error),
+    /// The document's `kind`, as JSON.
+    #[error("kind must be Policy, not {0}")]
+    Kind(Value),
+    #[error("unknown audit level {0:?}")]
+    UnknownLevel(String),
+}
+
+/// Why an audit policy file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read audit policy {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("invalid audit policy {}: {error}", path.display())]
+    Invalid { path: PathBuf, error: Box<PolicyError> },
+}
+
 impl Policy {
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read audit policy {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("invalid audit policy {}: {e}", path.display()))
+            .map_err(|error| LoadError::Read { path: path.to_owned(), error })?;
+        Self::parse(&text)
+            .map_err(|error| LoadError::Invalid { path: path.to_owned(), error: Box::new(error) })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let doc: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let doc: Value = serde_saphyr::from_str(text)?;
         if doc["kind"] != "Policy" {
-            return Err(format!("kind must be Policy, not {}", doc["kind"]));
+            return Err(PolicyError::Kind(doc["kind"].clone()));
         }
         let mut rules = Vec::new();
         for rule in doc["rules"].as_array().into_iter().flatten() {
@@ -482,6 +504,22 @@ mod tests {
                 &admin
             ),
             Level::Metadata
+        );
+    }
+
+    #[test]
+    fn policy_errors_say_what_is_wrong() {
+        let message = |text: &str| Policy::parse(text).expect_err(text).to_string();
+        assert_eq!(message("kind: Other\n"), r#"kind must be Policy, not "Other""#);
+        assert_eq!(message("rules: []\n"), "kind must be Policy, not null");
+        assert_eq!(
+            message("kind: Policy\nrules:\n  - level: Everything\n"),
+            r#"unknown audit level "Everything""#
+        );
+        let missing = Policy::load(Path::new("/nonexistent/policy.yaml")).expect_err("missing");
+        assert!(
+            missing.to_string().starts_with("cannot read audit policy /nonexistent/policy.yaml: "),
+            "{missing}"
         );
     }
 

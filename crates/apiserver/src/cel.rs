@@ -20,6 +20,26 @@ use kube_cel::KubeCelExt;
 use kube_cel::cel;
 use serde_json::Value;
 
+/// Why an expression does not compile or evaluate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("compilation failed: {0}")]
+    Parse(cel::ParseErrors),
+    /// The CEL library panicked while compiling.
+    #[error("compilation failed: internal error in the CEL library: {0}")]
+    CompilePanic(String),
+    /// The CEL library panicked while evaluating.
+    #[error("internal error in the CEL library: {0}")]
+    Panic(String),
+    #[error(transparent)]
+    Execution(#[from] cel::ExecutionError),
+    /// The result (described as CEL's conversion error shows it) cannot be JSON.
+    #[error("the result has no JSON form: {0}")]
+    NoJson(String),
+    #[error("expression {expression:?} evaluated to {value}, not a bool")]
+    NotBool { expression: String, value: Value },
+}
+
 /// A compiled expression and its source.
 pub struct Expression {
     parsed: cel::parser::Expression,
@@ -64,7 +84,7 @@ pub(crate) fn catching() -> bool {
 }
 
 /// Runs `f`, turning a panic (in the third-party CEL crates) into an error.
-fn unpanicked<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn unpanicked<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     let outer = CATCHING.with(|c| c.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(outer));
@@ -74,7 +94,7 @@ fn unpanicked<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".to_owned());
-        Err(format!("internal error in the CEL library: {reason}"))
+        Err(Error::Panic(reason))
     })
 }
 
@@ -86,19 +106,20 @@ type Compiled = HashMap<String, Arc<Expression>>;
 const MEMO: usize = 1024;
 
 /// Compiles `source` (once: the result is kept), or says why it does not parse.
-pub fn compile(source: &str) -> Result<Arc<Expression>, String> {
+pub fn compile(source: &str) -> Result<Arc<Expression>, Error> {
     static COMPILED: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let memo = COMPILED.get_or_init(Mutex::default);
     if let Some(found) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(source) {
         return Ok(found.clone());
     }
     let expression = unpanicked(|| {
-        let mut expression = parse(source).map_err(|e| format!("compilation failed: {e}"))?;
+        let mut expression = parse(source).map_err(Error::Parse)?;
         optional_selects(&mut expression);
         Ok(expression)
     })
-    .map_err(|e| {
-        if e.starts_with("compilation failed") { e } else { format!("compilation failed: {e}") }
+    .map_err(|e| match e {
+        Error::Panic(reason) => Error::CompilePanic(reason),
+        e => e,
     })?;
     let expression = Arc::new(Expression { parsed: expression, source: source.to_owned() });
     let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,14 +281,14 @@ fn optional_selects(expression: &mut cel::IdedExpr) {
 
 impl Expression {
     /// Evaluates with the named variables bound.
-    pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Result<Value, String> {
+    pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Result<Value, Error> {
         unpanicked(|| {
             let mut context = functions().new_inner_scope();
             for (name, value) in variables {
                 context.add_variable_from_value(*name, to_cel(value));
             }
-            let result = cel::Value::resolve(&self.parsed, &context).map_err(|e| e.to_string())?;
-            result.json().map_err(|e| format!("the result has no JSON form: {e:?}"))
+            let result = cel::Value::resolve(&self.parsed, &context)?;
+            result.json().map_err(|e| Error::NoJson(format!("{e:?}")))
         })
     }
 
@@ -282,10 +303,10 @@ impl Expression {
     }
 
     /// Evaluates to a boolean, as a condition or validation must.
-    pub fn holds(&self, variables: &[(&str, &Value)]) -> Result<bool, String> {
+    pub fn holds(&self, variables: &[(&str, &Value)]) -> Result<bool, Error> {
         match self.evaluate(variables)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("expression {:?} evaluated to {other}, not a bool", self.source)),
+            value => Err(Error::NotBool { expression: self.source.clone(), value }),
         }
     }
 }
@@ -298,7 +319,9 @@ mod tests {
     #[test]
     fn expressions_see_the_object() {
         let object = json!({ "metadata": { "name": "web", "labels": { "team": "a" } }, "spec": { "replicas": 5 } });
-        let holds = |source: &str| compile(source).and_then(|e| e.holds(&[("object", &object)]));
+        let holds = |source: &str| {
+            compile(source).and_then(|e| e.holds(&[("object", &object)])).map_err(|e| e.to_string())
+        };
         assert_eq!(holds("object.spec.replicas <= 5"), Ok(true));
         assert_eq!(holds("object.spec.replicas < 5"), Ok(false));
         assert_eq!(
@@ -325,13 +348,22 @@ mod tests {
         assert_eq!(holds("[1, 2].all(i, object.spec.?missing.orValue(0) < i)"), Ok(true));
     }
 
+    #[test]
+    fn errors_read_as_upstreams() {
+        let error = compile("object.spec.(").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.starts_with("compilation failed: "), "{error}");
+        let error = compile("1 + 1").and_then(|e| e.holds(&[])).expect_err("not a bool");
+        assert_eq!(error.to_string(), r#"expression "1 + 1" evaluated to 2, not a bool"#);
+    }
+
     /// Inputs that crashed the `cel` fuzz target: kube-cel panics on a precision Rust's
     /// formatter refuses and on an overflowing `sum()` or quantity comparison (where
     /// overflow checks are on; a release build wraps), and aborts on a `lists.range` too
     /// large to allocate.
     #[test]
     fn library_panics_and_huge_ranges_are_errors() {
-        let evaluate = |source: &str| compile(source).and_then(|e| e.evaluate(&[]));
+        let evaluate =
+            |source: &str| compile(source).and_then(|e| e.evaluate(&[])).map_err(|e| e.to_string());
         let error = evaluate("'%.99999f'.format([1.0]) == ''").unwrap_err();
         assert!(error.contains("internal error in the CEL library"), "{error}");
         assert!(evaluate("[9223372036854775807, 1].sum() > 0").is_err());

@@ -213,11 +213,12 @@ impl ApiServer {
             None => None,
         };
         let tokens = match config.service_accounts {
-            Some(accounts) => {
-                Some(authn::serviceaccount::Tokens::new(accounts).map_err(|message| {
-                    Error::Bootstrap { name: "service account signing key".into(), message }
-                })?)
-            }
+            Some(accounts) => Some(authn::serviceaccount::Tokens::new(accounts).map_err(|e| {
+                Error::Bootstrap {
+                    name: "service account signing key".into(),
+                    message: e.to_string(),
+                }
+            })?),
             None => None,
         };
         let config = Config { store, encryption: None, service_accounts: None, ..config };

@@ -74,14 +74,29 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+/// Why text is not a service CIDR.
+#[derive(Debug, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not a CIDR (a.b.c.d/n)")]
+    NoPrefix(String),
+    #[error("{text:?}: {error}")]
+    Address { text: String, error: std::net::AddrParseError },
+    #[error("{text:?}: {error}")]
+    Prefix { text: String, error: std::num::ParseIntError },
+    #[error("{0:?}: the prefix must be between /8 and /30")]
+    PrefixLength(String),
+}
+
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CidrError> {
         let (ip, prefix) =
-            text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR (a.b.c.d/n)"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{text:?}: {e}"))?;
-        let prefix: u8 = prefix.parse().map_err(|e| format!("{text:?}: {e}"))?;
+            text.split_once('/').ok_or_else(|| CidrError::NoPrefix(text.to_owned()))?;
+        let ip: Ipv4Addr =
+            ip.parse().map_err(|error| CidrError::Address { text: text.to_owned(), error })?;
+        let prefix: u8 =
+            prefix.parse().map_err(|error| CidrError::Prefix { text: text.to_owned(), error })?;
         if !(8..=30).contains(&prefix) {
-            return Err(format!("{text:?}: the prefix must be between /8 and /30"));
+            return Err(CidrError::PrefixLength(text.to_owned()));
         }
         let mask = u32::MAX << (32 - prefix);
         Ok(Cidr { base: u32::from(ip) & mask, prefix })
@@ -471,5 +486,17 @@ mod tests {
         assert!(!cidr.usable(Ipv4Addr::new(10, 43, 255, 255)));
         assert!(!cidr.usable(Ipv4Addr::new(10, 44, 0, 1)));
         assert!(Cidr::parse("10.43.0.0").is_err() && Cidr::parse("10.43.0.0/31").is_err());
+    }
+
+    #[test]
+    fn cidr_errors_name_the_text() {
+        let message = |text: &str| Cidr::parse(text).expect_err(text).to_string();
+        assert_eq!(message("10.43.0.0"), r#""10.43.0.0" is not a CIDR (a.b.c.d/n)"#);
+        assert_eq!(message("10.43.0/16"), r#""10.43.0/16": invalid IPv4 address syntax"#);
+        assert_eq!(message("10.43.0.0/x"), r#""10.43.0.0/x": invalid digit found in string"#);
+        assert_eq!(
+            message("10.43.0.0/31"),
+            r#""10.43.0.0/31": the prefix must be between /8 and /30"#
+        );
     }
 }

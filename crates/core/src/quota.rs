@@ -3,6 +3,8 @@
 //! names it answers for, what one object uses, which scopes it falls in, and what a pod
 //! must declare when a quota constrains its CPU or memory.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use keelson_api::k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
@@ -285,7 +287,7 @@ impl Evaluator {
 
     /// Upstream's pod `Constraints`: when a quota limits CPU or memory, every container
     /// must declare it (unless the pod sets pod-level resources).
-    pub fn constraints(&self, required: &[String], object: &Value) -> Result<(), String> {
+    pub fn constraints(&self, required: &[String], object: &Value) -> Result<(), Undeclared> {
         let spec = &object["spec"];
         let pod_level = ["requests", "limits"]
             .iter()
@@ -295,8 +297,7 @@ impl Evaluator {
         }
         let required: Vec<&String> =
             required.iter().filter(|r| MUST_DECLARE.contains(&r.as_str())).collect();
-        let mut missing: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
-            Default::default();
+        let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for list in ["containers", "initContainers"] {
             for c in spec[list].as_array().into_iter().flatten() {
                 let declared = compute(
@@ -306,24 +307,34 @@ impl Evaluator {
                 for r in &required {
                     if !declared.contains_key(r.as_str()) {
                         missing
-                            .entry(r.as_str())
+                            .entry(r.to_string())
                             .or_default()
-                            .insert(c["name"].as_str().unwrap_or(""));
+                            .insert(c["name"].as_str().unwrap_or("").to_owned());
                     }
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let parts: Vec<String> = missing
-            .iter()
-            .map(|(r, names)| {
-                format!("{r} for: {}", names.iter().copied().collect::<Vec<_>>().join(","))
-            })
-            .collect();
-        Err(format!("must specify {}", parts.join("; ")))
+        if missing.is_empty() { Ok(()) } else { Err(Undeclared { missing }) }
     }
+}
+
+/// A pod that leaves undeclared a compute resource a quota constrains, in upstream's
+/// words: `must specify limits.cpu for: a,b; requests.memory for: b`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("must specify {}", describe(.missing))]
+pub struct Undeclared {
+    /// Each resource left undeclared, with the containers that leave it so.
+    pub missing: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn describe(missing: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let parts: Vec<String> = missing
+        .iter()
+        .map(|(r, names)| {
+            format!("{r} for: {}", names.iter().cloned().collect::<Vec<_>>().join(","))
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// The name quota used for a resource's count before `count/` (four have one).
@@ -431,7 +442,8 @@ mod tests {
         done["status"]["phase"] = json!("Succeeded");
         assert_eq!(quantity::pretty(&pods.usage(&done, 0)), "count/pods=1");
         assert_eq!(
-            pods.constraints(&["limits.cpu".into(), "requests.memory".into(), "pods".into()], &pod),
+            pods.constraints(&["limits.cpu".into(), "requests.memory".into(), "pods".into()], &pod)
+                .map_err(|e| e.to_string()),
             Err("must specify limits.cpu for: b".into())
         );
     }

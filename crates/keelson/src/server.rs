@@ -264,7 +264,7 @@ async fn reload_encryption(
         }
         let parsed = String::from_utf8(now.clone())
             .map_err(|e| e.to_string())
-            .and_then(|text| EncryptionConfig::parse(&text));
+            .and_then(|text| EncryptionConfig::parse(&text).map_err(|e| e.to_string()));
         seen = Some(now);
         match parsed {
             Ok(config) => {

@@ -169,15 +169,15 @@ impl Ca {
     ) -> Option<String> {
         let der = match cert::cert_from_pem(cert_pem) {
             Ok(der) => der,
-            Err(problem) => return Some(problem),
+            Err(problem) => return Some(problem.to_string()),
         };
         let leaf = match cert::parse(&der) {
             Ok(leaf) => leaf,
-            Err(problem) => return Some(problem),
+            Err(problem) => return Some(problem.to_string()),
         };
         let key = match cert::key_from_pem(key_pem) {
             Ok(key) => key,
-            Err(problem) => return Some(problem),
+            Err(problem) => return Some(problem.to_string()),
         };
         if !cert::key_matches(&leaf, &key) {
             return Some("private key does not belong to the certificate".into());

@@ -31,24 +31,45 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Why bytes are not a certificate or a private key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The PEM text holds no `CERTIFICATE` block.
+    #[error("no pem certificate found: {0}")]
+    NoPemCertificate(rustls::pki_types::pem::Error),
+    /// A DER certificate is followed by more bytes.
+    #[error("trailing bytes after the certificate")]
+    TrailingBytes,
+    /// The DER is not an X.509 certificate.
+    #[error("unparseable certificate: {0}")]
+    Certificate(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// A private key's PEM is not text.
+    #[error("private key is not utf-8 text")]
+    KeyNotUtf8,
+    /// The PEM text holds no private key rcgen can use.
+    #[error("unparseable private key: {0}")]
+    Key(rcgen::Error),
+}
+
 /// The first certificate in PEM text.
-pub(crate) fn cert_from_pem(pem: &[u8]) -> Result<CertificateDer<'static>, String> {
-    CertificateDer::from_pem_slice(pem).map_err(|e| format!("no pem certificate found: {e}"))
+pub(crate) fn cert_from_pem(pem: &[u8]) -> Result<CertificateDer<'static>, ParseError> {
+    CertificateDer::from_pem_slice(pem).map_err(ParseError::NoPemCertificate)
 }
 
 /// Parses one DER certificate, rejecting trailing bytes.
-pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, ParseError> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, _)) if !rest.is_empty() => Err("trailing bytes after the certificate".into()),
+        Ok((rest, _)) if !rest.is_empty() => Err(ParseError::TrailingBytes),
         Ok((_, cert)) => Ok(cert),
-        Err(e) => Err(format!("unparseable certificate: {e}")),
+        Err(e) => Err(ParseError::Certificate(e)),
     }
 }
 
 /// Parses an rcgen key pair from PEM text (PKCS#8, or whatever rcgen's ring backend accepts).
-pub(crate) fn key_from_pem(pem: &[u8]) -> Result<KeyPair, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "private key is not utf-8 text".to_string())?;
-    KeyPair::from_pem(text).map_err(|e| format!("unparseable private key: {e}"))
+pub(crate) fn key_from_pem(pem: &[u8]) -> Result<KeyPair, ParseError> {
+    let text = std::str::from_utf8(pem).map_err(|_| ParseError::KeyNotUtf8)?;
+    KeyPair::from_pem(text).map_err(ParseError::Key)
 }
 
 /// Whether `key` is the private half of `cert`'s public key.

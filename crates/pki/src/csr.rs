@@ -57,27 +57,25 @@ impl CertificateRequest {
     /// `CERTIFICATE REQUEST` that parses and is signed by the key it carries. The error is the
     /// problem alone, for `spec.request: Invalid value: …`.
     pub fn from_pem(pem: &[u8]) -> Result<CertificateRequest> {
-        let problem = |p: String| Error::CertificateRequest { problem: p };
         let der = match <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).next() {
             Some(Ok((SectionKind::Csr, der))) => der,
-            _ => return Err(problem("PEM block type must be CERTIFICATE REQUEST".into())),
+            _ => return Err(RequestError::NotPemRequest.into()),
         };
-        Self::from_der(&der).map_err(problem)
+        Ok(Self::from_der(&der)?)
     }
 
-    fn from_der(der: &[u8]) -> Result<CertificateRequest, String> {
+    fn from_der(der: &[u8]) -> Result<CertificateRequest, RequestError> {
         let request = parse(der)?;
-        request.verify_signature().map_err(|e| format!("x509: signature check failed: {e}"))?;
+        request.verify_signature().map_err(RequestError::Signature)?;
         let subject = &request.certification_request_info.subject;
         let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
-            a.as_str().map(str::to_owned).map_err(|e| format!("x509: invalid subject: {e}"))
+            a.as_str().map(str::to_owned).map_err(RequestError::Subject)
         };
         let common_name = match subject.iter_common_name().last() {
             Some(cn) => text(cn)?,
             None => String::new(),
         };
-        let organizations =
-            subject.iter_organization().map(text).collect::<Result<Vec<_>, String>>()?;
+        let organizations = subject.iter_organization().map(text).collect::<Result<Vec<_>, _>>()?;
         let mut parsed = CertificateRequest {
             der: der.to_vec(),
             common_name,
@@ -105,39 +103,82 @@ impl CertificateRequest {
     }
 }
 
-fn parse(der: &[u8]) -> Result<X509CertificationRequest<'_>, String> {
+/// Why a certificate signing request is unusable, in upstream's words (those of Go's
+/// `x509` package, past the PEM block).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The first PEM block is not a `CERTIFICATE REQUEST`.
+    #[error("PEM block type must be CERTIFICATE REQUEST")]
+    NotPemRequest,
+    /// The DER request is followed by more bytes.
+    #[error("x509: trailing data after the request")]
+    TrailingData,
+    /// The DER is not a PKCS#10 request.
+    #[error("x509: malformed certificate request: {0}")]
+    Malformed(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The request is not signed by the key it carries.
+    #[error("x509: signature check failed: {0}")]
+    Signature(x509_parser::error::X509Error),
+    /// A subject attribute is not a string.
+    #[error("x509: invalid subject: {0}")]
+    Subject(x509_parser::error::X509Error),
+    /// An IP subject alternative name is neither 4 nor 16 bytes long.
+    #[error("x509: cannot parse IP address of length {0}")]
+    IpLength(usize),
+}
+
+fn parse(der: &[u8]) -> Result<X509CertificationRequest<'_>, RequestError> {
     match X509CertificationRequest::from_der(der) {
-        Ok((rest, _)) if !rest.is_empty() => Err("x509: trailing data after the request".into()),
+        Ok((rest, _)) if !rest.is_empty() => Err(RequestError::TrailingData),
         Ok((_, request)) => Ok(request),
-        Err(e) => Err(format!("x509: malformed certificate request: {e}")),
+        Err(e) => Err(RequestError::Malformed(e)),
     }
 }
 
-fn ip(bytes: &[u8]) -> Result<IpAddr, String> {
+fn ip(bytes: &[u8]) -> Result<IpAddr, RequestError> {
     match bytes.len() {
         4 => Ok(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
         16 => Ok(IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default())),
-        n => Err(format!("x509: cannot parse IP address of length {n}")),
+        n => Err(RequestError::IpLength(n)),
     }
+}
+
+/// Why an issued certificate (`status.certificate`) is unacceptable, in upstream's words.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificatePemError {
+    /// The text is not PEM.
+    #[error("invalid PEM: {0}")]
+    Pem(rustls::pki_types::pem::Error),
+    /// A block holds something other than a certificate.
+    #[error("only CERTIFICATE PEM blocks are allowed, found {0:?}")]
+    NotCertificate(SectionKind),
+    /// A `CERTIFICATE` block does not parse.
+    #[error("x509: {0}")]
+    Certificate(cert::ParseError),
+    /// The text holds no block at all.
+    #[error("must contain at least one CERTIFICATE PEM block")]
+    Empty,
 }
 
 /// Upstream's `validateCertificate` of `status.certificate`: empty, or only `CERTIFICATE`
 /// blocks, each holding a certificate that parses.
-pub fn check_certificate_pem(pem: &[u8]) -> Result<(), String> {
+pub fn check_certificate_pem(pem: &[u8]) -> Result<(), CertificatePemError> {
     if pem.is_empty() {
         return Ok(());
     }
     let mut blocks = 0;
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
-        let (kind, der) = section.map_err(|e| format!("invalid PEM: {e}"))?;
+        let (kind, der) = section.map_err(CertificatePemError::Pem)?;
         if kind != SectionKind::Certificate {
-            return Err(format!("only CERTIFICATE PEM blocks are allowed, found {kind:?}"));
+            return Err(CertificatePemError::NotCertificate(kind));
         }
-        cert::parse(&der).map_err(|p| format!("x509: {p}"))?;
+        cert::parse(&der).map_err(CertificatePemError::Certificate)?;
         blocks += 1;
     }
     if blocks == 0 {
-        return Err("must contain at least one CERTIFICATE PEM block".into());
+        return Err(CertificatePemError::Empty);
     }
     Ok(())
 }
@@ -354,7 +395,7 @@ mod tests {
     fn certificate_pem_rules() {
         assert!(check_certificate_pem(b"").is_ok());
         assert_eq!(
-            check_certificate_pem(b"junk").expect_err("no block"),
+            check_certificate_pem(b"junk").expect_err("no block").to_string(),
             "must contain at least one CERTIFICATE PEM block"
         );
     }

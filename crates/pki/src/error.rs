@@ -52,11 +52,8 @@ pub enum Error {
 
     /// A certificate signing request is not a PEM `CERTIFICATE REQUEST` that parses and
     /// verifies; the message is the problem alone, as the CSR API reports it.
-    #[error("{problem}")]
-    CertificateRequest {
-        /// What is wrong with it.
-        problem: String,
-    },
+    #[error(transparent)]
+    CertificateRequest(#[from] crate::csr::RequestError),
 
     /// A subject alternative name cannot be put into a certificate.
     #[error("invalid subject alternative name {san:?}")]
@@ -98,12 +95,12 @@ impl Error {
         Error::Io { op, path: path.into(), source }
     }
 
-    pub(crate) fn ca(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::CaUnusable { path: path.into(), problem: problem.into() }
+    pub(crate) fn ca(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
+        Error::CaUnusable { path: path.into(), problem: problem.to_string() }
     }
 
-    pub(crate) fn input(what: &'static str, problem: impl Into<String>) -> Self {
-        Error::InvalidInput { what, problem: problem.into() }
+    pub(crate) fn input(what: &'static str, problem: impl std::fmt::Display) -> Self {
+        Error::InvalidInput { what, problem: problem.to_string() }
     }
 
     pub(crate) fn generate(what: &'static str) -> impl FnOnce(rcgen::Error) -> Self {

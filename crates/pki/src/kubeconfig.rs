@@ -23,7 +23,7 @@ pub(crate) fn write(
 ) -> Result<()> {
     let existing = files::read_optional(path)?;
     let reusable = match &existing {
-        None => Err("file does not exist".to_string()),
+        None => Err(NotReusable::Missing),
         Some(text) => reusable_credentials(pki, text, user, groups),
     };
     let (cert_pem, key_pem) = match reusable {
@@ -32,7 +32,7 @@ pub(crate) fn write(
             tracing::info!(
                 path = %path.display(),
                 user,
-                reason,
+                reason = reason.to_string(),
                 "issuing a client certificate for a kubeconfig",
             );
             pki.issue_client(user, groups)?
@@ -48,6 +48,25 @@ pub(crate) fn write(
     files::write_atomic(path, text.as_bytes(), PRIVATE)
 }
 
+/// Why the client certificate and key of an existing kubeconfig cannot be kept.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum NotReusable {
+    #[error("file does not exist")]
+    Missing,
+    #[error("file is not utf-8 text")]
+    NotUtf8,
+    /// The named field is absent.
+    #[error("no {0}")]
+    NoField(&'static str),
+    #[error("{field} is not base64: {error}")]
+    NotBase64 { field: &'static str, error: base64::DecodeError },
+    #[error("{0} is not pem text")]
+    NotPem(&'static str),
+    /// The certificate is unsound, from another CA, expiring, or for someone else.
+    #[error("client certificate: {0}")]
+    Certificate(String),
+}
+
 /// The PEM client certificate and key in an existing kubeconfig, if they can be kept: both
 /// present and decodable, issued by the current CA, not expiring within 30 days, and naming
 /// `user` in `groups`. Otherwise, why not.
@@ -56,8 +75,8 @@ fn reusable_credentials(
     text: &[u8],
     user: &str,
     groups: &[&str],
-) -> Result<(String, String), String> {
-    let text = std::str::from_utf8(text).map_err(|_| "file is not utf-8 text".to_string())?;
+) -> Result<(String, String), NotReusable> {
+    let text = std::str::from_utf8(text).map_err(|_| NotReusable::NotUtf8)?;
     let cert_pem = embedded_pem(text, "client-certificate-data")?;
     let key_pem = embedded_pem(text, "client-key-data")?;
     let identity_problem =
@@ -72,22 +91,23 @@ fn reusable_credentials(
         };
     match pki.ca.leaf_problem(cert_pem.as_bytes(), key_pem.as_bytes(), identity_problem) {
         None => Ok((cert_pem, key_pem)),
-        Some(problem) => Err(format!("client certificate: {problem}")),
+        Some(problem) => Err(NotReusable::Certificate(problem)),
     }
 }
 
 /// The base64 value of the first `key: value` line for `key`, decoded to PEM text.
-fn embedded_pem(text: &str, key: &str) -> Result<String, String> {
+fn embedded_pem(text: &str, key: &'static str) -> Result<String, NotReusable> {
     let value = text
         .lines()
         .find_map(|line| {
             let rest = line.trim_start().strip_prefix(key)?;
             rest.strip_prefix(':')
         })
-        .ok_or_else(|| format!("no {key}"))?;
+        .ok_or(NotReusable::NoField(key))?;
     let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-    let bytes = STANDARD.decode(value).map_err(|e| format!("{key} is not base64: {e}"))?;
-    String::from_utf8(bytes).map_err(|_| format!("{key} is not pem text"))
+    let bytes =
+        STANDARD.decode(value).map_err(|error| NotReusable::NotBase64 { field: key, error })?;
+    String::from_utf8(bytes).map_err(|_| NotReusable::NotPem(key))
 }
 
 /// The kubeconfig text, in the shape `kubectl config view --raw` prints.

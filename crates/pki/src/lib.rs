@@ -37,8 +37,11 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use crate::cert::ParseError;
 pub use crate::client::{CertIdentity, identity_from_der};
-pub use crate::csr::{CertificateRequest, check_certificate_pem};
+pub use crate::csr::{
+    CertificatePemError, CertificateRequest, RequestError, check_certificate_pem,
+};
 pub use crate::error::{Error, Result};
 pub use crate::service_account::{SERVICE_ACCOUNT_KEY, ServiceAccountKey};
 pub use crate::serving::{host_addresses, load_serving, self_signed_serving};

@@ -31,8 +31,9 @@ impl ServiceAccountKey {
         files::ensure_dir(tls_dir)?;
         let path = tls_dir.join(SERVICE_ACCOUNT_KEY);
         let key = match files::read_optional(&path)? {
-            Some(pem) => cert::key_from_pem(&pem)
-                .map_err(|problem| Error::InvalidInput { what: "service account key", problem })?,
+            Some(pem) => {
+                cert::key_from_pem(&pem).map_err(|p| Error::input("service account key", p))?
+            }
             None => {
                 let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                     .map_err(Error::generate("service account key"))?;

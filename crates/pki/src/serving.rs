@@ -124,7 +124,8 @@ pub(crate) fn ensure(
             let problem = ca.leaf_problem(cert_pem, key_pem, |leaf| serving_problem(leaf, &wanted));
             match (problem, load(cert_pem, key_pem)) {
                 (None, Ok(loaded)) => return Ok(loaded),
-                (Some(problem), _) | (None, Err(problem)) => problem,
+                (Some(problem), _) => problem,
+                (None, Err(problem)) => problem.to_string(),
             }
         }
     };
@@ -143,12 +144,21 @@ pub(crate) fn ensure(
     Ok((cert.der().clone(), key))
 }
 
+/// Why serving certificate and key files that passed the CA's checks do not load for rustls.
+#[derive(Debug, thiserror::Error)]
+enum Unloadable {
+    #[error("certificate: {0}")]
+    Certificate(rustls::pki_types::pem::Error),
+    #[error("private key: {0}")]
+    Key(rustls::pki_types::pem::Error),
+}
+
 fn load(
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), String> {
-    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| format!("certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), Unloadable> {
+    let cert = CertificateDer::from_pem_slice(cert_pem).map_err(Unloadable::Certificate)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(Unloadable::Key)?;
     Ok((cert, key))
 }
 

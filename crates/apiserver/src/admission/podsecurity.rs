@@ -42,15 +42,29 @@ impl Default for Config {
     }
 }
 
+/// Why an `AdmissionConfiguration` does not configure PodSecurity.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::Error),
+    #[error("not an AdmissionConfiguration")]
+    NotAdmissionConfiguration,
+    #[error("the PodSecurity plugin's configuration is not a PodSecurityConfiguration")]
+    NotPodSecurityConfiguration,
+    /// The defaults' problems, as the namespace label checks word them.
+    #[error("{}", .0.join("; "))]
+    InvalidDefaults(Vec<String>),
+}
+
 impl Config {
     /// From an `apiserver.config.k8s.io/v1` `AdmissionConfiguration` whose `PodSecurity`
     /// plugin carries a `pod-security.admission.config.k8s.io/v1`
     /// `PodSecurityConfiguration` (upstream's `--admission-control-config-file`);
     /// what it leaves out keeps Keelson's defaults.
-    pub fn from_admission_configuration(yaml: &str) -> Result<Config, String> {
-        let file: Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+    pub fn from_admission_configuration(yaml: &str) -> Result<Config, ConfigError> {
+        let file: Value = serde_saphyr::from_str(yaml)?;
         if file["kind"] != "AdmissionConfiguration" {
-            return Err("not an AdmissionConfiguration".into());
+            return Err(ConfigError::NotAdmissionConfiguration);
         }
         let plugin =
             file["plugins"].as_array().into_iter().flatten().find(|p| p["name"] == "PodSecurity");
@@ -59,9 +73,7 @@ impl Config {
         };
         let configuration = &plugin["configuration"];
         if configuration["kind"] != "PodSecurityConfiguration" {
-            return Err(
-                "the PodSecurity plugin's configuration is not a PodSecurityConfiguration".into()
-            );
+            return Err(ConfigError::NotPodSecurityConfiguration);
         }
         let mut config = Config::default();
         let defaults = &configuration["defaults"];
@@ -76,8 +88,8 @@ impl Config {
                 }
             }
         }
-        config.defaults =
-            pss::policy_from_labels(&labels, &config.defaults).map_err(|e| e.join("; "))?;
+        config.defaults = pss::policy_from_labels(&labels, &config.defaults)
+            .map_err(ConfigError::InvalidDefaults)?;
         let exemptions = &configuration["exemptions"];
         if exemptions.is_object() {
             config.exempt_namespaces =
@@ -321,8 +333,12 @@ plugins:
         assert!(
             Config::from_admission_configuration(&bad)
                 .unwrap_err()
+                .to_string()
                 .contains("must be one of privileged, baseline, restricted")
         );
-        assert!(Config::from_admission_configuration("kind: Other").is_err());
+        assert_eq!(
+            Config::from_admission_configuration("kind: Other").expect_err("other").to_string(),
+            "not an AdmissionConfiguration"
+        );
     }
 }

@@ -93,7 +93,7 @@ pub async fn validate(
                 tracing::warn!(policy = policy_name, reason = %why, "policy skipped");
                 continue;
             }
-            Err(why) => return Err(denied(why, "Invalid")),
+            Err(why) => return Err(denied(why.to_string(), "Invalid")),
         };
         let empty = Value::Null;
         let mut bound = vec![
@@ -132,7 +132,7 @@ pub async fn validate(
             Err(why) if fail_open => {
                 tracing::warn!(policy = policy_name, reason = %why, "policy failed open")
             }
-            Err(why) => return Err(denied(why, "Invalid")),
+            Err(why) => return Err(denied(why.to_string(), "Invalid")),
         }
     }
     Ok(warnings)
@@ -171,13 +171,34 @@ async fn namespace_object(api: &ApiServer, a: &Attributes<'_>) -> Value {
     api.objects.get(place).await.map(|(ns, _)| ns).unwrap_or(Value::Null)
 }
 
+/// Why a policy could not be applied to a write, in upstream's words.
+#[derive(Debug, thiserror::Error)]
+enum PolicyError {
+    #[error(
+        "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"
+    )]
+    NoParams,
+    /// The policy's `paramKind`, as JSON.
+    #[error("failed to configure binding: the param kind {0} is not served")]
+    ParamKindNotServed(Value),
+    /// The params could not be read: the API error's message.
+    #[error("{0}")]
+    ParamsUnreadable(String),
+    #[error(transparent)]
+    Compile(crate::cel::Error),
+    #[error("expression '{expression}' resulted in error: {error}")]
+    Evaluation { expression: String, error: crate::cel::Error },
+    #[error("expression '{expression}' resulted in a {value}, not a bool")]
+    NotBool { expression: String, value: Value },
+}
+
 /// The binding's parameter object, when the policy takes one.
 async fn params(
     api: &ApiServer,
     policy: &Value,
     binding: &Value,
     a: &Attributes<'_>,
-) -> Result<Value, String> {
+) -> Result<Value, PolicyError> {
     let kind = &policy["spec"]["paramKind"];
     if !kind.is_object() {
         return Ok(Value::Null);
@@ -187,7 +208,7 @@ async fn params(
         if reference["parameterNotFoundAction"] == "Allow" {
             Ok(Value::Null)
         } else {
-            Err("failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction".to_owned())
+            Err(PolicyError::NoParams)
         }
     };
     let (group, version) = match kind["apiVersion"].as_str().unwrap_or("").split_once('/') {
@@ -199,7 +220,7 @@ async fn params(
     let Some(info) = registry.resources().find(|r| {
         r.group == group && r.version == version && r.kind == kind["kind"].as_str().unwrap_or("")
     }) else {
-        return Err(format!("failed to configure binding: the param kind {kind} is not served"));
+        return Err(PolicyError::ParamKindNotServed(kind.clone()));
     };
     let name = reference["name"].as_str().unwrap_or("");
     let namespace = match reference["namespace"].as_str() {
@@ -211,7 +232,7 @@ async fn params(
     match api.objects.get(place).await {
         Ok((found, _)) => Ok(found),
         Err(e) if e.code == http::StatusCode::NOT_FOUND => not_found(),
-        Err(e) => Err(e.message),
+        Err(e) => Err(PolicyError::ParamsUnreadable(e.message)),
     }
 }
 
@@ -221,14 +242,14 @@ async fn params(
 fn evaluate(
     policy: &Value,
     bound: &mut Vec<(&str, Value)>,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<(String, String)>, PolicyError> {
     let spec = &policy["spec"];
-    let run = |source: &str, bound: &[(&str, Value)]| -> Result<Value, String> {
-        let expression = crate::cel::compile(source)?;
+    let run = |source: &str, bound: &[(&str, Value)]| -> Result<Value, PolicyError> {
+        let expression = crate::cel::compile(source).map_err(PolicyError::Compile)?;
         let variables: Vec<(&str, &Value)> = bound.iter().map(|(n, v)| (*n, v)).collect();
         expression
             .evaluate(&variables)
-            .map_err(|e| format!("expression '{source}' resulted in error: {e}"))
+            .map_err(|error| PolicyError::Evaluation { expression: source.to_owned(), error })
     };
     let mut variables = Map::new();
     for variable in spec["variables"].as_array().into_iter().flatten() {
@@ -249,8 +270,8 @@ fn evaluate(
         match run(source, bound)? {
             Value::Bool(true) => continue,
             Value::Bool(false) => {}
-            other => {
-                return Err(format!("expression '{source}' resulted in a {other}, not a bool"));
+            value => {
+                return Err(PolicyError::NotBool { expression: source.to_owned(), value });
             }
         }
         let message =

@@ -277,7 +277,7 @@ async fn call(
         Duration::from_secs(hook.webhook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
     let answer = match tokio::time::timeout(timeout, post(api, &hook.webhook, &review)).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(why)) => return fail(hook, &why),
+        Ok(Err(why)) => return fail(hook, &why.to_string()),
         Err(_) => return fail(hook, "context deadline exceeded"),
     };
     let response = &answer["response"];
@@ -337,20 +337,29 @@ async fn call(
     Ok(Some(patched))
 }
 
+/// A match condition that does not compile or evaluate to a bool: its name and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {error}")]
+pub struct ConditionError {
+    pub name: String,
+    pub error: crate::cel::Error,
+}
+
 /// Upstream's `matchConditions`: every CEL condition must hold (over `object`,
 /// `oldObject` and `request`) for the webhook to be called.
-pub fn conditions_hold(webhook: &Value, request: &Value) -> Result<bool, String> {
+pub fn conditions_hold(webhook: &Value, request: &Value) -> Result<bool, ConditionError> {
     let empty = Value::Null;
     for condition in webhook["matchConditions"].as_array().into_iter().flatten() {
         let name = condition["name"].as_str().unwrap_or("");
-        let expression = crate::cel::compile(condition["expression"].as_str().unwrap_or(""))
-            .map_err(|e| format!("{name}: {e}"))?;
+        let failed = |error| ConditionError { name: name.to_owned(), error };
+        let expression =
+            crate::cel::compile(condition["expression"].as_str().unwrap_or("")).map_err(failed)?;
         let variables = [
             ("object", request.get("object").unwrap_or(&empty)),
             ("oldObject", request.get("oldObject").unwrap_or(&empty)),
             ("request", request),
         ];
-        if !expression.holds(&variables).map_err(|e| format!("{name}: {e}"))? {
+        if !expression.holds(&variables).map_err(failed)? {
             return Ok(false);
         }
     }
@@ -416,22 +425,68 @@ pub(super) fn review(uid: &str, a: &Attributes<'_>, object: Option<&Value>) -> V
     json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request })
 }
 
+/// Why a webhook could not be called, or did not answer with a review; the message is
+/// the end of upstream's `failed calling webhook` error.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("webhook URLs must be https")]
+    NotHttps,
+    #[error(transparent)]
+    Port(#[from] std::num::ParseIntError),
+    #[error("services are not registered")]
+    ServicesNotRegistered,
+    /// The webhook's Service could not be read: the API error's message.
+    #[error("{0}")]
+    Service(String),
+    #[error("service has no cluster IP")]
+    NoClusterIp,
+    #[error("the webhook has neither url nor service")]
+    NoTarget,
+    #[error("caBundle: {0}")]
+    CaBundleBase64(base64::DecodeError),
+    #[error("caBundle: {0}")]
+    CaBundleUtf8(std::string::FromUtf8Error),
+    #[error("the webhook has no caBundle")]
+    NoCaBundle,
+    #[error(transparent)]
+    ClientTls(#[from] keelson_pki::Error),
+    #[error(transparent)]
+    ServerName(#[from] rustls::pki_types::InvalidDnsNameError),
+    #[error("dial tcp {host}:{port}: {error}")]
+    Dial { host: String, port: u16, error: std::io::Error },
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    /// The HTTP/1 handshake or exchange failed.
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] http::Error),
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// Reading the response failed or it is too large.
+    #[error(transparent)]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the server responded with status {0}")]
+    Status(http::StatusCode),
+    #[error("the response is not an AdmissionReview: {0}")]
+    NotReview(serde_json::Error),
+}
+
 /// POSTs the review to the webhook's URL (or its Service) over TLS verified against
 /// its `caBundle`.
-async fn post(api: &ApiServer, webhook: &Value, review: &Value) -> Result<Value, String> {
+async fn post(api: &ApiServer, webhook: &Value, review: &Value) -> Result<Value, CallError> {
     let config = &webhook["clientConfig"];
     let (host, port, path, server_name) =
         match (config["url"].as_str(), config["service"].is_object()) {
             (Some(url), _) => {
-                let rest = url.strip_prefix("https://").ok_or("webhook URLs must be https")?;
+                let rest = url.strip_prefix("https://").ok_or(CallError::NotHttps)?;
                 let (authority, path) = rest
                     .split_once('/')
                     .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
                 let (host, port) = match authority.rsplit_once(':') {
-                    Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                        h.trim_matches(|c| c == '[' || c == ']').to_owned(),
-                        p.parse::<u16>().map_err(|e| e.to_string())?,
-                    ),
+                    Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                        (h.trim_matches(|c| c == '[' || c == ']').to_owned(), p.parse::<u16>()?)
+                    }
                     _ => (authority.to_owned(), 443),
                 };
                 (host.clone(), port, path, host)
@@ -444,66 +499,59 @@ async fn post(api: &ApiServer, webhook: &Value, review: &Value) -> Result<Value,
                 );
                 let info = keelson_api::Registry::builtin()
                     .find("", "v1", "services")
-                    .ok_or("services are not registered")?;
+                    .ok_or(CallError::ServicesNotRegistered)?;
                 let place = crate::registry::Place { info, namespace: Some(ns), name };
-                let (svc, _) = api.objects.get(place).await.map_err(|e| e.message)?;
+                let (svc, _) =
+                    api.objects.get(place).await.map_err(|e| CallError::Service(e.message))?;
                 let ip = svc["spec"]["clusterIP"]
                     .as_str()
                     .filter(|ip| !ip.is_empty() && *ip != "None")
-                    .ok_or("service has no cluster IP")?;
+                    .ok_or(CallError::NoClusterIp)?;
                 let port = service["port"].as_u64().unwrap_or(443) as u16;
                 let path = service["path"].as_str().unwrap_or("/").to_owned();
                 (ip.to_owned(), port, path, format!("{name}.{ns}.svc"))
             }
-            _ => return Err("the webhook has neither url nor service".into()),
+            _ => return Err(CallError::NoTarget),
         };
     let tls = client_tls(config["caBundle"].as_str())?;
-    let server_name =
-        rustls::pki_types::ServerName::try_from(server_name).map_err(|e| e.to_string())?;
+    let server_name = rustls::pki_types::ServerName::try_from(server_name)?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+        .map_err(|error| CallError::Dial { host: host.clone(), port, error })?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
-        .map_err(|e| format!("tls: {e}"))?;
+        .map_err(CallError::Tls)?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let body = serde_json::to_vec(review).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(review).map_err(CallError::Encode)?;
     let request = http::Request::post(path)
         .header(http::header::HOST, format!("{host}:{port}"))
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        .body(Full::new(Bytes::from(body)))?;
+    let response = sender.send_request(request).await?;
     let status = response.status();
     let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(CallError::Body)?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!("the server responded with status {status}"));
+        return Err(CallError::Status(status));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the response is not an AdmissionReview: {e}"))
+    serde_json::from_slice(&bytes).map_err(CallError::NotReview)
 }
 
 /// A TLS client trusting only the webhook's CA bundle (or the system's roots when it
 /// has none, which Keelson does not ship: such a webhook must name its CA).
-fn client_tls(ca_bundle: Option<&str>) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_tls(ca_bundle: Option<&str>) -> Result<Arc<rustls::ClientConfig>, CallError> {
     let pem = ca_bundle
-        .map(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| format!("caBundle: {e}"))
-        })
-        .transpose()?
-        .ok_or("the webhook has no caBundle")?;
-    let pem = String::from_utf8(pem).map_err(|e| format!("caBundle: {e}"))?;
-    keelson_pki::anonymous_client_config(&pem).map_err(|e| e.to_string())
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+        .transpose()
+        .map_err(CallError::CaBundleBase64)?
+        .ok_or(CallError::NoCaBundle)?;
+    let pem = String::from_utf8(pem).map_err(CallError::CaBundleUtf8)?;
+    Ok(keelson_pki::anonymous_client_config(&pem)?)
 }

@@ -296,17 +296,27 @@ pub struct Index {
     bindings: HashMap<String, Vec<Binding>>,
 }
 
+/// Why a binding's role reference does not resolve, in upstream's words.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleRefError {
+    #[error("unsupported role reference kind: {0:?}")]
+    UnsupportedKind(String),
+    /// `kind` is `Role` or `ClusterRole`.
+    #[error("{}.{} {name:?} not found", kind.to_ascii_lowercase(), GROUP)]
+    NotFound { kind: String, name: String },
+}
+
 impl Index {
-    /// The rules a binding's role reference names, in the binding's namespace, or
-    /// upstream's not-found message.
-    pub fn role_rules(&self, role_ref: &RoleRef, namespace: &str) -> Result<&[Rule], String> {
+    /// The rules a binding's role reference names, in the binding's namespace.
+    pub fn role_rules(&self, role_ref: &RoleRef, namespace: &str) -> Result<&[Rule], RoleRefError> {
         let found = match role_ref.kind.as_str() {
             "ClusterRole" => self.cluster_roles.get(&role_ref.name),
             "Role" => self.roles.get(&(namespace.to_owned(), role_ref.name.clone())),
-            other => return Err(format!("unsupported role reference kind: {other:?}")),
+            other => return Err(RoleRefError::UnsupportedKind(other.to_owned())),
         };
-        found.map(Vec::as_slice).ok_or_else(|| {
-            format!("{}.{GROUP} {:?} not found", role_ref.kind.to_ascii_lowercase(), role_ref.name)
+        found.map(Vec::as_slice).ok_or_else(|| RoleRefError::NotFound {
+            kind: role_ref.kind.clone(),
+            name: role_ref.name.clone(),
         })
     }
 
@@ -336,7 +346,7 @@ impl Index {
                         ));
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         Decision::NoOpinion(match errors.len() {
@@ -353,7 +363,7 @@ impl Index {
         for (binding, _) in self.applicable(user, namespace) {
             match self.role_rules(&binding.role_ref, &binding.namespace) {
                 Ok(found) => rules.extend_from_slice(found),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         (rules, errors)

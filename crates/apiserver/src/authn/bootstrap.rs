@@ -20,22 +20,47 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
     (valid(id, 6) && valid(secret, 16)).then_some((id, secret))
 }
 
-pub async fn authenticate(api: &ApiServer, id: &str, secret: &str) -> Result<User, String> {
+/// Why a bootstrap token does not authenticate (for the server log: the client sees 401).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("secrets are not registered")]
+    SecretsNotRegistered,
+    /// The token's Secret, named `name`, cannot be read.
+    #[error("no bootstrap token secret kube-system/{name}")]
+    NoSecret { name: String },
+    #[error("secret kube-system/{name} is not a bootstrap token")]
+    NotBootstrapToken { name: String },
+    #[error("bootstrap token {id} is being deleted")]
+    Deleting { id: String },
+    #[error("bootstrap token {id} does not match its secret")]
+    Mismatch { id: String },
+    #[error("bootstrap token {id} is not usable for authentication")]
+    NotForAuthentication { id: String },
+    #[error("bootstrap token {id} has an unreadable expiration")]
+    UnreadableExpiration {
+        id: String,
+        #[source]
+        source: keelson_api::k8s_openapi::jiff::Error,
+    },
+    #[error("bootstrap token {id} expired at {expiration}")]
+    Expired { id: String, expiration: String },
+    #[error("bootstrap token {id} names a group outside system:bootstrappers: {group}")]
+    ForeignGroup { id: String, group: String },
+}
+
+pub async fn authenticate(api: &ApiServer, id: &str, secret: &str) -> Result<User, Error> {
     let name = format!("bootstrap-token-{id}");
     let info = keelson_api::Registry::builtin()
         .find("", "v1", "secrets")
-        .ok_or_else(|| "secrets are not registered".to_owned())?;
+        .ok_or(Error::SecretsNotRegistered)?;
     let place = Place { info, namespace: Some("kube-system"), name: &name };
-    let (object, _) = api
-        .objects
-        .get(place)
-        .await
-        .map_err(|_| format!("no bootstrap token secret kube-system/{name}"))?;
+    let (object, _) =
+        api.objects.get(place).await.map_err(|_| Error::NoSecret { name: name.clone() })?;
     if object["type"] != "bootstrap.kubernetes.io/token" {
-        return Err(format!("secret kube-system/{name} is not a bootstrap token"));
+        return Err(Error::NotBootstrapToken { name });
     }
     if !object["metadata"]["deletionTimestamp"].is_null() {
-        return Err(format!("bootstrap token {id} is being deleted"));
+        return Err(Error::Deleting { id: id.to_owned() });
     }
     let data = |key: &str| -> String {
         object["data"][key]
@@ -46,26 +71,24 @@ pub async fn authenticate(api: &ApiServer, id: &str, secret: &str) -> Result<Use
     };
     let matches = same_secret(data("token-secret").as_bytes(), secret.as_bytes());
     if data("token-id") != id || !matches {
-        return Err(format!("bootstrap token {id} does not match its secret"));
+        return Err(Error::Mismatch { id: id.to_owned() });
     }
     if data("usage-bootstrap-authentication") != "true" {
-        return Err(format!("bootstrap token {id} is not usable for authentication"));
+        return Err(Error::NotForAuthentication { id: id.to_owned() });
     }
     let expiration = data("expiration");
     if !expiration.is_empty() {
         let expires: keelson_api::k8s_openapi::jiff::Timestamp = expiration
             .parse()
-            .map_err(|_| format!("bootstrap token {id} has an unreadable expiration"))?;
+            .map_err(|source| Error::UnreadableExpiration { id: id.to_owned(), source })?;
         if expires <= crate::registry::meta::now_timestamp() {
-            return Err(format!("bootstrap token {id} expired at {expiration}"));
+            return Err(Error::Expired { id: id.to_owned(), expiration });
         }
     }
     let mut groups = vec!["system:bootstrappers".to_owned()];
     for group in data("auth-extra-groups").split(',').map(str::trim).filter(|g| !g.is_empty()) {
         if !group.starts_with("system:bootstrappers:") {
-            return Err(format!(
-                "bootstrap token {id} names a group outside system:bootstrappers: {group}"
-            ));
+            return Err(Error::ForeignGroup { id: id.to_owned(), group: group.to_owned() });
         }
         groups.push(group.to_owned());
     }

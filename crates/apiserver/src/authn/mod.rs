@@ -16,18 +16,29 @@ use crate::auth::Attributes;
 use crate::request::User;
 use crate::status::{ApiError, ApiResult};
 
+/// Why a bearer token does not authenticate.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::Error),
+    #[error(transparent)]
+    ServiceAccount(#[from] serviceaccount::Error),
+    #[error("service account tokens are not configured")]
+    NotConfigured,
+}
+
 /// Authenticates a bearer token for `audiences`; the user, or why not.
 pub async fn authenticate_token(
     api: &ApiServer,
     token: &str,
     audiences: &[String],
-) -> Result<User, String> {
+) -> Result<User, TokenError> {
     if let Some((id, secret)) = bootstrap::parse(token) {
-        return bootstrap::authenticate(api, id, secret).await;
+        return Ok(bootstrap::authenticate(api, id, secret).await?);
     }
     match api.tokens.as_ref() {
-        Some(tokens) => serviceaccount::authenticate(api, tokens, token, audiences).await,
-        None => Err("service account tokens are not configured".into()),
+        Some(tokens) => Ok(serviceaccount::authenticate(api, tokens, token, audiences).await?),
+        None => Err(TokenError::NotConfigured),
     }
 }
 

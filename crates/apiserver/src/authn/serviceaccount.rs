@@ -95,22 +95,54 @@ pub struct Claims {
     pub kubernetes: KubernetesClaim,
 }
 
+/// Why service account tokens cannot be made, or why a token does not authenticate (for
+/// the server log and TokenReview's `status.error`: a bearer token's client sees 401).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the service account key is not an uncompressed P-256 point")]
+    KeyNotP256,
+    /// The key is unusable for jsonwebtoken, or signing failed.
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("malformed token: {0}")]
+    Malformed(jsonwebtoken::errors::Error),
+    #[error("unexpected signing algorithm {0:?}")]
+    Algorithm(Algorithm),
+    /// The signature, issuer, audience or lifetime is wrong.
+    #[error("invalid bearer token: {0}")]
+    Invalid(jsonwebtoken::errors::Error),
+    #[error("the subject does not name the service account")]
+    SubjectMismatch,
+    #[error("{0} are not registered")]
+    NotRegistered(&'static str),
+    /// The object a claim names (`what`: service account, pod, secret) has another uid.
+    #[error("{what} UID ({uid}) does not match claim ({claimed})")]
+    UidMismatch { what: &'static str, uid: String, claimed: String },
+    #[error("pod {namespace}/{name} is being deleted")]
+    PodDeleting { namespace: String, name: String },
+    #[error("{what} {namespace}/{name} has been deleted")]
+    Deleted { what: &'static str, namespace: String, name: String },
+    /// Reading the object failed: the API error's message.
+    #[error("cannot look up {what} {namespace}/{name}: {message}")]
+    Lookup { what: &'static str, namespace: String, name: String, message: String },
+}
+
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Tokens {
-    pub fn new(config: Config) -> Result<Tokens, String> {
+    pub fn new(config: Config) -> Result<Tokens, Error> {
         let point = &config.key.public_point;
         if point.len() != 65 || point[0] != 4 {
-            return Err("the service account key is not an uncompressed P-256 point".into());
+            return Err(Error::KeyNotP256);
         }
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         // Upstream's key id: the SHA-256 of the public key's DER, base64url.
         let kid = b64(&sha256(&config.key.public_spki_der));
         let (x, y) = (b64(&point[1..33]), b64(&point[33..]));
         let jwk = json!({ "use": "sig", "kty": "EC", "kid": kid, "crv": "P-256", "alg": "ES256", "x": x, "y": y });
-        let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
+        let decoding = DecodingKey::from_ec_components(&x, &y)?;
         let audiences = if config.audiences.is_empty() {
             vec![config.issuer.clone()]
         } else {
@@ -128,18 +160,17 @@ impl Tokens {
     }
 
     /// Signs `claims` (ES256, with the key id).
-    pub fn sign(&self, claims: &Claims) -> Result<String, String> {
+    pub fn sign(&self, claims: &Claims) -> Result<String, Error> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| e.to_string())
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 
     /// Checks a token's signature, issuer, audience and lifetime; the claims, or why not.
-    pub fn verify(&self, token: &str, audiences: &[String]) -> Result<Claims, String> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+    pub fn verify(&self, token: &str, audiences: &[String]) -> Result<Claims, Error> {
+        let header = jsonwebtoken::decode_header(token).map_err(Error::Malformed)?;
         if header.alg != Algorithm::ES256 {
-            return Err(format!("unexpected signing algorithm {:?}", header.alg));
+            return Err(Error::Algorithm(header.alg));
         }
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.issuer]);
@@ -149,7 +180,7 @@ impl Tokens {
         validation.leeway = 0;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| format!("invalid bearer token: {e}"))
+            .map_err(Error::Invalid)
     }
 
     pub fn accepts(&self) -> &[String] {
@@ -168,12 +199,12 @@ pub async fn authenticate(
     tokens: &Tokens,
     token: &str,
     audiences: &[String],
-) -> Result<User, String> {
+) -> Result<User, Error> {
     let claims = tokens.verify(token, audiences)?;
     let k = &claims.kubernetes;
     let (namespace, account) = (k.namespace.as_str(), k.serviceaccount.name.as_str());
     if claims.sub != format!("system:serviceaccount:{namespace}:{account}") {
-        return Err("the subject does not name the service account".into());
+        return Err(Error::SubjectMismatch);
     }
     check_live(api, "serviceaccounts", Some(namespace), &k.serviceaccount, "service account")
         .await?;
@@ -211,31 +242,30 @@ pub async fn authenticate(
 /// The object a claim names must exist with the uid it names, and not be on its way out.
 async fn check_live(
     api: &ApiServer,
-    plural: &str,
+    plural: &'static str,
     namespace: Option<&str>,
     reference: &ObjectRef,
-    what: &str,
-) -> Result<(), String> {
+    what: &'static str,
+) -> Result<(), Error> {
     let info = keelson_api::Registry::builtin()
         .find("", "v1", plural)
-        .ok_or_else(|| format!("{plural} are not registered"))?;
+        .ok_or(Error::NotRegistered(plural))?;
     let place = Place { info, namespace, name: &reference.name };
-    let ns = namespace.unwrap_or("");
+    let (namespace, name) = (namespace.unwrap_or("").to_owned(), reference.name.clone());
     match api.objects.get(place).await {
         Ok((object, _)) => {
             let uid = object["metadata"]["uid"].as_str().unwrap_or("");
             if uid != reference.uid {
-                return Err(format!("{what} UID ({uid}) does not match claim ({})", reference.uid));
+                let (uid, claimed) = (uid.to_owned(), reference.uid.clone());
+                return Err(Error::UidMismatch { what, uid, claimed });
             }
             if what == "pod" && !object["metadata"]["deletionTimestamp"].is_null() {
-                return Err(format!("pod {ns}/{} is being deleted", reference.name));
+                return Err(Error::PodDeleting { namespace, name });
             }
             Ok(())
         }
-        Err(e) if e.code == StatusCode::NOT_FOUND => {
-            Err(format!("{what} {ns}/{} has been deleted", reference.name))
-        }
-        Err(e) => Err(format!("cannot look up {what} {ns}/{}: {}", reference.name, e.message)),
+        Err(e) if e.code == StatusCode::NOT_FOUND => Err(Error::Deleted { what, namespace, name }),
+        Err(e) => Err(Error::Lookup { what, namespace, name, message: e.message }),
     }
 }
 
@@ -431,7 +461,7 @@ pub async fn token_review(api: &ApiServer, req: &Request) -> ApiResult<Response>
             }
             status
         }
-        Err(why) => json!({ "user": {}, "error": why }),
+        Err(why) => json!({ "user": {}, "error": why.to_string() }),
     };
     Ok(json_response(StatusCode::CREATED, &review))
 }
@@ -495,7 +525,9 @@ mod tests {
         let good = t.sign(&claims(now() + 600, DEFAULT_ISSUER)).expect("signed");
         assert_eq!(t.verify(&good, t.accepts()).expect("valid").sub, "system:serviceaccount:ns:sa");
         let expired = t.sign(&claims(now() - 10, DEFAULT_ISSUER)).expect("signed");
-        assert!(t.verify(&expired, t.accepts()).unwrap_err().contains("ExpiredSignature"));
+        assert!(
+            t.verify(&expired, t.accepts()).unwrap_err().to_string().contains("ExpiredSignature")
+        );
         let foreign = t.sign(&claims(now() + 600, "vault")).expect("signed");
         assert!(t.verify(&foreign, t.accepts()).is_err());
         assert!(t.verify(&foreign, &["vault".into()]).is_ok());

@@ -71,7 +71,28 @@ pub enum ConfigError {
     #[error("cannot read encryption configuration {path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error("invalid encryption configuration {path}: {reason}")]
-    Invalid { path: String, reason: String },
+    Invalid { path: String, reason: Box<InvalidConfig> },
+}
+
+/// Why text is not a valid `EncryptionConfiguration`.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::Error),
+    /// The document's `kind`, as JSON.
+    #[error("kind must be EncryptionConfiguration, not {0}")]
+    Kind(Value),
+    /// Every field error, as kube-apiserver words and joins them.
+    #[error("{}", joined(.0))]
+    Fields(Vec<String>),
+}
+
+/// One field error alone, several as `[a, b]`.
+fn joined(errors: &[String]) -> String {
+    match errors {
+        [one] => one.clone(),
+        all => format!("[{}]", all.join(", ")),
+    }
 }
 
 /// A fresh random key of `size` bytes, base64 as the configuration file holds it.
@@ -87,8 +108,10 @@ impl EncryptionConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text)
-            .map_err(|reason| ConfigError::Invalid { path: path.display().to_string(), reason })
+        Self::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: path.display().to_string(),
+            reason: Box::new(reason),
+        })
     }
 
     /// Writes a configuration that encrypts Secrets with a fresh secretbox key (0600) if
@@ -127,10 +150,10 @@ impl EncryptionConfig {
 
     /// Parses and validates a configuration; errors read as kube-apiserver's
     /// (`resources[0].providers[0].aesgcm.keys[0].secret: Invalid value: …`).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let doc: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, InvalidConfig> {
+        let doc: Value = serde_saphyr::from_str(text)?;
         if doc["kind"] != "EncryptionConfiguration" {
-            return Err(format!("kind must be EncryptionConfiguration, not {}", doc["kind"]));
+            return Err(InvalidConfig::Kind(doc["kind"].clone()));
         }
         let mut errors = Vec::new();
         let mut rules = Vec::new();
@@ -149,9 +172,9 @@ impl EncryptionConfig {
             let mut prefixes = Vec::new();
             for (j, resource) in resources.iter().enumerate() {
                 match storage_prefixes(resource) {
-                    Ok(found) => prefixes.extend(found),
-                    Err(e) => errors.push(format!(
-                        "resources[{i}].resources[{j}]: Invalid value: {resource:?}: {e}"
+                    Some(found) => prefixes.extend(found),
+                    None => errors.push(format!(
+                        "resources[{i}].resources[{j}]: Invalid value: {resource:?}: names no resource this server has"
                     )),
                 }
             }
@@ -171,10 +194,10 @@ impl EncryptionConfig {
             }
             rules.push(Rule { resources, prefixes, providers });
         }
-        match errors.len() {
-            0 => Ok(EncryptionConfig { rules }),
-            1 => Err(errors.remove(0)),
-            _ => Err(format!("[{}]", errors.join(", "))),
+        if errors.is_empty() {
+            Ok(EncryptionConfig { rules })
+        } else {
+            Err(InvalidConfig::Fields(errors))
         }
     }
 
@@ -217,7 +240,8 @@ impl EncryptionConfig {
             return Ok(value);
         };
         let Some(key) = keys.first() else { return Ok(value) };
-        let sealed = key.seal(storage_key, &value).map_err(Error::Unavailable)?;
+        let sealed =
+            key.seal(storage_key, &value).map_err(|e| Error::Unavailable(e.to_string()))?;
         let mut out = format!("{}{}:", kind.prefix(), key.name).into_bytes();
         out.extend_from_slice(&sealed);
         Ok(out)
@@ -376,18 +400,16 @@ fn parse_provider(provider: &Value, path: &str) -> Result<Provider, Vec<String>>
     if errors.is_empty() { Ok(Provider { kind, keys }) } else { Err(errors) }
 }
 
-/// `secrets`, `deployments.apps`, `*.apps` or `*.*` as storage prefixes.
-fn storage_prefixes(resource: &str) -> Result<Vec<String>, String> {
+/// `secrets`, `deployments.apps`, `*.apps` or `*.*` as storage prefixes; `None` when it
+/// names no resource this server has.
+fn storage_prefixes(resource: &str) -> Option<Vec<String>> {
     let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
     let matches: Vec<String> = keelson_api::Registry::builtin()
         .resources()
         .filter(|r| (plural == "*" || r.plural == plural) && (group == "*" || r.group == group))
         .map(|r| r.storage_prefix())
         .collect();
-    if matches.is_empty() {
-        return Err("names no resource this server has".into());
-    }
-    Ok(matches)
+    (!matches.is_empty()).then_some(matches)
 }
 
 /// The configuration in effect, swappable while the server runs: every operation of the

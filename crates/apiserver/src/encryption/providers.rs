@@ -29,7 +29,29 @@ pub const ENCRYPTED_PREFIX: &str = "k8s:enc:";
 const AES_BLOCK: usize = 16;
 const GCM_NONCE: usize = 12;
 const SECRETBOX_NONCE: usize = 24;
-const SHORT: &str = "the stored data was shorter than the required size";
+
+/// Why a value could not be sealed or opened, with upstream's messages for the latter.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CipherError {
+    #[error("secretbox sealing failed")]
+    SecretboxSeal,
+    #[error("failed to seal with AES-GCM")]
+    GcmSeal,
+    #[error(transparent)]
+    KeyLength(#[from] cbc::cipher::InvalidLength),
+    #[error("the stored data was shorter than the required size")]
+    Short,
+    #[error("output array was not large enough for encryption")]
+    SecretboxOpen,
+    #[error("cipher: message authentication failed")]
+    GcmOpen,
+    #[error("the stored data is not a multiple of the block size")]
+    NotWholeBlocks,
+    #[error("invalid PKCS7 data (empty or not padded)")]
+    NotPadded,
+    #[error("invalid padding on input")]
+    BadPadding,
+}
 
 /// Which provider, as named in the configuration file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,13 +135,13 @@ impl Key {
     }
 
     /// Nonce or IV followed by the ciphertext; `storage_key` is authenticated by GCM.
-    pub fn seal(&self, storage_key: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn seal(&self, storage_key: &str, plain: &[u8]) -> Result<Vec<u8>, CipherError> {
         match &self.cipher {
             Cipher::Secretbox(cipher) => {
                 let nonce = random::<SECRETBOX_NONCE>();
                 let sealed = cipher
                     .encrypt(GenericArray::from_slice(&nonce), plain)
-                    .map_err(|_| "secretbox sealing failed".to_owned())?;
+                    .map_err(|_| CipherError::SecretboxSeal)?;
                 Ok([&nonce[..], &sealed].concat())
             }
             Cipher::Gcm(gcm) => {
@@ -131,7 +153,7 @@ impl Key {
                     Gcm::Aes192(c) => c.encrypt(nonce_ref, payload),
                     Gcm::Aes256(c) => c.encrypt(nonce_ref, payload),
                 }
-                .map_err(|_| "failed to seal with AES-GCM".to_owned())?;
+                .map_err(|_| CipherError::GcmSeal)?;
                 Ok([&nonce[..], &sealed].concat())
             }
             Cipher::Cbc(key) => {
@@ -153,20 +175,20 @@ impl Key {
     }
 
     /// The plaintext of what [`Key::seal`] returned, with upstream's error messages.
-    pub fn open(&self, storage_key: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, storage_key: &str, data: &[u8]) -> Result<Vec<u8>, CipherError> {
         match &self.cipher {
             Cipher::Secretbox(cipher) => {
                 if data.len() < SECRETBOX_NONCE + 16 {
-                    return Err(SHORT.into());
+                    return Err(CipherError::Short);
                 }
                 let (nonce, boxed) = data.split_at(SECRETBOX_NONCE);
                 cipher
                     .decrypt(GenericArray::from_slice(nonce), boxed)
-                    .map_err(|_| "output array was not large enough for encryption".into())
+                    .map_err(|_| CipherError::SecretboxOpen)
             }
             Cipher::Gcm(gcm) => {
                 if data.len() < GCM_NONCE {
-                    return Err(SHORT.into());
+                    return Err(CipherError::Short);
                 }
                 let (nonce, sealed) = data.split_at(GCM_NONCE);
                 let payload = Payload { msg: sealed, aad: storage_key.as_bytes() };
@@ -176,15 +198,15 @@ impl Key {
                     Gcm::Aes192(c) => c.decrypt(nonce, payload),
                     Gcm::Aes256(c) => c.decrypt(nonce, payload),
                 }
-                .map_err(|_| "cipher: message authentication failed".into())
+                .map_err(|_| CipherError::GcmOpen)
             }
             Cipher::Cbc(key) => {
                 if data.len() < AES_BLOCK {
-                    return Err(SHORT.into());
+                    return Err(CipherError::Short);
                 }
                 let (iv, body) = data.split_at(AES_BLOCK);
                 if body.len() % AES_BLOCK != 0 {
-                    return Err("the stored data is not a multiple of the block size".into());
+                    return Err(CipherError::NotWholeBlocks);
                 }
                 let mut plain = body.to_vec();
                 match key.len() {
@@ -194,11 +216,11 @@ impl Key {
                 }?;
                 let padding = plain.last().copied().unwrap_or(0) as usize;
                 if padding == 0 || padding > plain.len() {
-                    return Err("invalid PKCS7 data (empty or not padded)".into());
+                    return Err(CipherError::NotPadded);
                 }
                 let size = plain.len() - padding;
                 if plain[size..].iter().any(|b| *b as usize != padding) {
-                    return Err("invalid padding on input".into());
+                    return Err(CipherError::BadPadding);
                 }
                 plain.truncate(size);
                 Ok(plain)
@@ -214,22 +236,22 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 /// CBC over whole blocks, in place; `body` is already padded.
-fn cbc_encrypt<C>(key: &[u8], iv: &[u8], body: &mut [u8]) -> Result<(), String>
+fn cbc_encrypt<C>(key: &[u8], iv: &[u8], body: &mut [u8]) -> Result<(), CipherError>
 where
     C: BlockEncryptMut + BlockCipher + KeyInit + BlockSizeUser<BlockSize = U16>,
 {
-    let mut mode = cbc::Encryptor::<C>::new_from_slices(key, iv).map_err(|e| e.to_string())?;
+    let mut mode = cbc::Encryptor::<C>::new_from_slices(key, iv)?;
     for block in body.chunks_exact_mut(AES_BLOCK) {
         mode.encrypt_block_mut(GenericArray::from_mut_slice(block));
     }
     Ok(())
 }
 
-fn cbc_decrypt<C>(key: &[u8], iv: &[u8], body: &mut [u8]) -> Result<(), String>
+fn cbc_decrypt<C>(key: &[u8], iv: &[u8], body: &mut [u8]) -> Result<(), CipherError>
 where
     C: BlockDecryptMut + BlockCipher + KeyInit + BlockSizeUser<BlockSize = U16>,
 {
-    let mut mode = cbc::Decryptor::<C>::new_from_slices(key, iv).map_err(|e| e.to_string())?;
+    let mut mode = cbc::Decryptor::<C>::new_from_slices(key, iv)?;
     for block in body.chunks_exact_mut(AES_BLOCK) {
         mode.decrypt_block_mut(GenericArray::from_mut_slice(block));
     }
@@ -275,11 +297,12 @@ mod tests {
         let key = Key::new(Kind::AesGcm, "k".into(), &[1; 32]).expect("valid key");
         let sealed = key.seal(STORAGE_KEY, b"secret").expect("seals");
         let moved = key.open("/registry/secrets/default/other", &sealed);
-        assert_eq!(moved, Err("cipher: message authentication failed".into()));
+        assert_eq!(moved, Err(CipherError::GcmOpen));
+        assert_eq!(CipherError::GcmOpen.to_string(), "cipher: message authentication failed");
         let mut tampered = sealed.clone();
         tampered[13] ^= 1;
         assert!(key.open(STORAGE_KEY, &tampered).is_err());
-        assert_eq!(key.open(STORAGE_KEY, &sealed[..5]), Err(SHORT.into()));
+        assert_eq!(key.open(STORAGE_KEY, &sealed[..5]), Err(CipherError::Short));
     }
 
     #[test]
@@ -294,7 +317,7 @@ mod tests {
         let key = Key::new(Kind::AesCbc, "k".into(), &key).expect("valid key");
         let sealed = key.seal(STORAGE_KEY, b"secret").expect("seals");
         assert_eq!(
-            key.open(STORAGE_KEY, &sealed[..20]),
+            key.open(STORAGE_KEY, &sealed[..20]).map_err(|e| e.to_string()),
             Err("the stored data is not a multiple of the block size".into())
         );
         let mut tampered = sealed.clone();

@@ -127,8 +127,22 @@ fn bad_keys_get_upstream_messages() {
         let text = format!(
             "kind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n{providers}"
         );
-        assert_eq!(EncryptionConfig::parse(&text).err().as_deref(), Some(message), "{providers}");
+        let error = EncryptionConfig::parse(&text).err().map(|e| e.to_string());
+        assert_eq!(error.as_deref(), Some(message), "{providers}");
     }
+}
+
+#[test]
+fn several_errors_are_listed_together() {
+    let message = |text: &str| EncryptionConfig::parse(text).err().map(|e| e.to_string());
+    assert_eq!(
+        message("kind: Other\n").as_deref(),
+        Some(r#"kind must be EncryptionConfiguration, not "Other""#)
+    );
+    assert_eq!(
+        message("kind: EncryptionConfiguration\nresources:\n  - resources: [nothings]\n    providers: []\n").as_deref(),
+        Some(r#"[resources[0].resources[0]: Invalid value: "nothings": names no resource this server has, resources[0].providers: Required value: at least one resources[0].providers is required]"#)
+    );
 }
 
 #[test]

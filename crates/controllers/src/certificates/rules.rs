@@ -18,75 +18,91 @@ fn set<'a>(items: &[&'a str]) -> Usages<'a> {
     items.iter().copied().collect()
 }
 
-/// `usages did not match [a b c]`, upstream's rendering of the sorted required set.
-fn mismatch(required: &[&str]) -> String {
-    let sorted: Vec<&str> = set(required).into_iter().collect();
-    format!("usages did not match [{}]", sorted.join(" "))
+/// A rule of the signer the request breaks, with upstream's message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("subject organization is not system:nodes")]
+    OrganizationNotNodes,
+    #[error("subject common name does not begin with system:node:")]
+    CommonNameNotNode,
+    /// A subject alternative name of a kind (`DNS`, `Email`, `IP`, `URI`) the signer refuses.
+    #[error("{0} subjectAltNames are not allowed")]
+    SubjectAltName(&'static str),
+    #[error("DNS or IP subjectAltName is required")]
+    NoDnsOrIpSubjectAltName,
+    /// The usages are not the required set (or its allowed subset); upstream names the set
+    /// sorted: `usages did not match [a b c]`.
+    #[error("usages did not match [{}]", set(.0).into_iter().collect::<Vec<_>>().join(" "))]
+    UsagesMismatch(&'static [&'static str]),
+    #[error("invalid usage for client certificate: {0}")]
+    InvalidClientUsage(String),
+    #[error("missing required usage for client certificate: client auth")]
+    NoClientAuth,
 }
 
 /// Upstream's `ValidateKubeletClientCSR`.
-pub fn kubelet_client(request: &CertificateRequest, usages: &Usages<'_>) -> Result<(), String> {
+pub fn kubelet_client(request: &CertificateRequest, usages: &Usages<'_>) -> Result<(), Violation> {
     if request.organizations != ["system:nodes"] {
-        return Err("subject organization is not system:nodes".into());
+        return Err(Violation::OrganizationNotNodes);
     }
     if !request.dns_names.is_empty() {
-        return Err("DNS subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("DNS"));
     }
     if !request.email_addresses.is_empty() {
-        return Err("Email subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("Email"));
     }
     if !request.ip_addresses.is_empty() {
-        return Err("IP subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("IP"));
     }
     if !request.uris.is_empty() {
-        return Err("URI subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("URI"));
     }
     if !request.common_name.starts_with("system:node:") {
-        return Err("subject common name does not begin with system:node:".into());
+        return Err(Violation::CommonNameNotNode);
     }
-    let full = ["digital signature", "key encipherment", "client auth"];
-    if *usages != set(&full) && *usages != set(&["digital signature", "client auth"]) {
-        return Err(mismatch(&full));
+    const FULL: &[&str] = &["digital signature", "key encipherment", "client auth"];
+    if *usages != set(FULL) && *usages != set(&["digital signature", "client auth"]) {
+        return Err(Violation::UsagesMismatch(FULL));
     }
     Ok(())
 }
 
 /// Upstream's `ValidateKubeletServingCSR`.
-pub fn kubelet_serving(request: &CertificateRequest, usages: &Usages<'_>) -> Result<(), String> {
+pub fn kubelet_serving(request: &CertificateRequest, usages: &Usages<'_>) -> Result<(), Violation> {
     if request.organizations != ["system:nodes"] {
-        return Err("subject organization is not system:nodes".into());
+        return Err(Violation::OrganizationNotNodes);
     }
     if request.dns_names.is_empty() && request.ip_addresses.is_empty() {
-        return Err("DNS or IP subjectAltName is required".into());
+        return Err(Violation::NoDnsOrIpSubjectAltName);
     }
     if !request.email_addresses.is_empty() {
-        return Err("Email subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("Email"));
     }
     if !request.uris.is_empty() {
-        return Err("URI subjectAltNames are not allowed".into());
+        return Err(Violation::SubjectAltName("URI"));
     }
-    let full = ["digital signature", "key encipherment", "server auth"];
-    if *usages != set(&full) && *usages != set(&["digital signature", "server auth"]) {
-        return Err(mismatch(&full));
+    const FULL: &[&str] = &["digital signature", "key encipherment", "server auth"];
+    if *usages != set(FULL) && *usages != set(&["digital signature", "server auth"]) {
+        return Err(Violation::UsagesMismatch(FULL));
     }
     if !request.common_name.starts_with("system:node:") {
-        return Err("subject common name does not begin with system:node:".into());
+        return Err(Violation::CommonNameNotNode);
     }
     Ok(())
 }
 
 /// Upstream's `validAPIServerClientUsages`, on the usages in the order given.
-pub fn apiserver_client(usages: &[&str]) -> Result<(), String> {
+pub fn apiserver_client(usages: &[&str]) -> Result<(), Violation> {
     let mut client_auth = false;
     for usage in usages {
         match *usage {
             "digital signature" | "key encipherment" => {}
             "client auth" => client_auth = true,
-            other => return Err(format!("invalid usage for client certificate: {other}")),
+            other => return Err(Violation::InvalidClientUsage(other.to_owned())),
         }
     }
     if !client_auth {
-        return Err("missing required usage for client certificate: client auth".into());
+        return Err(Violation::NoClientAuth);
     }
     Ok(())
 }
@@ -96,7 +112,7 @@ pub fn check(
     signer: &str,
     request: &CertificateRequest,
     usages_in_order: &[&str],
-) -> Option<Result<(), String>> {
+) -> Option<Result<(), Violation>> {
     let usages: Usages<'_> = usages_in_order.iter().copied().collect();
     Some(match signer {
         KUBELET_CLIENT => kubelet_client(request, &usages),
@@ -122,6 +138,11 @@ mod tests {
         }
     }
 
+    /// The message a check's violation reads as.
+    fn message(checked: Result<(), Violation>) -> Result<(), String> {
+        checked.map_err(|v| v.to_string())
+    }
+
     #[test]
     fn kubelet_client_rules() {
         let node = request("system:node:n1", &["system:nodes"]);
@@ -132,21 +153,21 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            kubelet_client(&node, &set(&["client auth"])),
+            message(kubelet_client(&node, &set(&["client auth"]))),
             Err("usages did not match [client auth digital signature key encipherment]".into())
         );
         assert_eq!(
-            kubelet_client(&request("system:node:n1", &["system:masters"]), &ok),
+            message(kubelet_client(&request("system:node:n1", &["system:masters"]), &ok)),
             Err("subject organization is not system:nodes".into())
         );
         assert_eq!(
-            kubelet_client(&request("alice", &["system:nodes"]), &ok),
+            message(kubelet_client(&request("alice", &["system:nodes"]), &ok)),
             Err("subject common name does not begin with system:node:".into())
         );
         let mut with_dns = node.clone();
         with_dns.dns_names.push("n1".into());
         assert_eq!(
-            kubelet_client(&with_dns, &ok),
+            message(kubelet_client(&with_dns, &ok)),
             Err("DNS subjectAltNames are not allowed".into())
         );
     }
@@ -155,11 +176,14 @@ mod tests {
     fn kubelet_serving_rules() {
         let mut node = request("system:node:n1", &["system:nodes"]);
         let ok = set(&["digital signature", "key encipherment", "server auth"]);
-        assert_eq!(kubelet_serving(&node, &ok), Err("DNS or IP subjectAltName is required".into()));
+        assert_eq!(
+            message(kubelet_serving(&node, &ok)),
+            Err("DNS or IP subjectAltName is required".into())
+        );
         node.ip_addresses.push("10.0.0.1".parse().expect("ip"));
         assert_eq!(kubelet_serving(&node, &ok), Ok(()));
         assert_eq!(
-            kubelet_serving(&node, &set(&["digital signature", "client auth"])),
+            message(kubelet_serving(&node, &set(&["digital signature", "client auth"]))),
             Err("usages did not match [digital signature key encipherment server auth]".into())
         );
     }
@@ -168,11 +192,11 @@ mod tests {
     fn apiserver_client_rules() {
         assert_eq!(apiserver_client(&["client auth", "digital signature"]), Ok(()));
         assert_eq!(
-            apiserver_client(&["server auth", "client auth"]),
+            message(apiserver_client(&["server auth", "client auth"])),
             Err("invalid usage for client certificate: server auth".into())
         );
         assert_eq!(
-            apiserver_client(&["digital signature"]),
+            message(apiserver_client(&["digital signature"])),
             Err("missing required usage for client certificate: client auth".into())
         );
         assert!(check("example.com/x", &request("a", &[]), &[]).is_none());

@@ -77,7 +77,12 @@ pub fn sign(
     let usages = super::usages(csr);
     if let Err(problem) = rules::check(signer, &request, &usages)? {
         tracing::info!(csr = name, signer, %problem, "refusing to sign");
-        return Some(super::with_condition(csr, "Failed", "SignerValidationFailure", &problem));
+        return Some(super::with_condition(
+            csr,
+            "Failed",
+            "SignerValidationFailure",
+            &problem.to_string(),
+        ));
     }
     match ca.sign_csr(&request.der, &usages, ttl(csr.spec.expiration_seconds)) {
         Ok(pem) => {

@@ -129,7 +129,7 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(false);
         if https == endpoints.len() {
-            options = options.with_tls(tls_options(tls).map_err(invalid)?);
+            options = options.with_tls(tls_options(tls).map_err(|e| invalid(e.to_string()))?);
         } else if https > 0 {
             return Err(invalid(
                 "all etcd endpoints must use the same scheme, http or https".into(),
@@ -421,15 +421,23 @@ impl Store for EtcdStore {
     }
 }
 
+/// Why the TLS files for `https://` endpoints are unusable.
+#[derive(Debug, thiserror::Error)]
+enum TlsError {
+    #[error("https etcd endpoints need a CA certificate (--datastore-cafile)")]
+    NoCa,
+    #[error("cannot read the {what} {}: {error}", path.display())]
+    Read { what: &'static str, path: std::path::PathBuf, error: std::io::Error },
+    #[error("a client certificate needs its key (--datastore-certfile with --datastore-keyfile)")]
+    Unpaired,
+}
+
 /// Reads the TLS files for `https://` endpoints.
-fn tls_options(tls: &TlsFiles) -> std::result::Result<TlsOptions, String> {
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+fn tls_options(tls: &TlsFiles) -> std::result::Result<TlsOptions, TlsError> {
+    let read = |path: &std::path::Path, what: &'static str| {
+        std::fs::read(path).map_err(|error| TlsError::Read { what, path: path.to_owned(), error })
     };
-    let ca = tls
-        .ca_file
-        .as_deref()
-        .ok_or("https etcd endpoints need a CA certificate (--datastore-cafile)")?;
+    let ca = tls.ca_file.as_deref().ok_or(TlsError::NoCa)?;
     let mut options =
         TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?));
     match (&tls.cert_file, &tls.key_file) {
@@ -439,9 +447,7 @@ fn tls_options(tls: &TlsFiles) -> std::result::Result<TlsOptions, String> {
             options = options.identity(identity);
         }
         (None, None) => {}
-        _ => {
-            return Err("a client certificate needs its key (--datastore-certfile with --datastore-keyfile)".into());
-        }
+        _ => return Err(TlsError::Unpaired),
     }
     Ok(options)
 }
@@ -523,6 +529,19 @@ mod tests {
         assert_eq!(dir_range(""), (vec![0], vec![0]));
         assert_eq!(dir_range("/a"), (b"/a/".to_vec(), b"/a0".to_vec()));
         assert_eq!(dir_range("/a/"), (b"/a/".to_vec(), b"/a0".to_vec()));
+    }
+
+    #[test]
+    fn tls_file_errors_name_the_flag_or_file() {
+        let message = |tls: &TlsFiles| tls_options(tls).err().map(|e| e.to_string());
+        assert_eq!(
+            message(&TlsFiles::default()).as_deref(),
+            Some("https etcd endpoints need a CA certificate (--datastore-cafile)")
+        );
+        let missing =
+            TlsFiles { ca_file: Some("/nonexistent/ca.crt".into()), ..Default::default() };
+        let read = message(&missing).unwrap_or_default();
+        assert!(read.starts_with("cannot read the CA certificate /nonexistent/ca.crt: "), "{read}");
     }
 
     #[test]

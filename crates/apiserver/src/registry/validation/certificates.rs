@@ -195,7 +195,7 @@ fn validate(csr: &Value, options: &Options, causes: &mut Vec<Cause>) {
         causes.push(Cause::invalid(
             "status.certificate",
             &Value::from("<certificate data>"),
-            &problem,
+            &problem.to_string(),
         ));
     }
 }

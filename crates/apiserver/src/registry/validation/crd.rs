@@ -296,7 +296,7 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
             required(&rule_path, causes);
         } else {
             match crate::cel::compile(source) {
-                Err(e) => causes.push(Cause::invalid(&rule_path, &rule["rule"], &e)),
+                Err(e) => causes.push(Cause::invalid(&rule_path, &rule["rule"], &e.to_string())),
                 Ok(compiled) => {
                     let root = level == Level::Root;
                     for field in crate::crd::validation::undefined_fields(&compiled, s, root) {
