@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::registry::meta::string_list;
+use crate::meta::string_list;
 use crate::request::User;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

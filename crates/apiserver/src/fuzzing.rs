@@ -332,7 +332,7 @@ pub fn cel(expression: &str) {
         let _ = compiled.holds(&[("self", &spec), ("oldSelf", &old_spec)]);
         let _ = compiled.selections(&["self", "oldSelf"]);
         let schema = gadget_schema(json!([]));
-        let _ = crate::crd::validation::undefined_fields(
+        let _ = crate::structural::validation::undefined_fields(
             &compiled,
             &schema["properties"]["spec"],
             false,
@@ -341,7 +341,7 @@ pub fn cel(expression: &str) {
     let rules = json!([{"rule": expression, "messageExpression": expression},
         {"rule": "self.replicas > 5", "messageExpression": expression}]);
     let version = json!({"schema": gadget_schema(rules.clone())});
-    let _ = crate::crd::validation::validate(&version, &object, Some(&old_object));
+    let _ = crate::structural::validation::validate(&version, &object, Some(&old_object));
     let info = find("apiextensions.k8s.io", "customresourcedefinitions");
     let mut warnings = Vec::new();
     let _ = crate::registry::prepare_create(

@@ -9,6 +9,7 @@
 //! that touches the store.
 
 pub mod admission;
+mod answer;
 pub mod apply;
 pub mod audit;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod layering;
 mod list;
+pub mod meta;
 mod openapi;
 mod patch;
 mod pods;
@@ -37,6 +39,7 @@ mod server;
 pub mod services;
 pub mod status;
 mod storage;
+pub mod structural;
 mod subresources;
 mod table;
 mod watch;

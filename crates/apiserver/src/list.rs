@@ -3,7 +3,8 @@
 //! JSON lists written from the stored bytes. Shared by the list handler and the watch's
 //! initial events.
 
-use crate::registry::meta::metadata;
+use crate::ApiServer;
+use crate::meta::metadata;
 use crate::registry::selector::{FieldSelector, LabelSelector};
 use crate::registry::strategy;
 use crate::registry::{self, decode};
@@ -11,7 +12,6 @@ use crate::request::Request;
 use crate::request::Target;
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, table};
 use http::StatusCode;
 use keelson_api::ResourceInfo;
 use keelson_store::ListOptions;
@@ -264,7 +264,7 @@ pub async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     if req.wants_table() {
         return Ok(json_response(
             StatusCode::OK,
-            &table::render(info, &page.items, Some(list_meta), req),
+            &crate::answer::table(info, &page.items, Some(list_meta), req),
         ));
     }
     if req.wants_metadata_only() {

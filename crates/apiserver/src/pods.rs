@@ -10,7 +10,7 @@ use keelson_api::{Registry, Typed};
 use serde_json::{Value, json};
 
 use crate::ApiServer;
-use crate::registry::meta::{self, metadata};
+use crate::meta::{self, metadata};
 use crate::registry::selector::{LabelSelector, selector_string};
 use crate::registry::{Place, decode, directory, typed};
 use crate::request::Request;

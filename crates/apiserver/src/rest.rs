@@ -6,7 +6,8 @@ use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
-use crate::registry::meta::{self, metadata};
+use crate::answer::respond;
+use crate::meta::{self, metadata};
 use crate::registry::strategy;
 use crate::registry::typed::{BodyCheck, FieldValidation};
 use crate::registry::{self, Place};
@@ -15,7 +16,6 @@ use crate::request::Target;
 use crate::response::{Response, json_response, with_warnings};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{self, DeleteOptions, Writer};
-use crate::table::respond;
 use crate::{ApiServer, list, patch, subresources, watch};
 
 pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<Response> {

@@ -6,8 +6,8 @@ use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
+use crate::meta::metadata;
 use crate::registry::Place;
-use crate::registry::meta::metadata;
 use crate::registry::resource_version;
 use crate::registry::selector::selector_string;
 use crate::request::{Request, Target};
@@ -150,7 +150,7 @@ pub async fn write(
             crate::apply::track_update(target.info, "scale", &manager, Some(&old), &mut object);
             if let Some(version) = target.info.custom {
                 // The new replicas must still fit the custom resource's schema.
-                let causes = crate::crd::validation::validate(version, &object, None);
+                let causes = crate::structural::validation::validate(version, &object, None);
                 if !causes.is_empty() {
                     return Err(ApiError::invalid(
                         target.info.group,

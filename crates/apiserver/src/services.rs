@@ -14,8 +14,9 @@ use keelson_api::Registry;
 use serde_json::{Value, json};
 
 use crate::ApiServer;
+use crate::meta;
+use crate::registry::Place;
 use crate::registry::hooks::{Hooks, Undo};
-use crate::registry::{Place, meta};
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// The Service storage's hooks (upstream's `pkg/registry/core/service/storage`): claims

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::admission::{Attributes, Operation};
+use crate::meta::{self, metadata, metadata_mut};
 use crate::registry::hooks::Hooks;
-use crate::registry::meta::{self, metadata, metadata_mut};
 use crate::registry::strategy;
 use crate::registry::typed::BodyCheck;
 use crate::registry::{self, Place, prepare_create, prepare_update, resource_version};

@@ -11,13 +11,13 @@ use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::ApiServer;
-use crate::registry::meta::metadata;
+use crate::answer::respond;
+use crate::meta::metadata;
 use crate::registry::{Place, typed};
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::RETRIES;
-use crate::table::respond;
 use crate::{pods, scale};
 
 type Answer<'a> = Pin<Box<dyn Future<Output = ApiResult<Response>> + Send + 'a>>;

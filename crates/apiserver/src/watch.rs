@@ -25,13 +25,13 @@ use std::sync::Arc;
 use keelson_store::Store;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::ApiServer;
 use crate::list::{Filter, read_page};
 use crate::registry::{Splicer, decode, directory};
 use crate::request::Request;
 use crate::request::Target;
 use crate::response::Response;
 use crate::status::{ApiError, ApiResult, from_store};
-use crate::{ApiServer, table};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
@@ -153,7 +153,7 @@ impl Stream {
     async fn send(&self, kind: &str, object: &Value) -> bool {
         let object = match &self.table {
             Some(req) if kind != "BOOKMARK" && kind != "ERROR" => {
-                table::render(self.info, std::slice::from_ref(object), None, req)
+                crate::answer::table(self.info, std::slice::from_ref(object), None, req)
             }
             _ => object.clone(),
         };

@@ -92,11 +92,9 @@ impl Config {
             .map_err(ConfigError::InvalidDefaults)?;
         let exemptions = &configuration["exemptions"];
         if exemptions.is_object() {
-            config.exempt_namespaces =
-                crate::registry::meta::string_list(&exemptions["namespaces"]);
-            config.exempt_users = crate::registry::meta::string_list(&exemptions["usernames"]);
-            config.exempt_runtime_classes =
-                crate::registry::meta::string_list(&exemptions["runtimeClasses"]);
+            config.exempt_namespaces = crate::meta::string_list(&exemptions["namespaces"]);
+            config.exempt_users = crate::meta::string_list(&exemptions["usernames"]);
+            config.exempt_runtime_classes = crate::meta::string_list(&exemptions["runtimeClasses"]);
         }
         Ok(config)
     }

@@ -106,8 +106,7 @@ pub async fn validate(
         match evaluate(policy, &mut bound) {
             Ok(None) => {}
             Ok(Some((message, reason))) => {
-                let actions =
-                    crate::registry::meta::string_list(&binding["spec"]["validationActions"]);
+                let actions = crate::meta::string_list(&binding["spec"]["validationActions"]);
                 if actions.iter().any(|x| x == "Warn") {
                     warnings.push(format!(
                         "Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"

@@ -230,7 +230,7 @@ pub(super) fn rules_match(rules: &Value, a: &Attributes<'_>) -> bool {
         _ => true,
     };
     rules.as_array().into_iter().flatten().any(|rule| {
-        let names = crate::registry::meta::string_list(&rule["resourceNames"]);
+        let names = crate::meta::string_list(&rule["resourceNames"]);
         let resources =
             rule["resources"].as_array().into_iter().flatten().filter_map(Value::as_str);
         let resource_ok = resources.clone().any(|r| {
@@ -296,7 +296,7 @@ async fn call(
             ),
         );
     }
-    warnings.extend(crate::registry::meta::string_list(&response["warnings"]));
+    warnings.extend(crate::meta::string_list(&response["warnings"]));
     if response["allowed"] != true {
         let status = &response["status"];
         let code = status["code"].as_u64().and_then(|c| http::StatusCode::from_u16(c as u16).ok());

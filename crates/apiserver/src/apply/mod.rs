@@ -157,7 +157,7 @@ pub fn track_update(
     for entry in list.iter_mut() {
         entry.fields = entry.fields.difference(&changed).difference(&removed);
     }
-    let time = json!(crate::registry::meta::now());
+    let time = json!(crate::meta::now());
     match list.iter_mut().find(|e| e.same(manager, "Update", subresource)) {
         Some(entry) => {
             entry.fields = entry.fields.union(&changed);
@@ -308,7 +308,7 @@ pub fn apply(
         }
         // The configuration fits the type (the caller checked), so the merged
         // annotations are a map; written without indexing all the same.
-        let meta = crate::registry::meta::metadata_mut(&mut merged);
+        let meta = crate::meta::metadata_mut(&mut merged);
         let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
         if !annotations.is_object() {
             *annotations = json!({});
@@ -331,7 +331,7 @@ pub fn apply(
             entry.fields = entry.fields.difference(&wanted);
         }
     }
-    let time = json!(crate::registry::meta::now());
+    let time = json!(crate::meta::now());
     match list.iter_mut().find(|e| e.same(manager, "Apply", subresource)) {
         Some(entry) => {
             entry.fields = wanted;

@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 use super::rbac::{self, Rule};
-use crate::registry::meta::metadata;
+use crate::meta::metadata;
 use crate::registry::{self, Place};
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, Error};

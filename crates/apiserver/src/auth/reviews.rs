@@ -31,8 +31,7 @@ pub async fn answer(api: &ApiServer, req: &Request, target: &Target) -> ApiResul
     )?;
     review["apiVersion"] = json!(info.api_version());
     review["kind"] = json!(info.kind);
-    crate::registry::meta::metadata_mut(&mut review)
-        .insert("creationTimestamp".into(), Value::Null);
+    crate::meta::metadata_mut(&mut review).insert("creationTimestamp".into(), Value::Null);
     let status = match info.plural {
         "selfsubjectrulesreviews" => rules_review(api, &req.user, &review).await?,
         plural => {
@@ -92,7 +91,7 @@ fn invalid(kind: &str, cause: Cause) -> ApiError {
 fn subject(review: &Value, kind: &str) -> ApiResult<User> {
     let spec = &review["spec"];
     let name = spec["user"].as_str().unwrap_or("").to_owned();
-    let groups = crate::registry::meta::string_list(&spec["groups"]);
+    let groups = crate::meta::string_list(&spec["groups"]);
     if name.is_empty() && groups.is_empty() {
         return Err(invalid(
             kind,

@@ -36,12 +36,10 @@ pub enum Error {
     Mismatch { id: String },
     #[error("bootstrap token {id} is not usable for authentication")]
     NotForAuthentication { id: String },
+    /// `problem` is why the timestamp does not parse (jiff's error is a std error only
+    /// with its `std` feature, which this crate alone does not turn on).
     #[error("bootstrap token {id} has an unreadable expiration")]
-    UnreadableExpiration {
-        id: String,
-        #[source]
-        source: keelson_api::k8s_openapi::jiff::Error,
-    },
+    UnreadableExpiration { id: String, problem: String },
     #[error("bootstrap token {id} expired at {expiration}")]
     Expired { id: String, expiration: String },
     #[error("bootstrap token {id} names a group outside system:bootstrappers: {group}")]
@@ -78,10 +76,11 @@ pub async fn authenticate(api: &ApiServer, id: &str, secret: &str) -> Result<Use
     }
     let expiration = data("expiration");
     if !expiration.is_empty() {
-        let expires: keelson_api::k8s_openapi::jiff::Timestamp = expiration
-            .parse()
-            .map_err(|source| Error::UnreadableExpiration { id: id.to_owned(), source })?;
-        if expires <= crate::registry::meta::now_timestamp() {
+        let expires: keelson_api::k8s_openapi::jiff::Timestamp =
+            expiration.parse().map_err(|e: keelson_api::k8s_openapi::jiff::Error| {
+                Error::UnreadableExpiration { id: id.to_owned(), problem: e.to_string() }
+            })?;
+        if expires <= crate::meta::now_timestamp() {
             return Err(Error::Expired { id: id.to_owned(), expiration });
         }
     }

@@ -407,7 +407,7 @@ pub async fn token_request(api: &ApiServer, req: &Request, target: &Target) -> A
     request["spec"]["expirationSeconds"] = json!(expiration);
     request["status"] = json!({
         "token": token,
-        "expirationTimestamp": crate::registry::meta::format_time(
+        "expirationTimestamp": crate::meta::format_time(
             keelson_api::k8s_openapi::jiff::Timestamp::from_second(claims.exp)
                 .map_err(ApiError::internal)?
         ),
@@ -441,7 +441,7 @@ pub async fn token_review(api: &ApiServer, req: &Request) -> ApiResult<Response>
         &req.json_body()?,
     )?;
     let token = review["spec"]["token"].as_str().unwrap_or("").to_owned();
-    let asked = crate::registry::meta::string_list(&review["spec"]["audiences"]);
+    let asked = crate::meta::string_list(&review["spec"]["audiences"]);
     let accepted = match api.tokens.as_ref() {
         Some(tokens) if asked.is_empty() => tokens.accepts().to_vec(),
         _ => asked.clone(),

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::PREFIX;
 use crate::ApiServer;
-use crate::registry::meta::{self, metadata};
+use crate::meta::{self, metadata};
 use crate::registry::{self, Place};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{self, DeleteOptions};
@@ -149,7 +149,7 @@ fn desired_status(crd: &Value, claimed: &mut HashSet<(String, String)>) -> Value
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| kind.to_lowercase());
-    let short: Vec<String> = crate::registry::meta::string_list(&names["shortNames"]);
+    let short: Vec<String> = crate::meta::string_list(&names["shortNames"]);
     let resource_names = std::iter::once(plural.to_owned())
         .chain(std::iter::once(singular.clone()))
         .chain(short.iter().cloned());

@@ -17,8 +17,6 @@
 //! Must never hand out a registry that serves a resource whose CRD is not established.
 
 pub mod controller;
-pub mod schema;
-pub mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -98,7 +96,7 @@ impl Served {
 
 /// Whether the CRD's `Established` condition is true and it is not gone.
 pub fn is_established(crd: &Value) -> bool {
-    condition(crd, "Established") == Some("True")
+    crate::registry::validation::crd::is_established(crd)
 }
 
 /// The status of the CRD's condition of this type.

@@ -163,7 +163,7 @@ impl EncryptionConfig {
             errors.push("resources: Required value: at least one resources is required".into());
         }
         for (i, rule) in resource_rules.iter().enumerate() {
-            let resources: Vec<String> = crate::registry::meta::string_list(&rule["resources"]);
+            let resources: Vec<String> = crate::meta::string_list(&rule["resources"]);
             if resources.is_empty() {
                 errors.push(format!(
                     "resources[{i}].resources: Required value: at least one resources[{i}].resources is required"

@@ -8,7 +8,6 @@
 
 pub mod defaults;
 pub mod hooks;
-pub mod meta;
 pub mod quantities;
 pub mod selector;
 pub(crate) mod strategy;
@@ -35,9 +34,9 @@ use keelson_api::ResourceInfo;
 use keelson_store::{KeyValue, Revision, Store};
 use serde_json::{Value, json};
 
+use crate::meta::{self, metadata, metadata_mut};
 use crate::request::Target;
 use crate::status::{ApiError, ApiResult, Cause, from_store};
-use meta::{metadata, metadata_mut};
 use strategy::Strategy;
 use typed::BodyCheck;
 
@@ -97,7 +96,7 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     if let Some(version) = info.custom {
         // Defaults added to the schema after the object was written apply on read.
-        crate::crd::schema::default_on_read(version, &mut object);
+        crate::structural::default_on_read(version, &mut object);
     }
     Ok(object)
 }

@@ -16,11 +16,11 @@ use std::sync::LazyLock;
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
-use super::meta::NameRule;
 use super::{
     apiextensions, apps, batch, certificates, coordination, core, networking, policy, rbac,
     scheduling, storage,
 };
+use crate::meta::NameRule;
 use crate::request::User;
 use crate::status::Cause;
 use crate::table::{self, Printer};
@@ -188,7 +188,7 @@ impl Strategy for CustomResource {
     }
 
     fn validate(&self, object: &Value, causes: &mut Vec<Cause>) {
-        causes.extend(crate::crd::validation::validate(self.version, object, None));
+        causes.extend(crate::structural::validation::validate(self.version, object, None));
     }
 
     fn validate_update(
@@ -198,7 +198,7 @@ impl Strategy for CustomResource {
         _subresource: Option<&str>,
         causes: &mut Vec<Cause>,
     ) {
-        causes.extend(crate::crd::validation::validate(self.version, new, Some(old)));
+        causes.extend(crate::structural::validation::validate(self.version, new, Some(old)));
     }
 
     fn printer(&self) -> Printer {

@@ -49,7 +49,7 @@ pub fn decode(
     let normalized = match info.custom {
         // A custom resource: pruned to its schema and defaulted.
         Some(version) if object.is_object() => {
-            Ok(crate::crd::schema::prune_and_default(version, object.clone()))
+            Ok(crate::structural::prune_and_default(version, object.clone()))
         }
         _ => (info.typed.normalize)(&object),
     };

@@ -9,7 +9,7 @@ use keelson_api::k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::human_duration;
-use crate::registry::meta::{format_time, metadata};
+use crate::meta::{format_time, metadata};
 
 /// The time rows are printed at, so that ages and durations are computed against one clock
 /// reading per response (and against a fixed one in tests).
@@ -18,7 +18,7 @@ pub(crate) struct Now(Timestamp);
 
 impl Now {
     pub(super) fn current() -> Now {
-        Now(crate::registry::meta::now_timestamp())
+        Now(crate::meta::now_timestamp())
     }
 
     /// A fixed clock reading, for tests.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::cells::{self, Now, items, labels, len, quantity, text, text_or};
 use super::{Column, Printer};
-use crate::registry::meta::metadata;
+use crate::meta::metadata;
 
 pub(crate) const NAMESPACE: Printer = Printer::Columns {
     columns: &[Column::NAME, Column::string("Status"), Column::AGE],

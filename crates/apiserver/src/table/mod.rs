@@ -26,14 +26,12 @@ pub(crate) mod pods;
 pub(crate) mod storage;
 pub(crate) mod workloads;
 
-use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use cells::Now;
 
-use crate::registry::meta::metadata;
+use crate::meta::metadata;
 use crate::request::Request;
-use crate::response::{Response, json_response};
 
 /// A column definition: what `kubectl get` prints as the header, and when.
 #[derive(Clone, Copy, Debug)]
@@ -113,14 +111,14 @@ impl Printer {
     }
 }
 
-/// Renders `objects` as a Table; `list_meta` for lists, `None` for one object.
+/// Renders `objects` as a Table with `printer`; `list_meta` for lists, `None` for one
+/// object.
 pub fn render(
-    info: &ResourceInfo,
+    printer: Printer,
     objects: &[Value],
     list_meta: Option<Value>,
     req: &Request,
 ) -> Value {
-    let printer = crate::registry::strategy::for_resource(info).printer();
     let now = Now::current();
     let include = req.param("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = objects
@@ -139,19 +137,6 @@ pub fn render(
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });
     json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": definitions, "rows": rows })
-}
-
-/// One object as the request asks for it: as a Table for `kubectl get`, else as is.
-pub fn respond(
-    req: &Request,
-    info: &ResourceInfo,
-    code: http::StatusCode,
-    object: &Value,
-) -> Response {
-    if req.wants_table() {
-        return json_response(code, &render(info, std::slice::from_ref(object), None, req));
-    }
-    json_response(code, object)
 }
 
 /// Upstream's `duration.HumanDuration` of a number of seconds: precise when recent, coarse

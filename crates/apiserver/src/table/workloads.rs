@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::cells::{self, Now, format_selector, int, labels, text};
 use super::{Column, Printer};
-use crate::registry::meta::metadata;
+use crate::meta::metadata;
 
 /// Containers and images of the pod template, then the selector: the wide columns of most
 /// workloads.

@@ -67,7 +67,7 @@ fn ignored(info: &ResourceInfo) -> bool {
 
 /// Seconds since the epoch, for pods past their deletion grace period.
 pub fn now() -> i64 {
-    crate::registry::meta::now_timestamp().as_second()
+    crate::meta::now_timestamp().as_second()
 }
 
 /// ResourceQuota; charges quota status through the server, so it holds the server.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
-use crate::registry::meta;
+use crate::meta;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::certificates;
 use crate::request::User;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
-use crate::registry::meta::{self, NameRule, metadata_mut};
+use crate::meta::{self, NameRule, metadata_mut};
 use crate::registry::strategy::Strategy;
 use crate::table::{self, Printer};
 

@@ -11,7 +11,7 @@ impl Strategy for PersistentVolumes {
     /// A new volume is `Pending` until it is available, since now.
     fn prepare_create(&self, object: &mut Value) {
         object["status"]["phase"] = json!("Pending");
-        object["status"]["lastPhaseTransitionTime"] = json!(crate::registry::meta::now());
+        object["status"]["lastPhaseTransitionTime"] = json!(crate::meta::now());
     }
 
     fn printer(&self) -> Printer {

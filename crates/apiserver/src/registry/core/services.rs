@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::meta::NameRule;
 use crate::registry::defaults::{child, default, each};
-use crate::registry::meta::NameRule;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::core;
 use crate::status::Cause;

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::registry::meta::NameRule;
+use crate::meta::NameRule;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::cluster;
 use crate::status::Cause;

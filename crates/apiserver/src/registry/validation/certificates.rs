@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::{duplicate, not_supported, required};
-use crate::registry::meta::{dns_label_problem, dns_subdomain_problem};
+use crate::meta::{dns_label_problem, dns_subdomain_problem};
 use crate::status::Cause;
 
 /// Every usage `certificates.k8s.io/v1` knows, sorted (upstream's `allValidUsages`).

@@ -35,7 +35,7 @@ pub fn service(object: &Value, causes: &mut Vec<Cause>) {
         match port["name"].as_str() {
             None | Some("") if ports.len() > 1 => required(&format!("{field}.name"), causes),
             Some(name) if !name.is_empty() => {
-                if let Some(problem) = crate::registry::meta::dns_label_problem(name) {
+                if let Some(problem) = crate::meta::dns_label_problem(name) {
                     causes.push(Cause::invalid(&format!("{field}.name"), &port["name"], &problem));
                 } else if !names.insert(name.to_owned()) {
                     duplicate(&format!("{field}.name"), &port["name"], causes);

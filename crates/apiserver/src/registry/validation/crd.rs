@@ -42,7 +42,7 @@ pub fn crd(object: &Value, causes: &mut Vec<Cause>) {
     }
     if group.is_empty() {
         required("spec.group", causes);
-    } else if let Some(problem) = crate::registry::meta::dns_subdomain_problem(group) {
+    } else if let Some(problem) = crate::meta::dns_subdomain_problem(group) {
         causes.push(Cause::invalid("spec.group", &spec["group"], &problem));
     } else if !group.contains('.') {
         causes.push(Cause::invalid(
@@ -283,10 +283,10 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
         let default_path = format!("{path}.default");
         if path.contains(".openAPIV3Schema.properties[metadata]") {
             causes.push(Cause::forbidden(&default_path, "must not be set in top-level metadata"));
-        } else if !crate::crd::schema::is_pruned(default, s) {
+        } else if !crate::structural::is_pruned(default, s) {
             causes.push(Cause::invalid(&default_path, default, "must not have unknown fields"));
         } else {
-            causes.extend(crate::crd::validation::check_default(default, s, &default_path));
+            causes.extend(crate::structural::validation::check_default(default, s, &default_path));
         }
     }
     for (i, rule) in s["x-kubernetes-validations"].as_array().into_iter().flatten().enumerate() {
@@ -299,7 +299,8 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
                 Err(e) => causes.push(Cause::invalid(&rule_path, &rule["rule"], &e.to_string())),
                 Ok(compiled) => {
                     let root = level == Level::Root;
-                    for field in crate::crd::validation::undefined_fields(&compiled, s, root) {
+                    for field in crate::structural::validation::undefined_fields(&compiled, s, root)
+                    {
                         causes.push(Cause::invalid(
                             &rule_path,
                             &rule["rule"],
@@ -330,7 +331,7 @@ fn structural(s: &Value, path: &str, level: Level, causes: &mut Vec<Cause>) {
 
 /// What may not change once a CRD exists (or is established).
 pub fn update(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-    let established = crate::crd::is_established(old);
+    let established = is_established(old);
     if established {
         immutable(&old["spec"]["scope"], &new["spec"]["scope"], "spec.scope", causes);
         immutable(
@@ -377,6 +378,15 @@ pub fn defaults(object: &mut Value) {
     if spec.get("conversion").is_none_or(Value::is_null) {
         spec["conversion"] = json!({ "strategy": "None" });
     }
+}
+
+/// Whether a CRD's `Established` condition is `True`.
+pub(crate) fn is_established(crd: &Value) -> bool {
+    crd["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Established" && c["status"] == "True")
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::{duplicate, not_supported, one_of, port_name_problem, port_number, required};
+use crate::meta::dns_label_problem;
 use crate::quantity::Quantity;
-use crate::registry::meta::dns_label_problem;
 use crate::status::Cause;
 
 /// `ValidatePodSpec`, at `path` (`spec` or `spec.template.spec`).

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::schema::property;
+use super::property;
 use crate::status::Cause;
 
 /// Every problem of `object` (and, on updates, of the transition from `old`) against the
@@ -746,7 +746,7 @@ mod tests {
         let object = json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "p", "labels": {"a": "b"}, "bogus": 1}, "spec": {"any": 1}}}});
         assert_eq!(
-            crate::crd::schema::prune_and_default(&v, object),
+            crate::structural::prune_and_default(&v, object),
             json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"any": 1}}}})
         );

@@ -6,6 +6,8 @@
 //! `apiVersion`, `kind` and `metadata` at the root are the generic store's; this module
 //! never prunes them. Must never panic on any schema or object.
 
+pub mod validation;
+
 use serde_json::{Value, json};
 
 /// The fields of `metav1.ObjectMeta`, all an embedded resource's metadata may hold.
