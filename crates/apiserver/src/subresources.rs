@@ -44,14 +44,16 @@ pub static HANDLERS: &[Registration] = &[
         resource: "pods",
         subresource: Some("binding"),
         verbs: &["create"],
-        handler: |api, req, t, _| Box::pin(pods::bind(api, req, namespace(t), t.name.as_deref())),
+        handler: |api, req, t, dry_run| {
+            Box::pin(pods::bind(api, req, namespace(t), t.name.as_deref(), dry_run))
+        },
     },
     Registration {
         group: "",
         resource: "bindings",
         subresource: None,
         verbs: &["create"],
-        handler: |api, req, t, _| Box::pin(pods::bind(api, req, namespace(t), None)),
+        handler: |api, req, t, dry_run| Box::pin(pods::bind(api, req, namespace(t), None, dry_run)),
     },
     Registration {
         group: "",

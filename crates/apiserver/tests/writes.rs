@@ -1,0 +1,106 @@
+//! What a write does and does not do, as upstream's generic store decides it: server-side
+//! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing.
+
+mod common;
+
+use anyhow::{Result, ensure};
+use common::TestServer;
+use serde_json::{Value, json};
+
+async fn send(s: &TestServer, method: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+    let (code, text) =
+        s.curl(method, path, Some(&body.to_string()), "application/json", true).await?;
+    Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+}
+
+async fn server_side_dry_runs_change_nothing(s: TestServer) -> Result<()> {
+    // kubectl sends a delete's dryRun in the DeleteOptions body.
+    s.ok(&["create", "configmap", "one", "--from-literal=a=b"]).await?;
+    let out = s.ok(&["delete", "configmap", "one", "--dry-run=server"]).await?;
+    ensure!(
+        out.starts_with("configmap \"one\" deleted") && out.contains("(server dry run)"),
+        "{out}"
+    );
+    s.ok(&["get", "configmap", "one"]).await?;
+    // So may any client, for a collection too; a query without a body still counts.
+    let collection = "/api/v1/namespaces/default/configmaps";
+    let (code, list) = send(&s, "DELETE", collection, &json!({"dryRun": ["All"]})).await?;
+    ensure!(code == 200 && list["items"].as_array().is_some_and(|i| !i.is_empty()), "{list}");
+    let (code, _) =
+        s.curl("DELETE", &format!("{collection}/one?dryRun=All"), None, "", true).await?;
+    ensure!(code == 200);
+    s.ok(&["get", "configmap", "one"]).await?;
+    // Values other than All are refused, as upstream validates each kind of options.
+    let (code, status) =
+        send(&s, "DELETE", &format!("{collection}/one"), &json!({"dryRun": ["Some"]})).await?;
+    ensure!(
+        code == 422
+            && status["message"]
+                == r#"DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Some"}: supported values: "All""#,
+        "{status}"
+    );
+    let (code, status) =
+        send(&s, "POST", &format!("{collection}?dryRun=Some"), &json!({"metadata": {"name": "x"}}))
+            .await?;
+    ensure!(
+        code == 422
+            && status["message"]
+                == r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Some"}: supported values: "All""#,
+        "{status}"
+    );
+    // Reads take no dryRun and ignore one.
+    let (code, _) = s.curl("GET", &format!("{collection}/one?dryRun=Some"), None, "", true).await?;
+    ensure!(code == 200);
+
+    // An eviction whose DeleteOptions ask for a dry run (what `kubectl drain
+    // --dry-run=server` sends) evicts nothing.
+    let (code, created) = send(&s, "POST", "/api/v1/namespaces/default/pods", &pod("p")).await?;
+    ensure!(code == 201, "{created}");
+    let eviction = |options: Value| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"},
+            "deleteOptions": options})
+    };
+    let evict = "/api/v1/namespaces/default/pods/p/eviction";
+    let (code, status) = send(&s, "POST", evict, &eviction(json!({"dryRun": ["All"]}))).await?;
+    ensure!(code == 201, "{status}");
+    s.ok(&["get", "pod", "p"]).await?;
+    // The query and the body must agree.
+    let (code, status) =
+        send(&s, "POST", &format!("{evict}?dryRun=All"), &eviction(json!({"dryRun": ["X"]})))
+            .await?;
+    ensure!(
+        code == 500
+            && status["message"]
+                == "Non-matching dry-run options in request and content: [All] and [X]",
+        "{status}"
+    );
+    // A dry-run binding assigns nothing.
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+        "target": {"kind": "Node", "name": "node-1"}});
+    let (code, status) =
+        send(&s, "POST", "/api/v1/namespaces/default/pods/p/binding?dryRun=All", &binding).await?;
+    ensure!(code == 201, "{status}");
+    let node = s.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]).await?;
+    ensure!(node.is_empty(), "a dry-run binding assigned the pod to {node:?}");
+    // kubectl drain --dry-run=server: the node stays schedulable, the pod stays.
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}});
+    let (code, created) = send(&s, "POST", "/api/v1/nodes", &node).await?;
+    ensure!(code == 201, "{created}");
+    let mut placed = pod("q");
+    placed["spec"]["nodeName"] = json!("node-1");
+    let (code, created) = send(&s, "POST", "/api/v1/namespaces/default/pods", &placed).await?;
+    ensure!(code == 201, "{created}");
+    let out = s.ok(&["drain", "node-1", "--force", "--dry-run=server"]).await?;
+    ensure!(out.contains("evicting pod default/q (server dry run)"), "{out}");
+    s.ok(&["get", "pod", "q"]).await?;
+    let cordoned = s.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]).await?;
+    ensure!(cordoned.is_empty(), "a dry-run drain cordoned the node");
+    Ok(())
+}
+
+with_each_kubectl!(server_side_dry_runs_change_nothing);
