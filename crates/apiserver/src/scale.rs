@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::registry::Place;
 use crate::registry::meta::metadata;
-use crate::registry::resource_version;
 use crate::registry::selector::selector_string;
+use crate::registry::update_precondition;
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
@@ -121,7 +121,8 @@ pub async fn write(
             "Scale",
             &wanted,
         )?;
-        if resource_version(&wanted).is_some_and(|rv| rv != revision) {
+        let precondition = update_precondition(&wanted)?;
+        if precondition.is_some_and(|rv| rv != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
         let replicas = match wanted["spec"]["replicas"].as_i64() {
@@ -168,7 +169,7 @@ pub async fn write(
             Ok(updated) => {
                 return Ok(json_response(StatusCode::OK, &scale_of(target.info, &updated)));
             }
-            Err(e) if e.is_conflict() && resource_version(&wanted).is_none() => continue,
+            Err(e) if e.is_conflict() && precondition.is_none() => continue,
             Err(e) => return Err(e),
         }
     }

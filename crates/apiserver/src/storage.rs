@@ -19,7 +19,7 @@ use crate::registry::hooks::Hooks;
 use crate::registry::meta::{self, metadata, metadata_mut};
 use crate::registry::strategy;
 use crate::registry::typed::BodyCheck;
-use crate::registry::{self, Place, prepare_create, prepare_update, resource_version};
+use crate::registry::{self, Place, prepare_create, prepare_update, update_precondition};
 use crate::request::User;
 use crate::status::{ApiError, ApiResult, Cause};
 
@@ -121,7 +121,7 @@ where
             None => api.objects.get(place).await?,
         };
         let (body, check) = next(&old)?;
-        let wanted = resource_version(&body);
+        let wanted = update_precondition(&body)?;
         if wanted.is_some_and(|w| w != revision) {
             if from_cache {
                 continue;

@@ -1,5 +1,6 @@
 //! What a write does and does not do, as upstream's generic store decides it: server-side
-//! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing.
+//! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing, and
+//! `resourceVersion: "0"` on a replace is no precondition.
 
 mod common;
 
@@ -103,4 +104,32 @@ async fn server_side_dry_runs_change_nothing(s: TestServer) -> Result<()> {
     Ok(())
 }
 
-with_each_kubectl!(server_side_dry_runs_change_nothing);
+async fn resource_version_zero_is_no_precondition(s: TestServer) -> Result<()> {
+    s.ok(&["create", "configmap", "rv", "--from-literal=a=b"]).await?;
+    let replace = |rv: &str, value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: rv, resourceVersion: \"{rv}\"}}\ndata: {{a: {value}}}\n"
+        )
+    };
+    let out = s.kubectl_in(&["replace", "-f", "-"], Some(&replace("0", "c"))).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let value = s.ok(&["get", "configmap", "rv", "-o", "jsonpath={.data.a}"]).await?;
+    ensure!(value == "c", "{value}");
+    // Any other version that is not the current one is.
+    let out = s.kubectl_in(&["replace", "-f", "-"], Some(&replace("1", "d"))).await?;
+    ensure!(!out.ok && out.stderr.contains("the object has been modified"), "{}", out.stderr);
+    // The scale subresource takes "0" the same way.
+    let path = "/api/v1/namespaces/default/replicationcontrollers";
+    let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
+        "spec": {"replicas": 1, "selector": {"app": "rc"}, "template": {"metadata": {"labels": {"app": "rc"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let (code, created) = send(&s, "POST", path, &rc).await?;
+    ensure!(code == 201, "{created}");
+    let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "rc", "namespace": "default", "resourceVersion": "0"}, "spec": {"replicas": 3}});
+    let (code, scaled) = send(&s, "PUT", &format!("{path}/rc/scale"), &scale).await?;
+    ensure!(code == 200 && scaled["spec"]["replicas"] == 3, "{code} {scaled}");
+    Ok(())
+}
+
+with_each_kubectl!(server_side_dry_runs_change_nothing, resource_version_zero_is_no_precondition,);
