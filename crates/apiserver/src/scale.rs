@@ -6,10 +6,10 @@ use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
-use crate::registry::Place;
 use crate::registry::meta::metadata;
 use crate::registry::selector::selector_string;
 use crate::registry::update_precondition;
+use crate::registry::{Place, decode, stores_as};
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
@@ -93,7 +93,8 @@ pub async fn write(
 ) -> ApiResult<Response> {
     let place = Place::of(target);
     for _ in 0..8 {
-        let (mut object, revision) = api.objects.get(place).await?;
+        let stored = api.objects.get_raw(place).await?;
+        let (mut object, revision) = (decode(target.info, &stored)?, stored.mod_revision);
         let current = scale_of(target.info, &object);
         let wanted = if req.method == http::Method::PATCH {
             let content_type = req
@@ -164,6 +165,11 @@ pub async fn write(
             let generation =
                 metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(generation);
+        } else if stores_as(target.info, &stored, &object)?
+            && crate::storage::changes_nothing(api, place, &stored).await?
+        {
+            // The replicas asked for already: nothing is written (upstream's no-op update).
+            return Ok(json_response(StatusCode::OK, &current));
         }
         match api.objects.replace(place, object, revision, dry_run).await {
             Ok(updated) => {

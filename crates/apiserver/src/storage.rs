@@ -95,7 +95,8 @@ pub type Written = (StatusCode, Value, Vec<String>);
 /// Upstream's `GuaranteedUpdate`: read the stored object, compute the new one from it
 /// with `next` (the body and how to check it), write it if nothing changed in between,
 /// and start again after a lost race — unless the client named the resourceVersion it
-/// expects.
+/// expects. An update that would store the same bytes is not written (see
+/// [`changes_nothing`]): the stored object is the answer.
 pub async fn update<F>(
     api: &ApiServer,
     writer: &Writer<'_>,
@@ -113,13 +114,17 @@ where
         .caches
         .ready(&info.storage_prefix())
         .and_then(|cache| cache.get(&place.key()))
-        .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv.mod_revision)));
+        .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv)));
     for _ in 0..RETRIES {
         let from_cache = cached.is_some();
-        let (old, revision) = match cached.take() {
+        let (old, stored) = match cached.take() {
             Some(found) => found,
-            None => api.objects.get(place).await?,
+            None => {
+                let kv = api.objects.get_raw(place).await?;
+                (registry::decode(info, &kv)?, std::sync::Arc::new(kv))
+            }
         };
+        let revision = stored.mod_revision;
         let (body, check) = next(&old)?;
         let wanted = update_precondition(&body)?;
         if wanted.is_some_and(|w| w != revision) {
@@ -146,6 +151,16 @@ where
             crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
         }
         crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
+        crate::apply::ignore_time_only_changes(&old, &mut object);
+        if !finalizing(&object) && registry::stores_as(info, &stored, &object)? {
+            if from_cache {
+                // Nothing to write, if the cache's copy is current: the store says.
+                continue;
+            }
+            if changes_nothing(api, place, &stored).await? {
+                return Ok((StatusCode::OK, old, warnings));
+            }
+        }
         match write_update(api, place, &old, object, revision, writer.dry_run).await {
             Err(e) if e.is_conflict() && (wanted.is_none() || from_cache) => continue,
             Ok((code, object)) => return Ok((code, object, warnings)),
@@ -166,11 +181,7 @@ async fn write_update(
     dry_run: bool,
 ) -> ApiResult<(StatusCode, Value)> {
     let hooks = hooks(place.info);
-    let finalizing = metadata(&object).contains_key("deletionTimestamp")
-        && metadata(&object).get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-        && metadata(&object).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
-            == 0;
-    if finalizing {
+    if finalizing(&object) {
         api.objects.remove(place, revision, dry_run).await?;
         if let Some(hooks) = hooks.filter(|_| !dry_run) {
             hooks.after_delete(api, old).await;
@@ -194,6 +205,28 @@ async fn write_update(
             }
             Err(e)
         }
+    }
+}
+
+/// An object being deleted whose last finalizer went away: an update deletes it.
+fn finalizing(object: &Value) -> bool {
+    let meta = metadata(object);
+    meta.contains_key("deletionTimestamp")
+        && meta.get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+}
+
+/// Whether an update that would store the same bytes as `stored` (read from the store,
+/// not the cache) has nothing to write. It still has when the bytes are encrypted with
+/// a key the configuration no longer writes with (upstream's stale data).
+pub async fn changes_nothing(
+    api: &ApiServer,
+    place: Place<'_>,
+    stored: &keelson_store::KeyValue,
+) -> ApiResult<bool> {
+    match api.stored_stale(stored).await {
+        Ok(stale) => Ok(!stale),
+        Err(e) => Err(place.store_error(e)),
     }
 }
 

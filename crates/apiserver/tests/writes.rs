@@ -1,5 +1,6 @@
 //! What a write does and does not do, as upstream's generic store decides it: server-side
-//! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing, and
+//! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing, writes
+//! that change nothing store nothing (the resource version stays), and
 //! `resourceVersion: "0"` on a replace is no precondition.
 
 mod common;
@@ -12,6 +13,13 @@ async fn send(s: &TestServer, method: &str, path: &str, body: &Value) -> Result<
     let (code, text) =
         s.curl(method, path, Some(&body.to_string()), "application/json", true).await?;
     Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+async fn resource_version(s: &TestServer, what: &[&str]) -> Result<String> {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend_from_slice(&["-o", "jsonpath={.metadata.resourceVersion}"]);
+    s.ok(&args).await
 }
 
 fn pod(name: &str) -> Value {
@@ -104,6 +112,49 @@ async fn server_side_dry_runs_change_nothing(s: TestServer) -> Result<()> {
     Ok(())
 }
 
+async fn writes_that_change_nothing_store_nothing(s: TestServer) -> Result<()> {
+    s.ok(&["create", "configmap", "nop", "--from-literal=a=b"]).await?;
+    let before = resource_version(&s, &["configmap", "nop"]).await?;
+    let out = s.ok(&["patch", "configmap", "nop", "-p", r#"{"data":{"a":"b"}}"#]).await?;
+    ensure!(out.trim() == "configmap/nop patched (no change)", "{out}");
+    ensure!(resource_version(&s, &["configmap", "nop"]).await? == before);
+    // A replace with the object as read, and an update through the status subresource.
+    let read = s.ok(&["get", "configmap", "nop", "-o", "json"]).await?;
+    s.kubectl_in(&["replace", "-f", "-"], Some(&read)).await?;
+    ensure!(resource_version(&s, &["configmap", "nop"]).await? == before);
+    let deployment = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+"#;
+    // Applying the same configuration again, with its managedFields time and all.
+    for _ in 0..2 {
+        let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(deployment)).await?;
+        ensure!(out.ok, "{}", out.stderr);
+    }
+    let applied = resource_version(&s, &["deployment", "web"]).await?;
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(deployment)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    ensure!(resource_version(&s, &["deployment", "web"]).await? == applied);
+    s.ok(&["scale", "deployment", "web", "--replicas=2"]).await?;
+    ensure!(resource_version(&s, &["deployment", "web"]).await? == applied);
+    let status = r#"{"status":{"replicas":0}}"#;
+    s.ok(&["patch", "deployment", "web", "--subresource=status", "-p", status]).await?;
+    let written = resource_version(&s, &["deployment", "web"]).await?;
+    let out = s.ok(&["patch", "deployment", "web", "--subresource=status", "-p", status]).await?;
+    ensure!(out.trim() == "deployment.apps/web patched (no change)", "{out}");
+    ensure!(resource_version(&s, &["deployment", "web"]).await? == written);
+    // A real change is written.
+    s.ok(&["patch", "configmap", "nop", "-p", r#"{"data":{"a":"c"}}"#]).await?;
+    ensure!(resource_version(&s, &["configmap", "nop"]).await? != before);
+    Ok(())
+}
+
 async fn resource_version_zero_is_no_precondition(s: TestServer) -> Result<()> {
     s.ok(&["create", "configmap", "rv", "--from-literal=a=b"]).await?;
     let replace = |rv: &str, value: &str| {
@@ -132,4 +183,8 @@ async fn resource_version_zero_is_no_precondition(s: TestServer) -> Result<()> {
     Ok(())
 }
 
-with_each_kubectl!(server_side_dry_runs_change_nothing, resource_version_zero_is_no_precondition,);
+with_each_kubectl!(
+    server_side_dry_runs_change_nothing,
+    writes_that_change_nothing_store_nothing,
+    resource_version_zero_is_no_precondition,
+);
