@@ -57,6 +57,11 @@ pub async fn create(
     strategy.set_creator(&mut body, writer.user);
     let mut warnings = Vec::new();
     let mut object = prepare_create(info, namespace, body, check, &mut warnings)?;
+    // Ownership is recorded before admission, as upstream's: what admission adds (a
+    // token volume, tolerations, a priority) belongs to no manager.
+    if let Some(manager) = &writer.manager {
+        crate::apply::track_update(info, "", manager, None, &mut object);
+    }
     let name = meta::name(&object).unwrap_or_default().to_owned();
     let admission = Attributes {
         user: writer.user,
@@ -69,9 +74,6 @@ pub async fn create(
         dry_run: writer.dry_run,
     };
     warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
-    if let Some(manager) = &writer.manager {
-        crate::apply::track_update(info, "", manager, None, &mut object);
-    }
     crate::auth::escalation::check(api, writer.user, info, None, &object).await?;
     let place = Place { info, namespace, name: &name };
     let undo = match hooks(info) {
@@ -135,6 +137,11 @@ where
         }
         let mut warnings = Vec::new();
         let mut object = prepare_update(info, &old, body, subresource, &check, &mut warnings)?;
+        // Before admission, as on create.
+        if let Some(manager) = &writer.manager {
+            let sub = subresource.unwrap_or("");
+            crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
+        }
         let admission = Attributes {
             user: writer.user,
             info,
@@ -146,10 +153,6 @@ where
             dry_run: writer.dry_run,
         };
         warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
-        if let Some(manager) = &writer.manager {
-            let sub = subresource.unwrap_or("");
-            crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
-        }
         crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
         crate::apply::ignore_time_only_changes(&old, &mut object);
         if !finalizing(&object) && registry::stores_as(info, &stored, &object)? {
