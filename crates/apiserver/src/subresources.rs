@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::registry::meta::metadata;
-use crate::registry::{Place, typed};
+use crate::registry::{Place, decode, stores_as, typed};
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
@@ -148,7 +148,8 @@ async fn finalize_namespace(
     typed::check_shape(target.info, &body)?;
     let place = Place::of(target);
     for _ in 0..RETRIES {
-        let (mut namespace, revision) = api.objects.get(place).await?;
+        let stored = api.objects.get_raw(place).await?;
+        let (mut namespace, revision) = (decode(target.info, &stored)?, stored.mod_revision);
         namespace["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
         if namespace["spec"]["finalizers"].is_null() {
             namespace["spec"]["finalizers"] = json!([]);
@@ -159,6 +160,13 @@ async fn finalize_namespace(
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
             && metadata(&namespace).contains_key("deletionTimestamp");
+        if !done
+            && stores_as(target.info, &stored, &namespace)?
+            && crate::storage::changes_nothing(api, place, &stored).await?
+        {
+            // The finalizers it has already: nothing is written (upstream's no-op update).
+            return Ok(respond(req, target.info, StatusCode::OK, &namespace));
+        }
         let result = if done {
             api.objects.remove(place, revision, dry_run).await.map(|()| namespace)
         } else {

@@ -149,6 +149,12 @@ spec:
     let out = s.ok(&["patch", "deployment", "web", "--subresource=status", "-p", status]).await?;
     ensure!(out.trim() == "deployment.apps/web patched (no change)", "{out}");
     ensure!(resource_version(&s, &["deployment", "web"]).await? == written);
+    // So do a namespace's finalizers put back as they are.
+    let namespace = resource_version(&s, &["namespace", "default"]).await?;
+    let finalizers = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"},
+        "spec": {"finalizers": ["kubernetes"]}});
+    let (code, put) = send(&s, "PUT", "/api/v1/namespaces/default/finalize", &finalizers).await?;
+    ensure!(code == 200 && put["metadata"]["resourceVersion"] == namespace.as_str(), "{put}");
     // A real change is written.
     s.ok(&["patch", "configmap", "nop", "-p", r#"{"data":{"a":"c"}}"#]).await?;
     ensure!(resource_version(&s, &["configmap", "nop"]).await? != before);
