@@ -139,6 +139,15 @@ impl ApiServer {
     pub fn registry(&self) -> Arc<Registry> {
         self.custom.registry()
     }
+
+    /// Whether `kv`, read from the store, is encrypted otherwise than a write would
+    /// encrypt it now ([`encryption::stale`]); never without an encryption configuration.
+    async fn stored_stale(&self, kv: &keelson_store::KeyValue) -> keelson_store::Result<bool> {
+        match &self.encryption {
+            Some((encryption, raw)) => encryption::stale(encryption, raw.as_ref(), kv).await,
+            None => Ok(false),
+        }
+    }
 }
 
 /// A running server; dropping it does not stop it, [`Running::shutdown`] does.

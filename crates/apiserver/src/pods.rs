@@ -39,6 +39,7 @@ pub async fn bind(
     req: &Request,
     namespace: &str,
     name: Option<&str>,
+    dry_run: bool,
 ) -> ApiResult<Response> {
     let binding =
         typed::decode_body(Typed::of::<Binding>(), "", "v1", "Binding", &req.json_body()?)?;
@@ -85,7 +86,7 @@ pub async fn bind(
             }
         }
         set_condition(&mut pod, "PodScheduled", "True");
-        match api.objects.replace(place, pod, revision, false).await {
+        match api.objects.replace(place, pod, revision, dry_run).await {
             Ok(_) => return Ok(success(StatusCode::CREATED)),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
@@ -148,7 +149,8 @@ pub async fn evict(
     if meta::name(&eviction) != Some(name) {
         return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
     }
-    let delete_options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
+    let mut delete_options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
+    let evict_dry_run = propagate_dry_run(&mut delete_options, dry_run)?;
     let info = pods()?;
     let admission = crate::admission::Attributes {
         user: &req.user,
@@ -166,16 +168,16 @@ pub async fn evict(
     if !can_ignore_budget(&pod) {
         let budgets = matching_budgets(api, namespace, &pod).await?;
         if budgets.len() > 1 {
-            let mut error = ApiError::internal("");
-            error.message = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into();
-            return Err(error);
+            return Err(ApiError::plain(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
         }
         if let Some(budget) = budgets.into_iter().next() {
             let desired = budget["status"]["desiredHealthy"].as_i64().unwrap_or(0);
             let healthy = budget["status"]["currentHealthy"].as_i64().unwrap_or(0);
             // An unready pod does not count as healthy: evicting it costs the budget nothing.
             if !(!is_ready(&pod) && healthy >= desired && desired > 0) {
-                decrement_budget(api, namespace, name, budget, dry_run).await?;
+                decrement_budget(api, namespace, name, budget, evict_dry_run).await?;
             }
         }
     }
@@ -183,9 +185,35 @@ pub async fn evict(
     if options.pointer("/preconditions/resourceVersion").is_none() && !can_ignore_budget(&pod) {
         options["preconditions"]["resourceVersion"] = json!(revision.to_string());
     }
-    let options = DeleteOptions::from_value(&options, |_| None)?;
-    storage::delete(api, place, &options, dry_run).await?;
+    let options = DeleteOptions::from_value(&options)?;
+    storage::delete(api, place, &options).await?;
     Ok(success(StatusCode::CREATED))
+}
+
+/// Upstream's `propagateDryRun`: the request's `dryRun` (`query`) and its Eviction's
+/// `deleteOptions.dryRun` must agree when both are given; either makes the eviction a dry
+/// run. Leaves `options.dryRun` as `["All"]` or absent; returns whether it is one.
+fn propagate_dry_run(options: &mut Value, query: bool) -> ApiResult<bool> {
+    let given: Vec<String> = options["dryRun"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or("").to_owned())
+        .collect();
+    if query && !given.is_empty() && given != ["All"] {
+        return Err(ApiError::plain(format!(
+            "Non-matching dry-run options in request and content: [All] and [{}]",
+            given.join(" ")
+        )));
+    }
+    let dry_run = query || !given.is_empty();
+    if let Some(options) = options.as_object_mut() {
+        options.remove("dryRun");
+        if dry_run {
+            options.insert("dryRun".into(), json!(["All"]));
+        }
+    }
+    Ok(dry_run)
 }
 
 async fn matching_budgets(api: &ApiServer, namespace: &str, pod: &Value) -> ApiResult<Vec<Value>> {

@@ -34,14 +34,17 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
     }
     no_impossible_names(&target)?;
-    let dry_run = match req.param("dryRun") {
+    // The options of create, update and patch come from the query alone; a delete's from
+    // its body when it has one (`delete_options`).
+    let dry_run = match verb {
+        "create" => Some("CreateOptions"),
+        "update" => Some("UpdateOptions"),
+        "patch" => Some("PatchOptions"),
+        _ => None,
+    };
+    let dry_run = match dry_run {
+        Some(kind) => storage::dry_run(kind, req.param("dryRun").as_slice())?,
         None => false,
-        Some("All") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "dryRun: unsupported value {other:?}, supported values: \"All\""
-            )));
-        }
     };
     let write =
         Write { dry_run, validation: FieldValidation::parse(req.param("fieldValidation"))? };
@@ -64,8 +67,8 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             Err(ApiError::method_not_supported(target.info.group, target.info.plural, "create"))
         }
         ("create", None) => create(api, &req, &target, write).await,
-        ("delete", None) => delete(api, &req, &target, dry_run).await,
-        ("deletecollection", None) => delete_collection(api, &req, &target, dry_run).await,
+        ("delete", None) => delete(api, &req, &target).await,
+        ("deletecollection", None) => delete_collection(api, &req, &target).await,
         (verb, Some(sub)) => Err(ApiError::method_not_supported(
             target.info.group,
             &format!("{}/{sub}", target.info.plural),
@@ -313,20 +316,19 @@ async fn apply(
     }
 }
 
-/// The request's `DeleteOptions`: its body, else its query.
+/// The request's `DeleteOptions`: its body if it has one, else its query (upstream reads
+/// one or the other, never both).
 fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
-    let body =
-        if req.body.is_empty() { json!({}) } else { DeleteOptions::decode(&req.json_body()?)? };
-    DeleteOptions::from_value(&body, |name| req.param(name))
+    if req.body.is_empty() {
+        DeleteOptions::from_query(|name| req.param(name))
+    } else {
+        DeleteOptions::from_value(&DeleteOptions::decode(&req.json_body()?)?)
+    }
 }
 
-async fn delete(
-    api: &ApiServer,
-    req: &Request,
-    target: &Target,
-    dry_run: bool,
-) -> ApiResult<Response> {
+async fn delete(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
     let name = target.name.as_deref().unwrap_or("");
+    let options = delete_options(req)?;
     let admission = crate::admission::Attributes {
         user: &req.user,
         info: target.info,
@@ -335,11 +337,10 @@ async fn delete(
         subresource: "",
         operation: crate::admission::Operation::Delete,
         old: None,
-        dry_run,
+        dry_run: options.dry_run,
     };
     let warnings = crate::admission::admit_delete(api, &admission).await?;
-    let options = delete_options(req)?;
-    let (code, object) = storage::delete(api, Place::of(target), &options, dry_run).await?;
+    let (code, object) = storage::delete(api, Place::of(target), &options).await?;
     let strategy = strategy::for_resource(target.info);
     if code == StatusCode::ACCEPTED || strategy.return_deleted_object() {
         return Ok(with_warnings(respond(req, target.info, code, &object), &warnings));
@@ -352,16 +353,11 @@ async fn delete(
     Ok(with_warnings(json_response(code, &status), &warnings))
 }
 
-async fn delete_collection(
-    api: &ApiServer,
-    req: &Request,
-    target: &Target,
-    dry_run: bool,
-) -> ApiResult<Response> {
+async fn delete_collection(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
     let info = target.info;
     let options = delete_options(req)?;
     let page = list::read_page(api, req, target).await?;
-    let deleted = storage::delete_each(api, info, page.items, &options, dry_run).await?;
+    let deleted = storage::delete_each(api, info, page.items, &options).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": { "resourceVersion": page.revision.to_string() }, "items": deleted }),

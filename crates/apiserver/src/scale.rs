@@ -7,9 +7,9 @@ use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::meta::metadata;
-use crate::registry::Place;
-use crate::registry::resource_version;
 use crate::registry::selector::selector_string;
+use crate::registry::update_precondition;
+use crate::registry::{Place, decode, stores_as};
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
@@ -93,7 +93,8 @@ pub async fn write(
 ) -> ApiResult<Response> {
     let place = Place::of(target);
     for _ in 0..8 {
-        let (mut object, revision) = api.objects.get(place).await?;
+        let stored = api.objects.get_raw(place).await?;
+        let (mut object, revision) = (decode(target.info, &stored)?, stored.mod_revision);
         let current = scale_of(target.info, &object);
         let wanted = if req.method == http::Method::PATCH {
             let content_type = req
@@ -121,7 +122,8 @@ pub async fn write(
             "Scale",
             &wanted,
         )?;
-        if resource_version(&wanted).is_some_and(|rv| rv != revision) {
+        let precondition = update_precondition(&wanted)?;
+        if precondition.is_some_and(|rv| rv != revision) {
             return Err(ApiError::modified(target.info.group, target.info.plural, place.name));
         }
         let replicas = match wanted["spec"]["replicas"].as_i64() {
@@ -163,12 +165,17 @@ pub async fn write(
             let generation =
                 metadata(&object).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(generation);
+        } else if stores_as(target.info, &stored, &object)?
+            && crate::storage::changes_nothing(api, place, &stored).await?
+        {
+            // The replicas asked for already: nothing is written (upstream's no-op update).
+            return Ok(json_response(StatusCode::OK, &current));
         }
         match api.objects.replace(place, object, revision, dry_run).await {
             Ok(updated) => {
                 return Ok(json_response(StatusCode::OK, &scale_of(target.info, &updated)));
             }
-            Err(e) if e.is_conflict() && resource_version(&wanted).is_none() => continue,
+            Err(e) if e.is_conflict() && precondition.is_none() => continue,
             Err(e) => return Err(e),
         }
     }

@@ -39,6 +39,17 @@ impl Cause {
         }
     }
 
+    /// `Unsupported value: <shown>: supported values: "a", "b"` (`shown` as Go prints
+    /// the value).
+    pub fn not_supported(field: &str, shown: &str, supported: &[&str]) -> Self {
+        let listed: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        Cause {
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {shown}: supported values: {}", listed.join(", ")),
+            field: field.to_owned(),
+        }
+    }
+
     pub fn forbidden(field: &str, detail: &str) -> Self {
         Cause {
             reason: "FieldValueForbidden",
@@ -257,6 +268,12 @@ impl ApiError {
             Reason::InternalError,
             format!("Internal error occurred: {message}"),
         )
+    }
+
+    /// What upstream answers for a plain Go error out of its storage code (not a
+    /// Status of its own): 500 with the error's message alone.
+    pub fn plain(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, Reason::InternalError, message)
     }
 
     pub fn unavailable(message: impl std::fmt::Display) -> Self {

@@ -19,7 +19,7 @@ use crate::meta::{self, metadata, metadata_mut};
 use crate::registry::hooks::Hooks;
 use crate::registry::strategy;
 use crate::registry::typed::BodyCheck;
-use crate::registry::{self, Place, prepare_create, prepare_update, resource_version};
+use crate::registry::{self, Place, prepare_create, prepare_update, update_precondition};
 use crate::request::User;
 use crate::status::{ApiError, ApiResult, Cause};
 
@@ -57,6 +57,11 @@ pub async fn create(
     strategy.set_creator(&mut body, writer.user);
     let mut warnings = Vec::new();
     let mut object = prepare_create(info, namespace, body, check, &mut warnings)?;
+    // Ownership is recorded before admission, as upstream's: what admission adds (a
+    // token volume, tolerations, a priority) belongs to no manager.
+    if let Some(manager) = &writer.manager {
+        crate::apply::track_update(info, "", manager, None, &mut object);
+    }
     let name = meta::name(&object).unwrap_or_default().to_owned();
     let admission = Attributes {
         user: writer.user,
@@ -69,9 +74,6 @@ pub async fn create(
         dry_run: writer.dry_run,
     };
     warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
-    if let Some(manager) = &writer.manager {
-        crate::apply::track_update(info, "", manager, None, &mut object);
-    }
     crate::auth::escalation::check(api, writer.user, info, None, &object).await?;
     let place = Place { info, namespace, name: &name };
     let undo = match hooks(info) {
@@ -95,7 +97,8 @@ pub type Written = (StatusCode, Value, Vec<String>);
 /// Upstream's `GuaranteedUpdate`: read the stored object, compute the new one from it
 /// with `next` (the body and how to check it), write it if nothing changed in between,
 /// and start again after a lost race — unless the client named the resourceVersion it
-/// expects.
+/// expects. An update that would store the same bytes is not written (see
+/// [`changes_nothing`]): the stored object is the answer.
 pub async fn update<F>(
     api: &ApiServer,
     writer: &Writer<'_>,
@@ -113,15 +116,19 @@ where
         .caches
         .ready(&info.storage_prefix())
         .and_then(|cache| cache.get(&place.key()))
-        .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv.mod_revision)));
+        .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv)));
     for _ in 0..RETRIES {
         let from_cache = cached.is_some();
-        let (old, revision) = match cached.take() {
+        let (old, stored) = match cached.take() {
             Some(found) => found,
-            None => api.objects.get(place).await?,
+            None => {
+                let kv = api.objects.get_raw(place).await?;
+                (registry::decode(info, &kv)?, std::sync::Arc::new(kv))
+            }
         };
+        let revision = stored.mod_revision;
         let (body, check) = next(&old)?;
-        let wanted = resource_version(&body);
+        let wanted = update_precondition(&body)?;
         if wanted.is_some_and(|w| w != revision) {
             if from_cache {
                 continue;
@@ -130,6 +137,11 @@ where
         }
         let mut warnings = Vec::new();
         let mut object = prepare_update(info, &old, body, subresource, &check, &mut warnings)?;
+        // Before admission, as on create.
+        if let Some(manager) = &writer.manager {
+            let sub = subresource.unwrap_or("");
+            crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
+        }
         let admission = Attributes {
             user: writer.user,
             info,
@@ -141,11 +153,17 @@ where
             dry_run: writer.dry_run,
         };
         warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
-        if let Some(manager) = &writer.manager {
-            let sub = subresource.unwrap_or("");
-            crate::apply::track_update(info, sub, manager, Some(&old), &mut object);
-        }
         crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
+        crate::apply::ignore_time_only_changes(&old, &mut object);
+        if !finalizing(&object) && registry::stores_as(info, &stored, &object)? {
+            if from_cache {
+                // Nothing to write, if the cache's copy is current: the store says.
+                continue;
+            }
+            if changes_nothing(api, place, &stored).await? {
+                return Ok((StatusCode::OK, old, warnings));
+            }
+        }
         match write_update(api, place, &old, object, revision, writer.dry_run).await {
             Err(e) if e.is_conflict() && (wanted.is_none() || from_cache) => continue,
             Ok((code, object)) => return Ok((code, object, warnings)),
@@ -166,11 +184,7 @@ async fn write_update(
     dry_run: bool,
 ) -> ApiResult<(StatusCode, Value)> {
     let hooks = hooks(place.info);
-    let finalizing = metadata(&object).contains_key("deletionTimestamp")
-        && metadata(&object).get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-        && metadata(&object).get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0)
-            == 0;
-    if finalizing {
+    if finalizing(&object) {
         api.objects.remove(place, revision, dry_run).await?;
         if let Some(hooks) = hooks.filter(|_| !dry_run) {
             hooks.after_delete(api, old).await;
@@ -197,12 +211,55 @@ async fn write_update(
     }
 }
 
-/// `DeleteOptions`, from a request's body or query.
+/// An object being deleted whose last finalizer went away: an update deletes it.
+fn finalizing(object: &Value) -> bool {
+    let meta = metadata(object);
+    meta.contains_key("deletionTimestamp")
+        && meta.get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        && meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+}
+
+/// Whether an update that would store the same bytes as `stored` (read from the store,
+/// not the cache) has nothing to write. It still has when the bytes are encrypted with
+/// a key the configuration no longer writes with (upstream's stale data).
+pub async fn changes_nothing(
+    api: &ApiServer,
+    place: Place<'_>,
+    stored: &keelson_store::KeyValue,
+) -> ApiResult<bool> {
+    match api.stored_stale(stored).await {
+        Ok(stale) => Ok(!stale),
+        Err(e) => Err(place.store_error(e)),
+    }
+}
+
+/// Whether a request with options of kind `kind` (`CreateOptions`, `DeleteOptions`, …)
+/// and these `dryRun` values is a dry run: any value makes it one.
+pub fn dry_run(kind: &str, values: &[&str]) -> ApiResult<bool> {
+    match dry_run_cause(values) {
+        None => Ok(!values.is_empty()),
+        Some(cause) => Err(ApiError::invalid("meta.k8s.io", kind, "", vec![cause])),
+    }
+}
+
+/// Upstream's `ValidateDryRun`: each value is `All`.
+fn dry_run_cause(values: &[&str]) -> Option<Cause> {
+    if values.iter().all(|v| *v == "All") {
+        return None;
+    }
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    let shown = format!("[]string{{{}}}", quoted.join(", "));
+    Some(Cause::not_supported("dryRun", &shown, &["All"]))
+}
+
+/// `DeleteOptions`, from a request's body or its query.
 pub struct DeleteOptions {
     grace_period: Option<i64>,
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    /// Nothing is deleted or changed: the answer is what would have been.
+    pub dry_run: bool,
 }
 
 impl DeleteOptions {
@@ -217,51 +274,84 @@ impl DeleteOptions {
         )
     }
 
-    /// From a decoded `DeleteOptions` object, falling back to `param` (the query) for
-    /// what it lacks.
-    pub fn from_value<'p>(
-        body: &Value,
-        param: impl Fn(&str) -> Option<&'p str>,
-    ) -> ApiResult<Self> {
-        let grace_period = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
-            Some(g) => Some(g),
-            None => param("gracePeriodSeconds").and_then(|g| g.parse().ok()),
-        };
-        let propagation = body
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| param("propagationPolicy").map(str::to_owned));
-        if let Some(p) = &propagation
-            && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
-        {
-            return Err(ApiError::invalid(
-                "",
-                "DeleteOptions",
-                "",
-                vec![Cause {
-                    reason: "FieldValueNotSupported",
-                    message: format!(
-                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    ),
-                    field: "propagationPolicy".into(),
-                }],
+    /// From the query of a request without a body (`param` reads it): the same fields,
+    /// as upstream's parameter codec converts them.
+    pub fn from_query<'p>(param: impl Fn(&str) -> Option<&'p str>) -> ApiResult<Self> {
+        let mut options = json!({});
+        if let Some(grace) = param("gracePeriodSeconds") {
+            let grace: i64 = grace.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "strconv.ParseInt: parsing {grace:?}: invalid syntax"
+                ))
+            })?;
+            options["gracePeriodSeconds"] = json!(grace);
+        }
+        if let Some(orphan) = param("orphanDependents") {
+            let orphan = match orphan {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "strconv.ParseBool: parsing {other:?}: invalid syntax"
+                    )));
+                }
+            };
+            options["orphanDependents"] = json!(orphan);
+        }
+        if let Some(policy) = param("propagationPolicy") {
+            options["propagationPolicy"] = json!(policy);
+        }
+        if let Some(dry_run) = param("dryRun") {
+            options["dryRun"] = json!([dry_run]);
+        }
+        Self::from_value(&options)
+    }
+
+    /// From a decoded `DeleteOptions` object, checked as upstream's
+    /// `ValidateDeleteOptions` checks it.
+    pub fn from_value(body: &Value) -> ApiResult<Self> {
+        let propagation = body.get("propagationPolicy").and_then(Value::as_str);
+        let orphan = body.get("orphanDependents").and_then(Value::as_bool);
+        let mut causes = Vec::new();
+        if let (Some(p), Some(_)) = (propagation, orphan) {
+            causes.push(Cause::invalid(
+                "propagationPolicy",
+                &json!(p),
+                "orphanDependents and deletionPropagation cannot be both set",
             ));
         }
-        let orphan = body
-            .get("orphanDependents")
-            .and_then(Value::as_bool)
-            .or_else(|| param("orphanDependents").map(|o| o == "true"));
+        if let Some(p) = propagation
+            && !["Orphan", "Background", "Foreground"].contains(&p)
+        {
+            causes.push(Cause::not_supported(
+                "propagationPolicy",
+                &format!("{p:?}"),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ));
+        }
+        let dry_run_values: Vec<&str> = body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap_or(""))
+            .collect();
+        causes.extend(dry_run_cause(&dry_run_values));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", causes));
+        }
         let propagation = propagation
+            .map(str::to_owned)
             .or_else(|| orphan.map(|o| if o { "Orphan".into() } else { "Background".into() }));
         Ok(DeleteOptions {
-            grace_period,
+            grace_period: body.get("gracePeriodSeconds").and_then(Value::as_i64),
             propagation,
             uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
             resource_version: body
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            dry_run: !dry_run_values.is_empty(),
         })
     }
 }
@@ -272,8 +362,8 @@ pub async fn delete(
     api: &ApiServer,
     place: Place<'_>,
     options: &DeleteOptions,
-    dry_run: bool,
 ) -> ApiResult<(StatusCode, Value)> {
+    let dry_run = options.dry_run;
     let info = place.info;
     let strategy = strategy::for_resource(info);
     for _ in 0..RETRIES {
@@ -359,14 +449,13 @@ pub async fn delete_each(
     info: &'static ResourceInfo,
     objects: Vec<Value>,
     options: &DeleteOptions,
-    dry_run: bool,
 ) -> ApiResult<Vec<Value>> {
     let mut deleted = Vec::new();
     for object in objects {
         let name = meta::name(&object).unwrap_or_default().to_owned();
         let namespace = meta::str_field(&object, "namespace").map(str::to_owned);
         let place = Place { info, namespace: namespace.as_deref(), name: &name };
-        match delete(api, place, options, dry_run).await {
+        match delete(api, place, options).await {
             Ok((_, object)) => deleted.push(object),
             Err(e) if e.code == StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),
@@ -379,4 +468,53 @@ fn deletion_time(grace: i64) -> String {
     use keelson_api::k8s_openapi::jiff::SignedDuration;
     let now = meta::now_timestamp();
     meta::format_time(now.checked_add(SignedDuration::from_secs(grace)).unwrap_or(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_options_are_checked_as_upstream_checks_them() {
+        let message = |body: Value| DeleteOptions::from_value(&body).err().map(|e| e.message);
+        assert_eq!(
+            message(json!({"propagationPolicy": "Later"})).as_deref(),
+            Some(
+                r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Later": supported values: "Foreground", "Background", "Orphan", "nil""#
+            )
+        );
+        assert_eq!(
+            message(
+                json!({"propagationPolicy": "Orphan", "orphanDependents": true, "dryRun": ["x"]})
+            )
+            .as_deref(),
+            Some(
+                r#"DeleteOptions.meta.k8s.io "" is invalid: [propagationPolicy: Invalid value: "Orphan": orphanDependents and deletionPropagation cannot be both set, dryRun: Unsupported value: []string{"x"}: supported values: "All"]"#
+            )
+        );
+        let options =
+            DeleteOptions::from_value(&json!({"dryRun": ["All"], "orphanDependents": false}))
+                .expect("valid");
+        assert!(options.dry_run);
+        assert_eq!(options.propagation.as_deref(), Some("Background"));
+        // A query is read only when there is no body, with the codec's conversions.
+        let query = |q: &'static [(&'static str, &'static str)]| {
+            DeleteOptions::from_query(move |name| {
+                q.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+            })
+        };
+        assert!(
+            query(&[("dryRun", "All"), ("gracePeriodSeconds", "5")])
+                .is_ok_and(|o| o.dry_run && o.grace_period == Some(5))
+        );
+        assert_eq!(
+            query(&[("orphanDependents", "T")]).ok().and_then(|o| o.propagation).as_deref(),
+            Some("Orphan")
+        );
+        assert_eq!(
+            query(&[("gracePeriodSeconds", "soon")]).err().map(|e| e.code),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert!(!query(&[]).is_ok_and(|o| o.dry_run));
+    }
 }

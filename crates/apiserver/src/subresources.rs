@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::ApiServer;
 use crate::answer::respond;
 use crate::meta::metadata;
-use crate::registry::{Place, typed};
+use crate::registry::{Place, decode, stores_as, typed};
 use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult};
@@ -44,14 +44,16 @@ pub static HANDLERS: &[Registration] = &[
         resource: "pods",
         subresource: Some("binding"),
         verbs: &["create"],
-        handler: |api, req, t, _| Box::pin(pods::bind(api, req, namespace(t), t.name.as_deref())),
+        handler: |api, req, t, dry_run| {
+            Box::pin(pods::bind(api, req, namespace(t), t.name.as_deref(), dry_run))
+        },
     },
     Registration {
         group: "",
         resource: "bindings",
         subresource: None,
         verbs: &["create"],
-        handler: |api, req, t, _| Box::pin(pods::bind(api, req, namespace(t), None)),
+        handler: |api, req, t, dry_run| Box::pin(pods::bind(api, req, namespace(t), None, dry_run)),
     },
     Registration {
         group: "",
@@ -146,7 +148,8 @@ async fn finalize_namespace(
     typed::check_shape(target.info, &body)?;
     let place = Place::of(target);
     for _ in 0..RETRIES {
-        let (mut namespace, revision) = api.objects.get(place).await?;
+        let stored = api.objects.get_raw(place).await?;
+        let (mut namespace, revision) = (decode(target.info, &stored)?, stored.mod_revision);
         namespace["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
         if namespace["spec"]["finalizers"].is_null() {
             namespace["spec"]["finalizers"] = json!([]);
@@ -157,6 +160,13 @@ async fn finalize_namespace(
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
             && metadata(&namespace).contains_key("deletionTimestamp");
+        if !done
+            && stores_as(target.info, &stored, &namespace)?
+            && crate::storage::changes_nothing(api, place, &stored).await?
+        {
+            // The finalizers it has already: nothing is written (upstream's no-op update).
+            return Ok(respond(req, target.info, StatusCode::OK, &namespace));
+        }
         let result = if done {
             api.objects.remove(place, revision, dry_run).await.map(|()| namespace)
         } else {

@@ -298,3 +298,62 @@ async fn scaling_takes_over_replicas_through_the_scale_subresource() -> Result<(
     );
     Ok(())
 }
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: test-pod
+  labels:
+    name: test-pod-label
+spec:
+  containers:
+  - name: kubernetes-pause
+    image: registry.k8s.io/pause:3.10.1
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_pod_again_changes_nothing() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(POD)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let first: Value =
+        serde_json::from_str(&s.ok(&["get", "pod", "test-pod", "-o", "json"]).await?)?;
+    ensure!(first["spec"].get("initContainers").is_none(), "{}", first["spec"]);
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(POD)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let second: Value =
+        serde_json::from_str(&s.ok(&["get", "pod", "test-pod", "-o", "json"]).await?)?;
+    ensure!(second["metadata"]["generation"] == 1, "{}", second["metadata"]);
+    ensure!(second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]);
+    let diff = s.kubectl_in(&["diff", "--server-side", "-f", "-"], Some(POD)).await?;
+    ensure!(diff.ok && diff.stdout.is_empty(), "{}{}", diff.stdout, diff.stderr);
+    Ok(())
+}
+
+/// Upstream's `test/cmd` apply upgrade and downgrade on a pod: what admission added (the
+/// token volume, tolerations, the service account, the priority) belongs to no manager,
+/// so going back to the first configuration does not try to remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_additions_belong_to_no_manager() -> Result<()> {
+    let s = TestServer::start().await?;
+    let out = s.kubectl_in(&["apply", "-f", "-"], Some(POD)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "pod", "test-pod", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    let owned = live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].clone();
+    for added in ["f:serviceAccountName", "f:volumes", "f:tolerations", "f:priority"] {
+        ensure!(owned.get(added).is_none(), "{added} credited to the client: {owned}");
+    }
+    ensure!(owned["f:dnsPolicy"].is_object(), "defaults are the client's: {owned}");
+    let applied = POD.replace("test-pod-label", "test-pod-applied");
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&applied)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(POD)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s.kubectl_in(&["apply", "-f", "-"], Some(&applied)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let label = s.ok(&["get", "pod", "test-pod", "-o", "jsonpath={.metadata.labels.name}"]).await?;
+    ensure!(label == "test-pod-applied", "{label}");
+    Ok(())
+}

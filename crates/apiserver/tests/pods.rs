@@ -140,3 +140,25 @@ async fn review_kinds_are_never_stored() -> Result<()> {
     ensure!(code == 405, "{code} {body}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_without_a_source_is_an_empty_dir() -> Result<()> {
+    let s = TestServer::start().await?;
+    let manifest = r#"apiVersion: v1
+kind: Pod
+metadata: {name: scratch}
+spec:
+  containers:
+  - {name: c, image: busybox, volumeMounts: [{name: v, mountPath: /scratch}]}
+  volumes:
+  - name: v
+"#;
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let volume = s
+        .ok(&["get", "pod", "scratch", "-o", "jsonpath={.spec.volumes[?(@.name==\"v\")]}"])
+        .await?;
+    let volume: Value = serde_json::from_str(&volume)?;
+    ensure!(volume == json!({"name": "v", "emptyDir": {}}), "{volume}");
+    Ok(())
+}

@@ -134,7 +134,9 @@ pub fn apply_defaults(range: &Value, pod: &mut Value) -> bool {
     }
     let mut notes: Vec<String> = Vec::new();
     for (list, what) in [("containers", "container"), ("initContainers", "init container")] {
-        for container in pod["spec"][list].as_array_mut().into_iter().flatten() {
+        // Through `get_mut`: indexing would add the lists a pod does not have, as nulls.
+        let containers = pod.get_mut("spec").and_then(|spec| spec.get_mut(list));
+        for container in containers.and_then(Value::as_array_mut).into_iter().flatten() {
             let name = container["name"].as_str().unwrap_or("").to_owned();
             let mut set = |field: &str, defaults: &serde_json::Map<String, Value>| {
                 let mut names = Vec::new();
@@ -314,6 +316,9 @@ mod tests {
             "defaultRequest": { "cpu": "250m", "memory": "64Mi" },
         }]));
         let mut p = pod(json!({ "limits": { "memory": "256Mi" } }));
+        let mut without_init = p.clone();
+        assert!(apply_defaults(&r, &mut without_init));
+        assert!(without_init["spec"].get("initContainers").is_none(), "no null list added");
         p["spec"]["initContainers"] = json!([{ "name": "i", "image": "busybox" }]);
         assert!(apply_defaults(&r, &mut p));
         let c = &p["spec"]["containers"][0]["resources"];

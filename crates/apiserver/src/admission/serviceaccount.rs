@@ -117,7 +117,9 @@ fn mount_token(pod: &mut Value) {
     }
     let volume = format!("kube-api-access-{}", random_suffix());
     for kind in kinds {
-        for container in pod["spec"][kind].as_array_mut().into_iter().flatten() {
+        // Through `get_mut`: indexing would add the lists a pod does not have, as nulls.
+        let containers = pod.get_mut("spec").and_then(|spec| spec.get_mut(kind));
+        for container in containers.and_then(Value::as_array_mut).into_iter().flatten() {
             if mounted(container) {
                 continue;
             }
@@ -176,5 +178,9 @@ mod tests {
         let sources = &pod["spec"]["volumes"][0]["projected"]["sources"];
         assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
         assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        // Lists the pod does not have stay absent (a null would read back as a change).
+        let mut plain = json!({ "spec": { "containers": [{ "name": "a" }] } });
+        mount_token(&mut plain);
+        assert!(plain["spec"].get("initContainers").is_none(), "{plain}");
     }
 }

@@ -52,10 +52,13 @@ impl Entry {
             "manager": self.manager,
             "operation": self.operation,
             "apiVersion": self.api_version,
-            "time": self.time,
             "fieldsType": "FieldsV1",
             "fieldsV1": self.fields.to_fields_v1(),
         });
+        // An apply that changed nothing gives a new entry no time (upstream's too).
+        if !self.time.is_null() {
+            v["time"] = self.time.clone();
+        }
         if !self.subresource.is_empty() {
             v["subresource"] = json!(self.subresource);
         }
@@ -159,6 +162,8 @@ pub fn track_update(
     }
     let time = json!(crate::meta::now());
     match list.iter_mut().find(|e| e.same(manager, "Update", subresource)) {
+        // A write that changed no field leaves its manager's entry as it was.
+        Some(_) if changed.is_empty() => {}
         Some(entry) => {
             entry.fields = entry.fields.union(&changed);
             entry.time = time;
@@ -331,11 +336,17 @@ pub fn apply(
             entry.fields = entry.fields.difference(&wanted);
         }
     }
-    let time = json!(crate::meta::now());
+    // The manager's time moves only when the object changes.
+    let time = match live {
+        Some(live) if same_but_managed_fields(live, &merged) => Value::Null,
+        _ => json!(crate::meta::now()),
+    };
     match list.iter_mut().find(|e| e.same(manager, "Apply", subresource)) {
         Some(entry) => {
             entry.fields = wanted;
-            entry.time = time;
+            if !time.is_null() {
+                entry.time = time;
+            }
             entry.api_version = info.api_version();
         }
         None => list.push(Entry {
@@ -349,6 +360,51 @@ pub fn apply(
     }
     store(&mut merged, list);
     Ok(merged)
+}
+
+/// Whether two versions of an object differ in nothing but their managed fields (and
+/// the resource version a read stamps).
+fn same_but_managed_fields(a: &Value, b: &Value) -> bool {
+    let without = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+            meta.remove("resourceVersion");
+        }
+        object
+    };
+    without(a) == without(b)
+}
+
+/// Upstream's `IgnoreManagedFieldsTimestampsTransformer`: a write whose only change is
+/// the time of managedFields entries (the same entries otherwise, the rest of the object
+/// unchanged) keeps the old times, so that it changes nothing at all and is not stored.
+pub fn ignore_time_only_changes(old: &Value, new: &mut Value) {
+    let (Some(before), Some(after)) = (
+        old.pointer("/metadata/managedFields").and_then(Value::as_array),
+        new.pointer("/metadata/managedFields").and_then(Value::as_array),
+    ) else {
+        return;
+    };
+    let without_time = |entry: &Value| {
+        let mut entry = entry.clone();
+        if let Some(map) = entry.as_object_mut() {
+            map.remove("time");
+        }
+        entry
+    };
+    let pairs = || before.iter().zip(after);
+    if before.len() != after.len()
+        || pairs().all(|(a, b)| a.get("time") == b.get("time"))
+        || !pairs().all(|(a, b)| without_time(a) == without_time(b))
+        || !same_but_managed_fields(old, new)
+    {
+        return;
+    }
+    let kept = Value::Array(before.clone());
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("managedFields".into(), kept);
+    }
 }
 
 /// The annotation client-side apply keeps its configuration in.
@@ -549,6 +605,46 @@ mod tests {
             .collect();
         assert_eq!(names, ["web", "log"]);
         assert_eq!(third["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+    }
+
+    #[test]
+    fn times_move_only_with_changes() {
+        let info = deployments();
+        let stamped = |mut object: Value, time: &str| {
+            for entry in object["metadata"]["managedFields"].as_array_mut().expect("entries") {
+                entry["time"] = json!(time);
+            }
+            object
+        };
+        let created = stamped(
+            apply(info, "", "alice", false, None, &deployment(2, "nginx:1")).expect("created"),
+            "2020-01-01T00:00:00Z",
+        );
+        // Applying the same again keeps alice's time; another manager applying the same
+        // values gets an entry without one.
+        let again = apply(info, "", "alice", false, Some(&created), &deployment(2, "nginx:1"))
+            .expect("again");
+        assert_eq!(again, created);
+        let shared =
+            apply(info, "", "bob", false, Some(&created), &deployment(2, "nginx:1")).expect("bob");
+        assert!(shared["metadata"]["managedFields"][1].get("time").is_none(), "{shared}");
+        // An update that changes no field leaves its manager's entry alone.
+        let mut scaled = created.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        track_update(info, "", "ops", Some(&created), &mut scaled);
+        let scaled = stamped(scaled, "2020-01-01T00:00:00Z");
+        let mut same = scaled.clone();
+        track_update(info, "", "ops", Some(&scaled), &mut same);
+        assert_eq!(same, scaled);
+        // A write whose only change is a time keeps the old one; any other change keeps
+        // the new one.
+        let mut retimed = stamped(scaled.clone(), "2030-01-01T00:00:00Z");
+        ignore_time_only_changes(&scaled, &mut retimed);
+        assert_eq!(retimed, scaled);
+        let mut changed = stamped(scaled.clone(), "2030-01-01T00:00:00Z");
+        changed["spec"]["replicas"] = json!(4);
+        ignore_time_only_changes(&scaled, &mut changed);
+        assert_eq!(changed["metadata"]["managedFields"][0]["time"], "2030-01-01T00:00:00Z");
     }
 
     /// A custom resource whose schema has a keyed list, a set, an atomic map and an

@@ -337,8 +337,8 @@ async fn clean_up(api: &ApiServer, crd: &Value) -> ApiResult<bool> {
         let name = meta::name(&object).unwrap_or("").to_owned();
         let namespace = meta::str_field(&object, "namespace").map(str::to_owned);
         let place = Place { info, namespace: namespace.as_deref(), name: &name };
-        let options = DeleteOptions::from_value(&json!({}), |_| None)?;
-        match storage::delete(api, place, &options, false).await {
+        let options = DeleteOptions::from_value(&json!({}))?;
+        match storage::delete(api, place, &options).await {
             Ok(_) => {}
             Err(e) if e.code == http::StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 pub use providers::Kind;
 use providers::{ENCRYPTED_PREFIX, Key};
-pub use store::{EncryptedStore, Status, StoredSecrets, status};
+pub use store::{EncryptedStore, Status, StoredSecrets, stale, status};
 
 /// One provider of a resource rule, with its keys in order.
 #[derive(Clone)]

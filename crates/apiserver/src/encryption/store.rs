@@ -122,6 +122,24 @@ impl Store for EncryptedStore {
     }
 }
 
+/// Whether `kv` (as read through the wrapper) is stored with another provider or key than
+/// a write would use now: upstream's stale data, which an update that changes nothing
+/// still writes, so that rewriting objects unchanged moves them to the new key. `raw` is
+/// the store under the wrapper; a value changed since `kv` was read counts as stale (the
+/// write that follows is conditional on `kv`, and fails).
+pub async fn stale(encryption: &Encryption, raw: &dyn Store, kv: &KeyValue) -> Result<bool> {
+    let config = encryption.current();
+    if config.rule(&kv.key).is_none() {
+        return Ok(false);
+    }
+    Ok(match raw.get(&kv.key).await? {
+        Some(stored) if stored.mod_revision == kv.mod_revision => {
+            stored_with(&stored.value) != config.write_key(&kv.key)
+        }
+        _ => true,
+    })
+}
+
 /// The configuration in effect and what the stored Secrets are written with: the answer
 /// of `GET /keelson/v1/secrets-encryption` and of `keelson secrets-encrypt status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

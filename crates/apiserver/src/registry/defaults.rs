@@ -106,6 +106,13 @@ fn pull_policy(image: &str) -> &'static str {
 }
 
 fn volume(v: &mut Value) {
+    // A volume that names no source is an empty directory (`SetDefaults_Volume`).
+    if let Some(volume) = v.as_object_mut()
+        && volume.iter().all(|(field, value)| field == "name" || value.is_null())
+    {
+        volume.retain(|field, _| field == "name");
+        volume.insert("emptyDir".into(), json!({}));
+    }
     for source in ["secret", "configMap", "downwardAPI", "projected"] {
         if let Some(s) = v.get_mut(source).filter(|s| s.is_object()) {
             default(s, "defaultMode", json!(420));
@@ -184,6 +191,17 @@ mod tests {
             "parallelism alone leaves completions unset"
         );
         assert_eq!(job["spec"]["backoffLimit"], 6);
+    }
+
+    #[test]
+    fn a_volume_without_a_source_is_an_empty_dir() {
+        let mut pod = json!({"spec": {"containers": [], "volumes": [
+            {"name": "scratch"}, {"name": "nulled", "hostPath": null}, {"name": "c", "configMap": {"name": "x"}}]}});
+        apply("", "pods", &mut pod);
+        let volumes = &pod["spec"]["volumes"];
+        assert_eq!(volumes[0], json!({"name": "scratch", "emptyDir": {}}));
+        assert_eq!(volumes[1], json!({"name": "nulled", "emptyDir": {}}));
+        assert!(volumes[2].get("emptyDir").is_none());
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl<'a> Place<'a> {
         ApiError::not_found(self.info.group, self.info.plural, self.name)
     }
 
-    fn store_error(&self, e: keelson_store::Error) -> ApiError {
+    pub fn store_error(&self, e: keelson_store::Error) -> ApiError {
         from_store(e, self.info.group, self.info.plural, self.name)
     }
 }
@@ -256,8 +256,36 @@ fn stored_bytes(object: &Value) -> serde_json::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Whether `object` would be stored as exactly the bytes `stored` holds: upstream's test
+/// for an update that changes nothing, which is then not written.
+pub fn stores_as(info: &ResourceInfo, stored: &KeyValue, object: &Value) -> ApiResult<bool> {
+    Ok(encode_in_place(info, &mut object.clone())? == stored.value)
+}
+
 pub fn resource_version(object: &Value) -> Option<Revision> {
     meta::str_field(object, "resourceVersion").and_then(|rv| rv.parse().ok())
+}
+
+/// The resource version an update of `object` is conditional on: none for `""` and
+/// `"0"`, which upstream takes as an unconditional update; a version that is no number
+/// fails as upstream's versioner fails it.
+pub fn update_precondition(object: &Value) -> ApiResult<Option<Revision>> {
+    let given = meta::str_field(object, "resourceVersion").unwrap_or("");
+    if given.is_empty() {
+        return Ok(None);
+    }
+    match given.parse::<u64>() {
+        Ok(0) => Ok(None),
+        // Beyond any revision the store can have: a conflict, as upstream's.
+        Ok(n) => Ok(Some(Revision::try_from(n).unwrap_or(Revision::MAX))),
+        Err(e) => {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            Err(ApiError::plain(format!("strconv.ParseUint: parsing {given:?}: {why}")))
+        }
+    }
 }
 
 /// The generic store over one [`Store`].
@@ -589,6 +617,18 @@ mod tests {
     fn stored(info: &ResourceInfo, object: Value) -> KeyValue {
         let value = encode(info, &object).expect("encodes");
         KeyValue { key: "/registry/x".into(), value, create_revision: 7, mod_revision: 9 }
+    }
+
+    #[test]
+    fn an_update_is_unconditional_without_a_version_or_with_zero() {
+        let with = |rv: &str| json!({"metadata": {"name": "a", "resourceVersion": rv}});
+        assert_eq!(update_precondition(&json!({"metadata": {}})), Ok(None));
+        assert_eq!(update_precondition(&with("")), Ok(None));
+        assert_eq!(update_precondition(&with("0")), Ok(None));
+        assert_eq!(update_precondition(&with("42")), Ok(Some(42)));
+        let error = update_precondition(&with("abc")).expect_err("not a number");
+        assert_eq!(error.code, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.message, r#"strconv.ParseUint: parsing "abc": invalid syntax"#);
     }
 
     #[test]
