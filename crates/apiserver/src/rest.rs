@@ -281,16 +281,10 @@ async fn apply(
             "apiVersion and kind must be set in an apply configuration",
         ));
     }
-    let name = target.name.as_deref().unwrap_or("");
-    let given = meta::name(&applied).unwrap_or("");
-    if given != name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({given}) does not match the name on the URL ({name})"
-        )));
-    }
     match api.objects.get(Place::of(target)).await {
         Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_empty() => {
             let merged = crate::apply::apply(info, "", &manager, force, None, &applied)?;
+            check_name(target, &merged)?;
             let collection = Target {
                 info,
                 namespace: target.namespace.clone(),
@@ -306,10 +300,33 @@ async fn apply(
             guaranteed_update(api, req, target, write, |old| {
                 let merged =
                     crate::apply::apply(info, subresource, &manager, force, Some(old), &applied)?;
+                check_name(target, &merged)?;
                 Ok((merged, check.clone()))
             })
             .await
         }
+    }
+}
+
+/// Upstream's `checkName` on a patched object: its name (and namespace, if it has one)
+/// must be the URL's. Checked after the merge, so an apply configuration may leave the
+/// name out for an object that has one.
+fn check_name(target: &Target, object: &Value) -> ApiResult<()> {
+    let url_name = target.name.as_deref().unwrap_or("");
+    let name = meta::name(object).unwrap_or("");
+    if name != url_name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({name}) does not match the name on the URL ({url_name})"
+        )));
+    }
+    let namespace = metadata(object).get("namespace").and_then(Value::as_str).unwrap_or("");
+    match target.namespace.as_deref() {
+        Some(url_namespace) if !namespace.is_empty() && namespace != url_namespace => {
+            Err(ApiError::bad_request(format!(
+                "the namespace of the object ({namespace}) does not match the namespace on the URL ({url_namespace})"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
