@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use common::TestServer;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use keelson_api::k8s_openapi;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -167,5 +167,37 @@ async fn controllers_apply_with_their_own_field_manager() -> Result<()> {
     }
     let taken = api.patch("owned", &rival.force(), &Patch::Apply(desired("slow"))).await?;
     ensure!(taken.data.unwrap_or_default().get("mode").map(String::as_str) == Some("slow"));
+    Ok(())
+}
+
+/// kube-rs lists schedulable nodes with `spec.unschedulable=false`: upstream's field set
+/// reads an unset bool as `false`. Uncordoning with `unschedulable: false` leaves the
+/// field out, as Go's encoder drops an `omitempty` zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unset_fields_select_as_their_zero_value_and_are_not_kept() -> Result<()> {
+    let s = TestServer::start().await?;
+    let nodes: Api<Node> = Api::all(client(&s).await?);
+    let node = |name: &str, spec: serde_json::Value| -> Result<Node> {
+        Ok(serde_json::from_value(json!({ "metadata": { "name": name }, "spec": spec }))?)
+    };
+    nodes.create(&PostParams::default(), &node("plain", json!({}))?).await?;
+    nodes
+        .create(&PostParams::default(), &node("cordoned", json!({ "unschedulable": true }))?)
+        .await?;
+    let names = |list: kube::api::ObjectList<Node>| -> Vec<String> {
+        list.items.into_iter().filter_map(|n| n.metadata.name).collect()
+    };
+    let schedulable = ListParams::default().fields("spec.unschedulable=false");
+    ensure!(names(nodes.list(&schedulable).await?) == ["plain"]);
+    let cordoned = ListParams::default().fields("spec.unschedulable=true");
+    ensure!(names(nodes.list(&cordoned).await?) == ["cordoned"]);
+
+    let patch = Patch::Merge(json!({ "spec": { "unschedulable": false } }));
+    let uncordoned = nodes.patch("cordoned", &PatchParams::default(), &patch).await?;
+    let spec = uncordoned.spec.unwrap_or_default();
+    ensure!(spec.unschedulable.is_none(), "{spec:?}");
+    let raw = s.curl("GET", "/api/v1/nodes/cordoned", None, "", true).await?.1;
+    ensure!(!raw.contains("unschedulable"), "{raw}");
+    ensure!(names(nodes.list(&schedulable).await?) == ["cordoned", "plain"]);
     Ok(())
 }

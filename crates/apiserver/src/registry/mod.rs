@@ -23,6 +23,7 @@ mod batch;
 mod certificates;
 mod coordination;
 mod core;
+mod events;
 mod networking;
 mod policy;
 mod rbac;

@@ -6,6 +6,7 @@ use keelson_core::pod::qos_class;
 use serde_json::{Value, json};
 
 use crate::registry::defaults::{child, pod_spec};
+use crate::registry::selector::{SelectableField, scalar_at};
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::pod;
 use crate::status::Cause;
@@ -18,18 +19,29 @@ impl Strategy for Pods {
         true
     }
 
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.podIPs",
-            "status.nominatedNodeName",
-        ])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] = &[
+            SelectableField::string("spec.nodeName"),
+            // What clients before v1 sent for `spec.nodeName`.
+            SelectableField::with("spec.host", |pod| {
+                scalar_at(pod, "spec.nodeName").unwrap_or_default()
+            }),
+            SelectableField::string("spec.restartPolicy"),
+            SelectableField::string("spec.schedulerName"),
+            SelectableField::string("spec.serviceAccountName"),
+            SelectableField::boolean("spec.hostNetwork"),
+            SelectableField::string("status.phase"),
+            // The first of `status.podIPs`.
+            SelectableField::with("status.podIP", |pod| {
+                scalar_at(pod, "status.podIPs.0.ip")
+                    .or_else(|| scalar_at(pod, "status.podIP"))
+                    .unwrap_or_default()
+            }),
+            // Accepted, but upstream's field set has no value for it: it matches only "".
+            SelectableField::with("status.podIPs", |_| String::new()),
+            SelectableField::string("status.nominatedNodeName"),
+        ];
+        Cow::Borrowed(FIELDS)
     }
 
     fn defaults(&self, object: &mut Value) {
