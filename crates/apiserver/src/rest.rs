@@ -51,9 +51,9 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     match (verb, target.subresource.as_deref()) {
         ("watch", _) => watch::serve(api, &req, &target).await,
         ("list", None) => list::list(api, &req, &target).await,
-        ("get", None | Some("status" | "approval")) => get(api, &req, &target).await,
-        ("update", None | Some("status" | "approval")) => update(api, &req, &target, write).await,
-        ("patch", None | Some("status" | "approval")) => patch(api, &req, &target, write).await,
+        ("get", sub) if is_generic(sub) => get(api, &req, &target).await,
+        ("update", sub) if is_generic(sub) => update(api, &req, &target, write).await,
+        ("patch", sub) if is_generic(sub) => patch(api, &req, &target, write).await,
         ("create", None) if !is_stored(target.info) => Err(ApiError::method_not_supported(
             target.info.group,
             target.info.plural,
@@ -75,6 +75,12 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb))
         }
     }
+}
+
+/// The object itself, or a subresource read and written as the whole object through
+/// the generic store, the strategy's `prepare_update` deciding what it may change.
+fn is_generic(subresource: Option<&str>) -> bool {
+    matches!(subresource, None | Some("status" | "approval" | "ephemeralcontainers" | "resize"))
 }
 
 /// How a write is to be done: for real or not, and how strictly its body is checked.
