@@ -297,3 +297,40 @@ async fn resize_changes_cpu_and_memory_only() -> Result<()> {
     );
     Ok(())
 }
+
+/// Until a kubelet serves them, a pod no node runs yet has an empty log (upstream's null
+/// stream: 204) and nothing to exec into (400), after the options and the container are
+/// checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_of_a_pod_without_a_node() -> Result<()> {
+    let s = TestServer::start().await?;
+    post(&s, "/api/v1/namespaces/default/pods", pod("pending")).await?;
+    let base = "/api/v1/namespaces/default/pods/pending";
+    let (code, text) = s.curl("GET", &format!("{base}/log"), None, "", true).await?;
+    ensure!(code == 204 && text.is_empty(), "{code} {text}");
+    let out = s.kubectl(&["logs", "pending"]).await?;
+    ensure!(out.ok && out.stdout.is_empty(), "{} {}", out.stdout, out.stderr);
+    for (query, code_wanted, message) in [
+        ("container=nope", 400, "container nope is not valid for pod pending"),
+        (
+            "tailLines=-1",
+            422,
+            "PodLogOptions \\\"pending\\\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        ("tailLines=x", 400, "strconv.ParseInt: parsing \\\"x\\\": invalid syntax"),
+    ] {
+        let (code, text) = s.curl("GET", &format!("{base}/log?{query}"), None, "", true).await?;
+        ensure!(code == code_wanted && text.contains(message), "{query}: {code} {text}");
+    }
+    let (code, text) =
+        s.curl("POST", &format!("{base}/exec?command=ls&stdout=true"), None, "", true).await?;
+    ensure!(
+        code == 400 && text.contains("\"message\":\"pod pending does not have a host assigned\""),
+        "{code} {text}"
+    );
+    let (code, text) = s
+        .curl("POST", "/api/v1/namespaces/default/pods/gone/exec?command=ls", None, "", true)
+        .await?;
+    ensure!(code == 404, "{code} {text}");
+    Ok(())
+}
