@@ -23,6 +23,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod layering;
 mod list;
+mod negotiation;
 mod openapi;
 mod patch;
 mod pods;

@@ -6,6 +6,7 @@ use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::{Value, json};
 
+use crate::negotiation::Output;
 use crate::registry::meta::{self, metadata};
 use crate::registry::strategy;
 use crate::registry::typed::{BodyCheck, FieldValidation};
@@ -34,6 +35,8 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
     }
     no_impossible_names(&target)?;
+    // 406 before anything is done, as upstream negotiates first.
+    req.output(target.info, watching)?;
     let dry_run = match req.param("dryRun") {
         None => false,
         Some("All") => true,
@@ -134,7 +137,7 @@ fn no_impossible_names(target: &Target) -> ApiResult<()> {
 }
 
 async fn get(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
-    if !req.wants_table() {
+    if req.output(target.info, false)? == Output::Object {
         // The stored bytes, stamped, when they allow it: no decoding and encoding.
         let kv = api.objects.get_raw(Place::of(target)).await?;
         let mut body = Vec::new();

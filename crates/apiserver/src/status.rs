@@ -66,7 +66,7 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
         ApiError { code, reason, message: message.into(), details: None }
     }
 

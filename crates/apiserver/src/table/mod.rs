@@ -1,5 +1,7 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables for `kubectl get`, with upstream's
-//! columns per type and upstream's NAME/CREATED AT default for types without a printer.
+//! columns per type and upstream's NAME/CREATED AT default for types without a printer;
+//! and [`respond`], which writes one object in the representation the request
+//! negotiated (`crate::negotiation`): as it is, as a Table or as `PartialObjectMetadata`.
 //!
 //! Upstream keeps its printers in `pkg/printers/internalversion/printers.go` (plus the
 //! aggregator's for APIServices); each resource's strategy names its [`Printer`]
@@ -31,9 +33,11 @@ use serde_json::{Value, json};
 
 use cells::Now;
 
+use crate::negotiation::{MetaVersion, Output, cannot_transform, internal_type};
 use crate::registry::meta::metadata;
 use crate::request::Request;
-use crate::response::{Response, json_response};
+use crate::response::{Response, error_response, json_response};
+use crate::status::{ApiError, ApiResult};
 
 /// A column definition: what `kubectl get` prints as the header, and when.
 #[derive(Clone, Copy, Debug)]
@@ -113,45 +117,86 @@ impl Printer {
     }
 }
 
-/// Renders `objects` as a Table; `list_meta` for lists, `None` for one object.
+/// Renders `objects` as a Table of `meta.k8s.io` `version`; `list_meta` for lists, `None`
+/// for one object. Without `headers` (a watch's events after the first) the column
+/// definitions are left out, as upstream's `NoHeaders`.
 pub fn render(
     info: &ResourceInfo,
     objects: &[Value],
     list_meta: Option<Value>,
     req: &Request,
-) -> Value {
+    version: MetaVersion,
+    headers: bool,
+) -> ApiResult<Value> {
+    let include = include_object(req)?;
     let printer = crate::registry::strategy::for_resource(info).printer();
     let now = Now::current();
-    let include = req.param("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
             let object = match include {
                 "None" => Value::Null,
                 "Object" => o.clone(),
-                _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }),
+                _ => partial_object_metadata(o, version),
             };
             json!({ "cells": printer.cells(o, now), "object": object })
         })
         .collect();
-    let definitions = printer.definitions();
+    let definitions = if headers { json!(printer.definitions()) } else { Value::Null };
     let meta = list_meta.unwrap_or_else(|| {
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });
-    json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": definitions, "rows": rows })
+    Ok(
+        json!({ "kind": "Table", "apiVersion": version.api_version(), "metadata": meta, "columnDefinitions": definitions, "rows": rows }),
+    )
 }
 
-/// One object as the request asks for it: as a Table for `kubectl get`, else as is.
+/// The Table's `includeObject` (upstream's `ValidateTableOptions`): 400 for another.
+pub(crate) fn include_object(req: &Request) -> ApiResult<&str> {
+    match req.param("includeObject").unwrap_or("") {
+        include @ ("" | "Metadata" | "None" | "Object") => Ok(include),
+        other => Err(ApiError::bad_request(format!(
+            "Unable to convert to Table as requested: includeObject: Unsupported value: {other:?}: supported values: \"\", \"Metadata\", \"None\", \"Object\""
+        ))),
+    }
+}
+
+/// An object's `PartialObjectMetadata` (upstream's `meta.AsPartialObjectMetadata`).
+pub fn partial_object_metadata(object: &Value, version: MetaVersion) -> Value {
+    json!({ "kind": "PartialObjectMetadata", "apiVersion": version.api_version(), "metadata": metadata(object) })
+}
+
+/// One object as the request asks for it (upstream's `transformResponseObject`): as
+/// it is, as a Table for `kubectl get`, or as its `PartialObjectMetadata`; a list's
+/// transform is not acceptable for one object (406), a Status is never transformed.
 pub fn respond(
     req: &Request,
     info: &ResourceInfo,
     code: http::StatusCode,
     object: &Value,
 ) -> Response {
-    if req.wants_table() {
-        return json_response(code, &render(info, std::slice::from_ref(object), None, req));
+    let answer = |output| -> ApiResult<Value> {
+        Ok(match output {
+            _ if object["kind"] == "Status" => object.clone(),
+            Output::Object => object.clone(),
+            Output::Table(version) => {
+                render(info, std::slice::from_ref(object), None, req, version, true)?
+            }
+            Output::Partial(version) => partial_object_metadata(object, version),
+            Output::PartialList(_) => {
+                let group = object["apiVersion"].as_str().and_then(|v| v.rsplit_once('/'));
+                let kind = object["kind"].as_str().unwrap_or(info.kind);
+                let go = internal_type(group.map_or("", |(g, _)| g), kind, info.is_custom(), false);
+                return Err(cannot_transform(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list ({go})"
+                )));
+            }
+        })
+    };
+    match req.output(info, false).and_then(answer) {
+        Ok(body) => json_response(code, &body),
+        Err(error) => error_response(&error),
     }
-    json_response(code, object)
 }
 
 /// Upstream's `duration.HumanDuration` of a number of seconds: precise when recent, coarse

@@ -308,7 +308,23 @@ impl TestServer {
         content_type: &str,
         cert: bool,
     ) -> Result<(u16, String)> {
+        self.curl_with(method, path, body, content_type, cert, &[]).await
+    }
+
+    /// [`TestServer::curl`] with more request headers (`Accept`).
+    pub async fn curl_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+        cert: bool,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String)> {
         let mut command = self.curl_command(method, cert)?;
+        for (name, value) in headers {
+            command.arg("-H").arg(format!("{name}: {value}"));
+        }
         if let Some(body) = body {
             // From a file: a 3 MiB body does not fit in an argument list.
             let file = self.dir.path().join(format!("body-{}", uuid_like()));
