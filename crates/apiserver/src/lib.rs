@@ -15,6 +15,7 @@ pub mod auth;
 pub mod authn;
 mod cache;
 pub mod cel;
+pub mod componentstatus;
 pub mod crd;
 mod discovery;
 pub mod encryption;
@@ -88,6 +89,8 @@ pub struct Config {
     pub admission_plugins: admission::plugins::Selection,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
+    /// Where ComponentStatus probes the controller manager and the scheduler.
+    pub components: componentstatus::Components,
 }
 
 impl Config {
@@ -106,6 +109,7 @@ impl Config {
             pod_security: Default::default(),
             admission_plugins: Default::default(),
             service_accounts: None,
+            components: Default::default(),
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct ApiServer {
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
     /// The built-in resources and those CustomResourceDefinitions add.
     custom: crd::Served,
+    /// What ComponentStatus probes.
+    components: componentstatus::Components,
 }
 
 impl ApiServer {
@@ -244,6 +250,7 @@ impl ApiServer {
             tokens,
             encryption,
             custom: crd::Served::default(),
+            components: config.components,
         });
         server.attach(&api);
         Ok(api)

@@ -274,6 +274,11 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.code.as_u16(),
         });
+        if self.reason == Reason::Unknown
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
@@ -308,6 +313,9 @@ pub enum Reason {
     InternalError,
     Expired,
     ServiceUnavailable,
+    /// No reason (upstream's `StatusReasonUnknown`, ""): an error storage did not
+    /// classify, as Go's plain `error`s become.
+    Unknown,
 }
 
 impl Reason {
@@ -355,6 +363,7 @@ impl Reason {
             Reason::InternalError => "InternalError",
             Reason::Expired => "Expired",
             Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::Unknown => "",
         }
     }
 

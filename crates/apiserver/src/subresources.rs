@@ -104,6 +104,20 @@ pub static HANDLERS: &[Registration] = &[
         handler: |api, req, t, dry_run| Box::pin(scale::write(api, req, t, dry_run)),
     },
     Registration {
+        group: "",
+        resource: "componentstatuses",
+        subresource: None,
+        verbs: &["get"],
+        handler: |api, req, t, _| Box::pin(crate::componentstatus::get(api, req, t)),
+    },
+    Registration {
+        group: "",
+        resource: "componentstatuses",
+        subresource: None,
+        verbs: &["list"],
+        handler: |api, req, t, _| Box::pin(crate::componentstatus::list(api, req, t)),
+    },
+    Registration {
         group: "authentication.k8s.io",
         resource: "tokenreviews",
         subresource: None,
