@@ -1,29 +1,60 @@
-//! How an object or a page of objects is answered: as JSON, or as the Table its
+//! How an object or a page of objects is answered, as the request negotiated it
+//! (`negotiation.rs`): as JSON, as its `PartialObjectMetadata`, or as the Table its
 //! resource's strategy prints for `kubectl get`.
 
-use http::StatusCode;
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
+use crate::negotiation::{MetaVersion, Output, cannot_transform, internal_type};
 use crate::registry::strategy;
 use crate::request::Request;
-use crate::response::{Response, json_response};
+use crate::response::{Response, error_response, json_response};
+use crate::status::ApiResult;
 
-/// One object as the request asks for it: as a Table for `kubectl get`, else as is.
-pub fn respond(req: &Request, info: &ResourceInfo, code: StatusCode, object: &Value) -> Response {
-    if req.wants_table() {
-        return json_response(code, &table(info, std::slice::from_ref(object), None, req));
+/// One object as the request asks for it (upstream's `transformResponseObject`): as
+/// it is, as a Table for `kubectl get`, or as its `PartialObjectMetadata`; a list's
+/// transform is not acceptable for one object (406), a Status is never transformed.
+pub fn respond(
+    req: &Request,
+    info: &ResourceInfo,
+    code: http::StatusCode,
+    object: &Value,
+) -> Response {
+    let answer = |output| -> ApiResult<Value> {
+        Ok(match output {
+            _ if object["kind"] == "Status" => object.clone(),
+            Output::Object => object.clone(),
+            Output::Table(version) => {
+                table(info, std::slice::from_ref(object), None, req, version, true)?
+            }
+            Output::Partial(version) => crate::table::partial_object_metadata(object, version),
+            Output::PartialList(_) => {
+                let group = object["apiVersion"].as_str().and_then(|v| v.rsplit_once('/'));
+                let kind = object["kind"].as_str().unwrap_or(info.kind);
+                let go = internal_type(group.map_or("", |(g, _)| g), kind, info.is_custom(), false);
+                return Err(cannot_transform(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list ({go})"
+                )));
+            }
+        })
+    };
+    match req.output(info, false).and_then(answer) {
+        Ok(body) => json_response(code, &body),
+        Err(error) => error_response(&error),
     }
-    json_response(code, object)
 }
 
-/// `objects` of `info`'s resource as a Table; `list_meta` for lists, `None` for one
-/// object.
+/// `objects` of `info`'s resource as a Table of `meta.k8s.io` `version` with the printer
+/// of its strategy; `list_meta` for lists, `None` for one object; `headers` false leaves
+/// the column definitions out (a watch's later events).
 pub fn table(
     info: &ResourceInfo,
     objects: &[Value],
     list_meta: Option<Value>,
     req: &Request,
-) -> Value {
-    crate::table::render(strategy::for_resource(info).printer(), objects, list_meta, req)
+    version: MetaVersion,
+    headers: bool,
+) -> ApiResult<Value> {
+    let printer = strategy::for_resource(info).printer();
+    crate::table::render(printer, objects, list_meta, req, version, headers)
 }

@@ -51,7 +51,10 @@ pub fn selectors(label: &str, field: &str) {
     if let Ok(selector) = crate::registry::selector::LabelSelector::parse(label) {
         let _ = selector.matches(&pod);
     }
-    let supported = ["spec.nodeName", "status.phase"];
+    let supported = [
+        crate::registry::selector::SelectableField::string("spec.nodeName"),
+        crate::registry::selector::SelectableField::string("status.phase"),
+    ];
     if let Ok(selector) = crate::registry::selector::FieldSelector::parse(field, "Pod", &supported)
     {
         let _ = selector.matches(&pod);

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod authn;
 mod cache;
 pub mod cel;
+pub mod componentstatus;
 pub mod crd;
 mod discovery;
 pub mod encryption;
@@ -25,6 +26,7 @@ pub mod fuzzing;
 mod layering;
 mod list;
 pub mod meta;
+mod negotiation;
 mod openapi;
 mod patch;
 mod pods;
@@ -90,6 +92,8 @@ pub struct Config {
     pub admission_plugins: admission::plugins::Selection,
     /// The signing key and issuer of service account tokens; `None` serves none.
     pub service_accounts: Option<authn::serviceaccount::Config>,
+    /// Where ComponentStatus probes the controller manager and the scheduler.
+    pub components: componentstatus::Components,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             pod_security: Default::default(),
             admission_plugins: Default::default(),
             service_accounts: None,
+            components: Default::default(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct ApiServer {
     encryption: Option<(encryption::Encryption, Arc<dyn Store>)>,
     /// The built-in resources and those CustomResourceDefinitions add.
     custom: crd::Served,
+    /// What ComponentStatus probes.
+    components: componentstatus::Components,
 }
 
 impl ApiServer {
@@ -258,6 +265,7 @@ impl ApiServer {
             tokens,
             encryption,
             custom: crd::Served::default(),
+            components: config.components,
         });
         server.attach(&api);
         Ok(api)

@@ -4,7 +4,7 @@
 //! initial events.
 
 use crate::ApiServer;
-use crate::meta::metadata;
+use crate::negotiation::{Output, cannot_transform, internal_type};
 use crate::registry::selector::{FieldSelector, LabelSelector};
 use crate::registry::strategy;
 use crate::registry::{self, decode};
@@ -247,10 +247,8 @@ pub(crate) fn decode_continue(token: &str) -> ApiResult<(String, i64)> {
 
 pub async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
     let info = target.info;
-    if !req.wants_table()
-        && !req.wants_metadata_only()
-        && Filter::from_request(req, info)?.is_empty()
-    {
+    let output = req.output(info, false)?;
+    if output == Output::Object && Filter::from_request(req, info)?.is_empty() {
         return list_raw(api, req, target).await;
     }
     let page = read_page(api, req, target).await?;
@@ -261,39 +259,49 @@ pub async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     if let Some(remaining) = page.remaining {
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    if req.wants_table() {
-        return Ok(json_response(
-            StatusCode::OK,
-            &crate::answer::table(info, &page.items, Some(list_meta), req),
-        ));
-    }
-    if req.wants_metadata_only() {
-        let items: Vec<Value> = page
-            .items
-            .iter()
-            .map(|o| json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }))
-            .collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items }),
-        ));
-    }
-    // Items of a typed list carry no apiVersion/kind, as upstream encodes them.
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|mut o| {
-            if let Some(map) = o.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            o
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": list_meta, "items": items }),
-    ))
+    Ok(json_response(StatusCode::OK, &list_as(info, req, output, page.items, list_meta)?))
+}
+
+/// A list's items in the negotiated representation (upstream's `transformResponseObject`
+/// of a list, done after the list is read): the typed list, a Table, or a
+/// `PartialObjectMetadataList`; one object's transform is not acceptable (406).
+pub(crate) fn list_as(
+    info: &ResourceInfo,
+    req: &Request,
+    output: Output,
+    items: Vec<Value>,
+    list_meta: Value,
+) -> ApiResult<Value> {
+    Ok(match output {
+        Output::Table(version) => {
+            crate::answer::table(info, &items, Some(list_meta), req, version, true)?
+        }
+        Output::Partial(_) => {
+            let go = internal_type(info.group, info.kind, info.is_custom(), true);
+            return Err(cannot_transform(format!(
+                "you requested PartialObjectMetadata, but the requested object is a list ({go})"
+            )));
+        }
+        Output::PartialList(version) => {
+            let items: Vec<Value> =
+                items.iter().map(|o| crate::table::partial_object_metadata(o, version)).collect();
+            json!({ "kind": "PartialObjectMetadataList", "apiVersion": version.api_version(), "metadata": list_meta, "items": items })
+        }
+        Output::Object => {
+            // Items of a typed list carry no apiVersion/kind, as upstream encodes them.
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|mut o| {
+                    if let Some(map) = o.as_object_mut() {
+                        map.remove("apiVersion");
+                        map.remove("kind");
+                    }
+                    o
+                })
+                .collect();
+            json!({ "kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": list_meta, "items": items })
+        }
+    })
 }
 
 /// The watch cache to serve a list's first page from, if it may: at "any" revision

@@ -1,7 +1,10 @@
 //! The pod subresources that act rather than store: `binding` (the scheduler's
-//! assignment of a pod to a node; also the legacy `bindings` resource) and `eviction`
+//! assignment of a pod to a node; also the legacy `bindings` resource), `eviction`
 //! (a deletion that honours PodDisruptionBudgets, as `kubectl drain` uses it), following
-//! upstream's `pkg/registry/core/pod/storage`.
+//! upstream's `pkg/registry/core/pod/storage`; and `log`, `exec`, `attach` and
+//! `portforward` as far as the API server answers them itself (upstream's
+//! `LogLocation` and `streamLocation`): their options, the container, and a pod no
+//! node runs yet. Streams from a kubelet are not served yet.
 
 use http::StatusCode;
 use keelson_api::k8s_openapi::api::core::v1::Binding;
@@ -13,7 +16,7 @@ use crate::ApiServer;
 use crate::meta::{self, metadata};
 use crate::registry::selector::{LabelSelector, selector_string};
 use crate::registry::{Place, decode, directory, typed};
-use crate::request::Request;
+use crate::request::{Request, Target};
 use crate::response::{Response, json_response};
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::storage::{self, DeleteOptions};
@@ -305,4 +308,110 @@ async fn decrement_budget(
     Err(ApiError::unavailable(format!(
         "couldn't update PodDisruptionBudget \"{budget_name}\" due to conflicts"
     )))
+}
+
+/// `GET …/pods/{name}/log`: the options checked, the container found; a pod on no node
+/// has no log yet, which upstream answers with an empty stream (204, no body).
+pub async fn log(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    let name = target.name.as_deref().unwrap_or("");
+    log_options(req, name)?;
+    let (pod, _) = api.objects.get(Place::of(target)).await?;
+    container(&pod, req.param("container"), name)?;
+    if node_name(&pod).is_empty() {
+        let mut response = http::Response::new(crate::response::full(Vec::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(response);
+    }
+    Err(ApiError::method_not_supported("", "pods/log", "get (from a kubelet, not served yet)"))
+}
+
+/// `exec`, `attach` and `portforward` (`GET` or `POST`): upstream's `streamLocation` —
+/// the container (not for port forwarding), then the node the pod runs on.
+pub async fn connect(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    let name = target.name.as_deref().unwrap_or("");
+    let subresource = target.subresource.as_deref().unwrap_or("");
+    let (pod, _) = api.objects.get(Place::of(target)).await?;
+    if subresource != "portforward" {
+        container(&pod, req.param("container"), name)?;
+    }
+    if node_name(&pod).is_empty() {
+        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+    }
+    Err(ApiError::method_not_supported(
+        "",
+        &format!("pods/{subresource}"),
+        "connect (to a kubelet, not served yet)",
+    ))
+}
+
+fn node_name(pod: &Value) -> &str {
+    pod["spec"]["nodeName"].as_str().unwrap_or("")
+}
+
+/// Upstream's `validateContainer`: the named container, or the only one.
+fn container(pod: &Value, wanted: Option<&str>, name: &str) -> ApiResult<()> {
+    let names: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][*list].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let regular = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+    match wanted {
+        Some(wanted) if names.contains(&wanted) => Ok(()),
+        Some(wanted) => {
+            Err(ApiError::bad_request(format!("container {wanted} is not valid for pod {name}")))
+        }
+        None if regular == 1 => Ok(()),
+        None if regular == 0 => {
+            Err(ApiError::bad_request(format!("a container name must be specified for pod {name}")))
+        }
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            names.join(" ")
+        ))),
+    }
+}
+
+/// Upstream's `ValidatePodLogOptions` of the query's `PodLogOptions` (422), after
+/// decoding its numbers (400, as Go's `strconv` words it).
+fn log_options(req: &Request, name: &str) -> ApiResult<()> {
+    let number = |param: &str| -> ApiResult<Option<i64>> {
+        req.param(param)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "strconv.ParseInt: parsing {v:?}: invalid syntax"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let (tail, limit, since) =
+        (number("tailLines")?, number("limitBytes")?, number("sinceSeconds")?);
+    let mut causes = Vec::new();
+    if let Some(tail) = tail.filter(|t| *t < 0) {
+        causes.push(Cause::invalid(
+            "tailLines",
+            &json!(tail),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(limit) = limit.filter(|l| *l < 1) {
+        causes.push(Cause::invalid("limitBytes", &json!(limit), "must be greater than 0"));
+    }
+    match (since, req.param("sinceTime")) {
+        (Some(_), Some(_)) => causes.push(Cause::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(since), None) if since < 1 => {
+            causes.push(Cause::invalid("sinceSeconds", &json!(since), "must be greater than 0"))
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("", "PodLogOptions", name, causes))
+    }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
+use crate::negotiation::Output;
 use crate::status::{ApiError, ApiResult};
 
 /// Who sent a request.
@@ -89,20 +90,15 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
+    /// The representation the `Accept` header asks for from `info`'s resource (a watch
+    /// needs a streaming one); 406 when none can be given.
+    pub fn output(&self, info: &ResourceInfo, watch: bool) -> ApiResult<Output> {
+        crate::negotiation::negotiate(self.header(http::header::ACCEPT), info.is_custom(), watch)
+    }
+
     /// Whether the client asked for a `meta.k8s.io` Table (as `kubectl get` does).
-    pub fn wants_table(&self) -> bool {
-        self.accept_has(|p| p.contains("as=Table"))
-    }
-
-    /// Whether the client asked for `PartialObjectMetadata(List)`.
-    pub fn wants_metadata_only(&self) -> bool {
-        self.accept_has(|p| p.contains("as=PartialObjectMetadata"))
-    }
-
-    fn accept_has(&self, f: impl Fn(&str) -> bool) -> bool {
-        let accept = self.header(http::header::ACCEPT);
-        // Only the first acceptable type counts; later ones are fallbacks.
-        accept.split(',').next().is_some_and(|first| f(&first.replace(' ', "")))
+    pub fn wants_table(&self, info: &ResourceInfo) -> bool {
+        matches!(self.output(info, false), Ok(Output::Table(_)))
     }
 
     /// The body as JSON, decoded from JSON or YAML by its content type.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::answer::respond;
 use crate::meta::{self, metadata};
+use crate::negotiation::Output;
 use crate::registry::strategy;
 use crate::registry::typed::{BodyCheck, FieldValidation};
 use crate::registry::{self, Place};
@@ -34,6 +35,8 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
         return Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb));
     }
     no_impossible_names(&target)?;
+    // 406 before anything is done, as upstream negotiates first.
+    req.output(target.info, watching)?;
     // The options of create, update and patch come from the query alone; a delete's from
     // its body when it has one (`delete_options`).
     let dry_run = match verb {
@@ -54,9 +57,9 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
     match (verb, target.subresource.as_deref()) {
         ("watch", _) => watch::serve(api, &req, &target).await,
         ("list", None) => list::list(api, &req, &target).await,
-        ("get", None | Some("status" | "approval")) => get(api, &req, &target).await,
-        ("update", None | Some("status" | "approval")) => update(api, &req, &target, write).await,
-        ("patch", None | Some("status" | "approval")) => patch(api, &req, &target, write).await,
+        ("get", sub) if is_generic(sub) => get(api, &req, &target).await,
+        ("update", sub) if is_generic(sub) => update(api, &req, &target, write).await,
+        ("patch", sub) if is_generic(sub) => patch(api, &req, &target, write).await,
         ("create", None) if !is_stored(target.info) => Err(ApiError::method_not_supported(
             target.info.group,
             target.info.plural,
@@ -78,6 +81,12 @@ pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<
             Err(ApiError::method_not_supported(target.info.group, target.info.plural, verb))
         }
     }
+}
+
+/// The object itself, or a subresource read and written as the whole object through
+/// the generic store, the strategy's `prepare_update` deciding what it may change.
+fn is_generic(subresource: Option<&str>) -> bool {
+    matches!(subresource, None | Some("status" | "approval" | "ephemeralcontainers" | "resize"))
 }
 
 /// How a write is to be done: for real or not, and how strictly its body is checked.
@@ -131,7 +140,7 @@ fn no_impossible_names(target: &Target) -> ApiResult<()> {
 }
 
 async fn get(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
-    if !req.wants_table() {
+    if req.output(target.info, false)? == Output::Object {
         // The stored bytes, stamped, when they allow it: no decoding and encoding.
         let kv = api.objects.get_raw(Place::of(target)).await?;
         let mut body = Vec::new();
@@ -284,16 +293,10 @@ async fn apply(
             "apiVersion and kind must be set in an apply configuration",
         ));
     }
-    let name = target.name.as_deref().unwrap_or("");
-    let given = meta::name(&applied).unwrap_or("");
-    if given != name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({given}) does not match the name on the URL ({name})"
-        )));
-    }
     match api.objects.get(Place::of(target)).await {
         Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_empty() => {
             let merged = crate::apply::apply(info, "", &manager, force, None, &applied)?;
+            check_name(target, &merged)?;
             let collection = Target {
                 info,
                 namespace: target.namespace.clone(),
@@ -309,10 +312,33 @@ async fn apply(
             guaranteed_update(api, req, target, write, |old| {
                 let merged =
                     crate::apply::apply(info, subresource, &manager, force, Some(old), &applied)?;
+                check_name(target, &merged)?;
                 Ok((merged, check.clone()))
             })
             .await
         }
+    }
+}
+
+/// Upstream's `checkName` on a patched object: its name (and namespace, if it has one)
+/// must be the URL's. Checked after the merge, so an apply configuration may leave the
+/// name out for an object that has one.
+fn check_name(target: &Target, object: &Value) -> ApiResult<()> {
+    let url_name = target.name.as_deref().unwrap_or("");
+    let name = meta::name(object).unwrap_or("");
+    if name != url_name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({name}) does not match the name on the URL ({url_name})"
+        )));
+    }
+    let namespace = metadata(object).get("namespace").and_then(Value::as_str).unwrap_or("");
+    match target.namespace.as_deref() {
+        Some(url_namespace) if !namespace.is_empty() && namespace != url_namespace => {
+            Err(ApiError::bad_request(format!(
+                "the namespace of the object ({namespace}) does not match the namespace on the URL ({url_namespace})"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -77,7 +77,7 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
         ApiError { code, reason, message: message.into(), details: None }
     }
 
@@ -291,6 +291,11 @@ impl ApiError {
             "reason": self.reason.as_str(),
             "code": self.code.as_u16(),
         });
+        if self.reason == Reason::Unknown
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
@@ -325,6 +330,9 @@ pub enum Reason {
     InternalError,
     Expired,
     ServiceUnavailable,
+    /// No reason (upstream's `StatusReasonUnknown`, ""): an error storage did not
+    /// classify, as Go's plain `error`s become.
+    Unknown,
 }
 
 impl Reason {
@@ -372,6 +380,7 @@ impl Reason {
             Reason::InternalError => "InternalError",
             Reason::Expired => "Expired",
             Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::Unknown => "",
         }
     }
 

@@ -67,6 +67,16 @@ pub static HANDLERS: &[Registration] = &[
     },
     Registration {
         group: "",
+        resource: "pods",
+        subresource: Some("log"),
+        verbs: &["get"],
+        handler: |api, req, t, _| Box::pin(pods::log(api, req, t)),
+    },
+    pod_connection("exec"),
+    pod_connection("attach"),
+    pod_connection("portforward"),
+    Registration {
+        group: "",
         resource: "serviceaccounts",
         subresource: Some("token"),
         verbs: &["create"],
@@ -96,6 +106,20 @@ pub static HANDLERS: &[Registration] = &[
         handler: |api, req, t, dry_run| Box::pin(scale::write(api, req, t, dry_run)),
     },
     Registration {
+        group: "",
+        resource: "componentstatuses",
+        subresource: None,
+        verbs: &["get"],
+        handler: |api, req, t, _| Box::pin(crate::componentstatus::get(api, req, t)),
+    },
+    Registration {
+        group: "",
+        resource: "componentstatuses",
+        subresource: None,
+        verbs: &["list"],
+        handler: |api, req, t, _| Box::pin(crate::componentstatus::list(api, req, t)),
+    },
+    Registration {
         group: "authentication.k8s.io",
         resource: "tokenreviews",
         subresource: None,
@@ -117,6 +141,18 @@ pub static HANDLERS: &[Registration] = &[
         handler: |api, req, t, _| Box::pin(crate::auth::reviews::answer(api, req, t)),
     },
 ];
+
+/// A pod's streaming subresource (`GET` or `POST`, upstream's connect verbs), answered
+/// up to the kubelet by `pods::connect`.
+const fn pod_connection(subresource: &'static str) -> Registration {
+    Registration {
+        group: "",
+        resource: "pods",
+        subresource: Some(subresource),
+        verbs: &["create", "get"],
+        handler: |api, req, t, _| Box::pin(pods::connect(api, req, t)),
+    }
+}
 
 /// The handler of `verb` on `info`'s resource (or its `subresource`), if one is
 /// registered.

@@ -21,12 +21,14 @@ use keelson_store::{Event, KeyValue, Revision};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keelson_store::Store;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ApiServer;
 use crate::list::{Filter, read_page};
+use crate::negotiation::Output;
 use crate::registry::{Splicer, decode, directory};
 use crate::request::Request;
 use crate::request::Target;
@@ -110,7 +112,11 @@ struct Stream {
     info: &'static ResourceInfo,
     filter: Filter,
     name: Option<String>,
-    table: Option<Request>,
+    /// What each event carries, and the request a Table reads its options from.
+    output: Output,
+    req: Request,
+    /// Whether a Table's column definitions went out (only the first event has them).
+    headers_sent: AtomicBool,
     out: mpsc::Sender<Bytes>,
     /// For a watch of every object as JSON: events written from the stored bytes.
     raw: Option<Splicer>,
@@ -149,13 +155,20 @@ impl Stream {
         name_ok && self.filter.matches(object)
     }
 
-    /// Sends one event; `false` when the client has gone.
+    /// Sends one event; `false` when the client has gone. Its object is transformed as
+    /// negotiated (upstream's `watchEmbeddedEncoder`), an ERROR's Status never; a list's
+    /// transform cannot apply to one object, which is then sent as it is.
     async fn send(&self, kind: &str, object: &Value) -> bool {
-        let object = match &self.table {
-            Some(req) if kind != "BOOKMARK" && kind != "ERROR" => {
-                crate::answer::table(self.info, std::slice::from_ref(object), None, req)
+        let object = match self.output {
+            _ if kind == "ERROR" => object.clone(),
+            Output::Object | Output::PartialList(_) => object.clone(),
+            Output::Partial(version) => crate::table::partial_object_metadata(object, version),
+            Output::Table(version) => {
+                let headers = !self.headers_sent.swap(true, Ordering::Relaxed);
+                let one = std::slice::from_ref(object);
+                crate::answer::table(self.info, one, None, &self.req, version, headers)
+                    .unwrap_or_else(|_| object.clone())
             }
-            _ => object.clone(),
         };
         let mut line =
             serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
@@ -233,7 +246,11 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         (None, Some(_)) => false,
     };
     let dir = directory(info, target.namespace.as_deref());
-    let everything = filter.is_empty() && target.name.is_none() && !req.wants_table();
+    let output = req.output(info, true)?;
+    if let Output::Table(_) = output {
+        crate::table::include_object(req)?;
+    }
+    let everything = filter.is_empty() && target.name.is_none() && output == Output::Object;
     let cache = api.caches.get(&info.storage_prefix()).await;
     let (initial, from, source) = if initial_state {
         match &cache {
@@ -294,7 +311,9 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         info,
         filter,
         name: target.name.clone(),
-        table: req.wants_table().then(|| Request::new_like(req)),
+        output,
+        req: Request::new_like(req),
+        headers_sent: AtomicBool::new(false),
         out,
         raw: everything.then(|| Splicer::new(info)),
     };
@@ -415,7 +434,9 @@ mod tests {
             info: pods,
             filter: Filter::from_request(&req, pods).expect("filter"),
             name: None,
-            table: None,
+            output: Output::Object,
+            req: Request::new_like(&req),
+            headers_sent: AtomicBool::new(false),
             out,
             raw: Some(Splicer::new(pods)),
         };

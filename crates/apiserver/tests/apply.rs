@@ -212,6 +212,42 @@ async fn bad_apply_requests_are_refused() -> Result<()> {
     Ok(())
 }
 
+/// kube-rs applies a configuration without `metadata.name` to a named object: upstream
+/// checks the name of the merged object, not of the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_without_a_name_merges_into_the_named_object() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.ok(&["create", "configmap", "x", "--from-literal=a=1"]).await?;
+    let path = "/api/v1/namespaces/default/configmaps/x?fieldManager=kube&force=true";
+    let body = "apiVersion: v1\nkind: ConfigMap\ndata: {b: \"2\"}\n";
+    let (code, text) =
+        s.curl("PATCH", path, Some(body), "application/apply-patch+yaml", true).await?;
+    ensure!(code == 200, "{code} {text}");
+    let applied: Value = serde_json::from_str(&text)?;
+    ensure!(applied["metadata"]["name"] == "x" && applied["data"]["b"] == "2", "{applied}");
+    // Without an object to merge into, the name is still missing.
+    let missing = path.replace("/x?", "/y?");
+    let (code, text) =
+        s.curl("PATCH", &missing, Some(body), "application/apply-patch+yaml", true).await?;
+    ensure!(
+        code == 400
+            && text.contains("the name of the object () does not match the name on the URL (y)"),
+        "{code} {text}"
+    );
+    // Nor may a configuration name another namespace.
+    let elsewhere = format!("{body}metadata: {{namespace: kube-system}}\n");
+    let (code, text) =
+        s.curl("PATCH", path, Some(&elsewhere), "application/apply-patch+yaml", true).await?;
+    ensure!(
+        code == 400
+            && text.contains(
+                "the namespace of the object (kube-system) does not match the namespace on the URL (default)"
+            ),
+        "{code} {text}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_side_apply_upgrades_to_server_side() -> Result<()> {
     let s = TestServer::start().await?;

@@ -92,6 +92,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             audiences: Vec::new(),
             root_ca_pem: pki.ca_pem().to_owned(),
         }),
+        components: components(&config),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");
@@ -293,4 +294,20 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>>
         }
         Ok(())
     })
+}
+
+/// Where ComponentStatus finds the controller manager run here: on loopback at its
+/// secure port. With port 0 (the system picks one) it probes upstream's default port, as
+/// upstream assumes the defaults; the scheduler is upstream's, which Keelson has not yet.
+fn components(
+    config: &crate::config::ServerConfig,
+) -> keelson_apiserver::componentstatus::Components {
+    let defaults = keelson_apiserver::componentstatus::Components::default();
+    match config.controller_manager_secure_port {
+        0 => defaults,
+        port => keelson_apiserver::componentstatus::Components {
+            controller_manager: SocketAddr::from(([127, 0, 0, 1], port)),
+            ..defaults
+        },
+    }
 }

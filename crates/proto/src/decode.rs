@@ -294,7 +294,7 @@ fn zero(ty: Ty) -> Value {
 }
 
 /// What `omitempty` drops: false, 0, "" (an empty `[]byte` prints as "").
-fn is_zero(v: &Value) -> bool {
+pub(crate) fn is_zero(v: &Value) -> bool {
     match v {
         Value::Bool(b) => !b,
         Value::Number(n) => n.as_f64() == Some(0.0),

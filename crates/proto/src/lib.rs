@@ -14,11 +14,15 @@
 //! It does not validate objects (that is the API server's job): a quantity or a name
 //! is passed on as sent.
 //!
+//! The same Go declarations tell what Go's JSON encoder leaves out of any object it
+//! prints: [`omit_empty`] drops it from JSON the API server is about to store.
+//!
 //! It also writes one protobuf: [`openapi_v2::encode`], the Swagger 2.0 document as
 //! gnostic's `openapi.v2.Document`, which Go clients read from `/openapi/v2`.
 
 mod decode;
 mod error;
+mod omit;
 pub mod openapi_v2;
 mod schema;
 mod special;
@@ -27,6 +31,7 @@ mod wire;
 use serde_json::Value;
 
 pub use error::{Error, Result};
+pub use omit::omit_empty;
 
 /// The media type of Kubernetes protobuf.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";

@@ -22,6 +22,7 @@ mod batch;
 mod certificates;
 mod coordination;
 mod core;
+mod events;
 mod networking;
 mod policy;
 mod rbac;

@@ -148,14 +148,77 @@ pub fn selector_string(selector: &Value, plain_map: bool) -> String {
     terms.join(",")
 }
 
+/// A field a `fieldSelector` may name, and how upstream's field set
+/// (`ToSelectableFields`, `GetAttrs`) reads its value: always a string, the zero value's
+/// when the field is unset (`fmt.Sprint(false)`, `strconv.Itoa(0)`), so `=false` and `=0`
+/// select objects that leave the field out.
+#[derive(Clone, Copy, Debug)]
+pub struct SelectableField {
+    pub name: &'static str,
+    read: Read,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    /// The value at the name's path; `unset` when there is none.
+    Path { unset: &'static str },
+    /// A value computed from the object (a field named otherwise, a fallback).
+    With(fn(&Value) -> String),
+}
+
+impl SelectableField {
+    /// A string field (or a custom resource's selectable field): "" when unset.
+    pub const fn string(name: &'static str) -> Self {
+        SelectableField { name, read: Read::Path { unset: "" } }
+    }
+
+    /// A Go `bool` field: "false" when unset.
+    pub const fn boolean(name: &'static str) -> Self {
+        SelectableField { name, read: Read::Path { unset: "false" } }
+    }
+
+    /// A Go integer field: "0" when unset.
+    pub const fn integer(name: &'static str) -> Self {
+        SelectableField { name, read: Read::Path { unset: "0" } }
+    }
+
+    /// A field whose value upstream computes from the object.
+    pub const fn with(name: &'static str, read: fn(&Value) -> String) -> Self {
+        SelectableField { name, read: Read::With(read) }
+    }
+
+    /// The field's value in `object`, as upstream's field set holds it.
+    pub fn value(&self, object: &Value) -> String {
+        match self.read {
+            Read::Path { unset } => scalar_at(object, self.name).unwrap_or_else(|| unset.into()),
+            Read::With(read) => read(object),
+        }
+    }
+}
+
+/// The scalar at a dotted path, as a selector compares it: strings as they are, booleans
+/// and numbers printed; `None` when unset or not a scalar.
+pub fn scalar_at(object: &Value, path: &str) -> Option<String> {
+    match object.pointer(&format!("/{}", path.replace('.', "/"))) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What every resource selects on.
+const OBJECT_META: [SelectableField; 2] =
+    [SelectableField::string("metadata.name"), SelectableField::string("metadata.namespace")];
+
 /// A parsed `fieldSelector`: `field=value`, `field==value`, `field!=value`, joined by commas.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+#[derive(Clone, Debug, Default)]
+pub struct FieldSelector(Vec<(SelectableField, bool, String)>);
 
 impl FieldSelector {
     /// Parses `text`, accepting only the fields in `supported` (plus metadata.name and
     /// metadata.namespace, which every resource supports).
-    pub fn parse(text: &str, kind: &str, supported: &[&str]) -> ApiResult<Self> {
+    pub fn parse(text: &str, kind: &str, supported: &[SelectableField]) -> ApiResult<Self> {
         let mut terms = Vec::new();
         for clause in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = clause.split_once("!=") {
@@ -170,16 +233,14 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if !["metadata.name", "metadata.namespace"].contains(&field)
-                && !supported.contains(&field)
-            {
+            let Some(known) = OBJECT_META.iter().chain(supported).find(|f| f.name == field) else {
                 return Err(ApiError::bad_request(format!(
                     "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"{}",
-                    supported.iter().map(|f| format!(", \"{f}\"")).collect::<String>()
+                    supported.iter().map(|f| format!(", \"{}\"", f.name)).collect::<String>()
                 ))
                 .for_kind(kind));
-            }
-            terms.push((field.to_owned(), equal, value.trim().to_owned()));
+            };
+            terms.push((*known, equal, value.trim().to_owned()));
         }
         Ok(FieldSelector(terms))
     }
@@ -189,16 +250,7 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|(field, equal, value)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = match object.pointer(&pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
-            };
-            (actual == *value) == *equal
-        })
+        self.0.iter().all(|(field, equal, value)| (field.value(object) == *value) == *equal)
     }
 }
 
@@ -250,12 +302,35 @@ mod tests {
     #[test]
     fn field_selectors_on_supported_fields_only() {
         let p = pod(json!({}));
-        let s = FieldSelector::parse(
-            "spec.nodeName=n1,status.phase!=Pending",
-            "Pod",
-            &["spec.nodeName", "status.phase"],
-        );
+        let supported =
+            [SelectableField::string("spec.nodeName"), SelectableField::string("status.phase")];
+        let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", "Pod", &supported);
         assert!(s.is_ok_and(|s| s.matches(&p)));
-        assert!(FieldSelector::parse("spec.bogus=x", "Pod", &["spec.nodeName"]).is_err());
+        assert!(FieldSelector::parse("spec.bogus=x", "Pod", &supported).is_err());
+    }
+
+    /// Upstream's field sets hold Go's zero value for an unset field: `fmt.Sprint(false)`,
+    /// `strconv.Itoa(0)`, "".
+    #[test]
+    fn unset_fields_select_as_their_zero_value() {
+        let supported = [
+            SelectableField::boolean("spec.unschedulable"),
+            SelectableField::integer("status.replicas"),
+            SelectableField::string("spec.nodeName"),
+        ];
+        let unset = json!({ "metadata": { "name": "n" }, "spec": {} });
+        let set = json!({ "metadata": { "name": "n" }, "spec": { "unschedulable": true, "nodeName": "a" }, "status": { "replicas": 2 } });
+        for (selector, on_unset, on_set) in [
+            ("spec.unschedulable=false", true, false),
+            ("spec.unschedulable!=false", false, true),
+            ("spec.unschedulable=true", false, true),
+            ("status.replicas=0", true, false),
+            ("status.replicas=2", false, true),
+            ("spec.nodeName=", true, false),
+            ("spec.nodeName!=", false, true),
+        ] {
+            let s = FieldSelector::parse(selector, "Node", &supported).expect("parses");
+            assert_eq!((s.matches(&unset), s.matches(&set)), (on_unset, on_set), "{selector}");
+        }
     }
 }

@@ -16,8 +16,9 @@ use std::sync::LazyLock;
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
+use super::selector::SelectableField;
 use super::{
-    apiextensions, apps, batch, certificates, coordination, core, networking, policy, rbac,
+    apiextensions, apps, batch, certificates, coordination, core, events, networking, policy, rbac,
     scheduling, storage,
 };
 use crate::meta::NameRule;
@@ -39,8 +40,9 @@ pub trait Strategy: Sync {
         false
     }
 
-    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`, read as
+    /// upstream's `ToSelectableFields` reads them.
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
         Cow::Borrowed(&[])
     }
 
@@ -176,13 +178,13 @@ impl Strategy for CustomResource {
     }
 
     /// A custom resource's `selectableFields` (`.spec.color` selects as `spec.color`).
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
         let version: &'static Value = self.version;
         let fields = version["selectableFields"].as_array().into_iter().flatten();
         Cow::Owned(
             fields
                 .filter_map(|f| f["jsonPath"].as_str())
-                .map(|p| p.trim_start_matches('.'))
+                .map(|p| SelectableField::string(p.trim_start_matches('.')))
                 .collect(),
         )
     }
@@ -263,9 +265,7 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     ("apps", "deployments", &apps::deployments::Deployments),
     ("apps", "replicasets", &apps::replicasets::ReplicaSets),
     ("apps", "statefulsets", &apps::statefulsets::StatefulSets),
-    // Served from the same storage as core events upstream, with the core field names;
-    // these objects are stored in their own shape, so only the printer is shared.
-    ("events.k8s.io", "events", &Simple::printed(table::events::EVENT)),
+    ("events.k8s.io", "events", &events::events::Events),
     (
         "autoscaling",
         "horizontalpodautoscalers",
@@ -370,6 +370,45 @@ mod tests {
         assert!(unserved.is_empty(), "registered but not served: {unserved:?}");
     }
 
+    /// Each built-in field selector reads what upstream's field set holds: the zero
+    /// value of an unset field, and the field upstream names where it differs.
+    #[test]
+    fn field_selectors_read_as_upstreams_field_sets() {
+        let value = |group: &str, plural: &str, field: &str, object: Value| -> String {
+            let fields = builtin(group, plural).field_selectors();
+            let known = fields.iter().find(|f| f.name == field);
+            known.unwrap_or_else(|| panic!("{plural} select no {field}")).value(&object)
+        };
+        let empty = || json!({ "metadata": { "name": "x" } });
+        for (group, plural, field, unset) in [
+            ("", "nodes", "spec.unschedulable", "false"),
+            ("", "pods", "spec.hostNetwork", "false"),
+            ("", "pods", "spec.nodeName", ""),
+            ("", "pods", "status.podIP", ""),
+            ("", "replicationcontrollers", "status.replicas", "0"),
+            ("apps", "replicasets", "status.replicas", "0"),
+            ("batch", "jobs", "status.successful", "0"),
+            ("", "events", "source", ""),
+            ("", "services", "spec.clusterIP", ""),
+            ("events.k8s.io", "events", "regarding.kind", ""),
+        ] {
+            assert_eq!(value(group, plural, field, empty()), unset, "{plural} {field}");
+        }
+        let job = json!({ "status": { "succeeded": 3 } });
+        assert_eq!(value("batch", "jobs", "status.successful", job), "3");
+        let pod =
+            json!({ "spec": { "nodeName": "n1" }, "status": { "podIPs": [{ "ip": "10.0.0.2" }] } });
+        assert_eq!(value("", "pods", "status.podIP", pod.clone()), "10.0.0.2");
+        assert_eq!(value("", "pods", "spec.host", pod.clone()), "n1");
+        assert_eq!(value("", "pods", "status.podIPs", pod), "");
+        let event = json!({ "reportingComponent": "kubelet", "source": {} });
+        assert_eq!(value("", "events", "source", event), "kubelet");
+        let event = json!({ "reportingComponent": "kubelet", "source": { "component": "k" } });
+        assert_eq!(value("", "events", "source", event), "k");
+        let event = json!({ "reportingController": "c", "deprecatedSource": {} });
+        assert_eq!(value("events.k8s.io", "events", "source", event), "c");
+    }
+
     #[test]
     fn a_custom_resource_follows_its_definition() {
         let version: &'static Value = Box::leak(Box::new(json!({
@@ -378,7 +417,8 @@ mod tests {
         })));
         let strategy = CustomResource { version };
         assert!(strategy.tracks_generation());
-        assert_eq!(&*strategy.field_selectors(), ["spec.color"]);
+        let fields = strategy.field_selectors();
+        assert_eq!(fields.iter().map(|f| f.name).collect::<Vec<_>>(), ["spec.color"]);
         assert!(!strategy.keeps_status_on_create());
     }
 

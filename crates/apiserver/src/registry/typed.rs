@@ -1,7 +1,9 @@
 //! Decoding a JSON object through its Rust type, as upstream decodes into Go structs:
 //! values of the wrong type are rejected, required fields must be there, and fields the
 //! type does not have are dropped — reported per `fieldValidation` (`Strict`: 400,
-//! `Warn`: a `Warning` header, `Ignore`: silently).
+//! `Warn`: a `Warning` header, `Ignore`: silently). What Go's encoder would then leave
+//! out (`omitempty` zero values, which k8s-openapi's `Option`s keep) is dropped by
+//! `keelson_proto::omit_empty`.
 
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keelson_api::{ResourceInfo, TypeError, Typed};
@@ -61,6 +63,10 @@ pub fn decode(
     unknown_fields(&object, &normalized, &mut String::new(), &mut unknown);
     let mut normalized = normalized;
     super::strategy::for_resource(info).defaults(&mut normalized);
+    if info.custom.is_none() {
+        // What Go's encoder would leave out of the object upstream stores.
+        keelson_proto::omit_empty(&info.api_version(), info.kind, &mut normalized);
+    }
     let mut problems: Vec<String> =
         unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     problems.extend(check.duplicates.iter().map(|f| format!("duplicate field \"{f}\"")));

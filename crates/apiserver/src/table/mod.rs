@@ -1,5 +1,7 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables for `kubectl get`, with upstream's
-//! columns per type and upstream's NAME/CREATED AT default for types without a printer.
+//! columns per type and upstream's NAME/CREATED AT default for types without a printer;
+//! and [`respond`], which writes one object in the representation the request
+//! negotiated (`crate::negotiation`): as it is, as a Table or as `PartialObjectMetadata`.
 //!
 //! Upstream keeps its printers in `pkg/printers/internalversion/printers.go` (plus the
 //! aggregator's for APIServices); each resource's strategy names its [`Printer`]
@@ -31,7 +33,9 @@ use serde_json::{Value, json};
 use cells::Now;
 
 use crate::meta::metadata;
+use crate::negotiation::MetaVersion;
 use crate::request::Request;
+use crate::status::{ApiError, ApiResult};
 
 /// A column definition: what `kubectl get` prints as the header, and when.
 #[derive(Clone, Copy, Debug)]
@@ -111,32 +115,52 @@ impl Printer {
     }
 }
 
-/// Renders `objects` as a Table with `printer`; `list_meta` for lists, `None` for one
-/// object.
+/// Renders `objects` as a Table of `meta.k8s.io` `version`; `list_meta` for lists, `None`
+/// for one object. Without `headers` (a watch's events after the first) the column
+/// definitions are left out, as upstream's `NoHeaders`.
 pub fn render(
     printer: Printer,
     objects: &[Value],
     list_meta: Option<Value>,
     req: &Request,
-) -> Value {
+    version: MetaVersion,
+    headers: bool,
+) -> ApiResult<Value> {
+    let include = include_object(req)?;
     let now = Now::current();
-    let include = req.param("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
             let object = match include {
                 "None" => Value::Null,
                 "Object" => o.clone(),
-                _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata(o) }),
+                _ => partial_object_metadata(o, version),
             };
             json!({ "cells": printer.cells(o, now), "object": object })
         })
         .collect();
-    let definitions = printer.definitions();
+    let definitions = if headers { json!(printer.definitions()) } else { Value::Null };
     let meta = list_meta.unwrap_or_else(|| {
         json!({ "resourceVersion": objects.first().and_then(|o| metadata(o).get("resourceVersion")).cloned().unwrap_or(json!("")) })
     });
-    json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": definitions, "rows": rows })
+    Ok(
+        json!({ "kind": "Table", "apiVersion": version.api_version(), "metadata": meta, "columnDefinitions": definitions, "rows": rows }),
+    )
+}
+
+/// The Table's `includeObject` (upstream's `ValidateTableOptions`): 400 for another.
+pub(crate) fn include_object(req: &Request) -> ApiResult<&str> {
+    match req.param("includeObject").unwrap_or("") {
+        include @ ("" | "Metadata" | "None" | "Object") => Ok(include),
+        other => Err(ApiError::bad_request(format!(
+            "Unable to convert to Table as requested: includeObject: Unsupported value: {other:?}: supported values: \"\", \"Metadata\", \"None\", \"Object\""
+        ))),
+    }
+}
+
+/// An object's `PartialObjectMetadata` (upstream's `meta.AsPartialObjectMetadata`).
+pub fn partial_object_metadata(object: &Value, version: MetaVersion) -> Value {
+    json!({ "kind": "PartialObjectMetadata", "apiVersion": version.api_version(), "metadata": metadata(object) })
 }
 
 /// Upstream's `duration.HumanDuration` of a number of seconds: precise when recent, coarse

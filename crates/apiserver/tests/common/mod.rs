@@ -51,6 +51,14 @@ macro_rules! with_each_kubectl {
     };
 }
 
+/// What a test server is started with beyond the defaults.
+#[derive(Default)]
+struct Settings {
+    audit: Option<keelson_apiserver::audit::AuditConfig>,
+    admission_plugins: keelson_apiserver::admission::plugins::Selection,
+    components: keelson_apiserver::componentstatus::Components,
+}
+
 pub struct TestServer {
     /// The kubectl binary this server's scenarios run.
     pub kubectl_bin: PathBuf,
@@ -139,26 +147,35 @@ impl TestServer {
     }
 
     pub async fn start_with(kubectl_bin: PathBuf) -> Result<Self> {
-        Self::start_full(kubectl_bin, None, Default::default()).await
+        Self::start_full(kubectl_bin, Settings::default()).await
     }
 
     /// A server that writes an audit log as `audit` says.
     pub async fn start_audited(audit: keelson_apiserver::audit::AuditConfig) -> Result<Self> {
-        Self::start_full(SYSTEM_KUBECTL.into(), Some(audit), Default::default()).await
+        Self::start_full(
+            SYSTEM_KUBECTL.into(),
+            Settings { audit: Some(audit), ..Default::default() },
+        )
+        .await
     }
 
     /// A server whose admission plugins are the defaults changed by `plugins`.
     pub async fn start_with_admission(
         plugins: keelson_apiserver::admission::plugins::Selection,
     ) -> Result<Self> {
-        Self::start_full(SYSTEM_KUBECTL.into(), None, plugins).await
+        let settings = Settings { admission_plugins: plugins, ..Default::default() };
+        Self::start_full(SYSTEM_KUBECTL.into(), settings).await
     }
 
-    async fn start_full(
-        kubectl_bin: PathBuf,
-        audit: Option<keelson_apiserver::audit::AuditConfig>,
-        admission_plugins: keelson_apiserver::admission::plugins::Selection,
+    /// A server whose ComponentStatus probes `components`.
+    pub async fn start_with_components(
+        components: keelson_apiserver::componentstatus::Components,
     ) -> Result<Self> {
+        Self::start_full(SYSTEM_KUBECTL.into(), Settings { components, ..Default::default() }).await
+    }
+
+    async fn start_full(kubectl_bin: PathBuf, settings: Settings) -> Result<Self> {
+        let Settings { audit, admission_plugins, components } = settings;
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
@@ -171,6 +188,7 @@ impl TestServer {
                 audiences: Vec::new(),
                 root_ca_pem: pki.ca_pem().to_owned(),
             }),
+            components,
             ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
         })
         .await?;
@@ -308,7 +326,23 @@ impl TestServer {
         content_type: &str,
         cert: bool,
     ) -> Result<(u16, String)> {
+        self.curl_with(method, path, body, content_type, cert, &[]).await
+    }
+
+    /// [`TestServer::curl`] with more request headers (`Accept`).
+    pub async fn curl_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+        cert: bool,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String)> {
         let mut command = self.curl_command(method, cert)?;
+        for (name, value) in headers {
+            command.arg("-H").arg(format!("{name}: {value}"));
+        }
         if let Some(body) = body {
             // From a file: a 3 MiB body does not fit in an argument list.
             let file = self.dir.path().join(format!("body-{}", uuid_like()));

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::registry::defaults::{child, default, pod_template};
+use crate::registry::selector::{SelectableField, scalar_at};
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::workloads;
 use crate::status::Cause;
@@ -17,8 +18,12 @@ impl Strategy for Jobs {
         true
     }
 
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["status.successful"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        // Upstream's name for the count of succeeded pods.
+        const FIELDS: &[SelectableField] = &[SelectableField::with("status.successful", |job| {
+            scalar_at(job, "status.succeeded").unwrap_or_else(|| "0".into())
+        })];
+        Cow::Borrowed(FIELDS)
     }
 
     fn defaults(&self, object: &mut Value) {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::meta;
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::certificates;
 use crate::request::User;
@@ -15,8 +16,9 @@ use crate::table::{self, Printer};
 pub struct CertificateSigningRequests;
 
 impl Strategy for CertificateSigningRequests {
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["spec.signerName"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] = &[SelectableField::string("spec.signerName")];
+        Cow::Borrowed(FIELDS)
     }
 
     /// Who asks for a certificate is who sent the request, never what the body claims.

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::meta::{self, NameRule, metadata_mut};
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::table::{self, Printer};
 
@@ -15,8 +16,9 @@ impl Strategy for Namespaces {
         NameRule::Label
     }
 
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["status.phase"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] = &[SelectableField::string("status.phase")];
+        Cow::Borrowed(FIELDS)
     }
 
     /// Every namespace carries its name as a label and the `kubernetes` finalizer, and

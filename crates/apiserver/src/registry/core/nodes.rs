@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::cluster;
 use crate::status::Cause;
@@ -12,8 +13,10 @@ use crate::table::{self, Printer};
 pub struct Nodes;
 
 impl Strategy for Nodes {
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["spec.unschedulable"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        // `fmt.Sprint(Unschedulable)`: an unset field selects as "false".
+        const FIELDS: &[SelectableField] = &[SelectableField::boolean("spec.unschedulable")];
+        Cow::Borrowed(FIELDS)
     }
 
     /// A kubelet registers its node with the status it sees.

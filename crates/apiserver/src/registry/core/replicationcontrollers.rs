@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::registry::defaults::{child, default, pod_template};
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::workloads;
 use crate::status::Cause;
@@ -17,8 +18,9 @@ impl Strategy for ReplicationControllers {
         true
     }
 
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["status.replicas"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] = &[SelectableField::integer("status.replicas")];
+        Cow::Borrowed(FIELDS)
     }
 
     fn defaults(&self, object: &mut Value) {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::registry::defaults::default;
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::{core, immutable};
 use crate::status::Cause;
@@ -13,8 +14,9 @@ use crate::table::{self, Printer};
 pub struct Secrets;
 
 impl Strategy for Secrets {
-    fn field_selectors(&self) -> Cow<'static, [&'static str]> {
-        Cow::Borrowed(&["type"])
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] = &[SelectableField::string("type")];
+        Cow::Borrowed(FIELDS)
     }
 
     fn defaults(&self, object: &mut Value) {

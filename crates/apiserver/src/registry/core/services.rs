@@ -1,10 +1,13 @@
 //! Services: upstream's `pkg/registry/core/service` (cluster IPs and node ports are
 //! allocated by `crate::services`, the storage hooks `crate::storage` registers).
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::meta::NameRule;
 use crate::registry::defaults::{child, default, each};
+use crate::registry::selector::SelectableField;
 use crate::registry::strategy::Strategy;
 use crate::registry::validation::core;
 use crate::status::Cause;
@@ -15,6 +18,13 @@ pub struct Services;
 impl Strategy for Services {
     fn name_rule(&self) -> NameRule {
         NameRule::Label
+    }
+
+    /// What kube-proxy selects by (upstream's `SelectableFields`).
+    fn field_selectors(&self) -> Cow<'static, [SelectableField]> {
+        const FIELDS: &[SelectableField] =
+            &[SelectableField::string("spec.clusterIP"), SelectableField::string("spec.type")];
+        Cow::Borrowed(FIELDS)
     }
 
     /// `SetDefaults_Service`, less the cluster IP (allocated by the service registry).

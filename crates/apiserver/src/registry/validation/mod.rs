@@ -11,6 +11,7 @@ pub(crate) mod cluster;
 pub(crate) mod core;
 pub(crate) mod crd;
 pub(crate) mod pod;
+pub(crate) mod pod_subresources;
 pub(crate) mod workloads;
 
 use serde_json::{Value, json};

@@ -22,6 +22,7 @@ pub fn spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             container(c, &format!("{path}.{list}[{i}]"), &volumes, &mut names, causes);
         }
     }
+    ephemeral_containers(spec, path, causes);
     one_of(
         &spec["restartPolicy"],
         &format!("{path}.restartPolicy"),
@@ -51,6 +52,65 @@ pub fn spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             &json!(deadline),
             "must be between 1 and 2147483647, inclusive",
         ));
+    }
+}
+
+/// The fields of a container an ephemeral one may not set, in the Go struct's order:
+/// those upstream's `allowedEphemeralContainerFields` leaves out.
+const NOT_FOR_EPHEMERAL: [&str; 9] = [
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "restartPolicyRules",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// What only ephemeral containers are held to (upstream's `validateEphemeralContainers`):
+/// a target among the pod's other containers, none of the fields that would make them
+/// part of the workload, no subpaths.
+fn ephemeral_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let others: HashSet<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| spec[*list].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for (i, c) in spec["ephemeralContainers"].as_array().into_iter().flatten().enumerate() {
+        let field = format!("{path}.ephemeralContainers[{i}]");
+        if let Some(target) = c["targetContainerName"].as_str()
+            && !target.is_empty()
+            && !others.contains(target)
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotFound",
+                message: format!("Not found: {target:?}"),
+                field: format!("{field}.targetContainerName"),
+            });
+        }
+        for name in NOT_FOR_EPHEMERAL {
+            // Set means not Go's zero value: an empty `resources` is zero, a probe is not.
+            let set = match &c[name] {
+                Value::Null => false,
+                Value::Array(items) => !items.is_empty(),
+                Value::Object(fields) => name != "resources" || !fields.is_empty(),
+                _ => true,
+            };
+            if set {
+                let at = format!("{field}.{name}");
+                causes.push(Cause::forbidden(&at, "cannot be set for an Ephemeral Container"));
+            }
+        }
+        for (j, mount) in c["volumeMounts"].as_array().into_iter().flatten().enumerate() {
+            for sub in ["subPath", "subPathExpr"] {
+                if mount[sub].as_str().is_some_and(|v| !v.is_empty()) {
+                    let at = format!("{field}.volumeMounts[{j}].{sub}");
+                    causes.push(Cause::forbidden(&at, "cannot be set for an Ephemeral Container"));
+                }
+            }
+        }
     }
 }
 
