@@ -193,7 +193,7 @@ print("\n".join(specs))
 PY
 total=$(grep -c . "$RESULTS/specs.txt" || true)
 [ "$total" -gt 0 ] || { echo "conformance: no spec matches --focus '$FOCUS'${SKIP:+ --skip '$SKIP'}" >&2; exit 1; }
-echo "conformance: $total specs, each bounded at ${SPEC_TIMEOUT}s, $PARALLEL at a time; results in $RESULTS" >&2
+echo "conformance: specs: $total, each bounded at ${SPEC_TIMEOUT}s, $PARALLEL at a time; results in $RESULTS" >&2
 
 # Runs spec number $1 (a line of specs.txt) alone: the suite's description and the
 # spec's text, as an anchored regex.
@@ -224,7 +224,7 @@ server_alive() {
 # outcome; `summary RESULTS SECONDS VERSION E2E_VERSION` merges them into junit.xml and
 # prints the summary.
 cat > "$work/report.py" <<'PY'
-import os, sys, xml.etree.ElementTree as ET
+import os, re, sys, xml.etree.ElementTree as ET
 
 def spec_case(path, i, text):
     """Spec i's testcase: its [It], or the failed suite setup that kept it from running."""
@@ -259,6 +259,15 @@ def outcome(case):
         message = f"{case.get('name')} failed: {message}"
     return status, message
 
+def last_step(log):
+    """What a timed-out spec was doing: its last step before the bound."""
+    try:
+        text = open(log, errors="replace").read().split("[TIMEDOUT]")[0]
+    except OSError:
+        return ""
+    steps = re.findall(r"STEP: (.*?) @ \d", text)
+    return f" (last step: {steps[-1]})" if steps else ""
+
 results = sys.argv[2]
 texts = open(os.path.join(results, "specs.txt")).read().splitlines()
 if sys.argv[1] == "extract":
@@ -280,6 +289,8 @@ for i, text in enumerate(texts, 1):
     else:
         # The message on one line: upstream's often put the server's answer on the next.
         brief = " ".join(message.split())
+        if status == "timedout":
+            brief += last_step(os.path.join(results, "specs", f"{i}.log"))
         failed.append((i, text, status, brief[:400] + ("…" if len(brief) > 400 else "")))
     cases.append(case)
 suite = ET.Element("testsuite", name="Kubernetes e2e suite", tests=str(len(cases)),
