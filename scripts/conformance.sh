@@ -174,7 +174,9 @@ if [ "$nodes" -eq 0 ]; then
 fi
 
 # --- the specs --------------------------------------------------------------------------
-"$E2E" "${E2E_FLAGS[@]}" --ginkgo.dry-run --ginkgo.focus="$FOCUS" ${SKIP:+--ginkgo.skip="$SKIP"} \
+skip_args=()
+[ -n "$SKIP" ] && skip_args=(--ginkgo.skip="$SKIP")
+"$E2E" "${E2E_FLAGS[@]}" --ginkgo.dry-run --ginkgo.focus="$FOCUS" "${skip_args[@]}" \
     --ginkgo.json-report="$work/dry-run.json" > "$work/dry-run.log" 2>&1 \
     || { echo "conformance: e2e.test --ginkgo.dry-run failed" >&2; tail -20 "$work/dry-run.log" >&2; exit 1; }
 # One line a spec: its full text; [Serial] ones last. Ginkgo matches --ginkgo.focus
