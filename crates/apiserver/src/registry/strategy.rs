@@ -471,4 +471,35 @@ mod tests {
         );
         assert!(causes.iter().any(|c| c.field == "spec.selector"), "{causes:?}");
     }
+
+    #[test]
+    fn go_clients_unset_fields_get_upstreams_defaults() {
+        let mut binding = json!({
+            "roleRef": { "apiGroup": "", "kind": "Role", "name": "reader" },
+            "subjects": [
+                { "kind": "User", "name": "ann" },
+                { "kind": "Group", "name": "team", "apiGroup": "" },
+                { "kind": "ServiceAccount", "name": "robot", "namespace": "ns" },
+            ],
+        });
+        builtin("rbac.authorization.k8s.io", "rolebindings").defaults(&mut binding);
+        assert_eq!(binding["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+        assert_eq!(binding["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
+        assert_eq!(binding["subjects"][1]["apiGroup"], "rbac.authorization.k8s.io");
+        assert!(binding["subjects"][2].get("apiGroup").is_none(), "{binding}");
+        let mut cluster = json!({ "roleRef": { "kind": "ClusterRole", "name": "view" } });
+        builtin("rbac.authorization.k8s.io", "clusterrolebindings").defaults(&mut cluster);
+        assert_eq!(cluster["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+        // A Go client sends the zero IntOrString for a target port it leaves unset.
+        let mut service = json!({ "spec": { "ports": [
+            { "port": 80, "targetPort": 0 },
+            { "port": 81, "targetPort": "" },
+            { "port": 82, "targetPort": "http" },
+            { "port": 83 },
+        ] } });
+        builtin("", "services").defaults(&mut service);
+        let targets: Vec<&Value> =
+            (0..4).map(|i| &service["spec"]["ports"][i]["targetPort"]).collect();
+        assert_eq!(targets, [&json!(80), &json!(81), &json!("http"), &json!(83)]);
+    }
 }

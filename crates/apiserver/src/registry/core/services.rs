@@ -44,8 +44,12 @@ impl Strategy for Services {
         }
         for port in each(spec, "ports") {
             default(port, "protocol", json!("TCP"));
-            if let Some(number) = port.get("port").cloned() {
-                default(port, "targetPort", number);
+            // Go clients send the zero IntOrString, 0, for a target port left unset.
+            let unset = matches!(port.get("targetPort"), None | Some(Value::Null))
+                || port["targetPort"] == 0
+                || port["targetPort"] == "";
+            if unset && let Some(number) = port.get("port").cloned() {
+                port["targetPort"] = number;
             }
         }
         if spec["sessionAffinity"] == "ClientIP" {
