@@ -158,7 +158,7 @@ impl Decision {
 /// The authorizers of `--authorization-mode=Node,RBAC`, behind the privileged group,
 /// reading the roles, bindings, pods and volumes through the watch caches.
 pub struct Authorizer {
-    pub rbac: rbac::Rbac,
+    rbac: rbac::Rbac,
     caches: Arc<Caches>,
 }
 
