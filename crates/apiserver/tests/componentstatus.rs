@@ -18,6 +18,7 @@ async fn secure_port(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<std::net::SocketAddr> {
     let config = keelson_runtime::secure::Config {
+        component: "kube-controller-manager",
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         serving: None,
         client_ca_pem: None,

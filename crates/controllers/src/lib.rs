@@ -125,8 +125,7 @@ pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Re
             &LeaderElection::default_identity(),
             timings,
         );
-        let leader = election.health();
-        health.add("leaderElection", move || leader.check());
+        election.report_to(&health);
         election
     });
     if let Some(serving) = config.serving {

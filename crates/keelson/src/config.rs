@@ -74,6 +74,13 @@ pub struct ServerArgs {
     /// HTTPS port of the controller manager's health checks and metrics, on 127.0.0.1; 0 lets the system pick one (logged) [default: 10257]
     #[arg(long)]
     pub controller_manager_secure_port: Option<u16>,
+    /// HTTPS port of the scheduler's health checks and metrics, on 127.0.0.1; 0 lets the system pick one (logged) [default: 10259]
+    #[arg(long)]
+    pub scheduler_secure_port: Option<u16>,
+    /// Run no scheduler in this server (another one places pods)
+    #[arg(long)]
+    #[serde(default)]
+    pub disable_scheduler: bool,
 }
 
 /// Settings with every default filled in.
@@ -99,6 +106,8 @@ pub struct ServerConfig {
     pub datastore: Endpoint,
     pub datastore_tls: TlsFiles,
     pub controller_manager_secure_port: u16,
+    pub scheduler_secure_port: u16,
+    pub disable_scheduler: bool,
 }
 
 impl ServerArgs {
@@ -169,6 +178,10 @@ impl ServerArgs {
             controller_manager_secure_port: merged
                 .controller_manager_secure_port
                 .unwrap_or(keelson_controllers::SECURE_PORT),
+            scheduler_secure_port: merged
+                .scheduler_secure_port
+                .unwrap_or(keelson_scheduler::SECURE_PORT),
+            disable_scheduler: merged.disable_scheduler,
             data_dir,
         })
     }
@@ -206,6 +219,8 @@ impl ServerArgs {
             controller_manager_secure_port: self
                 .controller_manager_secure_port
                 .or(file.controller_manager_secure_port),
+            scheduler_secure_port: self.scheduler_secure_port.or(file.scheduler_secure_port),
+            disable_scheduler: self.disable_scheduler || file.disable_scheduler,
         }
     }
 }

@@ -6,7 +6,9 @@ mod client;
 mod config;
 mod controller_manager;
 mod datastore;
+mod scheduler;
 mod secrets_encrypt;
+mod secure;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -30,12 +32,14 @@ struct Cli {
 enum Command {
     /// Print the Keelson version and the Kubernetes API version it serves.
     Version,
-    /// Run the control plane: datastore, PKI, API server and controller manager.
+    /// Run the control plane: datastore, PKI, API server, scheduler and controller manager.
     Server(config::ServerArgs),
     /// Run the API server alone (datastore and PKI included).
     Apiserver(config::ServerArgs),
     /// Run the controller manager alone, against the API server its kubeconfig names.
     ControllerManager(controller_manager::ControllerManagerArgs),
+    /// Run the scheduler alone, against the API server its kubeconfig names.
+    Scheduler(scheduler::SchedulerArgs),
     /// Check or rotate the cluster's certificates.
     Certificate {
         #[command(subcommand)]
@@ -75,6 +79,9 @@ fn main() -> std::process::ExitCode {
         Command::Apiserver(args) => runtime().and_then(|rt| rt.block_on(server::run(args, false))),
         Command::ControllerManager(args) => {
             runtime().and_then(|rt| rt.block_on(controller_manager::run_alone(args)))
+        }
+        Command::Scheduler(args) => {
+            runtime().and_then(|rt| rt.block_on(scheduler::run_alone(args)))
         }
         Command::Certificate { command } => certificate::run(command),
         Command::SecretsEncrypt { command } => {

@@ -126,6 +126,19 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
                 tracing::error!("controller manager stopped: {e:#}");
             }
         });
+        if !config.disable_scheduler {
+            let args = crate::scheduler::SchedulerArgs::in_server(
+                config.data_dir.join("cred/scheduler.kubeconfig"),
+                &config.data_dir.join("tls"),
+                config.scheduler_secure_port,
+            );
+            let stop = components_stop.clone();
+            components.spawn(async move {
+                if let Err(e) = crate::scheduler::run(args, stop).await {
+                    tracing::error!("scheduler stopped: {e:#}");
+                }
+            });
+        }
     }
 
     stop.await?;
@@ -298,16 +311,20 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>>
 
 /// Where ComponentStatus finds the controller manager run here: on loopback at its
 /// secure port. With port 0 (the system picks one) it probes upstream's default port, as
-/// upstream assumes the defaults; the scheduler is upstream's, which Keelson has not yet.
+/// upstream assumes the defaults. The scheduler likewise.
 fn components(
     config: &crate::config::ServerConfig,
 ) -> keelson_apiserver::componentstatus::Components {
     let defaults = keelson_apiserver::componentstatus::Components::default();
-    match config.controller_manager_secure_port {
-        0 => defaults,
-        port => keelson_apiserver::componentstatus::Components {
-            controller_manager: SocketAddr::from(([127, 0, 0, 1], port)),
-            ..defaults
-        },
+    let on_loopback = |port: u16, default: SocketAddr| match port {
+        0 => default,
+        port => SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    keelson_apiserver::componentstatus::Components {
+        controller_manager: on_loopback(
+            config.controller_manager_secure_port,
+            defaults.controller_manager,
+        ),
+        scheduler: on_loopback(config.scheduler_secure_port, defaults.scheduler),
     }
 }

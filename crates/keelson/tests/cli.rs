@@ -287,7 +287,7 @@ impl RunningServer {
         let mut child = keelson()
             .args([command, "--https-listen-port", "0", "--bind-address", "127.0.0.1"])
             .args(if command == "server" {
-                &["--controller-manager-secure-port", "0"][..]
+                &["--controller-manager-secure-port", "0", "--scheduler-secure-port", "0"][..]
             } else {
                 &[]
             })
@@ -325,9 +325,11 @@ impl RunningServer {
     }
 }
 
-/// The port of a `serving securely address=127.0.0.1:PORT` log line.
+/// The port of the controller manager's `serving securely
+/// component=kube-controller-manager address=127.0.0.1:PORT` log line.
 fn secure_port_of(line: &str) -> Option<String> {
-    let address = line.split("serving securely address=").nth(1)?;
+    let address =
+        line.split("serving securely component=kube-controller-manager address=").nth(1)?;
     let port = address.split_whitespace().next()?.rsplit(':').next()?;
     Some(port.to_owned())
 }
@@ -530,26 +532,29 @@ fn server_runs_the_controller_manager_as_its_own_identity() -> Result<()> {
         &["get", "quota", "q", "-n", "team", "-o", "jsonpath={.status.used.count/configmaps}"],
     )?;
     ensure!(used == "1", "kube-root-ca.crt counts: {used}");
-    // The audit log is written after the response, by its own thread.
+    eventually_audited(
+        &data,
+        &[
+            "\"username\":\"system:serviceaccount:kube-system:resourcequota-controller\"",
+            "\"subresource\":\"status\"",
+            "\"verb\":\"update\"",
+        ],
+        "the quota was not recounted by its controller's ServiceAccount",
+    )
+}
+
+/// Waits for an audit event whose line holds every one of `parts` (the audit log is
+/// written after the response, by its own thread).
+fn eventually_audited(data: &Path, parts: &[&str], otherwise: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let audit = std::fs::read_to_string(data.join("logs/audit.log"))?;
-        let recounted = audit.lines().any(|l| {
-            l.contains(
-                "\"username\":\"system:serviceaccount:kube-system:resourcequota-controller\"",
-            ) && l.contains("\"subresource\":\"status\"")
-                && l.contains("\"verb\":\"update\"")
-        });
-        if recounted {
-            break;
+        if audit.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+            return Ok(());
         }
-        ensure!(
-            Instant::now() < deadline,
-            "the quota was not recounted by its controller's ServiceAccount"
-        );
+        ensure!(Instant::now() < deadline, "{otherwise}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(())
 }
 
 #[test]
@@ -718,5 +723,74 @@ fn the_controller_managers_secure_port_delegates_authentication_and_authorizatio
     ensure!(body.contains("controller_runtime_reconcile_total{"), "{body}");
     let (code, body) = curl(&port, "/healthz/leaderElection", &admin.args())?;
     ensure!((code, body.as_str()) == (200, "ok"), "{code}: {body}");
+    Ok(())
+}
+
+#[test]
+fn server_schedules_pods_as_the_schedulers_identity() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = RunningServer::start(&data)?;
+    let node = dir.path().join("node.yaml");
+    std::fs::write(
+        &node,
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    kubernetes.io/hostname: n1\n",
+    )?;
+    let applied = kubectl(&data, &["apply", "-f", node.to_str().context("path")?])?;
+    ensure!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let status = r#"{"status":{"allocatable":{"cpu":"2","memory":"2Gi","pods":"10"},"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    let patched = kubectl(
+        &data,
+        &["patch", "node", "n1", "--subresource=status", "--type=merge", "-p", status],
+    )?;
+    ensure!(patched.status.success(), "{}", String::from_utf8_lossy(&patched.stderr));
+    let run = kubectl(&data, &["run", "web", "--image=nginx", "--restart=Never"])?;
+    ensure!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bound =
+        eventually_kubectl(&data, &["get", "pod", "web", "-o", "jsonpath={.spec.nodeName}"])?;
+    ensure!(bound == "n1", "{bound}");
+    let holder = eventually_kubectl(
+        &data,
+        &[
+            "get",
+            "lease",
+            "kube-scheduler",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )?;
+    ensure!(!holder.is_empty());
+    // The binding was made by the scheduler's own identity.
+    eventually_audited(
+        &data,
+        &[
+            "\"username\":\"system:kube-scheduler\"",
+            "\"subresource\":\"binding\"",
+            "\"verb\":\"create\"",
+        ],
+        "no binding by system:kube-scheduler in the audit log",
+    )
+}
+
+#[test]
+fn a_bad_scheduler_configuration_is_refused_at_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("scheduler.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\npercentageOfNodesToScore: 150\n",
+    )?;
+    let output = keelson()
+        .args(["scheduler", "--kubeconfig", "/nonexistent", "--config"])
+        .arg(&config)
+        .output()?;
+    ensure!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(
+        stderr.contains("percentageOfNodesToScore: Invalid value: 150: not in valid range [0-100]"),
+        "{stderr}"
+    );
     Ok(())
 }

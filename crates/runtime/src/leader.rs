@@ -127,6 +127,12 @@ impl LeaderElection {
         *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
+    /// Adds the candidate's `leaderElection` check to a component's health checks.
+    pub fn report_to(&self, checks: &crate::health::Checks) {
+        let leader = self.health();
+        checks.add("leaderElection", move || leader.check());
+    }
+
     /// Upstream's identity: the host name and a unique suffix.
     pub fn default_identity() -> String {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

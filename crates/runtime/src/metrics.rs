@@ -138,6 +138,18 @@ impl Metrics {
         ControllerMetrics { success, requeue, error, errors, time }
     }
 
+    /// Registers a component's own metric (the scheduler's, say) to be rendered with
+    /// the rest.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        let mut registry = self.inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.register(name, help, metric);
+    }
+
     /// Every metric in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -42,6 +42,9 @@ pub const ALWAYS_ALLOW_GROUPS: [&str; 1] = ["system:masters"];
 
 /// How to serve the secure port.
 pub struct Config {
+    /// Which component serves (`kube-controller-manager`, `kube-scheduler`), for the
+    /// logs.
+    pub component: &'static str,
     /// `--bind-address` and `--secure-port`; port 0 lets the system pick one.
     pub bind: SocketAddr,
     /// `--tls-cert-file` and `--tls-private-key-file`; `None` makes a self-signed
@@ -65,6 +68,7 @@ impl Config {
     /// Upstream's defaults on `bind`, reviews sent with `client`.
     pub fn new(bind: SocketAddr, client: Client, client_ca_pem: Option<String>) -> Self {
         Config {
+            component: "component",
             bind,
             serving: None,
             client_ca_pem,
@@ -106,6 +110,7 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
     let local_addr = listener.local_addr()?;
+    let config_component = config.component;
     let state = Arc::new(State {
         authn: authn::Authenticator::new(config.authentication),
         authz: authz::Authorizer::new(
@@ -124,7 +129,7 @@ pub async fn serve(
             async move { handle(&state, user, req).await }
         }
     }));
-    tracing::info!(address = %local_addr, "serving securely");
+    tracing::info!(component = %config_component, address = %local_addr, "serving securely");
     Ok(local_addr)
 }
 

@@ -246,7 +246,8 @@ fn resources(resources: &Value, path: &str, causes: &mut Vec<Cause>) {
 }
 
 /// What a pod update may change in the spec: container images, the active deadline,
-/// added tolerations, a negative grace period set to 1.
+/// added tolerations, removed scheduling gates (and, while gated, added node selector
+/// entries), a negative grace period set to 1.
 pub fn update(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
     let mut comparable = new["spec"].clone();
     let old_spec = &old["spec"];
@@ -271,6 +272,41 @@ pub fn update(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
         && comparable["terminationGracePeriodSeconds"] == 1
     {
         keep_old(&mut comparable, old_spec, "terminationGracePeriodSeconds");
+    }
+    // Scheduling gates may only be removed.
+    let gates = |spec: &Value| -> Vec<String> {
+        spec["schedulingGates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let old_gates = gates(old_spec);
+    for (i, gate) in gates(&comparable).iter().enumerate() {
+        if !old_gates.contains(gate) {
+            causes.push(Cause::forbidden(
+                &format!("spec.schedulingGates[{i}].name"),
+                &format!("only deletion is allowed, but found new scheduling gate '{gate}'"),
+            ));
+        }
+    }
+    keep_old(&mut comparable, old_spec, "schedulingGates");
+    // A gated pod may gain node selector entries (none changed or removed).
+    if !old_gates.is_empty() && comparable["nodeSelector"] != old_spec["nodeSelector"] {
+        let kept = old_spec["nodeSelector"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| comparable["nodeSelector"].get(k) == Some(v));
+        if !kept {
+            causes.push(Cause::invalid(
+                "spec.nodeSelector",
+                &comparable["nodeSelector"],
+                "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+            ));
+        }
+        keep_old(&mut comparable, old_spec, "nodeSelector");
     }
     // Binding fills in the node once; the scheduler's write is not a user's change.
     if old_spec["nodeName"].as_str().is_none_or(str::is_empty) {
@@ -364,5 +400,38 @@ mod tests {
         );
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].reason, "FieldValueForbidden");
+    }
+
+    #[test]
+    fn scheduling_gates_may_only_be_removed_and_gated_pods_gain_selectors() {
+        let c = json!([{"name": "a", "image": "x"}]);
+        let old = json!({"spec": {"containers": c, "schedulingGates": [{"name": "g1"}, {"name": "g2"}],
+                                   "nodeSelector": {"disk": "ssd"}}});
+        let mut causes = Vec::new();
+        // Removing a gate and adding a selector entry while gated.
+        let new = json!({"spec": {"containers": c, "schedulingGates": [{"name": "g2"}],
+                                   "nodeSelector": {"disk": "ssd", "zone": "a"}}});
+        update(&old, &new, &mut causes);
+        assert!(causes.is_empty(), "{causes:?}");
+        let new = json!({"spec": {"containers": c, "schedulingGates": [{"name": "g3"}],
+                                   "nodeSelector": {"disk": "hdd"}}});
+        update(&old, &new, &mut causes);
+        assert_eq!(
+            fields(&causes),
+            [
+                "spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new scheduling gate 'g3'",
+                "spec.nodeSelector: Invalid value: {\"disk\":\"hdd\"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+            ]
+        );
+        // Without gates, the selector is as immutable as the rest.
+        let ungated = json!({"spec": {"containers": c, "nodeSelector": {"disk": "ssd"}}});
+        let mut causes = Vec::new();
+        update(
+            &ungated,
+            &json!({"spec": {"containers": c, "nodeSelector": {"disk": "ssd", "zone": "a"}}}),
+            &mut causes,
+        );
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec");
     }
 }

@@ -1,0 +1,352 @@
+//! `InterPodAffinity`: required pod affinity and anti-affinity (the incoming pod's, and
+//! existing pods' anti-affinity against it) filter; preferred terms of both sides, and
+//! existing pods' required affinity weighted by `hardPodAffinityWeight`, score.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::cache::Snapshot;
+use crate::framework::{
+    ClusterEvent, CycleState, EventResource, Handle, MAX_NODE_SCORE, NodeScore, Plugin, Point,
+    PreFilterResult, Status, action,
+};
+use crate::types::{AffinityTerm, NodeInfo, PodInfo, WeightedAffinityTerm};
+
+/// `InterPodAffinityArgs`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Args {
+    #[serde(default = "one")]
+    pub hard_pod_affinity_weight: i32,
+    #[serde(default)]
+    pub ignore_preferred_terms_of_existing_pods: bool,
+    #[serde(default, rename = "apiVersion")]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            hard_pod_affinity_weight: 1,
+            ignore_preferred_terms_of_existing_pods: false,
+            api_version: None,
+            kind: None,
+        }
+    }
+}
+
+impl Args {
+    pub fn validate(&self, path: &str) -> Vec<String> {
+        if !(0..=100).contains(&self.hard_pod_affinity_weight) {
+            return vec![format!(
+                "{path}.hardPodAffinityWeight: Invalid value: {}: not in valid range [0, 100]",
+                self.hard_pod_affinity_weight
+            )];
+        }
+        Vec::new()
+    }
+}
+
+pub struct InterPodAffinity {
+    args: Args,
+    handle: Arc<dyn Handle>,
+}
+
+type Counts = HashMap<(String, String), i64>;
+
+#[derive(Clone)]
+struct FilterState {
+    existing_anti: Counts,
+    affinity: Counts,
+    anti: Counts,
+    pod: Arc<PodInfo>,
+}
+
+fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
+    if let Some(value) = node.label(key) {
+        let pair = (key.to_owned(), value.to_owned());
+        let n = counts.entry(pair.clone()).or_default();
+        *n += by;
+        if *n == 0 {
+            counts.remove(&pair);
+        }
+    }
+}
+
+impl InterPodAffinity {
+    pub fn new(args: Args, handle: Arc<dyn Handle>) -> Self {
+        InterPodAffinity { args, handle }
+    }
+
+    /// Whether `term` selects `pod`, reading the namespace's labels only when the term
+    /// selects namespaces by label.
+    fn selects(&self, term: &AffinityTerm, pod: &PodInfo) -> bool {
+        let labels: Option<BTreeMap<String, String>> = match term.namespace_selector {
+            Some(_) if !term.namespaces.contains(&pod.namespace) => {
+                self.handle.namespace_labels(&pod.namespace)
+            }
+            _ => None,
+        };
+        term.matches(pod, labels.as_ref())
+    }
+
+    fn all_select(&self, terms: &[AffinityTerm], pod: &PodInfo) -> bool {
+        !terms.is_empty() && terms.iter().all(|t| self.selects(t, pod))
+    }
+
+    fn update(&self, s: &mut FilterState, other: &PodInfo, node: &NodeInfo, by: i64) {
+        for t in &other.required_anti_affinity {
+            if self.selects(t, &s.pod) {
+                bump(&mut s.existing_anti, node, &t.topology_key, by);
+            }
+        }
+        if self.all_select(&s.pod.required_affinity, other) {
+            for t in &s.pod.required_affinity {
+                bump(&mut s.affinity, node, &t.topology_key, by);
+            }
+        }
+        for t in &s.pod.required_anti_affinity {
+            if self.selects(t, other) {
+                bump(&mut s.anti, node, &t.topology_key, by);
+            }
+        }
+    }
+}
+
+const FILTER: &str = "PreFilterInterPodAffinity";
+const SCORE: &str = "PreScoreInterPodAffinity";
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+    fn points(&self) -> &'static [Point] {
+        &[Point::PreFilter, Point::Filter, Point::PreScore, Point::Score]
+    }
+    fn events(&self) -> Vec<ClusterEvent> {
+        vec![
+            ClusterEvent::new(
+                EventResource::AssignedPod,
+                action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
+            ),
+            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_LABEL),
+            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL),
+        ]
+    }
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status) {
+        let pod = Arc::new(PodInfo::new(pod.pod.clone()));
+        let mut s = FilterState {
+            existing_anti: Counts::new(),
+            affinity: Counts::new(),
+            anti: Counts::new(),
+            pod,
+        };
+        for node in &snapshot.with_required_anti_affinity {
+            for existing in node.pods.iter().filter(|p| !p.required_anti_affinity.is_empty()) {
+                for t in &existing.required_anti_affinity {
+                    if self.selects(t, &s.pod) {
+                        bump(&mut s.existing_anti, node, &t.topology_key, 1);
+                    }
+                }
+            }
+        }
+        if !s.pod.required_affinity.is_empty() || !s.pod.required_anti_affinity.is_empty() {
+            for node in &snapshot.nodes {
+                for existing in &node.pods {
+                    if self.all_select(&s.pod.required_affinity, existing) {
+                        for t in &s.pod.required_affinity {
+                            bump(&mut s.affinity, node, &t.topology_key, 1);
+                        }
+                    }
+                    for t in &s.pod.required_anti_affinity {
+                        if self.selects(t, existing) {
+                            bump(&mut s.anti, node, &t.topology_key, 1);
+                        }
+                    }
+                }
+            }
+        }
+        if s.existing_anti.is_empty()
+            && s.pod.required_affinity.is_empty()
+            && s.pod.required_anti_affinity.is_empty()
+        {
+            return (None, Status::skip());
+        }
+        state.write(FILTER, s);
+        (None, Status::success())
+    }
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        _: &PodInfo,
+        other: &Arc<PodInfo>,
+        node: &NodeInfo,
+    ) -> Status {
+        if let Some(mut s) = state.read::<FilterState>(FILTER).cloned() {
+            self.update(&mut s, other, node, 1);
+            state.write(FILTER, s);
+        }
+        Status::success()
+    }
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        _: &PodInfo,
+        other: &Arc<PodInfo>,
+        node: &NodeInfo,
+    ) -> Status {
+        if let Some(mut s) = state.read::<FilterState>(FILTER).cloned() {
+            self.update(&mut s, other, node, -1);
+            state.write(FILTER, s);
+        }
+        Status::success()
+    }
+    fn filter(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = state.read::<FilterState>(FILTER) else {
+            return Status::error(
+                "error reading \"PreFilterInterPodAffinity\" from cycleState: not found",
+            );
+        };
+        // Affinity: every term's topology on this node must hold a matching pod — or
+        // no pod matches anywhere and the pod matches its own terms (the first of a
+        // group).
+        let mut exist = true;
+        for t in &s.pod.required_affinity {
+            let Some(value) = node.label(&t.topology_key) else {
+                return Status::unresolvable("node(s) didn't match pod affinity rules");
+            };
+            if s.affinity.get(&(t.topology_key.clone(), value.to_owned())).copied().unwrap_or(0)
+                <= 0
+            {
+                exist = false;
+            }
+        }
+        let first_of_group =
+            s.affinity.is_empty() && self.all_select(&s.pod.required_affinity, &s.pod);
+        if !exist && !first_of_group {
+            return Status::unresolvable("node(s) didn't match pod affinity rules");
+        }
+        if !s.anti.is_empty() {
+            for t in &s.pod.required_anti_affinity {
+                if let Some(value) = node.label(&t.topology_key)
+                    && s.anti.get(&(t.topology_key.clone(), value.to_owned())).copied().unwrap_or(0)
+                        > 0
+                {
+                    return Status::unschedulable("node(s) didn't match pod anti-affinity rules");
+                }
+            }
+        }
+        if !s.existing_anti.is_empty() {
+            for (k, v) in node.labels().into_iter().flatten() {
+                if s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0 {
+                    return Status::unschedulable(
+                        "node(s) didn't satisfy existing pods anti-affinity rules",
+                    );
+                }
+            }
+        }
+        Status::success()
+    }
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &[Arc<NodeInfo>],
+        snapshot: &Snapshot,
+    ) -> Status {
+        let has_own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+        if self.args.ignore_preferred_terms_of_existing_pods && !has_own {
+            return Status::skip();
+        }
+        let nodes = if has_own { &snapshot.nodes } else { &snapshot.with_affinity };
+        let mut scores: HashMap<(String, String), i64> = HashMap::new();
+        let mut any = false;
+        let mut add = |node: &NodeInfo, key: &str, by: i64| {
+            if let Some(v) = node.label(key) {
+                *scores.entry((key.to_owned(), v.to_owned())).or_default() += by;
+                any = true;
+            }
+        };
+        let weighted = |terms: &[WeightedAffinityTerm],
+                        target: &PodInfo,
+                        node: &NodeInfo,
+                        sign: i64,
+                        add: &mut dyn FnMut(&NodeInfo, &str, i64)| {
+            for t in terms {
+                if self.selects(&t.term, target) {
+                    add(node, &t.term.topology_key, sign * i64::from(t.weight));
+                }
+            }
+        };
+        for node in nodes {
+            if node.labels().is_none_or(|l| l.is_empty()) {
+                continue;
+            }
+            for existing in node.pods.iter().filter(|p| has_own || p.has_affinity()) {
+                weighted(&pod.preferred_affinity, existing, node, 1, &mut add);
+                weighted(&pod.preferred_anti_affinity, existing, node, -1, &mut add);
+                if self.args.hard_pod_affinity_weight > 0 {
+                    for t in &existing.required_affinity {
+                        if self.selects(t, pod) {
+                            add(
+                                node,
+                                &t.topology_key,
+                                i64::from(self.args.hard_pod_affinity_weight),
+                            );
+                        }
+                    }
+                }
+                if !self.args.ignore_preferred_terms_of_existing_pods {
+                    weighted(&existing.preferred_affinity, pod, node, 1, &mut add);
+                    weighted(&existing.preferred_anti_affinity, pod, node, -1, &mut add);
+                }
+            }
+        }
+        if !any {
+            return Status::skip();
+        }
+        state.write(SCORE, scores);
+        Status::success()
+    }
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        let Some(scores) = state.read::<HashMap<(String, String), i64>>(SCORE) else {
+            return (0, Status::success());
+        };
+        let total = node
+            .labels()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| scores.get(&(k.clone(), v.clone())))
+            .sum();
+        (total, Status::success())
+    }
+    fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+        if state.read::<HashMap<(String, String), i64>>(SCORE).is_none_or(|s| s.is_empty()) {
+            return Status::success();
+        }
+        let min = scores.iter().map(|s| s.score).min().unwrap_or(0);
+        let max = scores.iter().map(|s| s.score).max().unwrap_or(0);
+        let diff = max - min;
+        for s in scores.iter_mut() {
+            s.score = if diff > 0 {
+                (MAX_NODE_SCORE as f64 * ((s.score - min) as f64 / diff as f64)) as i64
+            } else {
+                0
+            };
+        }
+        Status::success()
+    }
+}
