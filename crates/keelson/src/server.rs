@@ -283,7 +283,7 @@ async fn reload_encryption(
 }
 
 /// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
