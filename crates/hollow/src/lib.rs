@@ -10,8 +10,9 @@
 //! Identities are real: every node has its own client certificate for
 //! `system:node:<name>` in `system:nodes`, obtained through the CSR API
 //! ([`identity`]), and every write a node makes goes with it ([`transport`]), so the
-//! Node authorizer and NodeRestriction apply as they do to kubelets. The one deviation:
-//! pods are read through one watch with the kubeconfig's identity ([`pods`]).
+//! Node authorizer and NodeRestriction apply as they do to kubelets. The deviations:
+//! pods are read through one watch with the kubeconfig's identity ([`pods`]), and
+//! `--delete-nodes-on-exit` deletes the Nodes with it (the kubelet's role may not).
 //!
 //! Made cheap for thousands of nodes: no task, client or connection per node — one
 //! heartbeat scheduler wakes each node in turn ([`Fleet`]), a connection lives only
