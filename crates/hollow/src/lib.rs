@@ -120,7 +120,45 @@ pub struct Config {
     pub delete_nodes_on_exit: bool,
 }
 
+/// Defaults, kubemark's and kwok's where they have one.
+pub mod defaults {
+    pub const NAME_PREFIX: &str = "hollow-node-";
+    pub const CPU: &str = "32";
+    pub const MEMORY: &str = "256Gi";
+    pub const PODS: u32 = 110;
+    pub const ZONES: u32 = 3;
+    pub const REGION: &str = "region-0";
+    /// Keelson's cluster CIDR, as `keelson server`'s `--cluster-cidr`.
+    pub const POD_CIDR: &str = "10.42.0.0/16";
+    pub const NODE_CIDR_MASK_SIZE: u8 = 24;
+    /// Beside the cluster (10.42) and service (10.43) ranges.
+    pub const NODE_IP_RANGE: &str = "10.41.0.0/16";
+}
+
 impl Config {
+    /// `count` nodes with every default, on the host's architecture.
+    pub fn new(kubeconfig: PathBuf, cert_dir: PathBuf, count: u32) -> Self {
+        let cidr = |s: &str| s.parse::<Ipv4Cidr>().expect("a valid default range");
+        Config {
+            kubeconfig,
+            count,
+            name_prefix: defaults::NAME_PREFIX.into(),
+            cert_dir,
+            shape: Shape {
+                cpu: defaults::CPU.into(),
+                memory: defaults::MEMORY.into(),
+                pods: defaults::PODS,
+                region: defaults::REGION.into(),
+                arch: status::host_arch().into(),
+            },
+            zones: defaults::ZONES,
+            pod_cidr: cidr(defaults::POD_CIDR),
+            node_cidr_mask_size: defaults::NODE_CIDR_MASK_SIZE,
+            node_ip_range: cidr(defaults::NODE_IP_RANGE),
+            delete_nodes_on_exit: false,
+        }
+    }
+
     /// Each node's name, zone and addresses; an error if the ranges are too small.
     pub fn places(&self) -> Result<Vec<Place>> {
         let count = u64::from(self.count);
@@ -359,24 +397,7 @@ mod tests {
     use super::*;
 
     fn config(count: u32) -> Config {
-        Config {
-            kubeconfig: "admin.kubeconfig".into(),
-            count,
-            name_prefix: "hollow-node-".into(),
-            cert_dir: "certs".into(),
-            shape: Shape {
-                cpu: "32".into(),
-                memory: "256Gi".into(),
-                pods: 110,
-                region: "region-0".into(),
-                arch: "amd64".into(),
-            },
-            zones: 3,
-            pod_cidr: "10.42.0.0/16".parse().unwrap(),
-            node_cidr_mask_size: 24,
-            node_ip_range: "10.41.0.0/16".parse().unwrap(),
-            delete_nodes_on_exit: false,
-        }
+        Config::new("admin.kubeconfig".into(), "certs".into(), count)
     }
 
     #[test]

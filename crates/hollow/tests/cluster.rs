@@ -12,7 +12,6 @@ use keelson_api::k8s_openapi::api::coordination::v1::Lease;
 use keelson_api::k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keelson_hollow::cidr::Ipv4Cidr;
-use keelson_hollow::status::Shape;
 use keelson_hollow::transport::Endpoint;
 use keelson_hollow::{Config, Fleet};
 use keelson_pki::{Pki, PkiOptions};
@@ -38,12 +37,10 @@ impl Cluster {
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
         let running = keelson_apiserver::serve(keelson_apiserver::Config {
-            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
-                key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
-                issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
-                audiences: Vec::new(),
-                root_ca_pem: pki.ca_pem().to_owned(),
-            }),
+            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config::new(
+                keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
+                pki.ca_pem(),
+            )),
             ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
         })
         .await?;
@@ -56,17 +53,12 @@ impl Cluster {
             keelson_runtime::credentials::from_kubeconfig(&cm_kubeconfig).await?;
         let (stop_controllers, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(keelson_controllers::run(
-            keelson_controllers::Config {
-                client: cm_client,
-                client_config: cm_config,
-                controllers: vec!["*".into()],
-                use_service_account_credentials: true,
-                leader_elect: None,
-                root_ca_pem: pki.ca_pem().to_owned(),
-                csr_signer: Some(pki.csr_signer()),
-                metrics: Default::default(),
-                serving: None,
-            },
+            keelson_controllers::Config::in_process(
+                cm_client,
+                cm_config,
+                pki.ca_pem(),
+                Some(pki.csr_signer()),
+            ),
             stopped,
         ));
         let (client, config) = keelson_runtime::credentials::from_kubeconfig(&kubeconfig).await?;
@@ -87,24 +79,7 @@ impl Cluster {
     }
 
     fn fleet_config(&self, count: u32) -> Config {
-        Config {
-            kubeconfig: self.kubeconfig.clone(),
-            count,
-            name_prefix: "hollow-node-".into(),
-            cert_dir: self.cert_dir(),
-            shape: Shape {
-                cpu: "32".into(),
-                memory: "256Gi".into(),
-                pods: 110,
-                region: "region-0".into(),
-                arch: "amd64".into(),
-            },
-            zones: 3,
-            pod_cidr: "10.42.0.0/16".parse().unwrap(),
-            node_cidr_mask_size: 24,
-            node_ip_range: "10.41.0.0/16".parse().unwrap(),
-            delete_nodes_on_exit: false,
-        }
+        Config::new(self.kubeconfig.clone(), self.cert_dir(), count)
     }
 
     fn nodes(&self) -> Api<Node> {
