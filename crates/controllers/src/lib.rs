@@ -99,6 +99,30 @@ pub struct Config {
     pub serving: Option<keelson_runtime::secure::Config>,
 }
 
+impl Config {
+    /// The controller manager in a process beside the API server, as tests run it:
+    /// every controller on by default, each as its ServiceAccount, `csr_signer` signing,
+    /// no leader election, no secure port.
+    pub fn in_process(
+        client: Client,
+        client_config: kube::Config,
+        root_ca_pem: &str,
+        csr_signer: Option<keelson_pki::CsrSigner>,
+    ) -> Self {
+        Config {
+            client,
+            client_config,
+            controllers: vec!["*".into()],
+            use_service_account_credentials: true,
+            leader_elect: None,
+            root_ca_pem: root_ca_pem.to_owned(),
+            csr_signer,
+            metrics: Metrics::default(),
+            serving: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod controller_manager;
 mod datastore;
+mod hollow;
 mod scheduler;
 mod secrets_encrypt;
 mod secure;
@@ -55,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: datastore::Command,
     },
+    /// Run simulated nodes (kubemark's hollow nodes) for scale tests.
+    HollowNodes(hollow::HollowNodesArgs),
     /// Measure Keelson's components.
     Bench {
         #[command(subcommand)]
@@ -90,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Datastore { command } => {
             runtime().and_then(|rt| rt.block_on(datastore::run(command)))
         }
+        Command::HollowNodes(args) => runtime().and_then(|rt| rt.block_on(hollow::run(args))),
         Command::Bench { command } => runtime().and_then(|rt| rt.block_on(bench::run(command))),
     };
     match result {

@@ -86,12 +86,10 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             None => Default::default(),
         },
         admission_plugins: config.admission_plugins.clone(),
-        service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
-            key: keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
-            issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
-            audiences: Vec::new(),
-            root_ca_pem: pki.ca_pem().to_owned(),
-        }),
+        service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config::new(
+            keelson_pki::ServiceAccountKey::load_or_create(&config.data_dir.join("tls"))?,
+            pki.ca_pem(),
+        )),
         components: components(&config),
     })
     .await?;
@@ -296,7 +294,7 @@ async fn reload_encryption(
 }
 
 /// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -794,3 +794,46 @@ fn a_bad_scheduler_configuration_is_refused_at_start() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn hollow_nodes_join_a_server_as_nodes_and_stay_after_sigterm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = RunningServer::start(&data)?;
+    let log = std::fs::File::create(dir.path().join("hollow.log"))?;
+    let child = keelson()
+        .args(["hollow-nodes", "--count", "2", "--kubeconfig"])
+        .arg(data.join("admin.kubeconfig"))
+        .stderr(log)
+        .spawn()?;
+    // Killed and reaped even if the test fails.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut hollow = Guard(child);
+    let ready = r#"{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}"#;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = kubectl(&data, &["get", "nodes", "-o", &format!("jsonpath={ready}")])?;
+        if String::from_utf8_lossy(&out.stdout).trim() == "hollow-node-0=True hollow-node-1=True" {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "hollow nodes never got Ready: {}",
+            std::fs::read_to_string(dir.path().join("hollow.log"))?
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ensure!(data.join("hollow-certs/hollow-node-0.pem").exists(), "certificates cached");
+    Command::new("kill").args(["-TERM", &hollow.0.id().to_string()]).status()?;
+    let status = hollow.0.wait()?;
+    ensure!(status.success(), "hollow-nodes exits cleanly on SIGTERM: {status}");
+    let out = kubectl(&data, &["get", "node", "hollow-node-1", "-o", "name"])?;
+    ensure!(out.status.success(), "nodes are kept on exit");
+    Ok(())
+}

@@ -30,12 +30,10 @@ impl Cluster {
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
         let running = keelson_apiserver::serve(keelson_apiserver::Config {
-            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
-                key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
-                issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
-                audiences: Vec::new(),
-                root_ca_pem: pki.ca_pem().to_owned(),
-            }),
+            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config::new(
+                keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
+                pki.ca_pem(),
+            )),
             ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
         })
         .await?;

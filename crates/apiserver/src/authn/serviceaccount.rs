@@ -46,6 +46,18 @@ pub struct Config {
     pub root_ca_pem: String,
 }
 
+impl Config {
+    /// Tokens signed with `key`, upstream's issuer, the issuer as the one audience.
+    pub fn new(key: keelson_pki::ServiceAccountKey, root_ca_pem: &str) -> Self {
+        Config {
+            key,
+            issuer: DEFAULT_ISSUER.into(),
+            audiences: Vec::new(),
+            root_ca_pem: root_ca_pem.to_owned(),
+        }
+    }
+}
+
 /// The signing and verifying keys, ready.
 pub struct Tokens {
     encoding: EncodingKey,

@@ -92,17 +92,12 @@ async fn start_controllers(
         keelson_runtime::credentials::from_kubeconfig(&kubeconfig).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(keelson_controllers::run(
-        keelson_controllers::Config {
-            client: client.clone(),
+        keelson_controllers::Config::in_process(
+            client.clone(),
             client_config,
-            controllers: vec!["*".into()],
-            use_service_account_credentials: true,
-            leader_elect: None,
-            root_ca_pem: pki.ca_pem().to_owned(),
-            csr_signer: Some(pki.csr_signer()),
-            metrics: Default::default(),
-            serving: None,
-        },
+            pki.ca_pem(),
+            Some(pki.csr_signer()),
+        ),
         stopped,
     ));
     let accounts: kube::Api<keelson_api::k8s_openapi::api::core::v1::ServiceAccount> =
@@ -182,12 +177,10 @@ impl TestServer {
         let running = keelson_apiserver::serve(keelson_apiserver::Config {
             audit,
             admission_plugins,
-            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config {
-                key: keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
-                issuer: keelson_apiserver::authn::serviceaccount::DEFAULT_ISSUER.into(),
-                audiences: Vec::new(),
-                root_ca_pem: pki.ca_pem().to_owned(),
-            }),
+            service_accounts: Some(keelson_apiserver::authn::serviceaccount::Config::new(
+                keelson_pki::ServiceAccountKey::load_or_create(&dir.path().join("tls"))?,
+                pki.ca_pem(),
+            )),
             components,
             ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
         })
