@@ -532,3 +532,169 @@ pub fn pod_update_actions(old: &PodInfo, new: &PodInfo) -> u32 {
     }
     if actions == 0 { action::UPDATE } else { actions }
 }
+
+#[cfg(test)]
+mod tests {
+    use keelson_api::k8s_openapi::api::core::v1::{Pod, PodSpec};
+
+    use super::*;
+    use crate::framework::{Code, Plugin, Point};
+
+    /// A plugin that gates pods labelled `gated` and registers for node additions.
+    struct Probe;
+
+    impl Plugin for Probe {
+        fn name(&self) -> &'static str {
+            "Probe"
+        }
+        fn points(&self) -> &'static [Point] {
+            &[Point::PreEnqueue, Point::Filter]
+        }
+        fn events(&self) -> Vec<ClusterEvent> {
+            vec![ClusterEvent::new(EventResource::Node, action::ADD)]
+        }
+        fn pre_enqueue(&self, pod: &PodInfo) -> Status {
+            if pod.labels().is_some_and(|l| l.contains_key("gated")) {
+                Status::new(Code::UnschedulableAndUnresolvable, "gated")
+            } else {
+                Status::success()
+            }
+        }
+    }
+
+    struct Handle;
+
+    impl crate::framework::Handle for Handle {
+        fn namespace_labels(&self, _: &str) -> Option<std::collections::BTreeMap<String, String>> {
+            None
+        }
+        fn select_node_for_claim(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> crate::framework::futures::BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn lister(&self) -> &dyn crate::plugins::Lister {
+            unreachable!("the queue reads no cluster state")
+        }
+    }
+
+    fn queue() -> SchedulingQueue {
+        let plugin: Arc<dyn Plugin> = Arc::new(Probe);
+        let enabled = crate::framework::Enabled { plugin, weight: 1 };
+        let framework = Framework {
+            scheduler_name: crate::DEFAULT_SCHEDULER_NAME.into(),
+            percentage_of_nodes_to_score: None,
+            points: [(Point::PreEnqueue, vec![enabled.clone()]), (Point::Filter, vec![enabled])]
+                .into(),
+            handle: Arc::new(Handle),
+        };
+        let profiles =
+            Arc::new([(crate::DEFAULT_SCHEDULER_NAME.to_owned(), Arc::new(framework))].into());
+        SchedulingQueue::new(QueueConfig::default(), profiles)
+    }
+
+    fn pod(name: &str, priority: i32, labels: &[&str]) -> Arc<PodInfo> {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("default".into());
+        p.metadata.uid = Some(name.into());
+        p.metadata.labels = Some(labels.iter().map(|l| (l.to_string(), String::new())).collect());
+        p.spec = Some(PodSpec { priority: Some(priority), ..Default::default() });
+        Arc::new(PodInfo::new(Arc::new(p)))
+    }
+
+    async fn next(q: &SchedulingQueue) -> Option<String> {
+        tokio::time::timeout(Duration::from_millis(1), q.pop())
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.info.name.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn higher_priority_first_then_first_come() {
+        let q = queue();
+        q.add(pod("low", 1, &[]));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        q.add(pod("high", 10, &[]));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        q.add(pod("low-later", 1, &[]));
+        assert_eq!(next(&q).await.as_deref(), Some("high"));
+        assert_eq!(next(&q).await.as_deref(), Some("low"));
+        assert_eq!(next(&q).await.as_deref(), Some("low-later"));
+        assert_eq!(next(&q).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_pod_waits_for_a_relevant_event_then_its_backoff() {
+        let q = queue();
+        q.add(pod("p", 0, &[]));
+        let popped = q.pop().await.expect("pod");
+        q.requeue(popped, HashSet::from(["Probe"]));
+        assert_eq!(q.pending(), Pending { unschedulable: 1, ..Pending::default() });
+        // An event the plugin did not register for changes nothing.
+        q.on_event(ClusterEvent::new(EventResource::AssignedPod, action::DELETE), None, None);
+        assert_eq!(q.pending().unschedulable, 1);
+        // A node added: back, through backoff (1 s after the first attempt).
+        q.on_event(ClusterEvent::new(EventResource::Node, action::ADD), None, None);
+        assert_eq!(q.pending(), Pending { backoff: 1, ..Pending::default() });
+        assert_eq!(next(&q).await, None);
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert_eq!(next(&q).await.as_deref(), Some("p"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_ten_seconds() {
+        let q = queue();
+        assert_eq!(
+            (1..=6).map(|a| q.backoff_of(a).as_secs()).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 10, 10]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_during_the_cycle_requeues_instead_of_parking() {
+        let q = queue();
+        q.add(pod("p", 0, &[]));
+        let popped = q.pop().await.expect("pod");
+        // While the pod is being scheduled, a node appears.
+        q.on_event(ClusterEvent::new(EventResource::Node, action::ADD), None, None);
+        q.requeue(popped, HashSet::from(["Probe"]));
+        assert_eq!(q.pending(), Pending { backoff: 1, ..Pending::default() });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parked_pods_return_after_five_minutes() {
+        let q = queue();
+        q.add(pod("p", 0, &[]));
+        let popped = q.pop().await.expect("pod");
+        q.requeue(popped, HashSet::from(["Probe"]));
+        tokio::time::advance(Duration::from_secs(299)).await;
+        q.flush_unschedulable();
+        assert_eq!(q.pending().unschedulable, 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        q.flush_unschedulable();
+        assert_eq!(q.pending().active, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gated_pods_wait_for_their_own_update_and_deleted_pods_go() {
+        let q = queue();
+        q.add(pod("g", 0, &["gated"]));
+        assert_eq!(q.pending(), Pending { gated: 1, ..Pending::default() });
+        assert_eq!(next(&q).await, None);
+        q.update(pod("g", 0, &[]));
+        assert_eq!(next(&q).await.as_deref(), Some("g"));
+        q.add(pod("d", 0, &[]));
+        q.delete("d");
+        assert_eq!(next(&q).await, None);
+        // A pod in flight that fails with an error goes to backoff.
+        q.add(pod("e", 0, &[]));
+        let popped = q.pop().await.expect("pod");
+        q.requeue(popped, HashSet::new());
+        assert_eq!(q.pending().backoff, 1);
+    }
+}

@@ -1,6 +1,7 @@
 //! `keelson bench …`: benchmarks whose figures go into issue notes.
 
 mod api;
+mod scheduler;
 mod store;
 
 #[derive(clap::Subcommand)]
@@ -9,6 +10,8 @@ pub enum Command {
     Store(store::StoreArgs),
     /// The API server over HTTPS, as clients see it, in a `keelson server` started here.
     Api(api::ApiArgs),
+    /// The scheduler on scheduler_perf's workloads, through a `keelson server` started here.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,5 +24,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Store(args) => store::run(args).await,
         Command::Api(args) => api::run(args).await,
+        Command::Scheduler(args) => scheduler::run(args).await,
     }
 }

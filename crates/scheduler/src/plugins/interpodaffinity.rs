@@ -350,3 +350,68 @@ impl Plugin for InterPodAffinity {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::testing::{Fixed, node, pod};
+
+    fn filter(plugin: &InterPodAffinity, p: &PodInfo, snapshot: &Snapshot) -> Vec<Vec<String>> {
+        let mut state = CycleState::default();
+        let (_, status) = plugin.pre_filter(&mut state, p, snapshot);
+        if status.code == crate::framework::Code::Skip {
+            return snapshot.nodes.iter().map(|_| Vec::new()).collect();
+        }
+        snapshot.nodes.iter().map(|n| plugin.filter(&state, p, n).reasons).collect()
+    }
+
+    fn term(kind: &str, key: &str) -> serde_json::Value {
+        json!({ "affinity": { kind: { "requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": { "matchLabels": { "app": "db" } }, "topologyKey": key,
+        }]}}})
+    }
+
+    #[test]
+    fn required_affinity_and_anti_affinity_as_upstream() {
+        let plugin = InterPodAffinity::new(Args::default(), Arc::new(Fixed::default()));
+        let mut a = node("a", json!({ "zone": "z1", "host": "a" }));
+        let b = node("b", json!({ "zone": "z2", "host": "b" }));
+        a.add_pod(pod("db", json!({ "app": "db" }), json!({})));
+        let snapshot = Snapshot::from_nodes(vec![a, b]);
+        // Affinity to db's zone: only a.
+        let near = pod("near", json!({}), term("podAffinity", "zone"));
+        assert_eq!(
+            filter(&plugin, &near, &snapshot),
+            [vec![], vec!["node(s) didn't match pod affinity rules".to_owned()]]
+        );
+        // Anti-affinity to db's host: only b.
+        let far = pod("far", json!({}), term("podAntiAffinity", "host"));
+        assert_eq!(
+            filter(&plugin, &far, &snapshot),
+            [vec!["node(s) didn't match pod anti-affinity rules".to_owned()], vec![]]
+        );
+        // The first pod of a group that selects itself may go anywhere.
+        let empty = Snapshot::from_nodes(vec![node("a", json!({ "zone": "z1" }))]);
+        let first = pod("first", json!({ "app": "db" }), term("podAffinity", "zone"));
+        assert_eq!(filter(&plugin, &first, &empty), [Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_keeps_the_incoming_pod_away() {
+        let plugin = InterPodAffinity::new(Args::default(), Arc::new(Fixed::default()));
+        let mut a = node("a", json!({ "host": "a" }));
+        a.add_pod(pod("loner", json!({}), term("podAntiAffinity", "host")));
+        let b = node("b", json!({ "host": "b" }));
+        let snapshot = Snapshot::from_nodes(vec![a, b]);
+        let db = pod("db", json!({ "app": "db" }), json!({}));
+        assert_eq!(
+            filter(&plugin, &db, &snapshot),
+            [vec!["node(s) didn't satisfy existing pods anti-affinity rules".to_owned()], vec![]]
+        );
+        // A pod the existing term does not select is not kept away.
+        let web = pod("web", json!({ "app": "web" }), json!({}));
+        assert_eq!(filter(&plugin, &web, &snapshot), [Vec::<String>::new(), vec![]]);
+    }
+}

@@ -8,6 +8,8 @@ pub mod node_affinity;
 pub mod noderesources;
 pub mod podtopologyspread;
 pub mod preemption;
+#[cfg(test)]
+pub mod testing;
 pub mod volumes;
 
 use std::sync::Arc;

@@ -448,3 +448,111 @@ impl Plugin for PodTopologySpread {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::testing::{Fixed, node, pod};
+
+    fn filter_all(
+        plugin: &PodTopologySpread,
+        p: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> Vec<(String, bool)> {
+        let mut state = CycleState::default();
+        let (_, status) = plugin.pre_filter(&mut state, p, snapshot);
+        assert!(status.is_success(), "{status:?}");
+        snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), plugin.filter(&state, p, n).is_success()))
+            .collect()
+    }
+
+    fn spread(max_skew: i32, min_domains: Option<i32>) -> serde_json::Value {
+        json!({ "topologySpreadConstraints": [{
+            "maxSkew": max_skew,
+            "topologyKey": "zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": { "matchLabels": { "app": "a" } },
+            "minDomains": min_domains,
+        }]})
+    }
+
+    #[test]
+    fn the_skew_a_placement_would_make_filters_nodes() {
+        let plugin = PodTopologySpread::new(Args::default(), Arc::new(Fixed::default()));
+        let mut a = node("a", json!({ "zone": "z1" }));
+        let b = node("b", json!({ "zone": "z2" }));
+        let bare = node("c", json!({}));
+        // Two matching pods in z1, none in z2: with maxSkew 1 only z2 fits.
+        for i in 0..2 {
+            a.add_pod(pod(&format!("p{i}"), json!({ "app": "a" }), json!({})));
+        }
+        // A pod that does not match counts for nothing.
+        a.add_pod(pod("other", json!({ "app": "b" }), json!({})));
+        let snapshot = Snapshot::from_nodes(vec![a, b, bare]);
+        let incoming = pod("new", json!({ "app": "a" }), spread(1, None));
+        assert_eq!(
+            filter_all(&plugin, &incoming, &snapshot),
+            [("a".into(), false), ("b".into(), true), ("c".into(), false)]
+        );
+        // The node without the key says why.
+        let mut state = CycleState::default();
+        plugin.pre_filter(&mut state, &incoming, &snapshot);
+        let missing = plugin.filter(&state, &incoming, &snapshot.nodes[2]);
+        assert_eq!(
+            missing.reasons,
+            ["node(s) didn't match pod topology spread constraints (missing required label)"]
+        );
+        // maxSkew 3 lets z1 take another.
+        let loose = pod("new", json!({ "app": "a" }), spread(3, None));
+        assert_eq!(filter_all(&plugin, &loose, &snapshot)[0], ("a".into(), true));
+        // minDomains 3 with two domains: the minimum counts as 0, so z1 (2+1) is out
+        // with maxSkew 2, z2 (0+1) in.
+        let few = pod("new", json!({ "app": "a" }), spread(2, Some(3)));
+        assert_eq!(
+            filter_all(&plugin, &few, &snapshot)[..2],
+            [("a".into(), false), ("b".into(), true)]
+        );
+    }
+
+    #[test]
+    fn default_constraints_score_by_the_pods_own_selectors() {
+        let fixed = Fixed {
+            default_selector: Some(LabelSelector {
+                match_labels: Some([("app".to_owned(), "a".to_owned())].into()),
+                match_expressions: None,
+            }),
+            ..Fixed::default()
+        };
+        let plugin = PodTopologySpread::new(Args::default(), Arc::new(fixed));
+        let labels = |h: &str, z: &str| json!({ "kubernetes.io/hostname": h, "topology.kubernetes.io/zone": z });
+        let mut a = node("a", labels("a", "z1"));
+        a.add_pod(pod("p0", json!({ "app": "a" }), json!({})));
+        let b = node("b", labels("b", "z2"));
+        let snapshot = Snapshot::from_nodes(vec![a, b]);
+        let incoming = pod("new", json!({ "app": "a" }), json!({}));
+        let mut state = CycleState::default();
+        // No hard constraint by default.
+        assert_eq!(
+            plugin.pre_filter(&mut state, &incoming, &snapshot).1.code,
+            crate::framework::Code::Skip
+        );
+        assert!(plugin.pre_score(&mut state, &incoming, &snapshot.nodes, &snapshot).is_success());
+        let mut scores: Vec<NodeScore> = snapshot
+            .nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name.clone(),
+                score: plugin.score(&state, &incoming, n).0,
+            })
+            .collect();
+        plugin.normalize(&state, &incoming, &mut scores);
+        // The empty node scores best.
+        assert!(scores[1].score > scores[0].score, "{scores:?}");
+        assert_eq!(scores[1].score, MAX_NODE_SCORE);
+    }
+}

@@ -358,3 +358,76 @@ impl DefaultPreemption {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::cache::Snapshot;
+    use crate::framework::{CycleState, Handle};
+    use crate::plugins::testing::{Fixed, node, pod};
+
+    fn requesting(cpu: &str, priority: i32) -> serde_json::Value {
+        json!({ "priority": priority, "containers": [{ "name": "c", "image": "pause",
+            "resources": { "requests": { "cpu": cpu } } }] })
+    }
+
+    #[test]
+    fn the_fewest_victims_sparing_pdb_protected_pods_first() {
+        let pdb: PodDisruptionBudgetFixture = serde_json::from_value(json!({
+            "metadata": { "name": "guard", "namespace": "default" },
+            "spec": { "selector": { "matchLabels": { "app": "guarded" } } },
+            "status": { "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1 },
+        }))
+        .expect("pdb");
+        let fixed = Arc::new(Fixed { pdbs: vec![Arc::new(pdb)], ..Fixed::default() });
+        let handle: Arc<dyn Handle> = fixed;
+        let profiles = crate::config::Config::default().frameworks(&handle).expect("frameworks");
+        let fw = &profiles[crate::DEFAULT_SCHEDULER_NAME];
+        let mut n = node("n", json!({}));
+        // Equally important: without the PDB, the first (plain) would be kept.
+        n.add_pod(pod("plain", json!({}), requesting("2", 1)));
+        n.add_pod(pod("guarded", json!({ "app": "guarded" }), requesting("1500m", 1)));
+        n.add_pod(pod("important", json!({}), requesting("100m", 100)));
+        let snapshot = Snapshot::from_nodes(vec![n]);
+        let incoming = pod("vip", json!({}), requesting("2", 10));
+        let mut state = CycleState::default();
+        let (_, status) = fw.run_pre_filter(&mut state, &incoming, &snapshot);
+        assert!(status.is_success());
+        let rejected = fw.run_filter(&state, &incoming, &snapshot.nodes[0]);
+        assert_eq!(rejected.reasons, ["Insufficient cpu"]);
+        let statuses = HashMap::from([("n".to_owned(), rejected)]);
+        let nominated_for = |_: &str| Vec::new();
+        let ctx = PostFilterContext {
+            state: &state,
+            pod: &incoming,
+            snapshot: &snapshot,
+            statuses: &statuses,
+            framework: fw,
+            nominated_for: &nominated_for,
+        };
+        let outcome = fw.plugin("DefaultPreemption").expect("plugin").post_filter(&ctx);
+        assert!(outcome.status.is_success(), "{:?}", outcome.status);
+        assert_eq!(outcome.nominated.as_deref(), Some("n"));
+        let victims: Vec<&str> = outcome.victims.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(victims, ["plain"]);
+        // A pod that may not preempt says so.
+        let never = pod("never", json!({}), {
+            let mut spec = requesting("2", 10);
+            spec["preemptionPolicy"] = "Never".into();
+            spec
+        });
+        let ctx = PostFilterContext { pod: &never, ..ctx };
+        let outcome = fw.plugin("DefaultPreemption").expect("plugin").post_filter(&ctx);
+        assert_eq!(
+            outcome.status.reasons,
+            ["preemption: not eligible due to preemptionPolicy=Never."]
+        );
+    }
+
+    type PodDisruptionBudgetFixture =
+        keelson_api::k8s_openapi::api::policy::v1::PodDisruptionBudget;
+}

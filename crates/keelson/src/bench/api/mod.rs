@@ -5,7 +5,7 @@
 //! Figures are for issue notes and comparisons made in one run; nothing asserts on them.
 //! The benchmark runs on the server's machine and competes with it for CPU.
 
-mod server;
+pub(super) mod server;
 mod watch;
 
 use std::collections::HashMap;

@@ -40,8 +40,9 @@ impl ServerProcess {
             "0",
             "--bind-address",
             "127.0.0.1",
-            // The API's figures, not the scheduler's: it would write the pods' conditions
-            // (no node fits them here) while the bench updates them.
+            // No scheduler in it: the API bench measures the API server alone (a
+            // scheduler would write the pods' conditions while the bench updates them),
+            // and the scheduler bench runs its own as a process of its own.
             "--disable-scheduler",
         ]);
         if let Some(endpoint) = datastore_endpoint {
@@ -89,6 +90,11 @@ impl ServerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's data dir (kubeconfigs under it).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
     }
 
     /// Peak resident memory so far (`VmHWM`), in MiB.

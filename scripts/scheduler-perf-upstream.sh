@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Upstream's scheduler_perf at the Kubernetes release Keelson serves, on this machine,
+# for a side-by-side with `keelson bench scheduler` (issue [scheduler]). Not part of CI.
+#
+#   scripts/scheduler-perf-upstream.sh [WORKLOAD ...]
+#
+# WORKLOAD is a benchmark path below BenchmarkPerfScheduling, e.g.
+# SchedulingBasic/5000Nodes_10000Pods [default: the five Keelson's bench runs:
+# SchedulingBasic/5000Nodes_10000Pods, SchedulingPodAntiAffinity/5000Nodes_2000Pods,
+# TopologySpreading/5000Nodes_5000Pods, SchedulingNodeAffinity/5000Nodes_10000Pods,
+# PreemptionBasic/1000Nodes].
+#
+# Runs `go test -bench` on k8s.io/kubernetes/test/integration/scheduler_perf/… from the
+# module proxy (nothing of it is in this repository), in a copy of conformance/'s Go
+# module under $KEELSON_SCHEDULER_PERF_DIR (default ~/.cache/keelson/scheduler-perf), with
+# Debian's etcd (the integration framework starts it from $PATH). Upstream's scheduler
+# and API server run in the test process, as scheduler_perf always runs them. Results:
+# the benchmark's JSON data items (SchedulingThroughput: Average, Perc50, Perc99 pods/s)
+# in $KEELSON_SCHEDULER_PERF_DIR/results/<date>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+DIR=${KEELSON_SCHEDULER_PERF_DIR:-$HOME/.cache/keelson/scheduler-perf}
+command -v go >/dev/null || { echo "go is needed" >&2; exit 1; }
+command -v etcd >/dev/null || { echo "etcd is needed (apt install etcd-server)" >&2; exit 1; }
+if (($# == 0)); then
+    set -- SchedulingBasic/5000Nodes_10000Pods SchedulingPodAntiAffinity/5000Nodes_2000Pods \
+        TopologySpreading/5000Nodes_5000Pods SchedulingNodeAffinity/5000Nodes_10000Pods \
+        PreemptionBasic/1000Nodes
+fi
+mkdir -p "$DIR/module"
+cp "$REPO/conformance/go.mod" "$REPO/conformance/go.sum" "$REPO/conformance/tools.go" "$DIR/module/"
+RESULTS="$DIR/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$RESULTS"
+package_of() {
+    case "$1" in
+        SchedulingPodAntiAffinity/* | SchedulingNodeAffinity/*) echo affinity ;;
+        TopologySpreading/*) echo topology_spreading ;;
+        *) echo misc ;;
+    esac
+}
+cd "$DIR/module"
+for workload in "$@"; do
+    pkg=k8s.io/kubernetes/test/integration/scheduler_perf/$(package_of "$workload")
+    echo "scheduler_perf: $workload ($pkg)" >&2
+    # -mod=mod: the test's own dependencies join this copy's go.sum, not the repo's.
+    go test -mod=mod "$pkg" -run='^$' -benchtime=1ns -timeout=2h \
+        -bench="BenchmarkPerfScheduling/$workload\$" \
+        -perf-scheduling-label-filter=performance \
+        -data-items-dir="$RESULTS" 2>&1 | tee "$RESULTS/$(echo "$workload" | tr / _).log" |
+        grep -E '^(Benchmark|ok|FAIL|---)' || true
+done
+echo "results: $RESULTS" >&2
+grep -h -A12 '"SchedulingThroughput"' "$RESULTS"/*.json 2>/dev/null | grep -E 'Average|Perc50|Perc99|Name' || true
