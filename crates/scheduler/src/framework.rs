@@ -452,7 +452,11 @@ impl Framework {
     }
 
     pub fn plugin(&self, name: &str) -> Option<Arc<dyn Plugin>> {
-        self.plugins().into_iter().find(|p| p.name() == name)
+        Point::ALL
+            .iter()
+            .flat_map(|p| self.at(*p))
+            .find(|e| e.plugin.name() == name)
+            .map(|e| e.plugin.clone())
     }
 
     pub fn run_pre_enqueue(&self, pod: &PodInfo) -> Status {

@@ -172,48 +172,30 @@ impl Scheduler {
         }
         let start = Instant::now();
         let mut state = CycleState::default();
-        let (outcome, snapshot) = {
+        // The snapshot is this loop's alone: held through the cycle's synchronous part
+        // (PostFilter included), never copied.
+        let outcome = {
             let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
             self.lock_cache().update_snapshot(&mut snapshot);
-            (self.schedule_pod(&fw, &mut state, &pod, &snapshot), snapshot.clone())
+            match self.schedule_pod(&fw, &mut state, &pod, &snapshot) {
+                Outcome::NoFit(mut fit) => {
+                    let nominated = self.post_filter(&fw, &state, &pod, &snapshot, &mut fit);
+                    Err((fit, nominated))
+                }
+                other => Ok(other),
+            }
         };
         match outcome {
-            Outcome::Fit(node) => self.assume_and_bind(fw, state, queued, node, start).await,
-            Outcome::NoFit(mut fit) => {
-                let mut nominated = None;
-                if fit.all_nodes > 0 && !fw.at(Point::PostFilter).is_empty() {
-                    let queue = self.queue.clone();
-                    let nominated_for = move |node: &str| queue.nominated_for(node);
-                    let ctx = PostFilterContext {
-                        state: &state,
-                        pod: &pod,
-                        snapshot: &snapshot,
-                        statuses: &fit.statuses,
-                        framework: &fw,
-                        nominated_for: &nominated_for,
-                    };
-                    for e in fw.at(Point::PostFilter) {
-                        let outcome = e.plugin.post_filter(&ctx);
-                        fit.post_filter_msg = outcome.status.message();
-                        if let Some(node) = outcome.nominated.as_deref().filter(|n| !n.is_empty()) {
-                            for victim in &outcome.victims {
-                                self.reporter.evict(victim, &pod, node);
-                            }
-                            self.queue.nominate(pod.clone(), Some(node));
-                        }
-                        nominated = outcome.nominated;
-                        if outcome.status.is_success() {
-                            break;
-                        }
-                    }
-                }
+            Ok(Outcome::Fit(node)) => self.assume_and_bind(fw, state, queued, node, start).await,
+            Ok(Outcome::NoFit(_)) => unreachable!("handled above"),
+            Err((fit, nominated)) => {
                 self.metrics.attempt(&fw.scheduler_name, "unschedulable", start.elapsed());
                 let message = fit.message();
                 tracing::debug!(pod = %pod.key(), %message, "unable to schedule pod");
                 self.reporter.failed(&pod, Failure { reason: "Unschedulable", message, nominated });
                 self.queue.requeue(queued, fit.rejected_by);
             }
-            Outcome::Error(status) => {
+            Ok(Outcome::Error(status)) => {
                 self.metrics.attempt(&fw.scheduler_name, "error", start.elapsed());
                 let message = status.message();
                 tracing::warn!(pod = %pod.key(), %message, "error scheduling pod");
@@ -223,6 +205,47 @@ impl Scheduler {
             }
         }
         self.metrics.pending(self.queue.pending());
+    }
+
+    /// PostFilter (preemption) for a pod that fits nowhere: victims deleted, the pod
+    /// nominated; returns the nomination to write (`Some("")` clears one).
+    fn post_filter(
+        &self,
+        fw: &Framework,
+        state: &CycleState,
+        pod: &Arc<PodInfo>,
+        snapshot: &Snapshot,
+        fit: &mut FitError,
+    ) -> Option<String> {
+        if fit.all_nodes == 0 || fw.at(Point::PostFilter).is_empty() {
+            return None;
+        }
+        let queue = self.queue.clone();
+        let nominated_for = move |node: &str| queue.nominated_for(node);
+        let ctx = PostFilterContext {
+            state,
+            pod,
+            snapshot,
+            statuses: &fit.statuses,
+            framework: fw,
+            nominated_for: &nominated_for,
+        };
+        let mut nominated = None;
+        for e in fw.at(Point::PostFilter) {
+            let outcome = e.plugin.post_filter(&ctx);
+            fit.post_filter_msg = outcome.status.message();
+            if let Some(node) = outcome.nominated.as_deref().filter(|n| !n.is_empty()) {
+                for victim in &outcome.victims {
+                    self.reporter.evict(victim, pod, node);
+                }
+                self.queue.nominate(pod.clone(), Some(node));
+            }
+            nominated = outcome.nominated;
+            if outcome.status.is_success() {
+                break;
+            }
+        }
+        nominated
     }
 
     /// The scheduling algorithm (`schedulePod`): the node for `pod`, or why none.
