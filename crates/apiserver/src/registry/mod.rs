@@ -110,19 +110,24 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 /// the metadata. Objects that start otherwise (another stored version, encrypted bytes,
 /// custom resources with defaults to apply on read) are for [`decode`].
 pub struct Splicer {
+    /// How a stored object of the resource starts.
     start: Vec<u8>,
+    /// How it starts on the wire: `kind` before `apiVersion` (Go's struct order) for a
+    /// built-in type, as stored (Go's map order) for a custom resource.
+    wire_start: Vec<u8>,
     usable: bool,
 }
 
 impl Splicer {
     pub fn new(info: &ResourceInfo) -> Self {
-        let start = format!(
-            r#"{{"apiVersion":{},"kind":{},"metadata":{{"#,
-            json!(info.api_version()),
-            json!(info.kind)
-        );
+        let (api_version, kind) = (json!(info.api_version()), json!(info.kind));
+        let start = format!(r#"{{"apiVersion":{api_version},"kind":{kind},"metadata":{{"#);
+        let wire_start = match info.custom {
+            Some(_) => start.clone(),
+            None => format!(r#"{{"kind":{kind},"apiVersion":{api_version},"metadata":{{"#),
+        };
         let usable = info.custom.is_none_or(|v| v["hasDefaults"] != json!(true));
-        Splicer { start: start.into_bytes(), usable }
+        Splicer { start: start.into_bytes(), wire_start: wire_start.into_bytes(), usable }
     }
 
     /// Writes the object (without `apiVersion` and `kind` unless `typed`) to `out`;
@@ -144,9 +149,9 @@ impl Splicer {
             Some(rest) if self.usable => rest,
             _ => return false,
         };
-        out.reserve(self.start.len() + rest.len() + 32);
+        out.reserve(self.wire_start.len() + rest.len() + 32);
         if typed {
-            out.extend_from_slice(&self.start);
+            out.extend_from_slice(&self.wire_start);
         } else {
             out.extend_from_slice(br#"{"metadata":{"#);
         }
@@ -182,10 +187,11 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
         }
     };
     let mut wrote_metadata = false;
-    for (key, raw) in &top {
-        if key == "apiVersion" || key == "kind" {
-            continue;
-        }
+    // Metadata first, as upstream's typed items start.
+    let metadata = top.get_key_value("metadata");
+    let rest =
+        top.iter().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+    for (key, raw) in metadata.into_iter().chain(rest) {
         separator(out);
         serde_json::to_writer(&mut *out, key).map_err(corrupt)?;
         out.push(b':');
