@@ -176,6 +176,10 @@ async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
         post("/api/v1/namespaces/default/configmaps", "{not json".into(), "application/json")
             .await?;
     ensure!(code == 400 && reason(&body) == "BadRequest", "{code} {body}");
+    ensure!(
+        body.contains("the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: invalid character 'n' looking for beginning of object key string ({not json)"),
+        "{body}"
+    );
     let (code, body) =
         post("/api/v1/namespaces/default/configmaps", cm("default", "a"), "text/plain").await?;
     ensure!(code == 415 && body.contains("UnsupportedMediaType"), "{code} {body}");

@@ -388,6 +388,18 @@ pub fn check_type(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
             info.api_version()
         )));
     }
+    let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+    let version = if version.is_empty() { info.version } else { version };
+    let registered = keelson_api::Registry::builtin().find_kind(info.group, version, kind);
+    if !kind.is_empty() && kind != info.kind && info.custom.is_none() && registered.is_some() {
+        // Upstream decodes the object as its own kind, then fails to convert it.
+        let package = crate::negotiation::internal_type(info.group, info.kind, false, false);
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {}: converting ({version}.{kind}) to ({}): unknown conversion",
+            info.kind,
+            package.trim_start_matches('*'),
+        )));
+    }
     if !kind.is_empty() && kind != info.kind {
         return Err(ApiError::bad_request(format!(
             "the kind in the data ({kind}) does not match the expected kind ({})",
