@@ -18,6 +18,7 @@ pub mod validation;
 // `strategy::BUILTIN`.
 mod apiextensions;
 mod apps;
+mod autoscaling;
 mod batch;
 mod certificates;
 mod coordination;
@@ -92,6 +93,10 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
     })?;
+    if info.custom.is_none() && object["apiVersion"] != info.api_version().as_str() {
+        // Stored in another version of the group (the storage version): converted.
+        strategy::for_resource(info).convert(&mut object, info.version);
+    }
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -179,6 +184,17 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     }
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(&kv.value).map_err(corrupt)?;
+    let stored_version = top.get("apiVersion").map(|raw| raw.get());
+    if stored_version.is_some_and(|v| v != json!(info.api_version()).to_string()) {
+        // Stored in another version: converted whole.
+        let mut object = decode(info, kv)?;
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        crate::gojson::write(out, &object, &crate::gojson::OBJECT);
+        return Ok(());
+    }
     out.push(b'{');
     let mut first = true;
     let mut separator = |out: &mut Vec<u8>| {
@@ -228,6 +244,19 @@ pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> 
 /// new one) and is otherwise left as it was: no copy of the object is made.
 fn encode_in_place(info: &ResourceInfo, object: &mut Value) -> ApiResult<Vec<u8>> {
     metadata_mut(object).remove("resourceVersion");
+    if let Some(storage) = info.storage_version.filter(|s| {
+        info.custom.is_none()
+            && s.group == info.group
+            && s.kind == info.kind
+            && s.version != info.version
+    }) {
+        // Stored in the storage version, whatever version it was written in.
+        let mut stored = object.clone();
+        stored["apiVersion"] = json!(info.api_version());
+        strategy::for_resource(info).convert(&mut stored, storage.version);
+        stored["apiVersion"] = json!(format!("{}/{}", storage.group, storage.version));
+        return stored_bytes(&stored).map_err(ApiError::internal);
+    }
     let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) else {
         return stored_bytes(object).map_err(ApiError::internal);
     };

@@ -1,0 +1,4 @@
+//! The `autoscaling` group: upstream's `pkg/registry/autoscaling`, and the conversion
+//! between its versions (`pkg/apis/autoscaling/v1/conversion.go`).
+
+pub mod horizontalpodautoscalers;
