@@ -139,14 +139,15 @@ impl Request {
     pub fn object_body(&self, kind: &str) -> ApiResult<Value> {
         let content_type = self.header(http::header::CONTENT_TYPE);
         let media = content_type.split(';').next().unwrap_or("").trim();
-        if matches!(media, "" | "application/json" | "*/*") && !self.body.is_empty() {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&self.body) {
-                return Err(ApiError::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {} ({})",
-                    go_json_error(&self.body, &e),
-                    summarize(&self.body)
-                )));
-            }
+        if matches!(media, "" | "application/json" | "*/*")
+            && !self.body.is_empty()
+            && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&self.body)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {} ({})",
+                go_json_error(&self.body, &e),
+                summarize(&self.body)
+            )));
         }
         self.json_body()
     }

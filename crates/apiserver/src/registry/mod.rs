@@ -185,7 +185,8 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(&kv.value).map_err(corrupt)?;
     let stored_version = top.get("apiVersion").map(|raw| raw.get());
-    if stored_version.is_some_and(|v| v != json!(info.api_version()).to_string()) {
+    let served_version = json!(info.api_version()).to_string();
+    if stored_version.is_some_and(|v| v != served_version) {
         // Stored in another version: converted whole.
         let mut object = decode(info, kv)?;
         if let Some(map) = object.as_object_mut() {
