@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::request::Request;
-use crate::response::{Response, full, json_ordered, json_response};
+use crate::response::{Response, full, json_response};
 use crate::status::{ApiError, ApiResult};
 
 /// The Kubernetes version served, k3s-style: `v1.34.0+keelson.<version>`.
@@ -28,9 +28,10 @@ const VERSION_INFO: crate::gojson::Order = crate::gojson::Order(&[
     ("platform", &crate::gojson::KEYS),
 ]);
 
+/// `/version`, indented for every client (upstream writes it with `WriteRawJSON`, which
+/// is `json.MarshalIndent`).
 pub fn version() -> Response {
-    json_ordered(
-        StatusCode::OK,
+    let info = crate::gojson::to_vec(
         &json!({
             "major": "1",
             "minor": crate::KUBERNETES_MINOR.to_string(),
@@ -43,7 +44,8 @@ pub fn version() -> Response {
             "platform": format!("{}/{}", std::env::consts::OS, goarch()),
         }),
         &VERSION_INFO,
-    )
+    );
+    crate::response::json_body(crate::gojson::indent(&info))
 }
 
 fn goarch() -> &'static str {

@@ -122,8 +122,11 @@ async fn handle(
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
-    // Streams (watches, logs) are never indented, as upstream's stream serializer.
+    // Streams (watches, logs) are never indented, as upstream's stream serializer, nor
+    // the documents upstream serves outside its API handlers (OpenAPI, the issuer's).
+    let served_raw = ["/openapi/", "/.well-known/", "/openid/"];
     let pretty = deadline.is_some()
+        && !served_raw.iter().any(|prefix| request.path.starts_with(prefix))
         && crate::gojson::wants_pretty(
             request.param("pretty"),
             request.header(http::header::ACCEPT),

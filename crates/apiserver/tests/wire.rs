@@ -141,6 +141,11 @@ async fn pretty_bodies_are_indented_as_go_indents_them() -> Result<()> {
         .curl("GET", "/api/v1/namespaces/default/configmaps/web?pretty=false", None, "", true)
         .await?;
     ensure!(plain.starts_with(r#"{"kind":"ConfigMap","#) && plain.ends_with("}\n"), "{plain:?}");
+    // /version is indented for everyone; OpenAPI documents for no one.
+    let version = s.ok(&["get", "--raw", "/version"]).await?;
+    ensure!(version.starts_with("{\n  \"major\": \"1\",\n  \"minor\": \"34\",\n"), "{version:?}");
+    let (_, openapi) = s.curl("GET", "/openapi/v3", None, "", true).await?;
+    ensure!(openapi.starts_with("{\"paths\":{"), "{}", &openapi[..openapi.len().min(200)]);
     let (_, list) = s
         .curl_with(
             "GET",
