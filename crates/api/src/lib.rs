@@ -32,5 +32,5 @@ mod resource;
 pub use k8s_openapi;
 
 pub use registry::{GroupInfo, Registry};
-pub use resource::{ResourceInfo, Scope, Subresource, TypeError, Typed};
+pub use resource::{ResourceInfo, Scope, StorageVersion, Subresource, TypeError, Typed};
 pub use schemars;

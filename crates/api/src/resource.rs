@@ -46,6 +46,19 @@ pub struct ResourceInfo {
     /// For a custom resource, its CustomResourceDefinition's version as the API server
     /// built it (schema, subresources, printer columns); `None` for built-in resources.
     pub custom: Option<&'static serde_json::Value>,
+    /// The group, version and kind objects are stored as (upstream's storage version,
+    /// which discovery's `storageVersionHash` is made of); `None` for resources that are
+    /// never stored (bindings, component statuses, the review kinds).
+    pub storage_version: Option<StorageVersion>,
+}
+
+/// A resource's storage version: what its objects are converted to before they are
+/// stored, whichever version they are read or written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageVersion {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
 }
 
 /// Operations that need the resource's Rust type (from `k8s-openapi`), as plain function

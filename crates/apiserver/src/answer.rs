@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::negotiation::{MetaVersion, Output, cannot_transform, internal_type};
 use crate::registry::strategy;
 use crate::request::Request;
-use crate::response::{Response, error_response, json_response};
+use crate::response::{Response, error_response, json_ordered, json_response};
 use crate::status::ApiResult;
 
 /// One object as the request asks for it (upstream's `transformResponseObject`): as
@@ -38,7 +38,15 @@ pub fn respond(
             }
         })
     };
-    match req.output(info, false).and_then(answer) {
+    let output = match req.output(info, false) {
+        Ok(output) => output,
+        Err(error) => return error_response(&error),
+    };
+    match answer(output) {
+        // Custom resources are encoded as Go maps, in key order.
+        Ok(body) if info.is_custom() && output == Output::Object => {
+            json_ordered(code, &body, &crate::gojson::KEYS)
+        }
         Ok(body) => json_response(code, &body),
         Err(error) => error_response(&error),
     }

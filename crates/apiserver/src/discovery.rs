@@ -15,9 +15,23 @@ pub fn git_version() -> String {
     format!("v1.{}.0+keelson.{}", crate::KUBERNETES_MINOR, env!("CARGO_PKG_VERSION"))
 }
 
+/// `version.Info`'s fields in Go struct order.
+const VERSION_INFO: crate::gojson::Order = crate::gojson::Order(&[
+    ("major", &crate::gojson::KEYS),
+    ("minor", &crate::gojson::KEYS),
+    ("gitVersion", &crate::gojson::KEYS),
+    ("gitCommit", &crate::gojson::KEYS),
+    ("gitTreeState", &crate::gojson::KEYS),
+    ("buildDate", &crate::gojson::KEYS),
+    ("goVersion", &crate::gojson::KEYS),
+    ("compiler", &crate::gojson::KEYS),
+    ("platform", &crate::gojson::KEYS),
+]);
+
+/// `/version`, indented for every client (upstream writes it with `WriteRawJSON`, which
+/// is `json.MarshalIndent`).
 pub fn version() -> Response {
-    json_response(
-        StatusCode::OK,
+    let info = crate::gojson::to_vec(
         &json!({
             "major": "1",
             "minor": crate::KUBERNETES_MINOR.to_string(),
@@ -29,7 +43,9 @@ pub fn version() -> Response {
             "compiler": "rustc",
             "platform": format!("{}/{}", std::env::consts::OS, goarch()),
         }),
-    )
+        &VERSION_INFO,
+    );
+    crate::response::json_body(crate::gojson::indent(&info))
 }
 
 fn goarch() -> &'static str {
@@ -161,6 +177,9 @@ pub fn resources(api: &ApiServer, group: &str, version: &str) -> ApiResult<Respo
         if !r.categories.is_empty() {
             entry["categories"] = json!(r.categories);
         }
+        if let Some(hash) = storage_version_hash(r) {
+            entry["storageVersionHash"] = json!(hash);
+        }
         list.push(entry);
         for s in r.subresources {
             let mut sub = json!({
@@ -182,10 +201,23 @@ pub fn resources(api: &ApiServer, group: &str, version: &str) -> ApiResult<Respo
     }
     let group_version =
         if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list }),
-    ))
+    let mut document = json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list });
+    if group.is_empty() {
+        // The legacy group's list says no apiVersion, as upstream's.
+        document.as_object_mut().map(|d| d.remove("apiVersion"));
+    }
+    Ok(json_response(StatusCode::OK, &document))
+}
+
+/// Upstream's `storageVersionHash` of a stored resource: the first 8 bytes of the
+/// SHA-256 of `<group>/<version>/<kind>` of its storage version, in base64. Clients
+/// (the storage version migrator) compare it to notice a change of storage version.
+fn storage_version_hash(r: &ResourceInfo) -> Option<String> {
+    use base64::Engine;
+    let storage = r.storage_version?;
+    let gvk = format!("{}/{}/{}", storage.group, storage.version, storage.kind);
+    let digest = ring::digest::digest(&ring::digest::SHA256, gvk.as_bytes());
+    Some(base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8]))
 }
 
 /// One version of a group in aggregated discovery.
@@ -234,4 +266,88 @@ fn aggregated(items: Vec<Value>) -> Response {
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(AGGREGATED));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `<group-version> <plural> <storageVersionHash>` (`-`: none) of every resource a
+    /// 1.34 kube-apiserver serves in Keelson's group-versions, from upstream's
+    /// `api/discovery` fixtures.
+    const UPSTREAM: &str = "
+v1 bindings -
+v1 componentstatuses -
+v1 configmaps qFsyl6wFWjQ=
+v1 endpoints fWeeMqaN/OA=
+v1 events r2yiGXH7wu8=
+v1 limitranges EBKMFVe6cwo=
+v1 namespaces Q3oi5N2YM8M=
+v1 nodes XwShjMxG9Fs=
+v1 persistentvolumeclaims QWTyNDq0dC4=
+v1 persistentvolumes HN/zwEC+JgM=
+v1 pods xPOwRZ+Yhw8=
+v1 podtemplates LIXB2x4IFpk=
+v1 replicationcontrollers Jond2If31h0=
+v1 resourcequotas 8uhSgffRX6w=
+v1 secrets S6u1pOWzb84=
+v1 serviceaccounts pbx9ZvyFpBE=
+v1 services 0/CO1lhkEBI=
+admissionregistration.k8s.io/v1 mutatingwebhookconfigurations Sqi0GUgDaX0=
+admissionregistration.k8s.io/v1 validatingadmissionpolicies 6OxvlMmQ6is=
+admissionregistration.k8s.io/v1 validatingadmissionpolicybindings v9715VZqakg=
+admissionregistration.k8s.io/v1 validatingwebhookconfigurations B0wHjQmsGNk=
+apiextensions.k8s.io/v1 customresourcedefinitions jfWCUB31mvA=
+apiregistration.k8s.io/v1 apiservices InPBPD7+PqM=
+apps/v1 controllerrevisions 85nkx63pcBU=
+apps/v1 daemonsets dd7pWHUlMKQ=
+apps/v1 deployments 8aSe+NMegvE=
+apps/v1 replicasets P1RzHs8/mWQ=
+apps/v1 statefulsets H+vl74LkKdo=
+authentication.k8s.io/v1 selfsubjectreviews -
+authentication.k8s.io/v1 tokenreviews -
+authorization.k8s.io/v1 localsubjectaccessreviews -
+authorization.k8s.io/v1 selfsubjectaccessreviews -
+authorization.k8s.io/v1 selfsubjectrulesreviews -
+authorization.k8s.io/v1 subjectaccessreviews -
+autoscaling/v1 horizontalpodautoscalers qwQve8ut294=
+autoscaling/v2 horizontalpodautoscalers qwQve8ut294=
+batch/v1 cronjobs sd5LIXh4Fjs=
+batch/v1 jobs mudhfqk/qZY=
+certificates.k8s.io/v1 certificatesigningrequests 95fRKMXA+00=
+coordination.k8s.io/v1 leases gqkMMb/YqFM=
+discovery.k8s.io/v1 endpointslices qgS0xkrxYAI=
+events.k8s.io/v1 events r2yiGXH7wu8=
+networking.k8s.io/v1 ingressclasses l/iqIbDgFyQ=
+networking.k8s.io/v1 ingresses 39NQlfNR+bo=
+networking.k8s.io/v1 ipaddresses 3f/plJFChNE=
+networking.k8s.io/v1 networkpolicies YpfwF18m1G8=
+networking.k8s.io/v1 servicecidrs gNLvruQhW2g=
+node.k8s.io/v1 runtimeclasses WQTu1GL3T2Q=
+policy/v1 poddisruptionbudgets EVWiDmWqyJw=
+rbac.authorization.k8s.io/v1 clusterrolebindings 48tpQ8gZHFc=
+rbac.authorization.k8s.io/v1 clusterroles bYE5ZWDrJ44=
+rbac.authorization.k8s.io/v1 rolebindings eGsCzGH6b1g=
+rbac.authorization.k8s.io/v1 roles 7FuwZcIIItM=
+scheduling.k8s.io/v1 priorityclasses 1QwjyaZjj3Y=
+storage.k8s.io/v1 csidrivers hL6j/rwBV5w=
+storage.k8s.io/v1 csinodes Pe62DkZtjuo=
+storage.k8s.io/v1 csistoragecapacities xeVl+2Ly1kE=
+storage.k8s.io/v1 storageclasses K+m6uJwbjGY=
+storage.k8s.io/v1 volumeattachments tJx/ezt6UDU=
+storage.k8s.io/v1 volumeattributesclasses Bl3MtjZ/n/s=
+";
+
+    #[test]
+    fn storage_version_hashes_are_upstreams() {
+        for r in Registry::builtin().resources() {
+            let line = format!("{} {} ", r.api_version(), r.plural);
+            let expected = UPSTREAM
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("{line}is not in upstream's fixtures"));
+            let hash = storage_version_hash(r);
+            assert_eq!(hash.as_deref().unwrap_or("-"), expected, "{line}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod discovery;
 pub mod encryption;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gojson;
 #[cfg(test)]
 mod layering;
 mod list;

@@ -10,7 +10,7 @@ use crate::registry::strategy;
 use crate::registry::{self, decode};
 use crate::request::Request;
 use crate::request::Target;
-use crate::response::{Response, json_response};
+use crate::response::{Response, json_ordered, json_response};
 use crate::status::{ApiError, ApiResult};
 use http::StatusCode;
 use keelson_api::ResourceInfo;
@@ -259,7 +259,12 @@ pub async fn list(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     if let Some(remaining) = page.remaining {
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    Ok(json_response(StatusCode::OK, &list_as(info, req, output, page.items, list_meta)?))
+    let list = list_as(info, req, output, page.items, list_meta)?;
+    if info.is_custom() && output == Output::Object {
+        // Unstructured lists are encoded as Go maps, in key order.
+        return Ok(json_ordered(StatusCode::OK, &list, &crate::gojson::KEYS));
+    }
+    Ok(json_response(StatusCode::OK, &list))
 }
 
 /// A list's items in the negotiated representation (upstream's `transformResponseObject`
@@ -341,16 +346,22 @@ const CONSISTENT_READ_PATIENCE: std::time::Duration = std::time::Duration::from_
 
 /// A plain JSON list without selectors, written from the stored bytes: no object is
 /// decoded whole (the hot path of informers and `kubectl get -o json`).
+///
+/// A built-in list starts with its metadata, as upstream's typed lists do, but its
+/// revision is known only after the items are read: they are written after room left
+/// for the head, which is then written into the room's end and the body sliced from
+/// there, so nothing is copied. A custom resource's list is in key order (`apiVersion`,
+/// `items`, `kind`, `metadata`), as upstream's unstructured lists.
 async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<Response> {
+    /// Room for the head: the kinds, the revision and a continue token (a key's worth).
+    const HEAD_ROOM: usize = 4096;
     let info = target.info;
-    // Items first and list metadata last (JSON clients do not care about key order), so
-    // the body is written once, in place.
-    let mut body = format!(
-        r#"{{"kind":"{}","apiVersion":"{}","items":["#,
-        info.list_kind(),
-        info.api_version()
-    )
-    .into_bytes();
+    let custom = info.is_custom();
+    let mut body = if custom {
+        format!(r#"{{"apiVersion":{},"items":["#, json!(info.api_version())).into_bytes()
+    } else {
+        vec![0; HEAD_ROOM]
+    };
     let empty = body.len();
     let splicer = registry::Splicer::new(info);
     let write = |kv: &keelson_store::KeyValue| -> ApiResult<bool> {
@@ -358,7 +369,7 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
             body.push(b',');
         }
         // Custom resources' list items keep apiVersion and kind (unstructured lists).
-        if !splicer.write(kv, info.is_custom(), &mut body) {
+        if !splicer.write(kv, custom, &mut body) {
             registry::write_list_item(info, kv, &mut body)?;
         }
         Ok(true)
@@ -371,8 +382,32 @@ async fn list_raw(api: &ApiServer, req: &Request, target: &Target) -> ApiResult<
     if let Some(remaining) = meta.remaining {
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    body.extend_from_slice(b"],\"metadata\":");
-    body.extend_from_slice(list_meta.to_string().as_bytes());
-    body.push(b'}');
-    Ok(crate::response::json_bytes(body))
+    if custom {
+        body.extend_from_slice(
+            format!(r#"],"kind":{},"metadata":"#, json!(info.list_kind())).as_bytes(),
+        );
+        body.extend_from_slice(list_meta.to_string().as_bytes());
+        body.extend_from_slice(b"}\n");
+        return Ok(crate::response::json_body(body));
+    }
+    let mut head = format!(
+        r#"{{"kind":{},"apiVersion":{},"metadata":"#,
+        json!(info.list_kind()),
+        json!(info.api_version())
+    )
+    .into_bytes();
+    crate::gojson::write(&mut head, &list_meta, &crate::gojson::LIST_META);
+    head.extend_from_slice(br#","items":["#);
+    body.extend_from_slice(b"]}\n");
+    let body = match HEAD_ROOM.checked_sub(head.len()) {
+        Some(start) => {
+            body[start..HEAD_ROOM].copy_from_slice(&head);
+            bytes::Bytes::from(body).slice(start..)
+        }
+        None => {
+            head.extend_from_slice(&body[HEAD_ROOM..]);
+            bytes::Bytes::from(head)
+        }
+    };
+    Ok(crate::response::json_body(body))
 }

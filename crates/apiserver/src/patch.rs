@@ -103,6 +103,15 @@ pub fn apply(
                 return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
             };
             document = strategic_merge(&document, &patch, root)?;
+            if info.custom.is_none()
+                && let Some(error) = crate::registry::typed::unrestorable_patch(
+                    info,
+                    &document,
+                    &Value::Object(patch),
+                )
+            {
+                return Err(error);
+            }
         }
     }
     // A patched object may not outgrow what a request could have sent whole.

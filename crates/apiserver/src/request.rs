@@ -131,6 +131,82 @@ impl Request {
         }
         Ok(value)
     }
+
+    /// The body of a create or update of `kind`: [`Request::json_body`], with a JSON
+    /// body that does not parse refused in upstream's words (`transformDecodeError`):
+    /// `the object provided is unrecognized (must be of type Namespace): couldn't get
+    /// version/kind; json parse error: …` and the start of the body.
+    pub fn object_body(&self, kind: &str) -> ApiResult<Value> {
+        let content_type = self.header(http::header::CONTENT_TYPE);
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if matches!(media, "" | "application/json" | "*/*")
+            && !self.body.is_empty()
+            && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&self.body)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {} ({})",
+                go_json_error(&self.body, &e),
+                summarize(&self.body)
+            )));
+        }
+        self.json_body()
+    }
+}
+
+/// What Go's `encoding/json` says of a body that is not JSON, for the errors it words
+/// differently from serde_json: a first character no value starts with, an object whose
+/// first key is no string, and a body that ends too soon.
+fn go_json_error(body: &[u8], error: &serde_json::Error) -> String {
+    let mut tokens = body.iter().copied().filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    match (tokens.next(), tokens.next()) {
+        (Some(c), _)
+            if !matches!(c, b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') =>
+        {
+            format!("invalid character {} looking for beginning of value", go_quote_char(c))
+        }
+        (Some(b'{'), Some(c)) if c != b'"' && c != b'}' => {
+            format!(
+                "invalid character {} looking for beginning of object key string",
+                go_quote_char(c)
+            )
+        }
+        _ if error.is_eof() => "unexpected end of JSON input".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// Go's `quoteChar`: a byte in single quotes, escaped as `strconv.Quote` escapes it.
+fn go_quote_char(c: u8) -> String {
+    match c {
+        b'\'' => r"'\''".into(),
+        b'"' => "'\"'".into(),
+        b'\n' => r"'\n'".into(),
+        b'\r' => r"'\r'".into(),
+        b'\t' => r"'\t'".into(),
+        0x07 => r"'\a'".into(),
+        0x08 => r"'\b'".into(),
+        0x0c => r"'\f'".into(),
+        0x0b => r"'\v'".into(),
+        b'\\' => r"'\\'".into(),
+        c if c < 0x20 || c == 0x7f => format!(r"'\x{c:02x}'"),
+        c => format!("'{}'", char::from(c)),
+    }
+}
+
+/// Upstream's `summarizeData(body, 30)`: a JSON-looking body's first 30 bytes as text,
+/// any other's in hex, ` ...` when cut.
+fn summarize(body: &[u8]) -> String {
+    const MAX: usize = 30;
+    let cut = if body.len() > MAX { " ..." } else { "" };
+    let head = &body[..body.len().min(MAX)];
+    match body.first() {
+        None => "<empty>".into(),
+        Some(b'{') => format!("{}{cut}", String::from_utf8_lossy(head)),
+        Some(_) => {
+            let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}{cut}")
+        }
+    }
 }
 
 fn parse_query(query: &str) -> HashMap<String, String> {

@@ -166,7 +166,8 @@ async fn create(
             "create",
         ));
     }
-    create_object(api, req, target, write, req.json_body()?, false).await
+    let body = req.object_body(target.info.kind)?;
+    create_object(api, req, target, write, body, false).await
 }
 
 fn is_apply(req: &Request) -> bool {
@@ -211,7 +212,7 @@ async fn update(
     target: &Target,
     write: Write,
 ) -> ApiResult<Response> {
-    let body = req.json_body()?;
+    let body = req.object_body(target.info.kind)?;
     let check = body_check(req, write);
     guaranteed_update(api, req, target, write, |_| Ok((body.clone(), check.clone()))).await
 }

@@ -17,6 +17,24 @@ use crate::response::{Response, error_response};
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, MAX_REQUEST_BYTES};
 
+/// A JSON response indented for a client that asked for it (`?pretty=true`, curl).
+async fn indented(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    // The body is whole already (a `Full`): collecting it cannot fail or wait.
+    let Ok(collected) = body.collect().await;
+    let pretty = crate::gojson::indent(&collected.to_bytes());
+    Response::from_parts(parts, crate::response::full(pretty))
+}
+
 /// Accepts connections until `shutdown` turns true; each connection's identity comes
 /// from its client certificate.
 pub(crate) async fn accept_loop(
@@ -104,6 +122,16 @@ async fn handle(
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
     let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
+    // Streams (watches, logs) are never indented, as upstream's stream serializer, nor
+    // the documents upstream serves outside its API handlers (OpenAPI, the issuer's).
+    let served_raw = ["/openapi/", "/.well-known/", "/openid/"];
+    let pretty = deadline.is_some()
+        && !served_raw.iter().any(|prefix| request.path.starts_with(prefix))
+        && crate::gojson::wants_pretty(
+            request.param("pretty"),
+            request.header(http::header::ACCEPT),
+            request.header(http::header::USER_AGENT),
+        );
     let dispatched =
         crate::audit::collecting(recovering(crate::router::dispatch(api, request), &method, &path));
     let (result, collected) = match deadline {
@@ -122,6 +150,7 @@ async fn handle(
         Ok(response) => (response, None),
         Err(error) => (error_response(&error), Some(error.to_status())),
     };
+    let response = if pretty { indented(response).await } else { response };
     if let Some((auditor, described, user, agent, body)) = audit {
         let stage = if described.verb == "watch" { "ResponseStarted" } else { "ResponseComplete" };
         auditor.record(

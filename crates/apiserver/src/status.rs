@@ -96,9 +96,12 @@ impl ApiError {
     }
 
     fn with_details(mut self, group: &str, resource: &str, name: &str) -> Self {
-        let mut details = json!({ "name": name, "kind": resource });
-        if !group.is_empty() {
-            details["group"] = json!(group);
+        // Empty fields are left out (`omitempty`), as Go prints them.
+        let mut details = json!({});
+        for (field, value) in [("name", name), ("group", group), ("kind", resource)] {
+            if !value.is_empty() {
+                details[field] = json!(value);
+            }
         }
         self.details = Some(details);
         self

@@ -170,9 +170,17 @@ impl Stream {
                     .unwrap_or_else(|_| object.clone())
             }
         };
-        let mut line =
-            serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-        line.push(b'\n');
+        // A WatchEvent: `type` first; its object in its type's order, a custom
+        // resource's in key order.
+        let order = match self.output {
+            Output::Object | Output::PartialList(_) if kind != "ERROR" && self.info.is_custom() => {
+                &crate::gojson::KEYS
+            }
+            _ => crate::gojson::order_of(&object),
+        };
+        let mut line = format!(r#"{{"type":{},"object":"#, json!(kind)).into_bytes();
+        crate::gojson::write(&mut line, &object, order);
+        line.extend_from_slice(b"}\n");
         self.out.send(Bytes::from(line)).await.is_ok()
     }
 

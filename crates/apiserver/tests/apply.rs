@@ -393,3 +393,62 @@ async fn admission_additions_belong_to_no_manager() -> Result<()> {
     ensure!(label == "test-pod-applied", "{label}");
     Ok(())
 }
+
+/// Upstream's keyed lists match items on their keys with missing key fields at their
+/// schema defaults: a port applied without `protocol` is the server's
+/// `{containerPort: 80, protocol: TCP}`, whoever applies it, never a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_items_match_on_defaulted_keys() -> Result<()> {
+    let s = TestServer::start().await?;
+    let manifest = deployment(1, "nginx", "a: b").replace(
+        "        image: nginx\n",
+        "        image: nginx\n        ports:\n        - containerPort: 80\n",
+    );
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s
+        .kubectl_in(
+            &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"],
+            Some(&manifest),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let live: Value = serde_json::from_str(
+        &s.ok(&["get", "deployment", "web", "-o", "json", "--show-managed-fields"]).await?,
+    )?;
+    let ports = &live["spec"]["template"]["spec"]["containers"][0]["ports"];
+    ensure!(*ports == serde_json::json!([{"containerPort": 80, "protocol": "TCP"}]), "{ports}");
+    for entry in live["metadata"]["managedFields"].as_array().into_iter().flatten() {
+        let owned = &entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]
+            ["f:ports"];
+        ensure!(
+            *owned
+                == serde_json::json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {
+                    ".": {}, "f:containerPort": {}
+                }}),
+            "{}: {owned}",
+            entry["manager"]
+        );
+    }
+    // Applying it again without the port removes the one item.
+    let out = s.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let without = deployment(1, "nginx", "a: b");
+    for manager in ["kubectl", "other"] {
+        let flag = format!("--field-manager={manager}");
+        let out =
+            s.kubectl_in(&["apply", "--server-side", &flag, "-f", "-"], Some(&without)).await?;
+        ensure!(out.ok, "{}", out.stderr);
+    }
+    let ports = s
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].ports}",
+        ])
+        .await?;
+    ensure!(ports.is_empty(), "{ports}");
+    Ok(())
+}

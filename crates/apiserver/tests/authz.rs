@@ -333,7 +333,9 @@ async fn every_api_path_refuses_the_anonymous() -> Result<()> {
             let body = (method == "POST").then_some("{}");
             let (code, body) = s.curl(method, path, body, "application/json", false).await?;
             ensure!(
-                code == 401 && body.contains("\"reason\":\"Unauthorized\""),
+                code == 401
+                    && serde_json::from_str::<serde_json::Value>(&body)?["reason"]
+                        == "Unauthorized",
                 "{method} {path}: {code} {body}"
             );
         }

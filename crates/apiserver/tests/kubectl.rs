@@ -175,7 +175,11 @@ async fn bad_requests_get_upstream_statuses(s: TestServer) -> Result<()> {
     let (code, body) =
         post("/api/v1/namespaces/default/configmaps", "{not json".into(), "application/json")
             .await?;
-    ensure!(code == 400 && body.contains("\"reason\":\"BadRequest\""), "{code} {body}");
+    ensure!(code == 400 && reason(&body) == "BadRequest", "{code} {body}");
+    ensure!(
+        body.contains("the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: invalid character 'n' looking for beginning of object key string ({not json)"),
+        "{body}"
+    );
     let (code, body) =
         post("/api/v1/namespaces/default/configmaps", cm("default", "a"), "text/plain").await?;
     ensure!(code == 415 && body.contains("UnsupportedMediaType"), "{code} {body}");
@@ -446,3 +450,82 @@ with_each_kubectl!(
     invalid_objects_are_explained,
     whoami_names_the_certificate_user,
 );
+
+/// The `reason` of a Status body.
+fn reason(body: &str) -> String {
+    let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    status["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// upstream's `test/cmd` autoscale: HPAs are one object read as `autoscaling/v1` or
+/// `v2`, converted as upstream converts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaled_deployments_read_back_in_either_version() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.ok(&["create", "deployment", "x", "--image=nginx"]).await?;
+    s.ok(&["autoscale", "deployment", "x", "--max=3", "--cpu-percent=70"]).await?;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/x";
+    let v2: serde_json::Value = serde_json::from_str(&s.ok(&["get", "--raw", path]).await?)?;
+    let cpu = |percent: i64| serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": percent}}}]);
+    ensure!(
+        v2["apiVersion"] == "autoscaling/v2"
+            && v2["spec"]["minReplicas"] == 1
+            && v2["spec"]["maxReplicas"] == 3
+            && v2["spec"]["metrics"] == cpu(70),
+        "{v2}"
+    );
+    let v1: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", &path.replace("/v2/", "/v1/")]).await?)?;
+    ensure!(
+        v1["spec"]["targetCPUUtilizationPercentage"] == 70 && v1["spec"].get("metrics").is_none(),
+        "{v1}"
+    );
+    // Without a target, 80 % CPU.
+    s.ok(&["create", "deployment", "y", "--image=nginx"]).await?;
+    s.ok(&["autoscale", "deployment", "y", "--max=2"]).await?;
+    let y: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", &path.replace("/x", "/y")]).await?)?;
+    ensure!(y["spec"]["metrics"] == cpu(80) && y["spec"]["minReplicas"] == 1, "{y}");
+    // What v1 cannot hold survives a v1 client's read and replace.
+    let hpa = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: z}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: x}
+  maxReplicas: 5
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: qps}
+      target: {type: AverageValue, averageValue: "10"}
+  behavior:
+    scaleDown: {stabilizationWindowSeconds: 60}
+"#;
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(hpa)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let as_v1 =
+        s.ok(&["get", "horizontalpodautoscalers.v1.autoscaling", "z", "-o", "json"]).await?;
+    let parsed: serde_json::Value = serde_json::from_str(&as_v1)?;
+    ensure!(
+        parsed["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+            == r#"[{"type":"Pods","pods":{"metricName":"qps","targetAverageValue":"10"}}]"#,
+        "{parsed}"
+    );
+    let out = s
+        .kubectl_in(
+            &["replace", "-f", "-"],
+            Some(&as_v1.replace("\"maxReplicas\": 5", "\"maxReplicas\": 6")),
+        )
+        .await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let z: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", &path.replace("/x", "/z")]).await?)?;
+    ensure!(
+        z["spec"]["maxReplicas"] == 6
+            && z["spec"]["metrics"][0]["pods"]["metric"]["name"] == "qps"
+            && z["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
+            && z["metadata"].get("annotations").is_none(),
+        "{z}"
+    );
+    Ok(())
+}

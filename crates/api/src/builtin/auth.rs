@@ -13,15 +13,15 @@ use crate::resource::ResourceInfo;
 
 /// Reviews are create-only: the answer comes back in the response and nothing is stored.
 pub(crate) const AUTHENTICATION_V1: &[ResourceInfo] = &[
-    resource::<SelfSubjectReview>("selfsubjectreview").verbs(CREATE),
-    resource::<TokenReview>("tokenreview").verbs(CREATE),
+    resource::<SelfSubjectReview>("selfsubjectreview").verbs(CREATE).not_stored(),
+    resource::<TokenReview>("tokenreview").verbs(CREATE).not_stored(),
 ];
 
 pub(crate) const AUTHORIZATION_V1: &[ResourceInfo] = &[
-    resource::<LocalSubjectAccessReview>("localsubjectaccessreview").verbs(CREATE),
-    resource::<SelfSubjectAccessReview>("selfsubjectaccessreview").verbs(CREATE),
-    resource::<SelfSubjectRulesReview>("selfsubjectrulesreview").verbs(CREATE),
-    resource::<SubjectAccessReview>("subjectaccessreview").verbs(CREATE),
+    resource::<LocalSubjectAccessReview>("localsubjectaccessreview").verbs(CREATE).not_stored(),
+    resource::<SelfSubjectAccessReview>("selfsubjectaccessreview").verbs(CREATE).not_stored(),
+    resource::<SelfSubjectRulesReview>("selfsubjectrulesreview").verbs(CREATE).not_stored(),
+    resource::<SubjectAccessReview>("subjectaccessreview").verbs(CREATE).not_stored(),
 ];
 
 pub(crate) const RBAC_V1: &[ResourceInfo] = &[

@@ -2,6 +2,7 @@
 //! `coordination.k8s.io` and `node.k8s.io`.
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -13,7 +14,8 @@ use super::{resource, status};
 use crate::resource::ResourceInfo;
 
 /// The same stored events as core `v1` events, in the newer shape.
-pub(crate) const EVENTS_V1: &[ResourceInfo] = &[resource::<Event>("event").short_names(&["ev"])];
+pub(crate) const EVENTS_V1: &[ResourceInfo] =
+    &[resource::<Event>("event").short_names(&["ev"]).stored_as::<CoreEvent>()];
 
 pub(crate) const STORAGE_V1: &[ResourceInfo] = &[
     resource::<CSIDriver>("csidriver"),
@@ -22,7 +24,9 @@ pub(crate) const STORAGE_V1: &[ResourceInfo] = &[
     resource::<StorageClass>("storageclass").short_names(&["sc"]),
     resource::<VolumeAttachment>("volumeattachment").subresources(&[status::<VolumeAttachment>()]),
     // GA (storage.k8s.io/v1) since 1.34.
-    resource::<VolumeAttributesClass>("volumeattributesclass").short_names(&["vac"]),
+    resource::<VolumeAttributesClass>("volumeattributesclass")
+        .short_names(&["vac"])
+        .stored_in("v1beta1"),
 ];
 
 pub(crate) const SCHEDULING_V1: &[ResourceInfo] =

@@ -16,8 +16,11 @@ use super::{
 use crate::resource::ResourceInfo;
 
 pub(crate) const V1: &[ResourceInfo] = &[
-    resource::<Binding>("binding").verbs(CREATE),
-    resource::<ComponentStatus>("componentstatus").verbs(GET_LIST).short_names(&["cs"]),
+    resource::<Binding>("binding").verbs(CREATE).not_stored(),
+    resource::<ComponentStatus>("componentstatus")
+        .verbs(GET_LIST)
+        .short_names(&["cs"])
+        .not_stored(),
     resource::<ConfigMap>("configmap").short_names(&["cm"]),
     resource::<Endpoints>("endpoints").short_names(&["ep"]),
     resource::<Event>("event").short_names(&["ev"]),

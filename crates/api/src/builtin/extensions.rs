@@ -29,7 +29,9 @@ pub(crate) const APIEXTENSIONS_V1: &[ResourceInfo] =
     &[resource::<CustomResourceDefinition>("customresourcedefinition")
         .short_names(&["crd", "crds"])
         .categories(API_EXTENSIONS)
-        .subresources(&[status::<CustomResourceDefinition>()])];
+        .subresources(&[status::<CustomResourceDefinition>()])
+        // Where kube-apiserver 1.34 stores them (its discovery's storageVersionHash).
+        .stored_in("v1beta1")];
 
 pub(crate) const APIREGISTRATION_V1: &[ResourceInfo] = &[resource::<APIService>("apiservice")
     .categories(API_EXTENSIONS)

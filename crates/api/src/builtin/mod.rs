@@ -20,7 +20,7 @@ mod workloads;
 
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 
-use crate::resource::{ResourceInfo, Scope, Subresource};
+use crate::resource::{ResourceInfo, Scope, StorageVersion, Subresource};
 
 /// Every built-in group-version's resources, in the order upstream serves them: core `v1`
 /// first, then the groups in kube-apiserver's `/apis` order (by group priority), and inside
@@ -96,6 +96,11 @@ where
         subresources: &[],
         typed: crate::resource::Typed::of::<T>(),
         custom: None,
+        storage_version: Some(StorageVersion {
+            group: T::GROUP,
+            version: T::VERSION,
+            kind: T::KIND,
+        }),
     }
 }
 
@@ -114,6 +119,25 @@ impl ResourceInfo {
 
     const fn subresources(self, subresources: &'static [Subresource]) -> Self {
         ResourceInfo { subresources, ..self }
+    }
+
+    /// A resource whose objects are never stored (bindings, reviews).
+    const fn not_stored(self) -> Self {
+        ResourceInfo { storage_version: None, ..self }
+    }
+
+    /// A resource stored as another type's group-version-kind (`autoscaling/v1` HPAs as
+    /// `autoscaling/v2`, `events.k8s.io` Events as core ones).
+    const fn stored_as<T: Resource>(self) -> Self {
+        let storage = StorageVersion { group: T::GROUP, version: T::VERSION, kind: T::KIND };
+        ResourceInfo { storage_version: Some(storage), ..self }
+    }
+
+    /// A resource stored in another version of its group, one Keelson does not serve
+    /// (upstream keeps a newly GA kind stored as its beta for a release).
+    const fn stored_in(self, version: &'static str) -> Self {
+        let storage = StorageVersion { group: self.group, version, kind: self.kind };
+        ResourceInfo { storage_version: Some(storage), ..self }
     }
 }
 

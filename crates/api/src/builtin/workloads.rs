@@ -44,7 +44,8 @@ pub(crate) const AUTOSCALING_V1: &[ResourceInfo] =
     &[resource::<autoscaling_v1::HorizontalPodAutoscaler>("horizontalpodautoscaler")
         .short_names(&["hpa"])
         .categories(&["all"])
-        .subresources(&[status::<autoscaling_v1::HorizontalPodAutoscaler>()])];
+        .subresources(&[status::<autoscaling_v1::HorizontalPodAutoscaler>()])
+        .stored_as::<autoscaling_v2::HorizontalPodAutoscaler>()];
 
 pub(crate) const BATCH_V1: &[ResourceInfo] = &[
     resource::<CronJob>("cronjob")

@@ -178,7 +178,7 @@ fn walk(value: &Value, ty: Ty) -> Set {
             for item in items {
                 let mut child = walk(item, ty.items());
                 child.own = true;
-                set.children.insert(item_key(item, &keys), child);
+                set.children.insert(item_key(item, &keys, ty.items()), child);
             }
         }
         (Shape::Set, Value::Array(items)) => {
@@ -219,10 +219,10 @@ fn compare(old: &Value, new: &Value, ty: Ty) -> (Set, Set) {
         (Shape::Keyed(keys), Value::Array(o), Value::Array(n)) if !n.is_empty() => {
             removed.own = o.is_empty();
             let before: BTreeMap<String, &Value> =
-                o.iter().map(|item| (item_key(item, &keys), item)).collect();
+                o.iter().map(|item| (item_key(item, &keys, ty.items()), item)).collect();
             let mut kept = std::collections::BTreeSet::new();
             for item in n {
-                let key = item_key(item, &keys);
+                let key = item_key(item, &keys, ty.items());
                 let (c, r) = match before.get(&key) {
                     Some(previous) => compare(previous, item, ty.items()),
                     None => {
@@ -265,12 +265,13 @@ fn compare(old: &Value, new: &Value, ty: Ty) -> (Set, Set) {
     (changed, removed)
 }
 
-/// `k:{"containerPort":80,"protocol":"TCP"}`: an item of a keyed list by its keys.
-pub fn item_key(item: &Value, keys: &[&str]) -> String {
+/// `k:{"containerPort":80,"protocol":"TCP"}`: an item of a keyed list (of items of type
+/// `item_type`) by its keys, a missing one by its default ([`Ty::key_default`]).
+pub fn item_key(item: &Value, keys: &[&str], item_type: Ty) -> String {
     let mut fields = BTreeMap::new();
     for key in keys {
-        if let Some(v) = item.get(*key) {
-            fields.insert(key.to_string(), v.clone());
+        if let Some(v) = item.get(*key).cloned().or_else(|| item_type.key_default(key)) {
+            fields.insert(key.to_string(), v);
         }
     }
     format!("k:{}", serde_json::to_string(&fields).unwrap_or_default())

@@ -17,7 +17,7 @@ pub mod fieldset;
 pub mod schema;
 
 use keelson_api::ResourceInfo;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::status::{ApiError, ApiResult, Cause};
 use fieldset::Set;
@@ -189,48 +189,57 @@ fn insert(set: &mut Set, path: &[String]) {
     node.own = true;
 }
 
-/// The value at a field path.
-fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let mut node = object;
+/// The value at a field path of an object of type `ty`.
+fn value_at<'a>(object: &'a Value, path: &[String], ty: Ty) -> Option<&'a Value> {
+    let (mut node, mut ty) = (object, ty);
     for element in path {
-        node = step(node, element)?;
+        (node, ty) = step(node, element, ty)?;
     }
     Some(node)
 }
 
-fn step<'a>(node: &'a Value, element: &str) -> Option<&'a Value> {
+/// The child of `node` (of type `ty`) a path element names, and its type. A keyed item is
+/// found by its whole key, missing key fields by their defaults, as upstream compares
+/// path elements.
+fn step<'a>(node: &'a Value, element: &str, ty: Ty) -> Option<(&'a Value, Ty)> {
     if let Some(name) = element.strip_prefix("f:") {
-        return node.get(name);
+        return Some((node.get(name)?, ty.field(name)));
     }
     let items = node.as_array()?;
-    if let Some(keys) = element.strip_prefix("k:") {
-        let keys: Map<String, Value> = serde_json::from_str(keys).ok()?;
-        return items.iter().find(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)));
-    }
-    if let Some(value) = element.strip_prefix("v:") {
+    let found = if element.starts_with("k:") {
+        let Shape::Keyed(keys) = ty.shape(node) else { return None };
+        items.iter().find(|item| fieldset::item_key(item, &keys, ty.items()) == element)
+    } else if let Some(value) = element.strip_prefix("v:") {
         let value: Value = serde_json::from_str(value).ok()?;
-        return items.iter().find(|item| **item == value);
-    }
-    None
+        items.iter().find(|item| **item == value)
+    } else {
+        None
+    };
+    Some((found?, ty.items()))
 }
 
-/// Removes the value at a path (a field, a keyed item, a set item).
-fn remove_at(object: &mut Value, path: &[String]) {
+/// Removes the value at a path (a field, a keyed item, a set item) of an object of type
+/// `ty`.
+fn remove_at(object: &mut Value, path: &[String], ty: Ty) {
     let Some((last, parents)) = path.split_last() else { return };
-    let mut node = object;
+    let (mut node, mut ty) = (object, ty);
     for element in parents {
         let next = if let Some(name) = element.strip_prefix("f:") {
-            node.get_mut(name)
-        } else if let Some(keys) = element.strip_prefix("k:") {
-            let keys: Map<String, Value> = serde_json::from_str(keys).unwrap_or_default();
-            node.as_array_mut().and_then(|items| {
-                items.iter_mut().find(|i| keys.iter().all(|(k, v)| i.get(k) == Some(v)))
-            })
+            let field = ty.field(name);
+            node.get_mut(name).map(|n| (n, field))
+        } else if element.starts_with("k:") {
+            let Shape::Keyed(keys) = ty.shape(node) else { return };
+            let item_type = ty.items();
+            node.as_array_mut()
+                .and_then(|items| {
+                    items.iter_mut().find(|i| fieldset::item_key(i, &keys, item_type) == *element)
+                })
+                .map(|n| (n, item_type))
         } else {
             None
         };
         match next {
-            Some(n) => node = n,
+            Some(n) => (node, ty) = n,
             None => return,
         }
     }
@@ -238,10 +247,11 @@ fn remove_at(object: &mut Value, path: &[String]) {
         if let Some(map) = node.as_object_mut() {
             map.remove(name);
         }
-    } else if let Some(keys) = last.strip_prefix("k:") {
-        let keys: Map<String, Value> = serde_json::from_str(keys).unwrap_or_default();
+    } else if last.starts_with("k:") {
+        let Shape::Keyed(keys) = ty.shape(node) else { return };
+        let item_type = ty.items();
         if let Some(items) = node.as_array_mut() {
-            items.retain(|i| !keys.iter().all(|(k, v)| i.get(k) == Some(v)));
+            items.retain(|i| fieldset::item_key(i, &keys, item_type) != *last);
         }
     } else if let Some(value) = last.strip_prefix("v:") {
         let value: Value = serde_json::from_str(value).unwrap_or(Value::Null);
@@ -265,11 +275,13 @@ pub fn apply(
     let wanted = owned_part(info, subresource, applied);
     let empty = json!({});
     let live_object = live.unwrap_or(&empty);
+    let ty = Ty::of_resource(info);
     // Conflicts: fields another manager owns that this apply would change.
     let mut conflicts = Vec::new();
     for entry in list.iter().filter(|e| !e.same(manager, "Apply", subresource)) {
         for path in wanted.intersection(&entry.fields).members() {
-            if value_at(live_object, &path) != value_at(applied, &path) && is_leafy(&path, applied)
+            if value_at(live_object, &path, ty) != value_at(applied, &path, ty)
+                && is_leafy(&path, applied, ty)
             {
                 conflicts.push((entry.clone(), path));
             }
@@ -298,7 +310,7 @@ pub fn apply(
         .filter(|e| !e.same(manager, "Apply", subresource))
         .fold(Set::default(), |all, e| all.union(&e.fields));
     let mut merged = live_object.clone();
-    merge(&mut merged, applied, Ty::of_resource(info));
+    merge(&mut merged, applied, ty);
     // kubectl keeps the client-side annotation current, so going back to client-side
     // apply works (upstream's lastAppliedUpdater).
     if manager == "kubectl" && live_object["metadata"]["annotations"].get(LAST_APPLIED).is_some() {
@@ -329,7 +341,7 @@ pub fn apply(
     let mut paths = dropped.members();
     paths.sort_by_key(Vec::len);
     for path in paths {
-        remove_at(&mut merged, &path);
+        remove_at(&mut merged, &path, ty);
     }
     for entry in list.iter_mut() {
         if !entry.same(manager, "Apply", subresource) && force {
@@ -424,7 +436,8 @@ fn from_last_applied(info: &ResourceInfo, live: &Value) -> Set {
     }
     let mut allowed = Set::default();
     for path in owned_part(info, "", &last).members() {
-        if value_at(&last, &path) == value_at(live, &path) {
+        let ty = Ty::of_resource(info);
+        if value_at(&last, &path, ty) == value_at(live, &path, ty) {
             insert(&mut allowed, &path);
         }
     }
@@ -444,10 +457,10 @@ fn contains(set: &Set, path: &[String]) -> bool {
 
 /// A path whose value is not a keyed item's existence only (`.` of a list item): items
 /// conflict through their fields.
-fn is_leafy(path: &[String], applied: &Value) -> bool {
+fn is_leafy(path: &[String], applied: &Value, ty: Ty) -> bool {
     match path.last() {
         Some(last) if last.starts_with("k:") => {
-            value_at(applied, path).is_none_or(|v| !v.is_object())
+            value_at(applied, path, ty).is_none_or(|v| !v.is_object())
         }
         _ => true,
     }
@@ -501,8 +514,8 @@ fn merge(live: &mut Value, applied: &Value, ty: Ty) {
         }
         (Shape::Keyed(keys), Value::Array(items), Value::Array(wanted)) => {
             for item in wanted {
-                let key = fieldset::item_key(item, &keys);
-                match items.iter_mut().find(|i| fieldset::item_key(i, &keys) == key) {
+                let key = fieldset::item_key(item, &keys, ty.items());
+                match items.iter_mut().find(|i| fieldset::item_key(i, &keys, ty.items()) == key) {
                     Some(existing) => merge(existing, item, ty.items()),
                     None => items.push(item.clone()),
                 }

@@ -121,6 +121,19 @@ impl Ty {
         }
     }
 
+    /// What a key field missing from an item of this type (the item type of a keyed list)
+    /// counts as in the item's key: the field's schema `default`, as structured-merge-diff's
+    /// `getAssociativeKeyDefault` reads it; `None` leaves the field out of the key. So
+    /// `{containerPort: 80}` is the item `k:{"containerPort":80,"protocol":"TCP"}`, the
+    /// one the server's defaults make of it.
+    pub fn key_default(self, key: &str) -> Option<Value> {
+        match self {
+            Ty::Object(t) => builtin_key_default(t.name, key),
+            Ty::Schema(s) => s["properties"][key].get("default").cloned(),
+            _ => None,
+        }
+    }
+
     /// The type of the items of a list of this type.
     pub fn items(self) -> Ty {
         match self {
@@ -131,5 +144,28 @@ impl Ty {
             },
             _ => Ty::Unknown,
         }
+    }
+}
+
+/// The `default` of a key field of a built-in keyed list's item type in upstream's
+/// OpenAPI schemas (1.34): `""` (openapi-gen's default of a non-pointer string) but for
+/// these.
+fn builtin_key_default(item_type: &str, key: &str) -> Option<Value> {
+    const PORTS: [&str; 2] = ["io.k8s.api.core.v1.ContainerPort", "io.k8s.api.core.v1.ServicePort"];
+    /// Key fields with no default: missing, they are left out of the key.
+    const NONE: &[(&str, &str)] = &[
+        ("io.k8s.api.core.v1.ObjectReference", "name"),
+        ("io.k8s.api.flowcontrol.v1.FlowSchemaCondition", "type"),
+        ("io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationCondition", "type"),
+        ("io.k8s.api.apiserverinternal.v1alpha1.ServerStorageVersion", "apiServerID"),
+        ("io.k8s.api.resource.v1.AllocatedDeviceStatus", "shareID"),
+        ("io.k8s.api.resource.v1beta1.AllocatedDeviceStatus", "shareID"),
+        ("io.k8s.api.resource.v1beta2.AllocatedDeviceStatus", "shareID"),
+    ];
+    match key {
+        "protocol" if PORTS.contains(&item_type) => Some(Value::from("TCP")),
+        "containerPort" | "port" if PORTS.contains(&item_type) => Some(Value::from(0)),
+        _ if NONE.contains(&(item_type, key)) => None,
+        _ => Some(Value::from("")),
     }
 }

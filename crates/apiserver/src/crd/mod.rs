@@ -21,7 +21,7 @@ pub mod controller;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use keelson_api::{Registry, ResourceInfo, Scope, Subresource, Typed};
+use keelson_api::{Registry, ResourceInfo, Scope, StorageVersion, Subresource, Typed};
 use serde_json::{Value, json};
 
 /// Where CRDs are stored.
@@ -200,6 +200,11 @@ fn leak_info(d: Value) -> &'static ResourceInfo {
         subresources: Box::leak(subresources.into_boxed_slice()),
         typed: Typed::untyped(),
         custom: Some(d),
+        storage_version: Some(StorageVersion {
+            group: s("group"),
+            version: s("storageVersion"),
+            kind: s("kind"),
+        }),
     }))
 }
 

@@ -18,6 +18,7 @@ pub mod validation;
 // `strategy::BUILTIN`.
 mod apiextensions;
 mod apps;
+mod autoscaling;
 mod batch;
 mod certificates;
 mod coordination;
@@ -92,6 +93,10 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!("stored {} {:?} is not JSON: {e}", info.kind, kv.key))
     })?;
+    if info.custom.is_none() && object["apiVersion"] != info.api_version().as_str() {
+        // Stored in another version of the group (the storage version): converted.
+        strategy::for_resource(info).convert(&mut object, info.version);
+    }
     object["apiVersion"] = json!(info.api_version());
     object["kind"] = json!(info.kind);
     metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
@@ -110,19 +115,24 @@ pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 /// the metadata. Objects that start otherwise (another stored version, encrypted bytes,
 /// custom resources with defaults to apply on read) are for [`decode`].
 pub struct Splicer {
+    /// How a stored object of the resource starts.
     start: Vec<u8>,
+    /// How it starts on the wire: `kind` before `apiVersion` (Go's struct order) for a
+    /// built-in type, as stored (Go's map order) for a custom resource.
+    wire_start: Vec<u8>,
     usable: bool,
 }
 
 impl Splicer {
     pub fn new(info: &ResourceInfo) -> Self {
-        let start = format!(
-            r#"{{"apiVersion":{},"kind":{},"metadata":{{"#,
-            json!(info.api_version()),
-            json!(info.kind)
-        );
+        let (api_version, kind) = (json!(info.api_version()), json!(info.kind));
+        let start = format!(r#"{{"apiVersion":{api_version},"kind":{kind},"metadata":{{"#);
+        let wire_start = match info.custom {
+            Some(_) => start.clone(),
+            None => format!(r#"{{"kind":{kind},"apiVersion":{api_version},"metadata":{{"#),
+        };
         let usable = info.custom.is_none_or(|v| v["hasDefaults"] != json!(true));
-        Splicer { start: start.into_bytes(), usable }
+        Splicer { start: start.into_bytes(), wire_start: wire_start.into_bytes(), usable }
     }
 
     /// Writes the object (without `apiVersion` and `kind` unless `typed`) to `out`;
@@ -144,9 +154,9 @@ impl Splicer {
             Some(rest) if self.usable => rest,
             _ => return false,
         };
-        out.reserve(self.start.len() + rest.len() + 32);
+        out.reserve(self.wire_start.len() + rest.len() + 32);
         if typed {
-            out.extend_from_slice(&self.start);
+            out.extend_from_slice(&self.wire_start);
         } else {
             out.extend_from_slice(br#"{"metadata":{"#);
         }
@@ -174,6 +184,18 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
     }
     let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(&kv.value).map_err(corrupt)?;
+    let stored_version = top.get("apiVersion").map(|raw| raw.get());
+    let served_version = json!(info.api_version()).to_string();
+    if stored_version.is_some_and(|v| v != served_version) {
+        // Stored in another version: converted whole.
+        let mut object = decode(info, kv)?;
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        crate::gojson::write(out, &object, &crate::gojson::OBJECT);
+        return Ok(());
+    }
     out.push(b'{');
     let mut first = true;
     let mut separator = |out: &mut Vec<u8>| {
@@ -182,10 +204,11 @@ pub fn write_list_item(info: &ResourceInfo, kv: &KeyValue, out: &mut Vec<u8>) ->
         }
     };
     let mut wrote_metadata = false;
-    for (key, raw) in &top {
-        if key == "apiVersion" || key == "kind" {
-            continue;
-        }
+    // Metadata first, as upstream's typed items start.
+    let metadata = top.get_key_value("metadata");
+    let rest =
+        top.iter().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
+    for (key, raw) in metadata.into_iter().chain(rest) {
         separator(out);
         serde_json::to_writer(&mut *out, key).map_err(corrupt)?;
         out.push(b':');
@@ -222,6 +245,19 @@ pub(crate) fn encode(info: &ResourceInfo, object: &Value) -> ApiResult<Vec<u8>> 
 /// new one) and is otherwise left as it was: no copy of the object is made.
 fn encode_in_place(info: &ResourceInfo, object: &mut Value) -> ApiResult<Vec<u8>> {
     metadata_mut(object).remove("resourceVersion");
+    if let Some(storage) = info.storage_version.filter(|s| {
+        info.custom.is_none()
+            && s.group == info.group
+            && s.kind == info.kind
+            && s.version != info.version
+    }) {
+        // Stored in the storage version, whatever version it was written in.
+        let mut stored = object.clone();
+        stored["apiVersion"] = json!(info.api_version());
+        strategy::for_resource(info).convert(&mut stored, storage.version);
+        stored["apiVersion"] = json!(format!("{}/{}", storage.group, storage.version));
+        return stored_bytes(&stored).map_err(ApiError::internal);
+    }
     let Some(version) = info.custom.and_then(|v| v["storageVersion"].as_str()) else {
         return stored_bytes(object).map_err(ApiError::internal);
     };
@@ -380,6 +416,18 @@ pub fn check_type(info: &ResourceInfo, object: &Value) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             info.api_version()
+        )));
+    }
+    let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+    let version = if version.is_empty() { info.version } else { version };
+    let registered = keelson_api::Registry::builtin().find_kind(info.group, version, kind);
+    if !kind.is_empty() && kind != info.kind && info.custom.is_none() && registered.is_some() {
+        // Upstream decodes the object as its own kind, then fails to convert it.
+        let package = crate::negotiation::internal_type(info.group, info.kind, false, false);
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {}: converting ({version}.{kind}) to ({}): unknown conversion",
+            info.kind,
+            package.trim_start_matches('*'),
         )));
     }
     if !kind.is_empty() && kind != info.kind {

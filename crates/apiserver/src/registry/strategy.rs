@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::selector::SelectableField;
 use super::{
-    apiextensions, apps, batch, certificates, coordination, core, events, networking, policy, rbac,
-    scheduling, storage,
+    apiextensions, apps, autoscaling, batch, certificates, coordination, core, events, networking,
+    policy, rbac, scheduling, storage,
 };
 use crate::meta::NameRule;
 use crate::request::User;
@@ -49,6 +49,12 @@ pub trait Strategy: Sync {
     /// Upstream's `SetDefaults_*` (`pkg/apis/<group>/v1/defaults.go`): run on every
     /// decode; must never overwrite a value the client set.
     fn defaults(&self, _object: &mut Value) {}
+
+    /// Upstream's conversion between the versions a kind is served in
+    /// (`pkg/apis/<group>/<version>/conversion.go`, through the internal type): the
+    /// object, in its `apiVersion`, rewritten in `to_version` of the same group. Only
+    /// kinds whose versions differ, stored in one of them, have one.
+    fn convert(&self, _object: &mut Value, _to_version: &str) {}
 
     /// What a new object takes from the authenticated user who creates it, whatever the
     /// body claims.
@@ -269,7 +275,7 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     (
         "autoscaling",
         "horizontalpodautoscalers",
-        &Simple::printed(table::autoscaling::HORIZONTAL_POD_AUTOSCALER),
+        &autoscaling::horizontalpodautoscalers::HorizontalPodAutoscalers,
     ),
     ("batch", "cronjobs", &batch::cronjobs::CronJobs),
     ("batch", "jobs", &batch::jobs::Jobs),

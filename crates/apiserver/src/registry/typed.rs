@@ -172,6 +172,104 @@ fn type_error(group: &str, version: &str, kind: &str, object: &Value, e: TypeErr
     }
 }
 
+/// A strategic merge patch whose result does not fit the type, refused as upstream
+/// refuses it when it converts the patched map into the Go struct: 422, `patch: Invalid
+/// value: "<the patch as Go prints a map>": cannot restore map from string`. `None` when
+/// the result fits.
+pub fn unrestorable_patch(info: &ResourceInfo, patched: &Value, patch: &Value) -> Option<ApiError> {
+    let error = match (info.typed.normalize)(patched) {
+        // A missing field is a zero value to the converter, not an error.
+        Err(e) if !e.missing => e,
+        _ => return None,
+    };
+    let cause =
+        Cause::invalid("patch", &Value::String(go_print(patch)), &converter_words(&error.message));
+    Some(ApiError::invalid("", "", "", vec![cause]))
+}
+
+/// What upstream's `DefaultUnstructuredConverter` says of a value of the wrong type,
+/// from serde's `invalid type: <found>, expected <wanted>`: the Go kind of what was
+/// found (JSON numbers are `int64` or `float64`) and of what the field is.
+fn converter_words(serde_message: &str) -> String {
+    let Some(rest) = serde_message.strip_prefix("invalid type: ") else {
+        return serde_message.to_owned();
+    };
+    let (found, wanted) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let found = match found.split_whitespace().next().unwrap_or("") {
+        "string" => "string",
+        "integer" => "int64",
+        "floating" => "float64",
+        "boolean" => "bool",
+        "map" => "map",
+        "sequence" => "slice",
+        _ => "interface",
+    };
+    let wanted = wanted.trim();
+    match wanted {
+        "a map" => format!("cannot restore map from {found}"),
+        "a sequence" => format!("cannot restore slice from {found}"),
+        _ if wanted.starts_with("struct ") => format!("cannot restore struct from: {found}"),
+        "a string" if matches!(found, "int64" | "float64") => {
+            format!("cannot convert {found} to string")
+        }
+        "a string" => "unrecognized type: string".into(),
+        "a boolean" => "unrecognized type: bool".into(),
+        _ => {
+            let go = match wanted {
+                "i32" => "int32",
+                "i64" => "int64",
+                "u8" | "u16" | "u32" | "u64" => "uint64",
+                "f32" | "f64" => "float64",
+                other => return format!("{found} cannot be restored as {other}"),
+            };
+            if found == "float64" {
+                format!("cannot convert float64 to {go}")
+            } else {
+                format!("unrecognized type: {go}")
+            }
+        }
+    }
+}
+
+/// A JSON value as Go's `%+v` prints the `map[string]interface{}` it decodes to: maps
+/// as `map[k:v …]` in key order, lists as `[a b]`, strings bare, `<nil>` for null.
+pub fn go_print(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => go_float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(go_print).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Value::Object(map) => {
+            let fields: Vec<String> =
+                map.iter().map(|(k, v)| format!("{k}:{}", go_print(v))).collect();
+            format!("map[{}]", fields.join(" "))
+        }
+    }
+}
+
+/// A float64 as Go's `%v` prints it: the shortest form, with an exponent (two digits at
+/// least) below 1e-4 and from 1e21.
+fn go_float(f: f64) -> String {
+    let exponent = if f == 0.0 { 0 } else { f.abs().log10().floor() as i64 };
+    if (-4..21).contains(&exponent) {
+        return f.to_string();
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(digits) => ('-', digits),
+        None => ('+', exp),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
 fn name_of(object: &Value) -> &str {
     object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
 }
