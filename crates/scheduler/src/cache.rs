@@ -31,6 +31,8 @@ pub struct Cache {
     dirty: HashSet<String>,
     /// A node was added or removed since the last snapshot.
     membership_changed: bool,
+    /// A node object changed (its images, perhaps) since the last snapshot.
+    nodes_changed: bool,
 }
 
 struct NodeSlot {
@@ -65,12 +67,14 @@ impl Cache {
             self.membership_changed = true;
         }
         Arc::make_mut(&mut self.slot(&name).info).set_node(node);
+        self.nodes_changed = true;
     }
 
     pub fn remove_node(&mut self, name: &str) {
         let Some(slot) = self.nodes.get_mut(name) else { return };
         slot.has_node = false;
         self.membership_changed = true;
+        self.nodes_changed = true;
         self.dirty.insert(name.to_owned());
         if slot.info.pods.is_empty() {
             self.nodes.remove(name);
@@ -127,11 +131,13 @@ impl Cache {
         self.pods.get(uid).map(|s| (s.pod.clone(), s.node.as_str()))
     }
 
-    /// Brings `snapshot` up to date.
+    /// Brings `snapshot` up to date: only the nodes that changed are replaced, and the
+    /// derived lists rebuilt only when what they list may have changed.
     pub fn update_snapshot(&mut self, snapshot: &mut Snapshot) {
         if self.dirty.is_empty() && !self.membership_changed {
             return;
         }
+        let mut rebuild = self.membership_changed || self.nodes_changed;
         if self.membership_changed {
             let mut infos: Vec<Arc<NodeInfo>> =
                 self.nodes.values().filter(|s| s.has_node).map(|s| s.info.clone()).collect();
@@ -142,14 +148,25 @@ impl Cache {
         } else {
             for name in &self.dirty {
                 if let (Some(&i), Some(slot)) = (snapshot.index.get(name), self.nodes.get(name)) {
-                    snapshot.nodes[i] = slot.info.clone();
+                    let old = std::mem::replace(&mut snapshot.nodes[i], slot.info.clone());
+                    rebuild |= affinity_flags(&old) != affinity_flags(&slot.info)
+                        || affinity_flags(&old) != (false, false);
                 }
             }
         }
         self.dirty.clear();
         self.membership_changed = false;
-        snapshot.refresh();
+        if rebuild {
+            snapshot.refresh(self.nodes_changed);
+        }
+        self.nodes_changed = false;
     }
+}
+
+/// Whether a node holds pods with (anti-)affinity terms, and with required
+/// anti-affinity.
+fn affinity_flags(node: &NodeInfo) -> (bool, bool) {
+    (node.pods_with_affinity > 0, node.pods_with_required_anti_affinity > 0)
 }
 
 /// Nodes ordered zone by zone in turn (upstream's `nodeTree`), so a search that stops
@@ -195,15 +212,20 @@ impl Snapshot {
             Snapshot { nodes: nodes.into_iter().map(Arc::new).collect(), ..Snapshot::default() };
         snapshot.index =
             snapshot.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        snapshot.refresh();
+        snapshot.refresh(true);
         snapshot
     }
 
-    fn refresh(&mut self) {
+    /// Rebuilds the lists of nodes with affinity pods, and (with `images`) the image
+    /// counts.
+    fn refresh(&mut self, images: bool) {
         self.with_affinity =
             self.nodes.iter().filter(|n| n.pods_with_affinity > 0).cloned().collect();
         self.with_required_anti_affinity =
             self.nodes.iter().filter(|n| n.pods_with_required_anti_affinity > 0).cloned().collect();
+        if !images {
+            return;
+        }
         self.image_nodes.clear();
         for node in &self.nodes {
             for image in node.images.keys() {
@@ -220,7 +242,7 @@ impl Snapshot {
     pub fn replace(&mut self, info: Arc<NodeInfo>) {
         if let Some(&i) = self.index.get(&info.name) {
             self.nodes[i] = info;
-            self.refresh();
+            self.refresh(true);
         }
     }
 }

@@ -480,13 +480,17 @@ fn handle_pod(s: &Scheduler, change: &Change<Pod>) {
             }
         }
         Change::Updated { old, new } => {
-            let new_info = info(new);
+            let uid = new.metadata.uid.clone().unwrap_or_default();
+            // What was computed of the old version, from the cache (bound or assumed)
+            // or the queue; reused when the update changes none of it.
+            let known = s.cache.lock().unwrap_or_else(|e| e.into_inner()).pod(&uid).map(|(p, _)| p);
+            let old_info = known.or_else(|| s.queue.info(&uid)).unwrap_or_else(|| info(old));
+            let new_info = Arc::new(old_info.updated(new.clone()));
             if assigned(new) {
                 if !assigned(old) {
                     s.queue.delete(&new_info.uid);
                 }
                 s.cache.lock().unwrap_or_else(|e| e.into_inner()).put_pod(new_info.clone());
-                let old_info = info(old);
                 let actions = if assigned(old) {
                     pod_update_actions(&old_info, &new_info)
                 } else {

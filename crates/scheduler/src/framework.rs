@@ -101,13 +101,30 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 }
 
 /// Data a plugin computes once per cycle (in PreFilter or PreScore) for its later
-/// points, keyed by name (upstream's `CycleState`).
+/// points, keyed by name (upstream's `CycleState`). A handful of entries, read once per
+/// node per plugin: kept in a vector, found by comparing keys, no hashing.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose PreFilter or PreScore said Skip: their Filter or Score is not run.
-    pub skip_filter: HashSet<&'static str>,
-    pub skip_score: HashSet<&'static str>,
+    pub skip_filter: Skipped,
+    pub skip_score: Skipped,
+}
+
+/// The plugins that said Skip at a point.
+#[derive(Clone, Default)]
+pub struct Skipped(Vec<&'static str>);
+
+impl Skipped {
+    pub fn insert(&mut self, plugin: &'static str) {
+        if !self.contains(plugin) {
+            self.0.push(plugin);
+        }
+    }
+
+    pub fn contains(&self, plugin: &'static str) -> bool {
+        self.0.contains(&plugin)
+    }
 }
 
 impl Clone for CycleState {
@@ -122,15 +139,20 @@ impl Clone for CycleState {
 
 impl CycleState {
     pub fn write<T: Any + Clone + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
-        (**self.data.get(key)?).as_any().downcast_ref()
+        let (_, value) = self.data.iter().find(|(k, _)| *k == key)?;
+        (**value).as_any().downcast_ref()
     }
 
     pub fn read_mut<T: Any>(&mut self, key: &'static str) -> Option<&mut T> {
-        (**self.data.get_mut(key)?).as_any_mut().downcast_mut()
+        let (_, value) = self.data.iter_mut().find(|(k, _)| *k == key)?;
+        (**value).as_any_mut().downcast_mut()
     }
 }
 
@@ -231,9 +253,9 @@ pub struct PreFilterResult {
 }
 
 /// One node's score.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeScore {
-    pub name: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeScore<'a> {
+    pub name: &'a str,
     pub score: i64,
 }
 
@@ -345,7 +367,7 @@ pub trait Plugin: Send + Sync {
         (0, Status::success())
     }
     /// NormalizeScore, when the plugin has one.
-    fn normalize(&self, state: &CycleState, pod: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize(&self, state: &CycleState, pod: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
         Status::success()
     }
     fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
@@ -604,13 +626,13 @@ impl Framework {
     }
 
     /// PreScore then Score with NormalizeScore and weights: each node's total.
-    pub fn run_score(
+    pub fn run_score<'a>(
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &'a [Arc<NodeInfo>],
         snapshot: &Snapshot,
-    ) -> Result<Vec<NodeScore>, Status> {
+    ) -> Result<Vec<NodeScore<'a>>, Status> {
         for e in self.at(Point::PreScore) {
             let status = e.plugin.pre_score(state, pod, nodes, snapshot);
             match status.code {
@@ -621,19 +643,19 @@ impl Framework {
                 _ => return Err(status.with_plugin(e.plugin.name())),
             }
         }
-        let mut totals: Vec<NodeScore> =
-            nodes.iter().map(|n| NodeScore { name: n.name.clone(), score: 0 }).collect();
+        let mut totals: Vec<NodeScore<'a>> =
+            nodes.iter().map(|n| NodeScore { name: &n.name, score: 0 }).collect();
+        let mut scores = totals.clone();
         for e in self.at(Point::Score) {
             if state.skip_score.contains(e.plugin.name()) {
                 continue;
             }
-            let mut scores = Vec::with_capacity(nodes.len());
-            for node in nodes {
+            for (slot, node) in scores.iter_mut().zip(nodes) {
                 let (score, status) = e.plugin.score(state, pod, node);
                 if !status.is_success() {
                     return Err(status.with_plugin(e.plugin.name()));
                 }
-                scores.push(NodeScore { name: node.name.clone(), score });
+                slot.score = score;
             }
             let status = e.plugin.normalize(state, pod, &mut scores);
             if !status.is_success() {

@@ -62,7 +62,7 @@ pub struct QueuedPod {
     pub cycle: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Place {
     Active,
     Backoff,
@@ -92,6 +92,54 @@ struct Inner {
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     nominated_node: HashMap<String, String>,
     closed: bool,
+    /// Indexes of `pods`, so no operation walks every pod: the parked ones, the ones in
+    /// flight (with their cycle), and how many are in each place.
+    parked: HashSet<String>,
+    in_flight: HashMap<String, u64>,
+    counts: HashMap<Place, usize>,
+}
+
+impl Inner {
+    /// Keeps the indexes true when the pod `uid` moves from `from` to `to`.
+    fn track(&mut self, uid: &str, from: Option<Place>, to: Option<Place>, cycle: u64) {
+        if let Some(from) = from {
+            if let Some(n) = self.counts.get_mut(&from) {
+                *n = n.saturating_sub(1);
+            }
+            match from {
+                Place::Unschedulable => {
+                    self.parked.remove(uid);
+                }
+                Place::InFlight => {
+                    self.in_flight.remove(uid);
+                }
+                _ => {}
+            }
+        }
+        if let Some(to) = to {
+            *self.counts.entry(to).or_default() += 1;
+            match to {
+                Place::Unschedulable => {
+                    self.parked.insert(uid.to_owned());
+                }
+                Place::InFlight => {
+                    self.in_flight.insert(uid.to_owned(), cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn remove(&mut self, uid: &str) -> Option<Entry> {
+        let entry = self.pods.remove(uid)?;
+        self.track(uid, Some(entry.place), None, 0);
+        Some(entry)
+    }
+
+    /// The parked pods.
+    fn parked_pods(&self) -> Vec<QueuedPod> {
+        self.parked.iter().filter_map(|uid| self.pods.get(uid)).map(|e| e.pod.clone()).collect()
+    }
 }
 
 /// The queue; cheap to share.
@@ -124,6 +172,9 @@ impl SchedulingQueue {
                 nominated: HashMap::new(),
                 nominated_node: HashMap::new(),
                 closed: false,
+                parked: HashSet::new(),
+                in_flight: HashMap::new(),
+                counts: HashMap::new(),
             }),
             ready: Notify::new(),
             config,
@@ -181,7 +232,11 @@ impl SchedulingQueue {
 
     fn place(&self, inner: &mut Inner, pod: QueuedPod, place: Place) {
         let uid = pod.info.uid.clone();
-        let generation = inner.pods.get(&uid).map(|e| e.generation + 1).unwrap_or(0);
+        let (generation, from) = match inner.pods.get(&uid) {
+            Some(e) => (e.generation + 1, Some(e.place)),
+            None => (0, None),
+        };
+        inner.track(&uid, from, Some(place), pod.cycle);
         match place {
             Place::Active => {
                 inner.seq += 1;
@@ -243,7 +298,7 @@ impl SchedulingQueue {
     /// A pod that is no longer waiting (deleted, or bound by someone).
     pub fn delete(&self, uid: &str) {
         let mut inner = self.lock();
-        inner.pods.remove(uid);
+        inner.remove(uid);
         Self::forget_nomination(&mut inner, uid);
     }
 
@@ -285,6 +340,7 @@ impl SchedulingQueue {
             entry.pod.cycle = cycle;
             let pod = entry.pod.clone();
             inner.cycle = cycle;
+            inner.track(&uid, Some(Place::Active), Some(Place::InFlight), cycle);
             return Some(pod);
         }
         None
@@ -310,14 +366,11 @@ impl SchedulingQueue {
     pub fn flush_unschedulable(&self) {
         let mut inner = self.lock();
         let now = Instant::now();
+        let max = self.config.max_unschedulable;
         let due: Vec<QueuedPod> = inner
-            .pods
-            .values()
-            .filter(|e| {
-                e.place == Place::Unschedulable
-                    && now.duration_since(e.pod.timestamp) >= self.config.max_unschedulable
-            })
-            .map(|e| e.pod.clone())
+            .parked_pods()
+            .into_iter()
+            .filter(|p| now.duration_since(p.timestamp) >= max)
             .collect();
         for pod in due {
             let to = self.requeue_place(&pod);
@@ -366,14 +419,13 @@ impl SchedulingQueue {
     pub fn done(&self, uid: &str) {
         let mut inner = self.lock();
         if inner.pods.get(uid).is_some_and(|e| e.place == Place::InFlight) {
-            inner.pods.remove(uid);
+            inner.remove(uid);
         }
         self.prune_events(&mut inner);
     }
 
     fn prune_events(&self, inner: &mut Inner) {
-        let oldest =
-            inner.pods.values().filter(|e| e.place == Place::InFlight).map(|e| e.pod.cycle).min();
+        let oldest = inner.in_flight.values().copied().min();
         match oldest {
             None => inner.in_flight_events.clear(),
             Some(oldest) => inner.in_flight_events.retain(|(cycle, ..)| *cycle >= oldest),
@@ -399,16 +451,14 @@ impl SchedulingQueue {
     /// requeued rather than parked.
     pub fn on_event(&self, event: ClusterEvent, old: Option<Object>, new: Option<Object>) {
         let mut inner = self.lock();
-        if inner.pods.values().any(|e| e.place == Place::InFlight) {
+        if !inner.in_flight.is_empty() {
             let cycle = inner.cycle;
             inner.in_flight_events.push((cycle, event, old.clone(), new.clone()));
         }
         let moving: Vec<QueuedPod> = inner
-            .pods
-            .values()
-            .filter(|e| e.place == Place::Unschedulable)
-            .filter(|e| self.may_help(&e.pod, &event, old.as_ref(), new.as_ref()))
-            .map(|e| e.pod.clone())
+            .parked_pods()
+            .into_iter()
+            .filter(|p| self.may_help(p, &event, old.as_ref(), new.as_ref()))
             .collect();
         for pod in moving {
             let to = self.requeue_place(&pod);
@@ -420,12 +470,7 @@ impl SchedulingQueue {
     /// wildcard event).
     pub fn move_all(&self) {
         let mut inner = self.lock();
-        let moving: Vec<QueuedPod> = inner
-            .pods
-            .values()
-            .filter(|e| e.place == Place::Unschedulable)
-            .map(|e| e.pod.clone())
-            .collect();
+        let moving: Vec<QueuedPod> = inner.parked_pods();
         for pod in moving {
             let to = self.requeue_place(&pod);
             self.place(&mut inner, pod, to);
@@ -470,6 +515,11 @@ impl SchedulingQueue {
         }
     }
 
+    /// What the queue holds of the pod `uid`.
+    pub fn info(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.lock().pods.get(uid).map(|e| e.pod.info.clone())
+    }
+
     /// The pods nominated to `node`.
     pub fn nominated_for(&self, node: &str) -> Vec<Arc<PodInfo>> {
         self.lock().nominated.get(node).cloned().unwrap_or_default()
@@ -482,17 +532,13 @@ impl SchedulingQueue {
 
     pub fn pending(&self) -> Pending {
         let inner = self.lock();
-        let mut p = Pending::default();
-        for e in inner.pods.values() {
-            match e.place {
-                Place::Active => p.active += 1,
-                Place::Backoff => p.backoff += 1,
-                Place::Unschedulable => p.unschedulable += 1,
-                Place::Gated => p.gated += 1,
-                Place::InFlight => {}
-            }
+        let count = |place| inner.counts.get(&place).copied().unwrap_or(0);
+        Pending {
+            active: count(Place::Active),
+            backoff: count(Place::Backoff),
+            unschedulable: count(Place::Unschedulable),
+            gated: count(Place::Gated),
         }
-        p
     }
 
     /// Ends `pop`.

@@ -294,13 +294,16 @@ impl Scheduler {
                 return Outcome::Fit(node.name.clone());
             }
         }
-        let candidates: Vec<Arc<NodeInfo>> = match result.and_then(|r| r.node_names) {
+        let narrowed: Vec<Arc<NodeInfo>>;
+        let candidates: &[Arc<NodeInfo>] = match result.and_then(|r| r.node_names) {
             Some(names) => {
-                snapshot.nodes.iter().filter(|n| names.contains(&n.name)).cloned().collect()
+                narrowed =
+                    snapshot.nodes.iter().filter(|n| names.contains(&n.name)).cloned().collect();
+                &narrowed
             }
-            None => snapshot.nodes.clone(),
+            None => &snapshot.nodes,
         };
-        let (feasible, statuses) = self.find_feasible(fw, state, pod, &candidates, has_nominated);
+        let (feasible, statuses) = self.find_feasible(fw, state, pod, candidates, has_nominated);
         let mut statuses = statuses;
         // Nodes PreFilter left out are rejected by it.
         if candidates.len() < all {
@@ -477,8 +480,8 @@ fn reason_of(status: &Status) -> &'static str {
 }
 
 /// The highest score; ties broken at random (reservoir sampling, as upstream).
-pub fn select_host(scores: &[NodeScore]) -> String {
-    let mut best: Option<&NodeScore> = None;
+pub fn select_host(scores: &[NodeScore<'_>]) -> String {
+    let mut best: Option<&NodeScore<'_>> = None;
     let mut ties = 0u32;
     for s in scores {
         match best {
@@ -495,7 +498,7 @@ pub fn select_host(scores: &[NodeScore]) -> String {
             }
         }
     }
-    best.map(|s| s.name.clone()).unwrap_or_default()
+    best.map(|s| s.name.to_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -540,7 +543,7 @@ mod tests {
     fn ties_are_broken_among_the_best_only() {
         let scores: Vec<NodeScore> = [("a", 5), ("b", 9), ("c", 9), ("d", 1)]
             .into_iter()
-            .map(|(n, s)| NodeScore { name: n.into(), score: s })
+            .map(|(n, s)| NodeScore { name: n, score: s })
             .collect();
         let mut seen = HashSet::new();
         for _ in 0..200 {

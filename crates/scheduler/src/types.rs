@@ -169,6 +169,39 @@ impl PodInfo {
         }
     }
 
+    /// The same pod's newer version: what was computed is reused when nothing the
+    /// scheduler derives it from changed (a status update, the binding).
+    pub fn updated(&self, pod: Arc<Pod>) -> PodInfo {
+        let same = match (self.pod.spec.as_ref(), pod.spec.as_ref()) {
+            (Some(a), Some(b)) => {
+                a.containers == b.containers
+                    && a.init_containers == b.init_containers
+                    && a.overhead == b.overhead
+                    && a.resources == b.resources
+                    && a.affinity == b.affinity
+                    && a.volumes == b.volumes
+                    && a.priority == b.priority
+            }
+            _ => false,
+        } && self.pod.metadata.uid == pod.metadata.uid;
+        if !same {
+            return PodInfo::new(pod);
+        }
+        PodInfo {
+            pod,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            requests: self.requests.clone(),
+            host_ports: self.host_ports.clone(),
+            required_affinity: self.required_affinity.clone(),
+            required_anti_affinity: self.required_anti_affinity.clone(),
+            preferred_affinity: self.preferred_affinity.clone(),
+            preferred_anti_affinity: self.preferred_anti_affinity.clone(),
+            priority: self.priority,
+        }
+    }
+
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -246,6 +279,10 @@ pub struct NodeInfo {
     pub images: HashMap<String, ImageState>,
     /// PVCs (`namespace/name`) in use by the node's pods, with how many use each.
     pub pvc_refs: HashMap<String, usize>,
+    /// `spec.unschedulable` and `spec.taints`, kept here: every filter reads them, and
+    /// following the pointer to the Node costs a cache miss per node.
+    unschedulable: bool,
+    taints: Vec<Taint>,
 }
 
 impl NodeInfo {
@@ -262,6 +299,8 @@ impl NodeInfo {
             used_ports: Vec::new(),
             images: HashMap::new(),
             pvc_refs: HashMap::new(),
+            unschedulable: false,
+            taints: Vec::new(),
         };
         info.set_node(node);
         info
@@ -287,6 +326,9 @@ impl NodeInfo {
                 self.images.insert(normalized_image_name(name), state);
             }
         }
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = node;
     }
 
@@ -345,11 +387,11 @@ impl NodeInfo {
     }
 
     pub fn taints(&self) -> &[Taint] {
-        self.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
+        &self.taints
     }
 
     pub fn unschedulable(&self) -> bool {
-        self.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+        self.unschedulable
     }
 }
 

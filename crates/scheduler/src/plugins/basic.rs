@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keelson_api::k8s_openapi::api::core::v1::Taint;
+use keelson_api::k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use super::helper;
 use crate::cache::Snapshot;
@@ -222,13 +222,30 @@ impl Plugin for TaintToleration {
             None => Status::success(),
         }
     }
-    fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let tolerations: Vec<_> = pod
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &[Arc<NodeInfo>],
+        _: &Snapshot,
+    ) -> Status {
+        // The tolerations that can tolerate PreferNoSchedule: an empty effect is any.
+        let tolerations: Vec<Toleration> = pod
             .tolerations()
             .iter()
             .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
             .cloned()
             .collect();
+        state.write(TAINT_TOLERATION, tolerations);
+        Status::success()
+    }
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> (i64, Status) {
+        let Some(tolerations) = state.read::<Vec<Toleration>>(TAINT_TOLERATION) else {
+            return (
+                0,
+                Status::error("reading \"PreScoreTaintToleration\" from cycleState: not found"),
+            );
+        };
         let count = node
             .taints()
             .iter()
@@ -237,11 +254,13 @@ impl Plugin for TaintToleration {
             .count();
         (count as i64, Status::success())
     }
-    fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
         helper::default_normalize(MAX_NODE_SCORE, true, scores);
         Status::success()
     }
 }
+
+const TAINT_TOLERATION: &str = "PreScoreTaintToleration";
 
 fn do_not_schedule(t: &Taint) -> bool {
     t.effect == "NoSchedule" || t.effect == "NoExecute"
@@ -410,8 +429,13 @@ mod tests {
             }]),
             ..Default::default()
         });
-        assert_eq!(TaintToleration.score(&state, &tolerates_a, &preferring).0, 1);
-        assert_eq!(TaintToleration.score(&state, &pod(PodSpec::default()), &preferring).0, 2);
+        let score = |p: &PodInfo| {
+            let mut state = CycleState::default();
+            TaintToleration.pre_score(&mut state, p, &[], &Snapshot::default());
+            TaintToleration.score(&state, p, &preferring).0
+        };
+        assert_eq!(score(&tolerates_a), 1);
+        assert_eq!(score(&pod(PodSpec::default())), 2);
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub fn selector_matches(selector: &NodeSelector, node: &NodeInfo) -> bool {
 
 /// Scales scores to `0..=MAX_NODE_SCORE` by the highest (upstream's
 /// `DefaultNormalizeScore`); `reverse` makes the highest the lowest.
-pub fn default_normalize(max_priority: i64, reverse: bool, scores: &mut [NodeScore]) {
+pub fn default_normalize(max_priority: i64, reverse: bool, scores: &mut [NodeScore<'_>]) {
     let max = scores.iter().map(|s| s.score).max().unwrap_or(0);
     if max == 0 {
         if reverse {
@@ -156,16 +156,15 @@ mod tests {
 
     #[test]
     fn normalizing_scales_to_the_highest() {
-        let mut scores: Vec<NodeScore> = [0, 5, 10]
+        let mut scores: Vec<NodeScore> = [("0", 0), ("1", 5), ("2", 10)]
             .into_iter()
-            .enumerate()
-            .map(|(i, score)| NodeScore { name: i.to_string(), score })
+            .map(|(name, score)| NodeScore { name, score })
             .collect();
         default_normalize(100, false, &mut scores);
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [0, 50, 100]);
         default_normalize(100, true, &mut scores);
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [100, 50, 0]);
-        let mut zeros = vec![NodeScore { name: "a".into(), score: 0 }];
+        let mut zeros = vec![NodeScore { name: "a", score: 0 }];
         default_normalize(100, true, &mut zeros);
         assert_eq!(zeros[0].score, 100);
     }

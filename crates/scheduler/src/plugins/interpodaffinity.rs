@@ -333,7 +333,7 @@ impl Plugin for InterPodAffinity {
             .sum();
         (total, Status::success())
     }
-    fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
         if state.read::<HashMap<(String, String), i64>>(SCORE).is_none_or(|s| s.is_empty()) {
             return Status::success();
         }

@@ -187,7 +187,7 @@ impl Plugin for NodeAffinity {
             .sum();
         (score, Status::success())
     }
-    fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
         helper::default_normalize(MAX_NODE_SCORE, false, scores);
         Status::success()
     }

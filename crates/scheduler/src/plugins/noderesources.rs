@@ -240,13 +240,11 @@ impl Fit {
         (reasons, unresolvable)
     }
 
-    fn score_of(&self, requested: &[i64], allocatable: &[i64]) -> i64 {
+    /// The score of `node` for a pod requesting `pod` of each scored resource.
+    fn score_of(&self, node: &NodeInfo, pod: &[i64]) -> i64 {
         let (mut total, mut weights) = (0i64, 0i64);
-        for (i, r) in self.resources.iter().enumerate() {
-            if allocatable[i] == 0 {
-                continue;
-            }
-            let (req, cap) = (requested[i], allocatable[i]);
+        for (r, &want) in self.resources.iter().zip(pod) {
+            let Some((cap, req)) = amount(node, &r.name, want, true) else { continue };
             let score = match &self.scorer {
                 Scorer::Least => {
                     if req > cap {
@@ -305,40 +303,23 @@ fn pod_requests(pod: &PodInfo, resources: &[ResourceSpec], non_zero: bool) -> Ve
         .collect()
 }
 
-/// Allocatable and requested (with the pod) of each scored resource on `node`
-/// (`calculateResourceAllocatableRequest`).
-fn node_amounts(
-    node: &NodeInfo,
-    resources: &[ResourceSpec],
-    pod: &[i64],
-    non_zero: bool,
-) -> (Vec<i64>, Vec<i64>) {
-    let requested = if non_zero { &node.non_zero_requested } else { &node.requested };
-    let mut alloc = vec![0; resources.len()];
-    let mut req = vec![0; resources.len()];
-    for (i, r) in resources.iter().enumerate() {
-        let name = r.name.as_str();
-        if pod[i] == 0 && is_scalar(name) {
-            continue;
-        }
-        let (a, used) = match name {
-            "cpu" => (node.allocatable.milli_cpu, requested.milli_cpu),
-            "memory" => (node.allocatable.memory, requested.memory),
-            "ephemeral-storage" => {
-                (node.allocatable.ephemeral_storage, node.requested.ephemeral_storage)
-            }
-            other => match node.allocatable.scalar.get(other) {
-                Some(&a) => (a, node.requested.get(other)),
-                None => continue,
-            },
-        };
-        if a == 0 {
-            continue;
-        }
-        alloc[i] = a;
-        req[i] = used + pod[i];
+/// Allocatable and requested (with the pod's `want`) of resource `name` on `node`
+/// (`calculateResourceAllocatableRequest`); `None` when the node has none of it or the
+/// pod asks for none of a scalar resource.
+fn amount(node: &NodeInfo, name: &str, want: i64, non_zero: bool) -> Option<(i64, i64)> {
+    if want == 0 && is_scalar(name) {
+        return None;
     }
-    (alloc, req)
+    let requested = if non_zero { &node.non_zero_requested } else { &node.requested };
+    let (alloc, used) = match name {
+        "cpu" => (node.allocatable.milli_cpu, requested.milli_cpu),
+        "memory" => (node.allocatable.memory, requested.memory),
+        "ephemeral-storage" => {
+            (node.allocatable.ephemeral_storage, node.requested.ephemeral_storage)
+        }
+        other => (*node.allocatable.scalar.get(other)?, node.requested.get(other)),
+    };
+    (alloc != 0).then_some((alloc, used + want))
 }
 
 impl Plugin for Fit {
@@ -421,8 +402,7 @@ impl Plugin for Fit {
                 &computed
             }
         };
-        let (alloc, req) = node_amounts(node, &self.resources, requests, true);
-        (self.score_of(&req, &alloc), Status::success())
+        (self.score_of(node, requests), Status::success())
     }
 }
 
@@ -464,19 +444,24 @@ impl Plugin for Balanced {
         let Some(requests) = state.read::<Vec<i64>>(BALANCED) else {
             return (0, Status::success());
         };
-        let (alloc, req) = node_amounts(node, &self.resources, requests, false);
-        let fractions: Vec<f64> = alloc
-            .iter()
-            .zip(&req)
-            .filter(|(a, _)| **a != 0)
-            .map(|(a, r)| (*r as f64 / *a as f64).min(1.0))
-            .collect();
-        let std = match fractions.len() {
+        // Each resource's share of the node with the pod, capped at 1; their spread.
+        let fractions = || {
+            self.resources.iter().zip(requests.iter()).filter_map(|(r, &want)| {
+                let (cap, req) = amount(node, &r.name, want, false)?;
+                Some((req as f64 / cap as f64).min(1.0))
+            })
+        };
+        let (n, sum) = fractions().fold((0usize, 0.0), |(n, sum), f| (n + 1, sum + f));
+        let std = match n {
             0 | 1 => 0.0,
-            2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
+            2 => {
+                let mut two = fractions();
+                let (a, b) = (two.next().unwrap_or(0.0), two.next().unwrap_or(0.0));
+                ((a - b) / 2.0).abs()
+            }
             n => {
-                let mean = fractions.iter().sum::<f64>() / n as f64;
-                (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
+                let mean = sum / n as f64;
+                (fractions().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
             }
         };
         (((1.0 - std) * MAX_NODE_SCORE as f64) as i64, Status::success())

@@ -431,9 +431,9 @@ impl Plugin for PodTopologySpread {
         }
         (score.round() as i64, Status::success())
     }
-    fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
         let Some(s) = state.read::<ScoreState>(SCORE) else { return Status::success() };
-        let valid = |n: &NodeScore| !s.ignored.contains(&n.name);
+        let valid = |n: &NodeScore<'_>| !s.ignored.contains(n.name);
         let min = scores.iter().filter(|n| valid(n)).map(|n| n.score).min().unwrap_or(0);
         let max = scores.iter().filter(|n| valid(n)).map(|n| n.score).max().unwrap_or(0);
         for n in scores.iter_mut() {
@@ -545,10 +545,7 @@ mod tests {
         let mut scores: Vec<NodeScore> = snapshot
             .nodes
             .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
-                score: plugin.score(&state, &incoming, n).0,
-            })
+            .map(|n| NodeScore { name: &n.name, score: plugin.score(&state, &incoming, n).0 })
             .collect();
         plugin.normalize(&state, &incoming, &mut scores);
         // The empty node scores best.

@@ -119,6 +119,22 @@ async fn measure(
             ))
             .await?;
     }
+    // Pods wait for their namespace's `default` ServiceAccount (the ServiceAccount
+    // admission plugin needs it), which the controller manager makes.
+    for namespace in [POD_NAMESPACE, LIST_NAMESPACE, WATCH_NAMESPACE] {
+        let get = call(
+            0,
+            Method::GET,
+            format!("/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+            None,
+            StatusCode::OK,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = endpoint.call_once(&get).await {
+            ensure!(Instant::now() < deadline, "no default ServiceAccount in {namespace}: {e:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     for &clients in &args.clients {
         let path = |client, i| format!("{}/{}", pods_path(POD_NAMESPACE), pod_name(client, i));
