@@ -10,11 +10,14 @@
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
+//! New here: `namespace-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+mod discovery;
+pub mod namespace;
 mod namespaces;
 pub mod resourcequota;
 pub mod root_ca_publisher;
@@ -75,6 +78,12 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: serviceaccounts::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(serviceaccounts::start),
+        },
+        Descriptor {
+            name: namespace::NAME,
+            service_account: namespace::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(namespace::start),
         },
     ]
 }
