@@ -155,7 +155,7 @@ where
         warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
         crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
         crate::apply::ignore_time_only_changes(&old, &mut object);
-        if !finalizing(&object) && registry::stores_as(info, &stored, &object)? {
+        if !finalizing(info, &object) && registry::stores_as(info, &stored, &object)? {
             if from_cache {
                 // Nothing to write, if the cache's copy is current: the store says.
                 continue;
@@ -184,7 +184,7 @@ async fn write_update(
     dry_run: bool,
 ) -> ApiResult<(StatusCode, Value)> {
     let hooks = hooks(place.info);
-    if finalizing(&object) {
+    if finalizing(place.info, &object) {
         api.objects.remove(place, revision, dry_run).await?;
         if let Some(hooks) = hooks.filter(|_| !dry_run) {
             hooks.after_delete(api, old).await;
@@ -211,10 +211,13 @@ async fn write_update(
     }
 }
 
-/// An object being deleted whose last finalizer went away: an update deletes it.
-fn finalizing(object: &Value) -> bool {
+/// An object being deleted whose last finalizer went away: an update deletes it. One
+/// its strategy still holds (a namespace with `spec.finalizers`) stays, as upstream's
+/// namespace storage overrides `ShouldDeleteDuringUpdate`.
+fn finalizing(info: &ResourceInfo, object: &Value) -> bool {
     let meta = metadata(object);
-    meta.contains_key("deletionTimestamp")
+    !strategy::for_resource(info).held_on_delete(object)
+        && meta.contains_key("deletionTimestamp")
         && meta.get("finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
         && meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
 }

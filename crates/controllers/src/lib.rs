@@ -10,11 +10,15 @@
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
+//! New here: `namespace-controller` and `garbage-collector-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+mod discovery;
+pub mod garbagecollector;
+pub mod namespace;
 mod namespaces;
 pub mod resourcequota;
 pub mod root_ca_publisher;
@@ -75,6 +79,18 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: serviceaccounts::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(serviceaccounts::start),
+        },
+        Descriptor {
+            name: namespace::NAME,
+            service_account: namespace::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(namespace::start),
+        },
+        Descriptor {
+            name: garbagecollector::NAME,
+            service_account: garbagecollector::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(garbagecollector::start),
         },
     ]
 }

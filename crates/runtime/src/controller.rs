@@ -110,22 +110,18 @@ impl Manager {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), crate::Error> {
         check_names(table, &self.controllers)?;
+        // Each controller's client is had in a task of its own (a TokenRequest with
+        // `--use-service-account-credentials`), retried until it succeeds: one failed
+        // request while the API server is busy or restarting must not keep a controller,
+        // or the others, from ever starting.
+        let mut pending = tokio::task::JoinSet::new();
         let mut running = tokio::task::JoinSet::new();
         let mut failures = HashMap::new();
-        for d in table {
+        for (index, d) in table.iter().enumerate() {
             if !is_enabled(d.name, d.enabled_by_default, &self.controllers) {
                 tracing::info!(controller = d.name, "controller disabled");
                 continue;
             }
-            let client = self.credentials.client_for(d.service_account).await?;
-            let context = Context {
-                name: d.name,
-                client,
-                informers: self.informers.clone(),
-                metrics: self.metrics.clone(),
-                stop: stop.clone(),
-            };
-            tracing::info!(controller = d.name, "starting controller");
             let name = d.name;
             let failure = Arc::new(Mutex::new(None::<String>));
             let seen = failure.clone();
@@ -134,22 +130,82 @@ impl Manager {
                 None => Ok(()),
             });
             failures.insert(name, failure);
-            let start = (d.start)(context);
-            running.spawn(async move { (name, start.await) });
+            let credentials = self.credentials.clone();
+            let (service_account, stop) = (d.service_account, stop.clone());
+            pending.spawn(async move {
+                (index, client_with_retries(&credentials, name, service_account, stop).await)
+            });
         }
-        while let Some(done) = running.join_next().await {
-            match done {
-                Ok((name, Err(e))) => {
-                    tracing::error!(controller = name, error = %e, "controller failed");
-                    if let Some(failure) = failures.get(name) {
-                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        loop {
+            tokio::select! {
+                Some(got) = pending.join_next() => match got {
+                    Ok((index, Some(client))) => {
+                        let d = &table[index];
+                        let context = Context {
+                            name: d.name,
+                            client,
+                            informers: self.informers.clone(),
+                            metrics: self.metrics.clone(),
+                            stop: stop.clone(),
+                        };
+                        tracing::info!(controller = d.name, "starting controller");
+                        let name = d.name;
+                        let start = (d.start)(context);
+                        running.spawn(async move { (name, start.await) });
                     }
-                }
-                Ok((name, Ok(()))) => tracing::info!(controller = name, "controller stopped"),
-                Err(e) => tracing::error!(error = %e, "controller task failed"),
+                    // Told to stop before the client was had.
+                    Ok((_, None)) => {}
+                    Err(e) => tracing::error!(error = %e, "controller start task failed"),
+                },
+                Some(done) = running.join_next() => match done {
+                    Ok((name, Err(e))) => {
+                        tracing::error!(controller = name, error = %e, "controller failed");
+                        if let Some(failure) = failures.get(name) {
+                            *failure.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(e.to_string());
+                        }
+                    }
+                    Ok((name, Ok(()))) => tracing::info!(controller = name, "controller stopped"),
+                    Err(e) => tracing::error!(error = %e, "controller task failed"),
+                },
+                else => break,
             }
         }
         Ok(())
+    }
+}
+
+/// The first and the longest wait between two tries at a controller's client.
+const CLIENT_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+
+/// The client of the controller `name`, tried again with a doubling wait until had;
+/// `None` once `stop` says stop.
+async fn client_with_retries(
+    credentials: &Credentials,
+    name: &'static str,
+    service_account: &'static str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<Client> {
+    let mut wait = CLIENT_RETRY.0;
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match credentials.client_for(service_account).await {
+            Ok(client) => return Some(client),
+            Err(e) => tracing::warn!(
+                controller = name,
+                service_account,
+                error = %e,
+                retry_in = ?wait,
+                "cannot get the controller's client; retrying"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        wait = (wait * 2).min(CLIENT_RETRY.1);
     }
 }
 
