@@ -10,10 +10,12 @@
 # TopologySpreading/5000Nodes_5000Pods, SchedulingNodeAffinity/5000Nodes_10000Pods,
 # PreemptionBasic/1000Nodes].
 #
-# Runs `go test -bench` on k8s.io/kubernetes/test/integration/scheduler_perf/… from the
-# module proxy (nothing of it is in this repository), in a copy of conformance/'s Go
-# module under $KEELSON_SCHEDULER_PERF_DIR (default ~/.cache/keelson/scheduler-perf), with
-# Debian's etcd (the integration framework starts it from $PATH). Upstream's scheduler
+# Builds k8s.io/kubernetes/test/integration/scheduler_perf/… from the module proxy
+# (nothing of it is in this repository) with `go test -c`, in a copy of conformance/'s
+# Go module under $KEELSON_SCHEDULER_PERF_DIR (default ~/.cache/keelson/scheduler-perf),
+# and runs its benchmark with the etcd that release uses (server v3.6, built here from the
+# module proxy into $DIR/bin/etcd, first in PATH: the integration framework starts
+# etcd itself on a unix socket, which Debian's etcd 3.4 refuses). Upstream's scheduler
 # and API server run in the test process, as scheduler_perf always runs them. Results:
 # the benchmark's JSON data items (SchedulingThroughput: Average, Perc50, Perc99 pods/s)
 # in $KEELSON_SCHEDULER_PERF_DIR/results/<date>/.
@@ -22,7 +24,6 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 DIR=${KEELSON_SCHEDULER_PERF_DIR:-$HOME/.cache/keelson/scheduler-perf}
 command -v go >/dev/null || { echo "go is needed" >&2; exit 1; }
-command -v etcd >/dev/null || { echo "etcd is needed (apt install etcd-server)" >&2; exit 1; }
 if (($# == 0)); then
     set -- SchedulingBasic/5000Nodes_10000Pods SchedulingPodAntiAffinity/5000Nodes_2000Pods \
         TopologySpreading/5000Nodes_5000Pods SchedulingNodeAffinity/5000Nodes_10000Pods \
@@ -39,6 +40,14 @@ package_of() {
         *) echo misc ;;
     esac
 }
+if [[ ! -x $DIR/bin/etcd ]]; then
+    echo "scheduler_perf: building etcd" >&2
+    mkdir -p "$DIR/module/etcd"
+    # The etcd binary's whole main, against the server module k8s.io/kubernetes pins.
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >"$DIR/module/etcd/main.go"
+    (cd "$DIR/module" && go build -mod=mod -o "$DIR/bin/etcd" ./etcd)
+fi
+export PATH=$DIR/bin:$PATH
 cd "$DIR/module"
 for workload in "$@"; do
     pkg=$(package_of "$workload")

@@ -272,8 +272,10 @@ fn served_serial(port: &str) -> Result<String> {
 struct RunningServer {
     child: std::process::Child,
     port: String,
-    /// The controller manager's secure port (`keelson server` only).
+    /// The controller manager's and the scheduler's secure ports (`keelson server`
+    /// only).
     controller_manager_port: Option<String>,
+    scheduler_port: Option<String>,
 }
 
 impl RunningServer {
@@ -309,27 +311,34 @@ impl RunningServer {
                 None => break None,
             }
         };
-        let controller_manager_port = if command == "server" {
-            lines.by_ref().map_while(Result::ok).find_map(|line| {
-                secure_port_of(&line).or_else(|| line.contains(" ERROR ").then(String::new))
-            })
-        } else {
-            None
-        };
+        let (mut controller_manager_port, mut scheduler_port) = (None, None);
+        if command == "server" {
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line.contains(" ERROR ") {
+                    break;
+                }
+                controller_manager_port = controller_manager_port
+                    .or_else(|| secure_port_of(&line, "kube-controller-manager"));
+                scheduler_port = scheduler_port.or_else(|| secure_port_of(&line, "kube-scheduler"));
+                if controller_manager_port.is_some() && scheduler_port.is_some() {
+                    break;
+                }
+            }
+        }
         // Drain the log so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         // Owned before the check, so that a server that never got ready is killed too.
-        let mut server = RunningServer { child, port: String::new(), controller_manager_port };
+        let mut server =
+            RunningServer { child, port: String::new(), controller_manager_port, scheduler_port };
         server.port = port.context("the server never said where it listens")?;
         Ok(server)
     }
 }
 
-/// The port of the controller manager's `serving securely
-/// component=kube-controller-manager address=127.0.0.1:PORT` log line.
-fn secure_port_of(line: &str) -> Option<String> {
-    let address =
-        line.split("serving securely component=kube-controller-manager address=").nth(1)?;
+/// The port of a component's `serving securely component=NAME address=127.0.0.1:PORT`
+/// log line.
+fn secure_port_of(line: &str, component: &str) -> Option<String> {
+    let address = line.split(&format!("serving securely component={component} address=")).nth(1)?;
     let port = address.split_whitespace().next()?.rsplit(':').next()?;
     Some(port.to_owned())
 }
@@ -730,7 +739,7 @@ fn the_controller_managers_secure_port_delegates_authentication_and_authorizatio
 fn server_schedules_pods_as_the_schedulers_identity() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let _server = RunningServer::start(&data)?;
+    let server = RunningServer::start(&data)?;
     let node = dir.path().join("node.yaml");
     std::fs::write(
         &node,
@@ -762,6 +771,21 @@ fn server_schedules_pods_as_the_schedulers_identity() -> Result<()> {
         ],
     )?;
     ensure!(!holder.is_empty());
+    // The attempt is counted on the scheduler's secure port, under upstream's names.
+    let port = server.scheduler_port.clone().context("the scheduler's secure port")?;
+    let admin = AdminCert::from(&data)?;
+    let (code, body) = eventually_curl(&port, "/metrics", &admin.args(), |code, body| {
+        code == 200 && body.contains("scheduler_schedule_attempts_total{")
+    })?;
+    ensure!(code == 200);
+    ensure!(
+        body.contains(
+            r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"} 1"#
+        ),
+        "{body}"
+    );
+    ensure!(body.contains("scheduler_pending_pods{"), "{body}");
+    ensure!(curl(&port, "/healthz", &[])? == (200, "ok".to_owned()));
     // The binding was made by the scheduler's own identity.
     eventually_audited(
         &data,
