@@ -15,7 +15,11 @@
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+pub mod expectations;
 mod namespaces;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
@@ -57,6 +61,18 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: clusterrole_aggregation::NAME,
             enabled_by_default: true,
             start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: replicaset::NAME,
+            service_account: replicaset::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(replicaset::start),
+        },
+        Descriptor {
+            name: replicaset::RC_NAME,
+            service_account: replicaset::RC_SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(replicaset::start_rc),
         },
         Descriptor {
             name: resourcequota::NAME,
