@@ -15,6 +15,7 @@
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+pub mod deployment;
 pub mod expectations;
 mod namespaces;
 pub mod ownership;
@@ -61,6 +62,12 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: clusterrole_aggregation::NAME,
             enabled_by_default: true,
             start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: deployment::NAME,
+            service_account: deployment::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(deployment::start),
         },
         Descriptor {
             name: replicaset::NAME,

@@ -1,0 +1,719 @@
+//! One sync of one Deployment (upstream's `sync.go`, `rolling.go`, `recreate.go` and
+//! `progress.go`): finding or creating the new ReplicaSet, scaling, cleaning up old
+//! revisions and writing the status with its conditions.
+//!
+//! [`Rollout`] holds the Deployment and its ReplicaSets as this sync last wrote them,
+//! so a later step never writes from a copy an earlier step made stale.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
+use keelson_api::k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keelson_api::k8s_openapi::jiff::Timestamp;
+use keelson_runtime::controller::Action;
+use keelson_runtime::events::EventType;
+use kube::api::{Api, DeleteParams, PostParams};
+
+use super::Controller;
+use super::util::{self, *};
+use crate::pods::controller_ref;
+use crate::replicaset::message;
+
+type Result<T, E = kube::Error> = std::result::Result<T, E>;
+
+pub struct Rollout<'a> {
+    c: &'a Controller,
+    d: Deployment,
+    deployments: Api<Deployment>,
+    sets: Api<ReplicaSet>,
+    /// The ReplicaSets the Deployment owns, as last written.
+    rss: Vec<ReplicaSet>,
+}
+
+fn name(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+fn active(rss: &[ReplicaSet]) -> Vec<ReplicaSet> {
+    rss.iter().filter(|rs| rs_replicas(rs) > 0).cloned().collect()
+}
+
+fn total(rss: &[ReplicaSet]) -> i32 {
+    rss.iter().map(rs_replicas).sum()
+}
+
+impl<'a> Rollout<'a> {
+    pub fn new(c: &'a Controller, d: Deployment) -> Self {
+        let namespace = d.metadata.namespace.clone().unwrap_or_default();
+        Rollout {
+            c,
+            deployments: Api::namespaced(c.client.clone(), &namespace),
+            sets: Api::namespaced(c.client.clone(), &namespace),
+            d,
+            rss: Vec::new(),
+        }
+    }
+
+    fn event(&self, kind: EventType, reason: &str, message: &str) {
+        let reference = ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some("Deployment".into()),
+            name: self.d.metadata.name.clone(),
+            namespace: self.d.metadata.namespace.clone(),
+            uid: self.d.metadata.uid.clone(),
+            resource_version: self.d.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        };
+        self.c.recorder.event(&reference, kind, reason, message);
+    }
+
+    fn status(&mut self) -> &mut keelson_api::k8s_openapi::api::apps::v1::DeploymentStatus {
+        self.d.status.get_or_insert_default()
+    }
+
+    /// Writes the Deployment's status (and annotations) through `/status`.
+    async fn write_status(&mut self) -> Result<()> {
+        let updated = self
+            .deployments
+            .replace_status(&name(&self.d.metadata), &PostParams::default(), &self.d)
+            .await?;
+        self.d = updated;
+        Ok(())
+    }
+
+    fn remember(&mut self, rs: &ReplicaSet) {
+        match self.rss.iter_mut().find(|r| r.metadata.uid == rs.metadata.uid) {
+            Some(slot) => *slot = rs.clone(),
+            None => self.rss.push(rs.clone()),
+        }
+    }
+
+    pub async fn selecting_all(&mut self) -> Result<Action> {
+        self.event(
+            EventType::Warning,
+            "SelectingAll",
+            "This deployment is selecting all pods. A non-empty selector is required.",
+        );
+        let generation = self.d.metadata.generation;
+        if self.status().observed_generation < generation {
+            self.status().observed_generation = generation;
+            self.write_status().await?;
+        }
+        Ok(Action::AwaitChange)
+    }
+
+    /// The new ReplicaSet (found, or made when `create`) and every old one.
+    async fn new_and_old(&mut self, create: bool) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>)> {
+        let mut sorted = self.rss.clone();
+        sorted.sort_by(by_creation);
+        let template = self.d.spec.clone().unwrap_or_default().template;
+        let existing = sorted.iter().find(|rs| {
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .is_some_and(|t| equal_ignoring_hash(t, &template))
+        });
+        let old: Vec<ReplicaSet> = self
+            .rss
+            .iter()
+            .filter(|rs| existing.is_none_or(|e| e.metadata.uid != rs.metadata.uid))
+            .cloned()
+            .collect();
+        let existing = existing.cloned();
+        let new = self.new_replica_set(existing, &old, create).await?;
+        Ok((new, old))
+    }
+
+    /// Upstream's `getNewReplicaSet`: the existing one with its revision raised, or a new
+    /// one named by the template's hash.
+    async fn new_replica_set(
+        &mut self,
+        existing: Option<ReplicaSet>,
+        old: &[ReplicaSet],
+        create: bool,
+    ) -> Result<Option<ReplicaSet>> {
+        let new_revision = max_revision(old) + 1;
+        let spec = self.d.spec.clone().unwrap_or_default();
+        if let Some(rs) = existing {
+            let mut copy = rs.clone();
+            let annotated = set_new_rs_annotations(&self.d, &mut copy, new_revision, true);
+            let rs_spec = copy.spec.get_or_insert_default();
+            if annotated
+                || rs_spec.min_ready_seconds.unwrap_or(0) != spec.min_ready_seconds.unwrap_or(0)
+            {
+                rs_spec.min_ready_seconds = spec.min_ready_seconds;
+                let updated =
+                    self.sets.replace(&name(&copy.metadata), &PostParams::default(), &copy).await?;
+                self.remember(&updated);
+                return Ok(Some(updated));
+            }
+            let revision =
+                copy.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
+            let mut needs_update = self.set_revision(revision.unwrap_or_default());
+            if has_progress_deadline(&self.d) && condition(self.status(), PROGRESSING).is_none() {
+                let message = format!("Found new replica set {:?}", name(&copy.metadata));
+                set_condition(
+                    self.status(),
+                    new_condition(PROGRESSING, "True", FOUND_NEW_RS, message),
+                );
+                needs_update = true;
+            }
+            if needs_update {
+                self.write_status().await?;
+            }
+            return Ok(Some(copy));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let collision_count = self.d.status.as_ref().and_then(|s| s.collision_count);
+        let hash = template_hash(&spec.template, collision_count);
+        let mut template = spec.template.clone();
+        let labels = with_hash(template.metadata.as_ref().and_then(|m| m.labels.as_ref()), &hash);
+        template.metadata.get_or_insert_default().labels = Some(labels.clone());
+        let mut selector = spec.selector.clone();
+        selector.match_labels.get_or_insert_default().insert(HASH_LABEL.into(), hash.clone());
+        let rs_name = replica_set_name(&name(&self.d.metadata), &hash);
+        let mut rs = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(rs_name.clone()),
+                namespace: self.d.metadata.namespace.clone(),
+                owner_references: Some(vec![controller_ref(
+                    "apps/v1",
+                    "Deployment",
+                    &self.d.metadata,
+                )]),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(0),
+                min_ready_seconds: spec.min_ready_seconds,
+                selector,
+                template: Some(template),
+            }),
+            status: None,
+        };
+        let mut all = old.to_vec();
+        all.push(rs.clone());
+        let replicas = self.new_rs_replicas(&all, &rs);
+        rs.spec.get_or_insert_default().replicas = Some(replicas);
+        set_new_rs_annotations(&self.d, &mut rs, new_revision, false);
+        let (created, already_exists) = match self.sets.create(&PostParams::default(), &rs).await {
+            Ok(created) => (created, false),
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                let key =
+                    format!("{}/{rs_name}", self.d.metadata.namespace.clone().unwrap_or_default());
+                // Not yet in the informer (made by an earlier sync whose event is on its
+                // way): try again later, as upstream does, rather than call it a collision.
+                let Some(found) = self.c.sets.get(&key) else {
+                    return Err(kube::Error::Api(s));
+                };
+                let found = Some(found);
+                let ours = found.as_ref().is_some_and(|f| {
+                    crate::pods::controller_of(&f.metadata).map(|r| &r.uid)
+                        == self.d.metadata.uid.as_ref()
+                        && f.spec
+                            .as_ref()
+                            .and_then(|s| s.template.as_ref())
+                            .is_some_and(|t| equal_ignoring_hash(t, &spec.template))
+                });
+                match found {
+                    Some(found) if ours => ((*found).clone(), true),
+                    _ => {
+                        // A hash collision: the next sync names it with a higher count.
+                        let status = self.status();
+                        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+                        self.write_status().await?;
+                        return Err(kube::Error::Api(s));
+                    }
+                }
+            }
+            Err(e) if crate::namespaces::namespace_gone(&e) => return Err(e),
+            Err(e) => {
+                let message =
+                    format!("Failed to create new replica set {rs_name:?}: {}", message(&e));
+                if has_progress_deadline(&self.d) {
+                    let c = new_condition(PROGRESSING, "False", FAILED_RS_CREATE, message.clone());
+                    set_condition(self.status(), c);
+                    let _ = self.write_status().await;
+                }
+                self.event(EventType::Warning, FAILED_RS_CREATE, &message);
+                return Err(e);
+            }
+        };
+        self.remember(&created);
+        if !already_exists && replicas > 0 {
+            let message = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
+            self.event(EventType::Normal, "ScalingReplicaSet", &message);
+        }
+        let mut needs_update = self.set_revision(new_revision.to_string());
+        if !already_exists && has_progress_deadline(&self.d) {
+            let message = format!("Created new replica set {rs_name:?}");
+            set_condition(
+                self.status(),
+                new_condition(PROGRESSING, "True", NEW_REPLICA_SET, message),
+            );
+            needs_update = true;
+        }
+        if needs_update {
+            self.write_status().await?;
+        }
+        Ok(Some(created))
+    }
+
+    /// Sets the Deployment's revision annotation; whether it changed.
+    fn set_revision(&mut self, revision: String) -> bool {
+        let annotations = self.d.metadata.annotations.get_or_insert_default();
+        if annotations.get(REVISION) == Some(&revision) {
+            return false;
+        }
+        annotations.insert(REVISION.into(), revision);
+        true
+    }
+
+    /// How many replicas the new ReplicaSet may have now (upstream's `NewRSNewReplicas`).
+    fn new_rs_replicas(&self, all: &[ReplicaSet], new: &ReplicaSet) -> i32 {
+        let want = replicas(&self.d);
+        if !is_rolling_update(&self.d) {
+            return want;
+        }
+        let rolling = self
+            .d
+            .spec
+            .as_ref()
+            .and_then(|s| s.strategy.as_ref())
+            .and_then(|s| s.rolling_update.as_ref());
+        let surge = scaled(rolling.and_then(|r| r.max_surge.as_ref()), want, true);
+        let current = total(all);
+        let max_total = want + surge;
+        if current >= max_total {
+            return rs_replicas(new);
+        }
+        rs_replicas(new) + (max_total - current).min(want - rs_replicas(new))
+    }
+
+    /// Sets `rs` to `replicas` with the Deployment's replica annotations (upstream's
+    /// `scaleReplicaSet`); whether its size changed, and it as written.
+    async fn scale_rs(&mut self, rs: &ReplicaSet, replicas: i32) -> Result<(bool, ReplicaSet)> {
+        let old = rs_replicas(rs);
+        let (desired, max) =
+            (util::replicas(&self.d), util::replicas(&self.d) + max_surge(&self.d));
+        let mut copy = rs.clone();
+        let annotated = set_replicas_annotations(&mut copy, desired, max);
+        if old == replicas && !annotated {
+            return Ok((false, rs.clone()));
+        }
+        copy.spec.get_or_insert_default().replicas = Some(replicas);
+        let updated =
+            self.sets.replace(&name(&copy.metadata), &PostParams::default(), &copy).await?;
+        self.remember(&updated);
+        if old != replicas {
+            let direction = if old < replicas { "up" } else { "down" };
+            let message = format!(
+                "Scaled {direction} replica set {} from {old} to {replicas}",
+                name(&rs.metadata)
+            );
+            self.event(EventType::Normal, "ScalingReplicaSet", &message);
+        }
+        Ok((old != replicas, updated))
+    }
+
+    /// `scale_rs` unless `rs` already has `replicas` (`scaleReplicaSetAndRecordEvent`).
+    async fn scale_to(&mut self, rs: &ReplicaSet, replicas: i32) -> Result<(bool, ReplicaSet)> {
+        if rs_replicas(rs) == replicas {
+            return Ok((false, rs.clone()));
+        }
+        self.scale_rs(rs, replicas).await
+    }
+
+    /// Scaling without a rollout: the one active ReplicaSet, or proportionally across
+    /// all of them during a rolling update (upstream's `scale`).
+    async fn scale(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<()> {
+        let want = replicas(&self.d);
+        let mut newest_first = old.to_vec();
+        newest_first.sort_by(|a, b| by_creation(b, a));
+        let mut candidates: Vec<ReplicaSet> = active(&newest_first);
+        if let Some(new) = new.filter(|n| rs_replicas(n) > 0) {
+            candidates.push(new.clone());
+        }
+        let active_or_latest = match candidates.len() {
+            0 => new.cloned().or_else(|| newest_first.first().cloned()),
+            1 => candidates.pop(),
+            _ => None,
+        };
+        if let Some(rs) = active_or_latest {
+            if rs_replicas(&rs) != want {
+                self.scale_to(&rs, want).await?;
+            }
+            return Ok(());
+        }
+        if new.is_some_and(|n| self.saturated(n)) {
+            for rs in active(old) {
+                self.scale_to(&rs, 0).await?;
+            }
+            return Ok(());
+        }
+        if !is_rolling_update(&self.d) {
+            return Ok(());
+        }
+        let mut all = active(old);
+        all.extend(new.filter(|n| rs_replicas(n) > 0).cloned());
+        let allowed = if want > 0 { want + max_surge(&self.d) } else { 0 };
+        let to_add = allowed - total(&all);
+        if to_add > 0 {
+            all.sort_by(by_size_newer);
+        } else if to_add < 0 {
+            all.sort_by(by_size_older);
+        }
+        let mut added = 0;
+        let mut sizes: HashMap<String, i32> = HashMap::new();
+        for rs in &all {
+            let mut size = rs_replicas(rs);
+            if to_add != 0 {
+                let p = proportion(rs, &self.d, to_add, added);
+                size += p;
+                added += p;
+            }
+            sizes.insert(name(&rs.metadata), size);
+        }
+        for (i, rs) in all.iter().enumerate() {
+            let mut size = sizes[&name(&rs.metadata)];
+            if i == 0 && to_add != 0 {
+                size = (size + to_add - added).max(0);
+            }
+            self.scale_rs(rs, size).await?;
+        }
+        Ok(())
+    }
+
+    /// The new ReplicaSet has every replica, desired and available (`IsSaturated`).
+    fn saturated(&self, rs: &ReplicaSet) -> bool {
+        let want = replicas(&self.d);
+        rs_replicas(rs) == want
+            && count_annotation(rs, DESIRED_REPLICAS) == Some(want)
+            && rs_status(rs).2 == want
+    }
+
+    /// Deletes the oldest unused ReplicaSets beyond `revisionHistoryLimit`.
+    async fn cleanup(&mut self, old: &[ReplicaSet]) -> Result<()> {
+        let Some(limit) =
+            self.d.spec.as_ref().and_then(|s| s.revision_history_limit).filter(|l| *l != i32::MAX)
+        else {
+            return Ok(());
+        };
+        let mut cleanable: Vec<&ReplicaSet> =
+            old.iter().filter(|rs| rs.metadata.deletion_timestamp.is_none()).collect();
+        let diff = cleanable.len() as i64 - i64::from(limit);
+        if diff <= 0 {
+            return Ok(());
+        }
+        cleanable.sort_by(|a, b| by_revision(a, b));
+        for rs in cleanable.into_iter().take(diff as usize) {
+            let status = rs.status.clone().unwrap_or_default();
+            if status.replicas != 0
+                || rs_replicas(rs) != 0
+                || rs.metadata.generation > status.observed_generation
+            {
+                continue;
+            }
+            match self.sets.delete(&name(&rs.metadata), &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the status the ReplicaSets add up to (`syncDeploymentStatus`).
+    async fn sync_status(
+        &mut self,
+        all: &[ReplicaSet],
+        new: Option<&ReplicaSet>,
+    ) -> Result<Action> {
+        let refs: Vec<&ReplicaSet> = all.iter().chain(new).collect();
+        let status = calculate_status(&refs, new, &self.d);
+        if self.d.status.clone().map(normalized) != Some(normalized(status.clone())) {
+            self.d.status = Some(status);
+            self.write_status().await?;
+        }
+        Ok(Action::AwaitChange)
+    }
+
+    /// The status with the Progressing and ReplicaFailure conditions (upstream's
+    /// `syncRolloutStatus`); a stuck rollout is looked at again at its deadline.
+    async fn sync_rollout_status(
+        &mut self,
+        all: &[ReplicaSet],
+        new: Option<&ReplicaSet>,
+    ) -> Result<Action> {
+        let refs: Vec<&ReplicaSet> = all.iter().chain(new).collect();
+        let mut status = calculate_status(&refs, new, &self.d);
+        let d = &self.d;
+        if !has_progress_deadline(d) {
+            remove_condition(&mut status, PROGRESSING);
+        }
+        let old_status = d.status.clone().unwrap_or_default();
+        let current = condition(&old_status, PROGRESSING).cloned();
+        let is_complete = status.replicas == status.updated_replicas
+            && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
+        let subject = match new {
+            Some(rs) => format!("ReplicaSet {:?}", name(&rs.metadata)),
+            None => format!("Deployment {:?}", name(&d.metadata)),
+        };
+        if has_progress_deadline(d) && !is_complete {
+            if complete(d, &status) {
+                let message = format!("{subject} has successfully progressed.");
+                set_condition(
+                    &mut status,
+                    new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE, message),
+                );
+            } else if progressing(d, &status) {
+                let message = format!("{subject} is progressing.");
+                let mut c = new_condition(PROGRESSING, "True", REPLICA_SET_UPDATED, message);
+                if let Some(current) = &current {
+                    if current.status == "True" {
+                        c.last_transition_time = current.last_transition_time.clone();
+                    }
+                    remove_condition(&mut status, PROGRESSING);
+                }
+                set_condition(&mut status, c);
+            } else if timed_out(d, &status, Timestamp::now()) {
+                let message = format!("{subject} has timed out progressing.");
+                set_condition(&mut status, new_condition(PROGRESSING, "False", TIMED_OUT, message));
+            }
+        }
+        let failures = |rs: &ReplicaSet| -> Vec<_> {
+            let conditions =
+                rs.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            conditions.into_iter().filter(|c| c.type_ == REPLICA_FAILURE).collect()
+        };
+        let mut failed = new.map(failures).unwrap_or_default();
+        if failed.is_empty() {
+            failed = refs.iter().flat_map(|rs| failures(rs)).collect();
+        }
+        match failed.into_iter().next() {
+            Some(c) => set_condition(
+                &mut status,
+                keelson_api::k8s_openapi::api::apps::v1::DeploymentCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                    last_update_time: c.last_transition_time.clone(),
+                    last_transition_time: c.last_transition_time,
+                },
+            ),
+            None => remove_condition(&mut status, REPLICA_FAILURE),
+        }
+        if d.status.clone().map(normalized) == Some(normalized(status.clone())) {
+            return Ok(self.requeue_stuck(&status));
+        }
+        self.d.status = Some(status);
+        self.write_status().await?;
+        Ok(Action::AwaitChange)
+    }
+
+    /// When to look again at a rollout that has not finished within its deadline.
+    fn requeue_stuck(
+        &self,
+        status: &keelson_api::k8s_openapi::api::apps::v1::DeploymentStatus,
+    ) -> Action {
+        let old = self.d.status.clone().unwrap_or_default();
+        let Some(current) = condition(&old, PROGRESSING).filter(|_| has_progress_deadline(&self.d))
+        else {
+            return Action::AwaitChange;
+        };
+        if complete(&self.d, status) || current.reason.as_deref() == Some(TIMED_OUT) {
+            return Action::AwaitChange;
+        }
+        let deadline = i64::from(
+            self.d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(600),
+        );
+        let from = current.last_update_time.as_ref().map_or(0, |t| t.0.as_second());
+        let after = from + deadline - Timestamp::now().as_second();
+        Action::RequeueAfter(Duration::from_secs(after.max(0) as u64 + 1))
+    }
+
+    pub async fn check_paused_conditions(&mut self) -> Result<()> {
+        if !has_progress_deadline(&self.d) {
+            return Ok(());
+        }
+        let reason = condition(self.status(), PROGRESSING).and_then(|c| c.reason.clone());
+        if reason.as_deref() == Some(TIMED_OUT) {
+            return Ok(());
+        }
+        let paused_exists = reason.as_deref() == Some(PAUSED);
+        let c = match (is_paused(&self.d), paused_exists) {
+            (true, false) => {
+                new_condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into())
+            }
+            (false, true) => {
+                new_condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into())
+            }
+            _ => return Ok(()),
+        };
+        set_condition(self.status(), c);
+        self.write_status().await
+    }
+
+    pub async fn is_scaling_event(&mut self, rss: &[ReplicaSet]) -> Result<bool> {
+        self.rss = rss.to_vec();
+        let (new, old) = self.new_and_old(false).await?;
+        let want = replicas(&self.d);
+        let mut all = active(&old);
+        all.extend(new.filter(|n| rs_replicas(n) > 0));
+        Ok(all.iter().any(|rs| count_annotation(rs, DESIRED_REPLICAS).is_some_and(|n| n != want)))
+    }
+
+    pub async fn sync_status_only(&mut self, rss: &[ReplicaSet]) -> Result<Action> {
+        self.rss = rss.to_vec();
+        let (new, old) = self.new_and_old(false).await?;
+        self.sync_status(&old, new.as_ref()).await
+    }
+
+    /// A paused Deployment or a scaling event: scale, clean up, write the status.
+    pub async fn sync(&mut self, rss: &[ReplicaSet]) -> Result<Action> {
+        if self.rss.is_empty() {
+            self.rss = rss.to_vec();
+        }
+        let (new, old) = self.new_and_old(false).await?;
+        self.scale(new.as_ref(), &old).await?;
+        if is_paused(&self.d) {
+            self.cleanup(&old).await?;
+        }
+        self.sync_status(&old, new.as_ref()).await
+    }
+
+    pub async fn rolling(&mut self, rss: &[ReplicaSet]) -> Result<Action> {
+        if self.rss.is_empty() {
+            self.rss = rss.to_vec();
+        }
+        let (new, old) = self.new_and_old(true).await?;
+        let Some(new) = new else { return Ok(Action::AwaitChange) };
+        let mut all = old.clone();
+        all.push(new.clone());
+        if self.reconcile_new(&all, &new).await? {
+            return self.sync_rollout_status(&old, Some(&new)).await;
+        }
+        if self.reconcile_old(&all, active(&old), &new).await {
+            return self.sync_rollout_status(&old, Some(&new)).await;
+        }
+        if complete(&self.d, &self.d.status.clone().unwrap_or_default()) {
+            self.cleanup(&old).await?;
+        }
+        self.sync_rollout_status(&old, Some(&new)).await
+    }
+
+    async fn reconcile_new(&mut self, all: &[ReplicaSet], new: &ReplicaSet) -> Result<bool> {
+        let want = replicas(&self.d);
+        if rs_replicas(new) == want {
+            return Ok(false);
+        }
+        let target = if rs_replicas(new) > want { want } else { self.new_rs_replicas(all, new) };
+        Ok(self.scale_to(new, target).await?.0)
+    }
+
+    /// Scales old ReplicaSets down as far as maxUnavailable allows; errors are logged and
+    /// end the step, as upstream's `reconcileOldReplicaSets` does.
+    async fn reconcile_old(
+        &mut self,
+        all: &[ReplicaSet],
+        mut old: Vec<ReplicaSet>,
+        new: &ReplicaSet,
+    ) -> bool {
+        if total(&old) == 0 {
+            return false;
+        }
+        let min_available = replicas(&self.d) - max_unavailable(&self.d);
+        let new_unavailable = rs_replicas(new) - rs_status(new).2;
+        let max_scaled_down = total(all) - min_available - new_unavailable;
+        if max_scaled_down <= 0 {
+            return false;
+        }
+        old.sort_by(by_creation);
+        let mut cleaned = 0;
+        for rs in old.iter_mut() {
+            if cleaned >= max_scaled_down {
+                break;
+            }
+            let (want, available) = (rs_replicas(rs), rs_status(rs).2);
+            if want == 0 || want == available {
+                continue;
+            }
+            let count = (max_scaled_down - cleaned).min(want - available);
+            // A status counting pods the spec no longer asks for (written before the
+            // last scale-down) would make this a scale-up: never act on it.
+            if count < 0 {
+                tracing::warn!(replicaset = %name(&rs.metadata), want, available, "invalid request to scale down unhealthy replicas");
+                return false;
+            }
+            match self.scale_to(rs, want - count).await {
+                Ok((_, updated)) => *rs = updated,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot scale down unhealthy replicas");
+                    return false;
+                }
+            }
+            cleaned += count;
+        }
+        let mut all = old.clone();
+        all.push(new.clone());
+        let available: i32 = all.iter().map(|rs| rs_status(rs).2).sum();
+        let mut scaled_down = 0;
+        if available > min_available {
+            let to_scale_down = available - min_available;
+            for rs in &old {
+                if scaled_down >= to_scale_down {
+                    break;
+                }
+                if rs_replicas(rs) == 0 {
+                    continue;
+                }
+                let count = rs_replicas(rs).min(to_scale_down - scaled_down);
+                if let Err(e) = self.scale_to(rs, rs_replicas(rs) - count).await {
+                    tracing::warn!(error = %e, "cannot scale down old replicas");
+                    return false;
+                }
+                scaled_down += count;
+            }
+        }
+        cleaned + scaled_down > 0
+    }
+
+    pub async fn recreate(&mut self, rss: &[ReplicaSet], pods: &[Arc<Pod>]) -> Result<Action> {
+        self.rss = rss.to_vec();
+        let (mut new, mut old) = self.new_and_old(false).await?;
+        let mut scaled_down = false;
+        for rs in active(&old) {
+            scaled_down |= self.scale_to(&rs, 0).await?.0;
+        }
+        if scaled_down {
+            return self.sync_rollout_status(&old, new.as_ref()).await;
+        }
+        let new_uid = new.as_ref().and_then(|n| n.metadata.uid.clone());
+        let old_running = old.iter().map(|rs| rs_status(rs).0).sum::<i32>() > 0
+            || pods.iter().any(|p| {
+                let owner = crate::pods::controller_of(&p.metadata).map(|r| r.uid.clone());
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                owner != new_uid && !matches!(phase, Some("Failed" | "Succeeded"))
+            });
+        if old_running {
+            return self.sync_rollout_status(&old, new.as_ref()).await;
+        }
+        if new.is_none() {
+            (new, old) = self.new_and_old(true).await?;
+        }
+        if let Some(rs) = &new {
+            self.scale_to(rs, replicas(&self.d)).await?;
+        }
+        if complete(&self.d, &self.d.status.clone().unwrap_or_default()) {
+            self.cleanup(&old).await?;
+        }
+        self.sync_rollout_status(&old, new.as_ref()).await
+    }
+}
