@@ -162,31 +162,9 @@ struct Controller<K> {
 
 async fn run<K: Workload>(context: Context) -> keelson_runtime::Result<()> {
     let owners = context.informers.get::<K>();
-    owners.add_index(NAMESPACE_INDEX, by_namespace::<K>);
     let pods = context.informers.get::<Pod>();
-    pods.add_index(NAMESPACE_INDEX, by_namespace::<Pod>);
-    let controller = Arc::new(Controller {
-        client: context.client.clone(),
-        owners: owners.clone(),
-        pods: pods.clone(),
-        expectations: Arc::new(Expectations::default()),
-        queue: context.queue::<String>(),
-        recorder: Recorder::new(context.client.clone(), K::EVENT_SOURCE, None),
-    });
-    {
-        let c = controller.clone();
-        owners.on_change(move |change| {
-            let key = key_of(&**change.object());
-            if matches!(change, Change::Deleted(_)) {
-                c.expectations.delete(&key);
-            }
-            c.queue.add(key);
-        });
-    }
-    {
-        let c = controller.clone();
-        pods.on_change(move |change| c.pod_changed(change));
-    }
+    let controller =
+        Controller::new(context.client.clone(), owners.clone(), pods.clone(), context.queue());
     owners.wait_synced().await;
     pods.wait_synced().await;
     let queue = controller.queue.clone();
@@ -199,6 +177,36 @@ async fn run<K: Workload>(context: Context) -> keelson_runtime::Result<()> {
 }
 
 impl<K: Workload> Controller<K> {
+    /// The controller over these informers, its handlers registered.
+    fn new(
+        client: Client,
+        owners: Arc<Informer<K>>,
+        pods: Arc<Informer<Pod>>,
+        queue: WorkQueue<String>,
+    ) -> Arc<Self> {
+        owners.add_index(NAMESPACE_INDEX, by_namespace::<K>);
+        pods.add_index(NAMESPACE_INDEX, by_namespace::<Pod>);
+        let controller = Arc::new(Controller {
+            recorder: Recorder::new(client.clone(), K::EVENT_SOURCE, None),
+            client,
+            owners: owners.clone(),
+            pods: pods.clone(),
+            expectations: Arc::new(Expectations::default()),
+            queue,
+        });
+        let c = controller.clone();
+        owners.on_change(move |change| {
+            let key = key_of(&**change.object());
+            if matches!(change, Change::Deleted(_)) {
+                c.expectations.delete(&key);
+            }
+            c.queue.add(key);
+        });
+        let c = controller.clone();
+        pods.on_change(move |change| c.pod_changed(change));
+        controller
+    }
+
     /// The key of the owner `reference` names, if it is one of ours and still that one.
     fn resolve(
         &self,
@@ -585,3 +593,6 @@ pub fn status(
     }
     status
 }
+
+#[cfg(test)]
+mod tests;
