@@ -24,6 +24,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
+pub mod wire;
 
 use std::sync::Arc;
 

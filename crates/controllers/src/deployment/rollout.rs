@@ -152,18 +152,10 @@ impl<'a> Rollout<'a> {
             }
             let revision =
                 copy.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
-            let mut needs_update = self.set_revision(revision.unwrap_or_default());
-            if has_progress_deadline(&self.d) && condition(self.status(), PROGRESSING).is_none() {
-                let message = format!("Found new replica set {:?}", name(&copy.metadata));
-                set_condition(
-                    self.status(),
-                    new_condition(PROGRESSING, "True", FOUND_NEW_RS, message),
-                );
-                needs_update = true;
-            }
-            if needs_update {
-                self.write_status().await?;
-            }
+            let progressing = (has_progress_deadline(&self.d)
+                && condition(self.status(), PROGRESSING).is_none())
+            .then(|| (FOUND_NEW_RS, format!("Found new replica set {:?}", name(&copy.metadata))));
+            self.record_new_rs(revision.unwrap_or_default(), progressing).await?;
             return Ok(Some(copy));
         }
         if !create {
@@ -250,19 +242,28 @@ impl<'a> Rollout<'a> {
             let message = format!("Scaled up replica set {rs_name} from 0 to {replicas}");
             self.event(EventType::Normal, "ScalingReplicaSet", &message);
         }
-        let mut needs_update = self.set_revision(new_revision.to_string());
-        if !already_exists && has_progress_deadline(&self.d) {
-            let message = format!("Created new replica set {rs_name:?}");
-            set_condition(
-                self.status(),
-                new_condition(PROGRESSING, "True", NEW_REPLICA_SET, message),
-            );
+        let progressing = (!already_exists && has_progress_deadline(&self.d))
+            .then(|| (NEW_REPLICA_SET, format!("Created new replica set {rs_name:?}")));
+        self.record_new_rs(new_revision.to_string(), progressing).await?;
+        Ok(Some(created))
+    }
+
+    /// Gives the Deployment the new ReplicaSet's revision and, when asked, a
+    /// `Progressing=True` condition with this reason and message; writes if either changed.
+    async fn record_new_rs(
+        &mut self,
+        revision: String,
+        progressing: Option<(&str, String)>,
+    ) -> Result<()> {
+        let mut needs_update = self.set_revision(revision);
+        if let Some((reason, message)) = progressing {
+            set_condition(self.status(), new_condition(PROGRESSING, "True", reason, message));
             needs_update = true;
         }
         if needs_update {
             self.write_status().await?;
         }
-        Ok(Some(created))
+        Ok(())
     }
 
     /// Sets the Deployment's revision annotation; whether it changed.
@@ -437,7 +438,7 @@ impl<'a> Rollout<'a> {
     ) -> Result<Action> {
         let refs: Vec<&ReplicaSet> = all.iter().chain(new).collect();
         let status = calculate_status(&refs, new, &self.d);
-        if self.d.status.clone().map(normalized) != Some(normalized(status.clone())) {
+        if !self.d.status.as_ref().is_some_and(|s| crate::wire::same_status(s, &status)) {
             self.d.status = Some(status);
             self.write_status().await?;
         }
@@ -510,7 +511,7 @@ impl<'a> Rollout<'a> {
             ),
             None => remove_condition(&mut status, REPLICA_FAILURE),
         }
-        if d.status.clone().map(normalized) == Some(normalized(status.clone())) {
+        if d.status.as_ref().is_some_and(|s| crate::wire::same_status(s, &status)) {
             return Ok(self.requeue_stuck(&status));
         }
         self.d.status = Some(status);

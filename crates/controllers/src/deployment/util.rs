@@ -72,27 +72,10 @@ pub fn equal_ignoring_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
         if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove(HASH_LABEL);
         }
-        let mut value = serde_json::to_value(&t).unwrap_or_default();
         // Absent and empty are the same to Go's semantic equality.
-        prune_empty(&mut value);
-        value
+        crate::wire::pruned(&t, false)
     };
     strip(a) == strip(b)
-}
-
-fn prune_empty(value: &mut serde_json::Value) {
-    if let serde_json::Value::Object(map) = value {
-        for v in map.values_mut() {
-            prune_empty(v);
-        }
-        map.retain(|_, v| {
-            !matches!(v, serde_json::Value::Null)
-                && !v.as_object().is_some_and(|m| m.is_empty())
-                && !v.as_array().is_some_and(|a| a.is_empty())
-        });
-    } else if let serde_json::Value::Array(items) = value {
-        items.iter_mut().for_each(prune_empty);
-    }
 }
 
 pub fn replicas(d: &Deployment) -> i32 {
@@ -419,40 +402,13 @@ pub fn calculate_status(
         conditions: old.conditions.clone(),
         terminating_replicas: None,
     };
-    if available >= replicas(d) - max_unavailable(d) {
-        let c = new_condition(
-            AVAILABLE,
-            "True",
-            "MinimumReplicasAvailable",
-            "Deployment has minimum availability.".into(),
-        );
-        set_condition(&mut status, c);
+    let (state, reason, message) = if available >= replicas(d) - max_unavailable(d) {
+        ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
     } else {
-        let c = new_condition(
-            AVAILABLE,
-            "False",
-            "MinimumReplicasUnavailable",
-            "Deployment does not have minimum availability.".into(),
-        );
-        set_condition(&mut status, c);
-    }
+        ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+    };
+    set_condition(&mut status, new_condition(AVAILABLE, state, reason, message.into()));
     status
-}
-
-/// `status` as it reads back from the wire: zero counts and empty lists omitted.
-pub fn normalized(mut s: DeploymentStatus) -> DeploymentStatus {
-    for count in [
-        &mut s.replicas,
-        &mut s.updated_replicas,
-        &mut s.ready_replicas,
-        &mut s.available_replicas,
-        &mut s.unavailable_replicas,
-    ] {
-        *count = count.filter(|n| *n != 0);
-    }
-    s.observed_generation = s.observed_generation.filter(|g| *g != 0);
-    s.conditions = s.conditions.filter(|c| !c.is_empty());
-    s
 }
 
 /// The labels of `labels` plus the hash label.

@@ -21,10 +21,7 @@ use std::time::Duration;
 use keelson_api::k8s_openapi::api::apps::v1::{
     ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
 };
-use keelson_api::k8s_openapi::api::core::v1::{
-    ObjectReference, Pod, ReplicationController, ReplicationControllerCondition,
-    ReplicationControllerStatus,
-};
+use keelson_api::k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use keelson_api::k8s_openapi::jiff::Timestamp;
 use keelson_core::labels;
@@ -40,6 +37,7 @@ use serde::de::DeserializeOwned;
 use crate::expectations::Expectations;
 use crate::ownership::Claimer;
 use crate::pods::{self, controller_of, controller_ref};
+use crate::wire;
 
 pub const NAME: &str = "replicaset-controller";
 pub const SERVICE_ACCOUNT: &str = "replicaset-controller";
@@ -84,25 +82,6 @@ impl Workload for ReplicationController {
     const EVENT_SOURCE: &'static str = "replication-controller";
     fn view(&self) -> ReplicaSet {
         let spec = self.spec.clone().unwrap_or_default();
-        let status = self.status.clone().map(|s| ReplicaSetStatus {
-            replicas: s.replicas,
-            fully_labeled_replicas: s.fully_labeled_replicas,
-            ready_replicas: s.ready_replicas,
-            available_replicas: s.available_replicas,
-            observed_generation: s.observed_generation,
-            conditions: s.conditions.map(|cs| {
-                cs.into_iter()
-                    .map(|c| ReplicaSetCondition {
-                        type_: c.type_,
-                        status: c.status,
-                        reason: c.reason,
-                        message: c.message,
-                        last_transition_time: c.last_transition_time,
-                    })
-                    .collect()
-            }),
-            ..ReplicaSetStatus::default()
-        });
         ReplicaSet {
             metadata: self.metadata.clone(),
             spec: Some(ReplicaSetSpec {
@@ -111,30 +90,12 @@ impl Workload for ReplicationController {
                 selector: LabelSelector { match_labels: spec.selector, match_expressions: None },
                 template: spec.template,
             }),
-            status,
+            // The same fields but `terminatingReplicas`, which an RC lacks.
+            status: self.status.as_ref().map(wire::convert),
         }
     }
-    fn with_status(&self, s: ReplicaSetStatus) -> Self {
-        let conditions = s.conditions.map(|cs| {
-            cs.into_iter()
-                .map(|c| ReplicationControllerCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    reason: c.reason,
-                    message: c.message,
-                    last_transition_time: c.last_transition_time,
-                })
-                .collect()
-        });
-        let status = ReplicationControllerStatus {
-            replicas: s.replicas,
-            fully_labeled_replicas: s.fully_labeled_replicas,
-            ready_replicas: s.ready_replicas,
-            available_replicas: s.available_replicas,
-            observed_generation: s.observed_generation,
-            conditions,
-        };
-        ReplicationController { status: Some(status), ..self.clone() }
+    fn with_status(&self, status: ReplicaSetStatus) -> Self {
+        ReplicationController { status: Some(wire::convert(&status)), ..self.clone() }
     }
 }
 
@@ -487,7 +448,7 @@ impl<K: Workload> Controller<K> {
     ) -> Result<(), kube::Error> {
         let view = object.view();
         status.observed_generation = view.metadata.generation;
-        if view.status.clone().map(normalized) == Some(normalized(status.clone())) {
+        if view.status.as_ref().is_some_and(|s| wire::same_status(s, &status)) {
             return Ok(());
         }
         let namespace = view.metadata.namespace.clone().unwrap_or_default();
@@ -511,21 +472,6 @@ impl<K: Workload> Controller<K> {
             }
         }
     }
-}
-
-/// `status` as it reads back: zero counts and empty lists are omitted on the wire.
-fn normalized(mut status: ReplicaSetStatus) -> ReplicaSetStatus {
-    for count in [
-        &mut status.fully_labeled_replicas,
-        &mut status.ready_replicas,
-        &mut status.available_replicas,
-        &mut status.terminating_replicas,
-    ] {
-        *count = count.filter(|n| *n != 0);
-    }
-    status.observed_generation = status.observed_generation.filter(|g| *g != 0);
-    status.conditions = status.conditions.filter(|c| !c.is_empty());
-    status
 }
 
 fn is_empty(selector: &LabelSelector) -> bool {

@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use keelson_api::k8s_openapi::api::core::v1::{Event, ServiceAccount};
 use keelson_pki::{Pki, PkiOptions};
 use keelson_runtime::credentials;
+pub use keelson_testkit::wait::{eventually, wait_for};
 use kube::Client;
 use kube::api::{Api, ListParams};
 
@@ -137,51 +137,5 @@ impl Drop for Cluster {
         if let Some(running) = self.running.take() {
             tokio::spawn(running.shutdown());
         }
-    }
-}
-
-/// Polls `check` until it says yes, for up to two minutes; errors count as "not yet"
-/// and the last one is reported.
-pub async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match last {
-        Some(e) => Err(e.context(format!("timed out waiting for {what}"))),
-        None => bail!("timed out waiting for {what}"),
-    }
-}
-
-/// Reads the value `read` returns until `done` holds for it, for up to two minutes.
-pub async fn wait_for<T, F, Fut>(what: &str, mut read: F, done: impl Fn(&T) -> bool) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-    T: std::fmt::Debug,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut last;
-    loop {
-        match read().await {
-            Ok(value) if done(&value) => return Ok(value),
-            Ok(value) => last = Some(format!("{value:?}")),
-            Err(e) => last = Some(format!("{e:#}")),
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(anyhow::anyhow!("last seen: {}", last.unwrap_or_default()))
-                .context(format!("timed out waiting for {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
