@@ -5,7 +5,9 @@
 //! (`keelson_runtime::secure`: health checks `leaderElection` and one per controller,
 //! and the metrics).
 //!
-//! Built so far (ported from inside the API server):
+//! Built so far: `deployment-controller`, `replicaset-controller` and
+//! `replicationcontroller-controller` (with what workload controllers share: [`pods`],
+//! [`expectations`], [`ownership`], [`wire`]), and, ported from inside the API server,
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
