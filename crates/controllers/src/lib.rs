@@ -42,6 +42,11 @@ use kube::Client;
 pub const LEASE: &str = "kube-controller-manager";
 pub const LEASE_NAMESPACE: &str = "kube-system";
 
+/// What the controllers call themselves to the API server, so their writes are recorded
+/// in `managedFields` under upstream's manager name, `kube-controller-manager`.
+pub const USER_AGENT: &str =
+    concat!("kube-controller-manager/v", env!("CARGO_PKG_VERSION"), " (keelson)");
+
 /// kube-controller-manager's `--secure-port` default.
 pub const SECURE_PORT: u16 = 10257;
 
@@ -162,7 +167,11 @@ pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Re
     let table = table(&config.root_ca_pem, config.csr_signer.clone());
     keelson_runtime::controller::check_names(&table, &config.controllers)?;
     let credentials = if config.use_service_account_credentials {
-        Credentials::service_accounts(config.client.clone(), config.client_config.clone())?
+        let mut client_config = config.client_config.clone();
+        client_config
+            .headers
+            .push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+        Credentials::service_accounts(config.client.clone(), client_config)?
     } else {
         Credentials::Shared(config.client.clone())
     };

@@ -1,7 +1,7 @@
 //! The ReplicaSet and ReplicationController controllers against a real API server,
 //! scheduler and hollow nodes: pods created and never more, adoption of an orphan and
 //! deletion of the extra in upstream's order, release of a relabelled pod, quota
-//! failures reported on the status, and `kubectl scale`.
+//! failures reported on the status, `minReadySeconds`, and `kubectl scale`.
 
 mod common;
 
@@ -88,9 +88,19 @@ async fn a_replicaset_runs_its_pods_and_never_more() -> Result<()> {
     .await?;
     let s = status_of(&rs);
     assert_eq!((s["replicas"].clone(), s["fullyLabeledReplicas"].clone()), (json!(5), json!(5)));
+    let status_manager = rs
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| m.subresource.as_deref() == Some("status"));
+    assert_eq!(status_manager.and_then(|m| m.manager.as_deref()), Some("kube-controller-manager"));
     let owned = owned_pods(&pods, &uid).await?;
     assert_eq!(owned.len(), 5);
     for pod in &owned {
+        let manager =
+            pod.metadata.managed_fields.iter().flatten().next().and_then(|m| m.manager.clone());
+        assert_eq!(manager.as_deref(), Some("kube-controller-manager"));
         let name = pod.metadata.name.clone().unwrap_or_default();
         assert!(name.starts_with("web-"), "{name}");
         let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
@@ -247,6 +257,9 @@ async fn a_replication_controller_scales_with_kubectl() -> Result<()> {
         "metadata": { "name": "legacy" },
         "spec": {
             "replicas": 2,
+            // Available a second after Ready: only a sync the controller schedules itself
+            // (no event follows) counts the pods available.
+            "minReadySeconds": 1,
             "selector": { "app": "legacy" },
             "template": {
                 "metadata": { "labels": { "app": "legacy" } },
