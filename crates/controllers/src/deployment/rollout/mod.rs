@@ -6,16 +6,16 @@
 //! so a later step never writes from a copy an earlier step made stale.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use keelson_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
-use keelson_api::k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use keelson_api::k8s_openapi::api::core::v1::ObjectReference;
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keelson_api::k8s_openapi::jiff::Timestamp;
 use keelson_runtime::controller::Action;
 use keelson_runtime::events::EventType;
 use kube::api::{Api, DeleteParams, PostParams};
+
+mod progress;
+mod strategy;
 
 use super::Controller;
 use super::util::{self, *};
@@ -430,138 +430,6 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
-    /// Writes the status the ReplicaSets add up to (`syncDeploymentStatus`).
-    async fn sync_status(
-        &mut self,
-        all: &[ReplicaSet],
-        new: Option<&ReplicaSet>,
-    ) -> Result<Action> {
-        let refs: Vec<&ReplicaSet> = all.iter().chain(new).collect();
-        let status = calculate_status(&refs, new, &self.d);
-        if !self.d.status.as_ref().is_some_and(|s| crate::wire::same_status(s, &status)) {
-            self.d.status = Some(status);
-            self.write_status().await?;
-        }
-        Ok(Action::AwaitChange)
-    }
-
-    /// The status with the Progressing and ReplicaFailure conditions (upstream's
-    /// `syncRolloutStatus`); a stuck rollout is looked at again at its deadline.
-    async fn sync_rollout_status(
-        &mut self,
-        all: &[ReplicaSet],
-        new: Option<&ReplicaSet>,
-    ) -> Result<Action> {
-        let refs: Vec<&ReplicaSet> = all.iter().chain(new).collect();
-        let mut status = calculate_status(&refs, new, &self.d);
-        let d = &self.d;
-        if !has_progress_deadline(d) {
-            remove_condition(&mut status, PROGRESSING);
-        }
-        let old_status = d.status.clone().unwrap_or_default();
-        let current = condition(&old_status, PROGRESSING).cloned();
-        let is_complete = status.replicas == status.updated_replicas
-            && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
-        let subject = match new {
-            Some(rs) => format!("ReplicaSet {:?}", name(&rs.metadata)),
-            None => format!("Deployment {:?}", name(&d.metadata)),
-        };
-        if has_progress_deadline(d) && !is_complete {
-            if complete(d, &status) {
-                let message = format!("{subject} has successfully progressed.");
-                set_condition(
-                    &mut status,
-                    new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE, message),
-                );
-            } else if progressing(d, &status) {
-                let message = format!("{subject} is progressing.");
-                let mut c = new_condition(PROGRESSING, "True", REPLICA_SET_UPDATED, message);
-                if let Some(current) = &current {
-                    if current.status == "True" {
-                        c.last_transition_time = current.last_transition_time.clone();
-                    }
-                    remove_condition(&mut status, PROGRESSING);
-                }
-                set_condition(&mut status, c);
-            } else if timed_out(d, &status, Timestamp::now()) {
-                let message = format!("{subject} has timed out progressing.");
-                set_condition(&mut status, new_condition(PROGRESSING, "False", TIMED_OUT, message));
-            }
-        }
-        let failures = |rs: &ReplicaSet| -> Vec<_> {
-            let conditions =
-                rs.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-            conditions.into_iter().filter(|c| c.type_ == REPLICA_FAILURE).collect()
-        };
-        let mut failed = new.map(failures).unwrap_or_default();
-        if failed.is_empty() {
-            failed = refs.iter().flat_map(|rs| failures(rs)).collect();
-        }
-        match failed.into_iter().next() {
-            Some(c) => set_condition(
-                &mut status,
-                keelson_api::k8s_openapi::api::apps::v1::DeploymentCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    reason: c.reason,
-                    message: c.message,
-                    last_update_time: c.last_transition_time.clone(),
-                    last_transition_time: c.last_transition_time,
-                },
-            ),
-            None => remove_condition(&mut status, REPLICA_FAILURE),
-        }
-        if d.status.as_ref().is_some_and(|s| crate::wire::same_status(s, &status)) {
-            return Ok(self.requeue_stuck(&status));
-        }
-        self.d.status = Some(status);
-        self.write_status().await?;
-        Ok(Action::AwaitChange)
-    }
-
-    /// When to look again at a rollout that has not finished within its deadline.
-    fn requeue_stuck(
-        &self,
-        status: &keelson_api::k8s_openapi::api::apps::v1::DeploymentStatus,
-    ) -> Action {
-        let old = self.d.status.clone().unwrap_or_default();
-        let Some(current) = condition(&old, PROGRESSING).filter(|_| has_progress_deadline(&self.d))
-        else {
-            return Action::AwaitChange;
-        };
-        if complete(&self.d, status) || current.reason.as_deref() == Some(TIMED_OUT) {
-            return Action::AwaitChange;
-        }
-        let deadline = i64::from(
-            self.d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(600),
-        );
-        let from = current.last_update_time.as_ref().map_or(0, |t| t.0.as_second());
-        let after = from + deadline - Timestamp::now().as_second();
-        Action::RequeueAfter(Duration::from_secs(after.max(0) as u64 + 1))
-    }
-
-    pub async fn check_paused_conditions(&mut self) -> Result<()> {
-        if !has_progress_deadline(&self.d) {
-            return Ok(());
-        }
-        let reason = condition(self.status(), PROGRESSING).and_then(|c| c.reason.clone());
-        if reason.as_deref() == Some(TIMED_OUT) {
-            return Ok(());
-        }
-        let paused_exists = reason.as_deref() == Some(PAUSED);
-        let c = match (is_paused(&self.d), paused_exists) {
-            (true, false) => {
-                new_condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into())
-            }
-            (false, true) => {
-                new_condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into())
-            }
-            _ => return Ok(()),
-        };
-        set_condition(self.status(), c);
-        self.write_status().await
-    }
-
     pub async fn is_scaling_event(&mut self, rss: &[ReplicaSet]) -> Result<bool> {
         self.rss = rss.to_vec();
         let (new, old) = self.new_and_old(false).await?;
@@ -588,133 +456,5 @@ impl<'a> Rollout<'a> {
             self.cleanup(&old).await?;
         }
         self.sync_status(&old, new.as_ref()).await
-    }
-
-    pub async fn rolling(&mut self, rss: &[ReplicaSet]) -> Result<Action> {
-        if self.rss.is_empty() {
-            self.rss = rss.to_vec();
-        }
-        let (new, old) = self.new_and_old(true).await?;
-        let Some(new) = new else { return Ok(Action::AwaitChange) };
-        let mut all = old.clone();
-        all.push(new.clone());
-        if self.reconcile_new(&all, &new).await? {
-            return self.sync_rollout_status(&old, Some(&new)).await;
-        }
-        if self.reconcile_old(&all, active(&old), &new).await {
-            return self.sync_rollout_status(&old, Some(&new)).await;
-        }
-        if complete(&self.d, &self.d.status.clone().unwrap_or_default()) {
-            self.cleanup(&old).await?;
-        }
-        self.sync_rollout_status(&old, Some(&new)).await
-    }
-
-    async fn reconcile_new(&mut self, all: &[ReplicaSet], new: &ReplicaSet) -> Result<bool> {
-        let want = replicas(&self.d);
-        if rs_replicas(new) == want {
-            return Ok(false);
-        }
-        let target = if rs_replicas(new) > want { want } else { self.new_rs_replicas(all, new) };
-        Ok(self.scale_to(new, target).await?.0)
-    }
-
-    /// Scales old ReplicaSets down as far as maxUnavailable allows; errors are logged and
-    /// end the step, as upstream's `reconcileOldReplicaSets` does.
-    async fn reconcile_old(
-        &mut self,
-        all: &[ReplicaSet],
-        mut old: Vec<ReplicaSet>,
-        new: &ReplicaSet,
-    ) -> bool {
-        if total(&old) == 0 {
-            return false;
-        }
-        let min_available = replicas(&self.d) - max_unavailable(&self.d);
-        let new_unavailable = rs_replicas(new) - rs_status(new).2;
-        let max_scaled_down = total(all) - min_available - new_unavailable;
-        if max_scaled_down <= 0 {
-            return false;
-        }
-        old.sort_by(by_creation);
-        let mut cleaned = 0;
-        for rs in old.iter_mut() {
-            if cleaned >= max_scaled_down {
-                break;
-            }
-            let (want, available) = (rs_replicas(rs), rs_status(rs).2);
-            if want == 0 || want == available {
-                continue;
-            }
-            let count = (max_scaled_down - cleaned).min(want - available);
-            // A status counting pods the spec no longer asks for (written before the
-            // last scale-down) would make this a scale-up: never act on it.
-            if count < 0 {
-                tracing::warn!(replicaset = %name(&rs.metadata), want, available, "invalid request to scale down unhealthy replicas");
-                return false;
-            }
-            match self.scale_to(rs, want - count).await {
-                Ok((_, updated)) => *rs = updated,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot scale down unhealthy replicas");
-                    return false;
-                }
-            }
-            cleaned += count;
-        }
-        let mut all = old.clone();
-        all.push(new.clone());
-        let available: i32 = all.iter().map(|rs| rs_status(rs).2).sum();
-        let mut scaled_down = 0;
-        if available > min_available {
-            let to_scale_down = available - min_available;
-            for rs in &old {
-                if scaled_down >= to_scale_down {
-                    break;
-                }
-                if rs_replicas(rs) == 0 {
-                    continue;
-                }
-                let count = rs_replicas(rs).min(to_scale_down - scaled_down);
-                if let Err(e) = self.scale_to(rs, rs_replicas(rs) - count).await {
-                    tracing::warn!(error = %e, "cannot scale down old replicas");
-                    return false;
-                }
-                scaled_down += count;
-            }
-        }
-        cleaned + scaled_down > 0
-    }
-
-    pub async fn recreate(&mut self, rss: &[ReplicaSet], pods: &[Arc<Pod>]) -> Result<Action> {
-        self.rss = rss.to_vec();
-        let (mut new, mut old) = self.new_and_old(false).await?;
-        let mut scaled_down = false;
-        for rs in active(&old) {
-            scaled_down |= self.scale_to(&rs, 0).await?.0;
-        }
-        if scaled_down {
-            return self.sync_rollout_status(&old, new.as_ref()).await;
-        }
-        let new_uid = new.as_ref().and_then(|n| n.metadata.uid.clone());
-        let old_running = old.iter().map(|rs| rs_status(rs).0).sum::<i32>() > 0
-            || pods.iter().any(|p| {
-                let owner = crate::pods::controller_of(&p.metadata).map(|r| r.uid.clone());
-                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-                owner != new_uid && !matches!(phase, Some("Failed" | "Succeeded"))
-            });
-        if old_running {
-            return self.sync_rollout_status(&old, new.as_ref()).await;
-        }
-        if new.is_none() {
-            (new, old) = self.new_and_old(true).await?;
-        }
-        if let Some(rs) = &new {
-            self.scale_to(rs, replicas(&self.d)).await?;
-        }
-        if complete(&self.d, &self.d.status.clone().unwrap_or_default()) {
-            self.cleanup(&old).await?;
-        }
-        self.sync_rollout_status(&old, new.as_ref()).await
     }
 }
