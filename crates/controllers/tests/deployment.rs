@@ -2,7 +2,8 @@
 //! controller and hollow nodes, driven by the real kubectl: a rolling update within
 //! maxSurge/maxUnavailable, Recreate, `kubectl rollout status|history|undo|restart|
 //! pause|resume`, `kubectl scale`, proportional scaling of a stuck rollout and its
-//! progress deadline, and revision history cleanup.
+//! progress deadline, revision history cleanup, and a ReplicaSet's quota failure shown
+//! on its Deployment.
 
 mod common;
 
@@ -394,5 +395,37 @@ async fn recreate_removes_every_old_pod_before_the_new_ones() -> Result<()> {
         .find(|rs| rs.metadata.uid.as_deref() == Some(first.as_str()))
         .context("the old ReplicaSet")?;
     assert_eq!(spec_replicas(old), 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_set_failure_shows_on_its_deployment() -> Result<()> {
+    let cluster = Cluster::start(1).await?;
+    let quotas: Api<keelson_api::k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(cluster.client.clone(), "default");
+    let quota = serde_json::from_value(json!({
+        "metadata": { "name": "one-pod" }, "spec": { "hard": { "pods": "1" } },
+    }))?;
+    quotas.create(&PostParams::default(), &quota).await?;
+    wait_for(
+        "the quota counted",
+        || async { Ok(quotas.get("one-pod").await?) },
+        |q| q.status.as_ref().and_then(|s| s.used.as_ref()).is_some(),
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
+    let d = deployment("capped", 3, rolling(json!(1), json!(0)), json!({}))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    let d = wait_for(
+        "a ReplicaFailure condition",
+        || async { Ok(deployments.get("capped").await?) },
+        |d| condition(d, "ReplicaFailure") == ("True".into(), "FailedCreate".into()),
+    )
+    .await?;
+    assert_eq!(condition(&d, "Available").0, "False");
+    let events = cluster.events("capped").await?;
+    let created =
+        events.iter().any(|e| e.starts_with("ScalingReplicaSet: Scaled up replica set capped-"));
+    assert!(created, "{events:?}");
     Ok(())
 }
