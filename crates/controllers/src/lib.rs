@@ -5,7 +5,9 @@
 //! (`keelson_runtime::secure`: health checks `leaderElection` and one per controller,
 //! and the metrics).
 //!
-//! Built so far (ported from inside the API server):
+//! Built so far: `deployment-controller`, `replicaset-controller` and
+//! `replicationcontroller-controller` (with what workload controllers share: [`pods`],
+//! [`expectations`], [`ownership`], [`wire`]), and, ported from inside the API server,
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
@@ -16,13 +18,19 @@
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+pub mod deployment;
 mod discovery;
+pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
 mod namespaces;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -37,6 +45,11 @@ use kube::Client;
 /// The Lease the controller managers of a cluster elect their leader on.
 pub const LEASE: &str = "kube-controller-manager";
 pub const LEASE_NAMESPACE: &str = "kube-system";
+
+/// What the controllers call themselves to the API server, so their writes are recorded
+/// in `managedFields` under upstream's manager name, `kube-controller-manager`.
+pub const USER_AGENT: &str =
+    concat!("kube-controller-manager/v", env!("CARGO_PKG_VERSION"), " (keelson)");
 
 /// kube-controller-manager's `--secure-port` default.
 pub const SECURE_PORT: u16 = 10257;
@@ -61,6 +74,24 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: clusterrole_aggregation::NAME,
             enabled_by_default: true,
             start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: deployment::NAME,
+            service_account: deployment::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(deployment::start),
+        },
+        Descriptor {
+            name: replicaset::NAME,
+            service_account: replicaset::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(replicaset::start),
+        },
+        Descriptor {
+            name: replicaset::RC_NAME,
+            service_account: replicaset::RC_SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(replicaset::start_rc),
         },
         Descriptor {
             name: resourcequota::NAME,
@@ -152,7 +183,11 @@ pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Re
     let table = table(&config.root_ca_pem, config.csr_signer.clone());
     keelson_runtime::controller::check_names(&table, &config.controllers)?;
     let credentials = if config.use_service_account_credentials {
-        Credentials::service_accounts(config.client.clone(), config.client_config.clone())?
+        let mut client_config = config.client_config.clone();
+        client_config
+            .headers
+            .push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+        Credentials::service_accounts(config.client.clone(), client_config)?
     } else {
         Credentials::Shared(config.client.clone())
     };

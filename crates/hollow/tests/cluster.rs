@@ -5,9 +5,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use keelson_api::k8s_openapi::api::coordination::v1::Lease;
 use keelson_api::k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,6 +14,7 @@ use keelson_hollow::cidr::Ipv4Cidr;
 use keelson_hollow::transport::Endpoint;
 use keelson_hollow::{Config, Fleet};
 use keelson_pki::{Pki, PkiOptions};
+use keelson_testkit::wait::eventually;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::Request;
 use kube::{Client, Resource};
@@ -93,29 +93,6 @@ impl Drop for Cluster {
         if let Some(running) = self.running.take() {
             tokio::spawn(running.shutdown());
         }
-    }
-}
-
-/// Polls `check` until it says yes, for up to two minutes; errors count as "not yet"
-/// and the last one is reported.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut last = None;
-    while tokio::time::Instant::now() < deadline {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match last {
-        Some(e) => Err(e.context(format!("timed out waiting for {what}"))),
-        None => bail!("timed out waiting for {what}"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Test harness for Keelson: real etcd servers for tests and benchmarks.
+//! Test harness for Keelson: real etcd servers for tests and benchmarks, and
+//! [`wait`], polling with a deadline instead of sleeping.
 //!
 //! [`EtcdProcess`] starts Debian's `/usr/bin/etcd` (3.4) as a one-member cluster in a fresh
 //! temp dir, on random loopback ports, serving clients over HTTPS with client-certificate
@@ -9,6 +10,8 @@
 //! This crate must never leak a process or a directory: dropping an [`EtcdProcess`] kills
 //! etcd (SIGKILL), reaps it and removes its temp dir, also when the test panics. It must
 //! never bind anything but loopback, and never write outside its temp dir.
+
+pub mod wait;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

@@ -79,7 +79,7 @@ impl Drop for TestServer {
 }
 
 /// Starts the controller manager as `keelson server` does (its own identity, each
-/// controller as its ServiceAccount) and waits until it has published the `default`
+/// controller as its ServiceAccount), but for the workload controllers, and waits until it has published the `default`
 /// ServiceAccount, which most scenarios' pods need.
 async fn start_controllers(
     pki: &Pki,
@@ -91,15 +91,20 @@ async fn start_controllers(
     let (client, client_config) =
         keelson_runtime::credentials::from_kubeconfig(&kubeconfig).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(keelson_controllers::run(
-        keelson_controllers::Config::in_process(
-            client.clone(),
-            client_config,
-            pki.ca_pem(),
-            Some(pki.csr_signer()),
-        ),
-        stopped,
-    ));
+    let mut config = keelson_controllers::Config::in_process(
+        client.clone(),
+        client_config,
+        pki.ca_pem(),
+        Some(pki.csr_signer()),
+    );
+    // These tests are about the API server: the Deployments, ReplicaSets and RCs they
+    // write stay as written (no status, no pods), as with upstream's API server alone.
+    // The workload controllers' tests are in `crates/controllers`.
+    config.controllers.extend(
+        ["-deployment-controller", "-replicaset-controller", "-replicationcontroller-controller"]
+            .map(String::from),
+    );
+    tokio::spawn(keelson_controllers::run(config, stopped));
     let accounts: kube::Api<keelson_api::k8s_openapi::api::core::v1::ServiceAccount> =
         kube::Api::namespaced(client, "default");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
