@@ -139,7 +139,9 @@ impl Workload {
             }
             Workload::PreemptionBasic => (
                 json!({ "spec": { "terminationGracePeriodSeconds": 0, "containers": container("900m") } }),
-                json!({ "spec": { "priority": 10, "containers": container("3000m") } }),
+                // scheduler_perf sets `priority: 10`; here the Priority admission plugin
+                // runs, so a PriorityClass of that value says it.
+                json!({ "spec": { "priorityClassName": "bench-high", "containers": container("3000m") } }),
             ),
         }
     }
@@ -380,6 +382,18 @@ async fn measure(workload: Workload, args: &SchedulerArgs) -> anyhow::Result<Fig
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    if workload == Workload::PreemptionBasic {
+        let class: keelson_api::k8s_openapi::api::scheduling::v1::PriorityClass =
+            serde_json::from_value(json!({
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": { "name": "bench-high" },
+                "value": 10,
+            }))?;
+        Api::<keelson_api::k8s_openapi::api::scheduling::v1::PriorityClass>::all(client.clone())
+            .create(&PostParams::default(), &class)
+            .await?;
     }
     let scheduler = SchedulerProcess::start(&server.data_dir().join("cred/scheduler.kubeconfig"))?;
 

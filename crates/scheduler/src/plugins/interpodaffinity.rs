@@ -60,7 +60,12 @@ pub struct InterPodAffinity {
     handle: Arc<dyn Handle>,
 }
 
-type Counts = HashMap<(String, String), i64>;
+/// Matching pods per topology key and value, looked up without building keys.
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+fn count_of(counts: &Counts, key: &str, value: &str) -> i64 {
+    counts.get(key).and_then(|values| values.get(value)).copied().unwrap_or(0)
+}
 
 #[derive(Clone)]
 struct FilterState {
@@ -71,12 +76,14 @@ struct FilterState {
 }
 
 fn bump(counts: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
-    if let Some(value) = node.label(key) {
-        let pair = (key.to_owned(), value.to_owned());
-        let n = counts.entry(pair.clone()).or_default();
-        *n += by;
-        if *n == 0 {
-            counts.remove(&pair);
+    let Some(value) = node.label(key) else { return };
+    let values = counts.entry(key.to_owned()).or_default();
+    let n = values.entry(value.to_owned()).or_default();
+    *n += by;
+    if *n == 0 {
+        values.remove(value);
+        if values.is_empty() {
+            counts.remove(key);
         }
     }
 }
@@ -147,7 +154,7 @@ impl Plugin for InterPodAffinity {
         pod: &PodInfo,
         snapshot: &Snapshot,
     ) -> (Option<PreFilterResult>, Status) {
-        let pod = Arc::new(PodInfo::new(pod.pod.clone()));
+        let pod = Arc::new(pod.updated(pod.pod.clone()));
         let mut s = FilterState {
             existing_anti: Counts::new(),
             affinity: Counts::new(),
@@ -228,9 +235,7 @@ impl Plugin for InterPodAffinity {
             let Some(value) = node.label(&t.topology_key) else {
                 return Status::unresolvable("node(s) didn't match pod affinity rules");
             };
-            if s.affinity.get(&(t.topology_key.clone(), value.to_owned())).copied().unwrap_or(0)
-                <= 0
-            {
+            if count_of(&s.affinity, &t.topology_key, value) <= 0 {
                 exist = false;
             }
         }
@@ -242,8 +247,7 @@ impl Plugin for InterPodAffinity {
         if !s.anti.is_empty() {
             for t in &s.pod.required_anti_affinity {
                 if let Some(value) = node.label(&t.topology_key)
-                    && s.anti.get(&(t.topology_key.clone(), value.to_owned())).copied().unwrap_or(0)
-                        > 0
+                    && count_of(&s.anti, &t.topology_key, value) > 0
                 {
                     return Status::unschedulable("node(s) didn't match pod anti-affinity rules");
                 }
@@ -251,7 +255,7 @@ impl Plugin for InterPodAffinity {
         }
         if !s.existing_anti.is_empty() {
             for (k, v) in node.labels().into_iter().flatten() {
-                if s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0 {
+                if count_of(&s.existing_anti, k, v) > 0 {
                     return Status::unschedulable(
                         "node(s) didn't satisfy existing pods anti-affinity rules",
                     );
@@ -272,11 +276,11 @@ impl Plugin for InterPodAffinity {
             return Status::skip();
         }
         let nodes = if has_own { &snapshot.nodes } else { &snapshot.with_affinity };
-        let mut scores: HashMap<(String, String), i64> = HashMap::new();
+        let mut scores: Counts = HashMap::new();
         let mut any = false;
         let mut add = |node: &NodeInfo, key: &str, by: i64| {
             if let Some(v) = node.label(key) {
-                *scores.entry((key.to_owned(), v.to_owned())).or_default() += by;
+                *scores.entry(key.to_owned()).or_default().entry(v.to_owned()).or_default() += by;
                 any = true;
             }
         };
@@ -322,19 +326,14 @@ impl Plugin for InterPodAffinity {
         Status::success()
     }
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let Some(scores) = state.read::<HashMap<(String, String), i64>>(SCORE) else {
+        let Some(scores) = state.read::<Counts>(SCORE) else {
             return (0, Status::success());
         };
-        let total = node
-            .labels()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| scores.get(&(k.clone(), v.clone())))
-            .sum();
+        let total = node.labels().into_iter().flatten().map(|(k, v)| count_of(scores, k, v)).sum();
         (total, Status::success())
     }
     fn normalize(&self, state: &CycleState, _: &PodInfo, scores: &mut [NodeScore<'_>]) -> Status {
-        if state.read::<HashMap<(String, String), i64>>(SCORE).is_none_or(|s| s.is_empty()) {
+        if state.read::<Counts>(SCORE).is_none_or(|s| s.is_empty()) {
             return Status::success();
         }
         let min = scores.iter().map(|s| s.score).min().unwrap_or(0);

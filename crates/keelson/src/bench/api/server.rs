@@ -44,6 +44,9 @@ impl ServerProcess {
             // scheduler would write the pods' conditions while the bench updates them),
             // and the scheduler bench runs its own as a process of its own.
             "--disable-scheduler",
+            // A port of its own, so a bench never collides with a server already running.
+            "--controller-manager-secure-port",
+            "0",
         ]);
         if let Some(endpoint) = datastore_endpoint {
             command.args(["--datastore-endpoint", endpoint]);
