@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use keelson_api::k8s_openapi::api::core::v1::{Event, Node, Pod};
 use keelson_pki::{Pki, PkiOptions};
 use keelson_runtime::credentials;
@@ -246,27 +246,25 @@ async fn pods_spread_over_zones_and_fit_by_resources() -> Result<()> {
         cluster.failed("huge").await?,
         "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
-    let pod = cluster.pods().get("huge").await?;
-    let condition = pod
-        .status
-        .and_then(|s| s.conditions)
-        .and_then(|c| c.into_iter().find(|c| c.type_ == "PodScheduled"))
-        .context("PodScheduled")?;
+    // The condition is written next to the event, not before it: wait for it.
+    let pods = cluster.pods();
+    let condition = poll("the PodScheduled condition", || async {
+        let pod = pods.get("huge").await.ok()?;
+        pod.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled")
+    })
+    .await?;
     assert_eq!(
         (condition.status.as_str(), condition.reason.as_deref()),
         ("False", Some("Unschedulable"))
     );
     // Bound pods carry the condition the binding set, and a Scheduled event.
     let events: Api<Event> = Api::namespaced(cluster.admin.clone(), "default");
-    let scheduled = events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Scheduled"))
-        .count();
-    assert_eq!(scheduled, 6);
-    Ok(())
+    // Events are written after the binding, by the recorder's own task.
+    eventually("six Scheduled events", || async {
+        let list = events.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        list.iter().filter(|e| e.reason.as_deref() == Some("Scheduled")).count() == 6
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,8 +519,14 @@ async fn kubectl_describe_explains_and_cordon_stops_placement() -> Result<()> {
     assert!(described.contains("FailedScheduling"), "{described}");
     kubectl(&["uncordon", "solo"])?;
     assert_eq!(cluster.bound("waiting").await?, "solo");
-    let described = kubectl(&["describe", "pod", "waiting"])?;
-    assert!(described.contains("Successfully assigned default/waiting to solo"), "{described}");
+    // The Scheduled event follows the binding.
+    let described = poll("the Scheduled event in describe", || async {
+        kubectl(&["describe", "pod", "waiting"])
+            .ok()
+            .filter(|d| d.contains("Successfully assigned default/waiting to solo"))
+    })
+    .await?;
+    assert!(described.contains("Scheduled"), "{described}");
     let wide = kubectl(&["get", "pod", "waiting", "-o", "wide"])?;
     assert!(wide.contains("solo"), "{wide}");
     Ok(())
