@@ -140,7 +140,17 @@ impl ServerProcess {
 }
 
 impl Drop for ServerProcess {
+    /// SIGTERM first, so the server removes what it made outside its data dir (its
+    /// controllers' token directory); SIGKILL if it has not stopped in 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
