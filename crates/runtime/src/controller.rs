@@ -176,7 +176,7 @@ impl Manager {
 }
 
 /// The first and the longest wait between two tries at a controller's client.
-const CLIENT_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+const CLIENT_RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
 /// The client of the controller `name`, tried again with a doubling wait until had;
 /// `None` once `stop` says stop.
