@@ -295,8 +295,8 @@ pub trait Plugin: Send + Sync {
     /// The extension points it serves.
     fn points(&self) -> &'static [Point];
     /// The cluster events that may make a pod it rejected schedulable.
-    fn events(&self) -> Vec<ClusterEvent> {
-        Vec::new()
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[]
     }
     /// Whether `event` (on `object`, before `old`) may make `pod`, which this plugin
     /// rejected, schedulable. The default: yes.

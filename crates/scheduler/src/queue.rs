@@ -596,8 +596,8 @@ mod tests {
         fn points(&self) -> &'static [Point] {
             &[Point::PreEnqueue, Point::Filter]
         }
-        fn events(&self) -> Vec<ClusterEvent> {
-            vec![ClusterEvent::new(EventResource::Node, action::ADD)]
+        fn events(&self) -> &'static [ClusterEvent] {
+            &[ClusterEvent { resource: EventResource::Node, actions: action::ADD }]
         }
         fn pre_enqueue(&self, pod: &PodInfo) -> Status {
             if pod.labels().is_some_and(|l| l.contains_key("gated")) {

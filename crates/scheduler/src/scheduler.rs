@@ -55,6 +55,9 @@ pub struct FitError {
     pub statuses: HashMap<String, Status>,
     pub pre_filter_msg: String,
     pub post_filter_msg: String,
+    /// Why the nodes without a status in `statuses` fit neither (upstream's
+    /// `SetAbsentNodesStatus`).
+    pub absent: Option<Status>,
     /// The plugins that rejected the pod.
     pub rejected_by: HashSet<&'static str>,
 }
@@ -74,6 +77,12 @@ impl FitError {
             for status in self.statuses.values() {
                 for r in &status.reasons {
                     *reasons.entry(r.as_str()).or_default() += 1;
+                }
+            }
+            let absent = self.all_nodes.saturating_sub(self.statuses.len());
+            if let Some(status) = self.absent.as_ref().filter(|_| absent > 0) {
+                for r in &status.reasons {
+                    *reasons.entry(r.as_str()).or_default() += absent;
                 }
             }
             let mut list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
@@ -174,28 +183,26 @@ impl Scheduler {
         let mut state = CycleState::default();
         // The snapshot is this loop's alone: held through the cycle's synchronous part
         // (PostFilter included), never copied.
+        let mut nominated = None;
         let outcome = {
             let mut snapshot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
             self.lock_cache().update_snapshot(&mut snapshot);
-            match self.schedule_pod(&fw, &mut state, &pod, &snapshot) {
-                Outcome::NoFit(mut fit) => {
-                    let nominated = self.post_filter(&fw, &state, &pod, &snapshot, &mut fit);
-                    Err((fit, nominated))
-                }
-                other => Ok(other),
+            let mut outcome = self.schedule_pod(&fw, &mut state, &pod, &snapshot);
+            if let Outcome::NoFit(fit) = &mut outcome {
+                nominated = self.post_filter(&fw, &state, &pod, &snapshot, fit);
             }
+            outcome
         };
         match outcome {
-            Ok(Outcome::Fit(node)) => self.assume_and_bind(fw, state, queued, node, start).await,
-            Ok(Outcome::NoFit(_)) => unreachable!("handled above"),
-            Err((fit, nominated)) => {
+            Outcome::Fit(node) => self.assume_and_bind(fw, state, queued, node, start).await,
+            Outcome::NoFit(fit) => {
                 self.metrics.attempt(&fw.scheduler_name, "unschedulable", start.elapsed());
                 let message = fit.message();
                 tracing::debug!(pod = %pod.key(), %message, "unable to schedule pod");
                 self.reporter.failed(&pod, Failure { reason: "Unschedulable", message, nominated });
                 self.queue.requeue(queued, fit.rejected_by);
             }
-            Ok(Outcome::Error(status)) => {
+            Outcome::Error(status) => {
                 self.metrics.attempt(&fw.scheduler_name, "error", start.elapsed());
                 let message = status.message();
                 tracing::warn!(pod = %pod.key(), %message, "error scheduling pod");

@@ -253,25 +253,15 @@ impl SchedulerProcess {
         Ok(SchedulerProcess(child))
     }
 
-    fn proc_file(&self, file: &str) -> anyhow::Result<String> {
-        let path = format!("/proc/{}/{file}", self.0.id());
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))
-    }
-
     /// `VmRSS` or `VmHWM`, in MiB.
     fn memory_mb(&self, field: &str) -> anyhow::Result<f64> {
-        let status = self.proc_file("status")?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-            .with_context(|| format!("no {field}"))?;
-        Ok((kib / 1024.0 * 10.0).round() / 10.0)
+        super::api::server::memory_mb(self.0.id(), field)
     }
 
     /// User and system CPU seconds so far.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = self.proc_file("stat")?;
+        let path = format!("/proc/{}/stat", self.0.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())

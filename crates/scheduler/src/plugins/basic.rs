@@ -40,8 +40,11 @@ impl Plugin for SchedulingGates {
     fn points(&self) -> &'static [Point] {
         &[Point::PreEnqueue]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_GATES_ELIMINATED)]
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[ClusterEvent {
+            resource: EventResource::UnscheduledPod,
+            actions: action::UPDATE_POD_GATES_ELIMINATED,
+        }]
     }
     fn pre_enqueue(&self, pod: &PodInfo) -> Status {
         let gates: Vec<&str> = pod
@@ -70,8 +73,8 @@ impl Plugin for NodeName {
     fn points(&self) -> &'static [Point] {
         &[Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent::new(EventResource::Node, action::ADD)]
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[ClusterEvent { resource: EventResource::Node, actions: action::ADD }]
     }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         match pod.node_name() {
@@ -96,10 +99,16 @@ impl Plugin for NodeUnschedulable {
     fn points(&self) -> &'static [Point] {
         &[Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_TAINT),
-            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_TOLERATION),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD | action::UPDATE_NODE_TAINT,
+            },
+            ClusterEvent {
+                resource: EventResource::UnscheduledPod,
+                actions: action::UPDATE_POD_TOLERATION,
+            },
         ]
     }
     fn hint(
@@ -149,10 +158,10 @@ impl Plugin for NodePorts {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::AssignedPod, action::DELETE),
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent { resource: EventResource::AssignedPod, actions: action::DELETE },
+            ClusterEvent { resource: EventResource::Node, actions: action::ADD | action::UPDATE },
         ]
     }
     fn pre_filter(
@@ -191,10 +200,16 @@ impl Plugin for TaintToleration {
     fn points(&self) -> &'static [Point] {
         &[Point::Filter, Point::PreScore, Point::Score]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_TAINT),
-            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_TOLERATION),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD | action::UPDATE_NODE_TAINT,
+            },
+            ClusterEvent {
+                resource: EventResource::UnscheduledPod,
+                actions: action::UPDATE_POD_TOLERATION,
+            },
         ]
     }
     fn hint(

@@ -22,10 +22,6 @@ pub struct Args {
     pub hard_pod_affinity_weight: i32,
     #[serde(default)]
     pub ignore_preferred_terms_of_existing_pods: bool,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 fn one() -> i32 {
@@ -34,12 +30,7 @@ fn one() -> i32 {
 
 impl Default for Args {
     fn default() -> Self {
-        Args {
-            hard_pod_affinity_weight: 1,
-            ignore_preferred_terms_of_existing_pods: false,
-            api_version: None,
-            kind: None,
-        }
+        Args { hard_pod_affinity_weight: 1, ignore_preferred_terms_of_existing_pods: false }
     }
 }
 
@@ -138,14 +129,20 @@ impl Plugin for InterPodAffinity {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter, Point::PreScore, Point::Score]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(
-                EventResource::AssignedPod,
-                action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
-            ),
-            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_LABEL),
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::AssignedPod,
+                actions: action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
+            },
+            ClusterEvent {
+                resource: EventResource::UnscheduledPod,
+                actions: action::UPDATE_POD_LABEL,
+            },
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD | action::UPDATE_NODE_LABEL,
+            },
         ]
     }
     fn pre_filter(

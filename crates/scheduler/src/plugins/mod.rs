@@ -65,11 +65,16 @@ fn args<T: serde::de::DeserializeOwned + Default>(
     name: &str,
     value: Option<&serde_json::Value>,
 ) -> Result<T, String> {
-    match value {
-        None => Ok(T::default()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| format!("decoding args for plugin {name}: strict decoding error: {e}")),
+    let Some(value) = value else { return Ok(T::default()) };
+    // The type's `apiVersion` and `kind` may be given; they say nothing the plugin's name
+    // does not.
+    let mut value = value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
     }
+    serde_json::from_value(value)
+        .map_err(|e| format!("decoding args for plugin {name}: strict decoding error: {e}"))
 }
 
 /// Checks a plugin's arguments as upstream's `Validate*Args` do; `path` names them in

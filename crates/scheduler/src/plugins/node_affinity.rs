@@ -23,10 +23,6 @@ use crate::types::{NodeInfo, PodInfo};
 pub struct Args {
     #[serde(default)]
     pub added_affinity: Option<Affinity>,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 pub struct NodeAffinity {
@@ -91,8 +87,11 @@ impl Plugin for NodeAffinity {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter, Point::PreScore, Point::Score]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL)]
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[ClusterEvent {
+            resource: EventResource::Node,
+            actions: action::ADD | action::UPDATE_NODE_LABEL,
+        }]
     }
     fn hint(
         &self,

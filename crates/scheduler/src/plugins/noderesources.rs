@@ -81,10 +81,6 @@ pub struct FitArgs {
     pub ignored_resource_groups: Vec<String>,
     #[serde(default)]
     pub scoring_strategy: Option<ScoringStrategy>,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 impl FitArgs {
@@ -142,15 +138,11 @@ fn validate_resources(resources: &[ResourceSpec], path: &str) -> Vec<String> {
 pub struct BalancedArgs {
     #[serde(default = "default_resources")]
     pub resources: Vec<ResourceSpec>,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 impl Default for BalancedArgs {
     fn default() -> Self {
-        BalancedArgs { resources: default_resources(), api_version: None, kind: None }
+        BalancedArgs { resources: default_resources() }
     }
 }
 
@@ -329,20 +321,23 @@ impl Plugin for Fit {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter, Point::PreScore, Point::Score]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(
-                EventResource::AssignedPod,
-                action::DELETE | action::UPDATE_POD_SCALE_DOWN,
-            ),
-            ClusterEvent::new(
-                EventResource::Node,
-                action::ADD
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::AssignedPod,
+                actions: action::DELETE | action::UPDATE_POD_SCALE_DOWN,
+            },
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD
                     | action::UPDATE_NODE_ALLOCATABLE
                     | action::UPDATE_NODE_TAINT
                     | action::UPDATE_NODE_LABEL,
-            ),
-            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_SCALE_DOWN),
+            },
+            ClusterEvent {
+                resource: EventResource::UnscheduledPod,
+                actions: action::UPDATE_POD_SCALE_DOWN,
+            },
         ]
     }
     fn hint(

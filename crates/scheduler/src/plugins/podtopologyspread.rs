@@ -32,10 +32,6 @@ pub struct Args {
     /// `System` (the default) or `List`.
     #[serde(default)]
     pub defaulting_type: Option<String>,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 impl Args {
@@ -257,20 +253,23 @@ impl Plugin for PodTopologySpread {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter, Point::PreScore, Point::Score]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(
-                EventResource::AssignedPod,
-                action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
-            ),
-            ClusterEvent::new(EventResource::UnscheduledPod, action::UPDATE_POD_LABEL),
-            ClusterEvent::new(
-                EventResource::Node,
-                action::ADD
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::AssignedPod,
+                actions: action::ADD | action::UPDATE_POD_LABEL | action::DELETE,
+            },
+            ClusterEvent {
+                resource: EventResource::UnscheduledPod,
+                actions: action::UPDATE_POD_LABEL,
+            },
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD
                     | action::DELETE
                     | action::UPDATE_NODE_LABEL
                     | action::UPDATE_NODE_TAINT,
-            ),
+            },
         ]
     }
     fn pre_filter(

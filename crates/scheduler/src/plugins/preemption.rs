@@ -18,10 +18,6 @@ pub struct Args {
     pub min_candidate_nodes_percentage: i32,
     #[serde(default = "hundred")]
     pub min_candidate_nodes_absolute: i32,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 fn ten() -> i32 {
@@ -34,12 +30,7 @@ fn hundred() -> i32 {
 
 impl Default for Args {
     fn default() -> Self {
-        Args {
-            min_candidate_nodes_percentage: 10,
-            min_candidate_nodes_absolute: 100,
-            api_version: None,
-            kind: None,
-        }
+        Args { min_candidate_nodes_percentage: 10, min_candidate_nodes_absolute: 100 }
     }
 }
 
@@ -327,21 +318,13 @@ impl DefaultPreemption {
             }
         }
         if candidates.is_empty() {
-            let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
-            for (_, s) in &statuses {
-                for r in &s.reasons {
-                    *reasons.entry(r.clone()).or_default() += 1;
-                }
-            }
-            let absent = total.saturating_sub(statuses.len());
-            if absent > 0 {
-                *reasons.entry("Preemption is not helpful for scheduling".into()).or_default() +=
-                    absent;
-            }
-            let mut list: Vec<String> =
-                reasons.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
-            list.sort();
-            let message = format!("0/{total} nodes are available: {}.", list.join(", "));
+            let fit = crate::scheduler::FitError {
+                all_nodes: total,
+                statuses: statuses.into_iter().collect(),
+                absent: Some(Status::unresolvable("Preemption is not helpful for scheduling")),
+                ..Default::default()
+            };
+            let message = fit.message();
             return PostFilterOutcome {
                 nominated: Some(String::new()),
                 victims: Vec::new(),

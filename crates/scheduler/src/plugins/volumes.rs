@@ -34,10 +34,6 @@ pub struct BindingArgs {
     pub bind_timeout_seconds: i64,
     #[serde(default)]
     pub shape: Option<serde_json::Value>,
-    #[serde(default, rename = "apiVersion")]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
 }
 
 fn bind_timeout() -> i64 {
@@ -46,7 +42,7 @@ fn bind_timeout() -> i64 {
 
 impl Default for BindingArgs {
     fn default() -> Self {
-        BindingArgs { bind_timeout_seconds: 600, shape: None, api_version: None, kind: None }
+        BindingArgs { bind_timeout_seconds: 600, shape: None }
     }
 }
 
@@ -109,13 +105,28 @@ impl Plugin for VolumeBinding {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter, Point::Reserve, Point::PreBind]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::PersistentVolumeClaim, action::ADD | action::UPDATE),
-            ClusterEvent::new(EventResource::PersistentVolume, action::ADD | action::UPDATE),
-            ClusterEvent::new(EventResource::StorageClass, action::ADD | action::UPDATE),
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL),
-            ClusterEvent::new(EventResource::CsiNode, action::ADD | action::UPDATE),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::PersistentVolumeClaim,
+                actions: action::ADD | action::UPDATE,
+            },
+            ClusterEvent {
+                resource: EventResource::PersistentVolume,
+                actions: action::ADD | action::UPDATE,
+            },
+            ClusterEvent {
+                resource: EventResource::StorageClass,
+                actions: action::ADD | action::UPDATE,
+            },
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD | action::UPDATE_NODE_LABEL,
+            },
+            ClusterEvent {
+                resource: EventResource::CsiNode,
+                actions: action::ADD | action::UPDATE,
+            },
         ]
     }
     fn pre_filter(
@@ -240,10 +251,13 @@ impl Plugin for VolumeRestrictions {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::AssignedPod, action::DELETE),
-            ClusterEvent::new(EventResource::PersistentVolumeClaim, action::ADD | action::UPDATE),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent { resource: EventResource::AssignedPod, actions: action::DELETE },
+            ClusterEvent {
+                resource: EventResource::PersistentVolumeClaim,
+                actions: action::ADD | action::UPDATE,
+            },
         ]
     }
     fn pre_filter(
@@ -342,11 +356,20 @@ impl Plugin for VolumeZone {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::Node, action::ADD | action::UPDATE_NODE_LABEL),
-            ClusterEvent::new(EventResource::PersistentVolumeClaim, action::ADD | action::UPDATE),
-            ClusterEvent::new(EventResource::PersistentVolume, action::ADD | action::UPDATE),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::Node,
+                actions: action::ADD | action::UPDATE_NODE_LABEL,
+            },
+            ClusterEvent {
+                resource: EventResource::PersistentVolumeClaim,
+                actions: action::ADD | action::UPDATE,
+            },
+            ClusterEvent {
+                resource: EventResource::PersistentVolume,
+                actions: action::ADD | action::UPDATE,
+            },
         ]
     }
     fn pre_filter(
@@ -434,11 +457,14 @@ impl Plugin for NodeVolumeLimits {
     fn points(&self) -> &'static [Point] {
         &[Point::PreFilter, Point::Filter]
     }
-    fn events(&self) -> Vec<ClusterEvent> {
-        vec![
-            ClusterEvent::new(EventResource::CsiNode, action::ADD | action::UPDATE),
-            ClusterEvent::new(EventResource::AssignedPod, action::DELETE),
-            ClusterEvent::new(EventResource::PersistentVolumeClaim, action::ADD),
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent {
+                resource: EventResource::CsiNode,
+                actions: action::ADD | action::UPDATE,
+            },
+            ClusterEvent { resource: EventResource::AssignedPod, actions: action::DELETE },
+            ClusterEvent { resource: EventResource::PersistentVolumeClaim, actions: action::ADD },
         ]
     }
     fn pre_filter(

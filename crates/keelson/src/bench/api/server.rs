@@ -121,15 +121,7 @@ impl ServerProcess {
     }
 
     fn status_mb(&self, field: &str) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/status", self.pid());
-        let status =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
-            .with_context(|| format!("{path} has no {field}"))?;
-        Ok((kib / 1024.0 * 10.0).round() / 10.0)
+        memory_mb(self.pid(), field)
     }
 
     fn log_tail(&self) -> String {
@@ -154,4 +146,16 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A memory field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in MiB to one decimal.
+pub fn memory_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .with_context(|| format!("{path} has no {field}"))?;
+    Ok((kib / 1024.0 * 10.0).round() / 10.0)
 }
