@@ -67,4 +67,6 @@ for workload in "$@"; do
         grep -E '^(Benchmark|ok|FAIL|---|PASS)' || true
 done
 echo "results: $RESULTS" >&2
-grep -h -A12 '"SchedulingThroughput"' "$RESULTS"/*.json 2>/dev/null | grep -E 'Average|Perc50|Perc99|Name' || true
+# Each data item lists its figures, then its labels (Metric, Name).
+grep -h -B12 -A2 '"Metric": "SchedulingThroughput"' "$RESULTS"/*.json 2>/dev/null |
+    grep -E '"(Average|Perc50|Perc99|Name)"' || true
