@@ -412,10 +412,12 @@ async fn claim_port(api: &ApiServer, port: u16) -> ApiResult<bool> {
 /// Endpoints pointing at this server, as upstream's control plane keeps them.
 pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr) -> ApiResult<()> {
     let registry = Registry::builtin();
-    let (Some(services), Some(endpoints)) =
-        (registry.find("", "v1", "services"), registry.find("", "v1", "endpoints"))
-    else {
-        return Err(ApiError::internal("services or endpoints are not registered"));
+    let (Some(services), Some(endpoints), Some(slices)) = (
+        registry.find("", "v1", "services"),
+        registry.find("", "v1", "endpoints"),
+        registry.find("discovery.k8s.io", "v1", "endpointslices"),
+    ) else {
+        return Err(ApiError::internal("services, endpoints or endpointslices are not registered"));
     };
     let place = Place { info: services, namespace: Some("default"), name: "kubernetes" };
     let ip = api.service_cidr.nth(1);
@@ -446,21 +448,49 @@ pub async fn kubernetes_service(api: &ApiServer, endpoint: std::net::SocketAddr)
             }
         }
     }
+    let ip = endpoint.ip().to_string();
     let subsets = json!([{
-        "addresses": [{ "ip": endpoint.ip().to_string() }],
+        "addresses": [{ "ip": ip }],
         "ports": [{ "name": "https", "port": endpoint.port(), "protocol": "TCP" }],
     }]);
-    let place = Place { info: endpoints, namespace: Some("default"), name: "kubernetes" };
+    let labels = json!({ "endpointslice.kubernetes.io/skip-mirror": "true" });
+    ensure(api, endpoints, labels, json!({ "subsets": subsets })).await?;
+    // The slice upstream's endpoints adapter writes beside them, for kube-proxy.
+    let labels = json!({ "kubernetes.io/service-name": "kubernetes" });
+    let slice = json!({
+        "addressType": if endpoint.is_ipv6() { "IPv6" } else { "IPv4" },
+        "endpoints": [{ "addresses": [ip], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": endpoint.port(), "protocol": "TCP" }],
+    });
+    ensure(api, slices, labels, slice).await
+}
+
+/// Makes `default/kubernetes` of `info` hold `fields`: created with `labels` if missing,
+/// replaced if it says otherwise.
+async fn ensure(
+    api: &ApiServer,
+    info: &'static keelson_api::ResourceInfo,
+    labels: Value,
+    fields: Value,
+) -> ApiResult<()> {
+    let place = Place { info, namespace: Some("default"), name: "kubernetes" };
+    let fields = fields.as_object().cloned().unwrap_or_default();
+    let write = |object: &mut Value| {
+        for (k, v) in &fields {
+            object[k] = v.clone();
+        }
+    };
     match api.objects.get(place).await {
-        Ok((current, _)) if current["subsets"] == subsets => Ok(()),
+        Ok((current, _)) if fields.iter().all(|(k, v)| &current[k] == v) => Ok(()),
         Ok((mut current, revision)) => {
-            current["subsets"] = subsets;
+            write(&mut current);
             api.objects.replace(place, current, revision, false).await.map(|_| ())
         }
         Err(_) => {
-            let object = json!({ "metadata": { "name": "kubernetes", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } }, "subsets": subsets });
+            let mut object = json!({ "metadata": { "name": "kubernetes", "labels": labels } });
+            write(&mut object);
             let object = crate::registry::prepare_create(
-                endpoints,
+                info,
                 Some("default"),
                 object,
                 &Default::default(),

@@ -36,6 +36,17 @@ async fn the_kubernetes_service_points_at_the_api_server() -> Result<()> {
         ])
         .await?;
     ensure!(endpoints == format!("127.0.0.1:{port}"), "{endpoints}");
+    // And the EndpointSlice kube-proxy reads, as upstream's endpoints adapter writes it.
+    let slice = s
+        .ok(&[
+            "get",
+            "endpointslice",
+            "kubernetes",
+            "-o",
+            "jsonpath={.addressType} {.endpoints[0].addresses[0]}:{.ports[0].port} {.endpoints[0].conditions.ready} {.metadata.labels.kubernetes\\.io/service-name}",
+        ])
+        .await?;
+    ensure!(slice == format!("IPv4 127.0.0.1:{port} true kubernetes"), "{slice}");
     Ok(())
 }
 

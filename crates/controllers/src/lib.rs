@@ -12,7 +12,9 @@
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
-//! New here: `namespace-controller` and `garbage-collector-controller`.
+//! New here: `namespace-controller`, `garbage-collector-controller`,
+//! `endpoints-controller` and `endpointslice-controller` (with what they share:
+//! [`endpointutil`]).
 //!
 //! Must never reach the datastore or the API server's internals.
 
@@ -20,6 +22,9 @@ pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod deployment;
 mod discovery;
+pub mod endpoint;
+pub mod endpointslice;
+pub mod endpointutil;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
@@ -80,6 +85,18 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: deployment::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(deployment::start),
+        },
+        Descriptor {
+            name: endpoint::NAME,
+            service_account: endpoint::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(endpoint::start),
+        },
+        Descriptor {
+            name: endpointslice::NAME,
+            service_account: endpointslice::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(endpointslice::start),
         },
         Descriptor {
             name: replicaset::NAME,

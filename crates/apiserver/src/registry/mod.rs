@@ -23,6 +23,7 @@ mod batch;
 mod certificates;
 mod coordination;
 mod core;
+mod discovery;
 mod events;
 mod networking;
 mod policy;
@@ -615,7 +616,7 @@ pub fn prepare_update(
 }
 
 /// Whether anything but metadata and status differs.
-fn spec_changed(old: &Value, new: &Value) -> bool {
+pub(crate) fn spec_changed(old: &Value, new: &Value) -> bool {
     const NOT_SPEC: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
     match (old.as_object(), new.as_object()) {
         // Maps iterate in key order, so the rest of both compare pairwise.

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::selector::SelectableField;
 use super::{
-    apiextensions, apps, autoscaling, batch, certificates, coordination, core, events, networking,
-    policy, rbac, scheduling, storage,
+    apiextensions, apps, autoscaling, batch, certificates, coordination, core, discovery, events,
+    networking, policy, rbac, scheduling, storage,
 };
 use crate::meta::NameRule;
 use crate::request::User;
@@ -336,7 +336,7 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     ("scheduling.k8s.io", "priorityclasses", &scheduling::priorityclasses::PriorityClasses),
     ("coordination.k8s.io", "leases", &coordination::leases::Leases),
     ("node.k8s.io", "runtimeclasses", &Simple::printed(table::cluster::RUNTIME_CLASS)),
-    ("discovery.k8s.io", "endpointslices", &Simple::printed(table::networking::ENDPOINT_SLICE)),
+    ("discovery.k8s.io", "endpointslices", &discovery::endpointslices::EndpointSlices),
 ];
 
 #[cfg(test)]
