@@ -14,7 +14,8 @@
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
 //! New here: `namespace-controller`, `garbage-collector-controller`,
 //! `endpoints-controller` and `endpointslice-controller` (with what they share:
-//! [`endpointutil`]).
+//! [`endpointutil`]), and the node controllers `node-ipam-controller`,
+//! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]).
 //!
 //! Must never reach the datastore or the API server's internals.
 
@@ -29,12 +30,16 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
 mod namespaces;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod nodeutil;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
+pub mod tainteviction;
 pub mod wire;
 
 use std::sync::Arc;
@@ -59,8 +64,21 @@ pub const USER_AGENT: &str =
 /// kube-controller-manager's `--secure-port` default.
 pub const SECURE_PORT: u16 = 10257;
 
+/// The node controllers' settings (kube-controller-manager's node flags).
+#[derive(Clone, Debug, Default)]
+pub struct NodeSettings {
+    /// `--allocate-node-cidrs` with `--cluster-cidr` and `--node-cidr-mask-size`; `None`
+    /// allocates none (upstream's default).
+    pub ipam: Option<nodeipam::Settings>,
+    pub lifecycle: nodelifecycle::Settings,
+}
+
 /// The controller table, in upstream's names.
-pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> Vec<Descriptor> {
+pub fn table(
+    root_ca_pem: &str,
+    csr_signer: Option<keelson_pki::CsrSigner>,
+    nodes: &NodeSettings,
+) -> Vec<Descriptor> {
     vec![
         Descriptor {
             name: certificates::approving::NAME,
@@ -97,6 +115,24 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: endpointslice::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(endpointslice::start),
+        },
+        Descriptor {
+            name: nodeipam::NAME,
+            service_account: nodeutil::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(nodeipam::starter(nodes.ipam)),
+        },
+        Descriptor {
+            name: nodelifecycle::NAME,
+            service_account: nodeutil::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(nodelifecycle::starter(nodes.lifecycle.clone())),
+        },
+        Descriptor {
+            name: tainteviction::NAME,
+            service_account: nodeutil::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(tainteviction::start),
         },
         Descriptor {
             name: replicaset::NAME,
@@ -158,6 +194,7 @@ pub struct Config {
     /// The cluster CA that signs approved `kubernetes.io` requests
     /// (`--cluster-signing-cert-file`/`--cluster-signing-key-file`); `None` signs none.
     pub csr_signer: Option<keelson_pki::CsrSigner>,
+    pub nodes: NodeSettings,
     pub metrics: Metrics,
     /// The secure port (`--secure-port`, `--bind-address`, …); `None` serves none.
     pub serving: Option<keelson_runtime::secure::Config>,
@@ -181,6 +218,7 @@ impl Config {
             leader_elect: None,
             root_ca_pem: root_ca_pem.to_owned(),
             csr_signer,
+            nodes: NodeSettings::default(),
             metrics: Metrics::default(),
             serving: None,
         }
@@ -197,7 +235,7 @@ pub enum Error {
 
 /// Runs the enabled controllers until `stop` says so (or the lease is lost).
 pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), Error> {
-    let table = table(&config.root_ca_pem, config.csr_signer.clone());
+    let table = table(&config.root_ca_pem, config.csr_signer.clone(), &config.nodes);
     keelson_runtime::controller::check_names(&table, &config.controllers)?;
     let credentials = if config.use_service_account_credentials {
         let mut client_config = config.client_config.clone();

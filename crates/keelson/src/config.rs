@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// IPv4 range Service cluster IPs come from [default: 10.43.0.0/16]
     #[arg(long)]
     pub service_cidr: Option<String>,
+    /// IPv4 range pod IPs come from, a /24 of it per node [default: 10.42.0.0/16]
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
     /// Address other hosts reach the API server at [default: the bind address, else the host's first IPv4]
     #[arg(long)]
     pub advertise_address: Option<IpAddr>,
@@ -100,6 +103,8 @@ pub struct ServerConfig {
     /// The EncryptionConfiguration file, and whether it was named (else it is generated).
     pub encryption_provider_config: (PathBuf, bool),
     pub service_cidr: keelson_apiserver::services::Cidr,
+    /// The pods' range, checked.
+    pub cluster_cidr: String,
     pub advertise_address: IpAddr,
     pub https_listen_port: u16,
     pub bind_address: IpAddr,
@@ -132,6 +137,9 @@ impl ServerArgs {
         let service_cidr = merged.service_cidr.as_deref().unwrap_or("10.43.0.0/16");
         let service_cidr = keelson_apiserver::services::Cidr::parse(service_cidr)
             .map_err(|e| anyhow::anyhow!("invalid --service-cidr: {e}"))?;
+        let cluster_cidr = merged.cluster_cidr.clone().unwrap_or_else(|| "10.42.0.0/16".into());
+        keelson_controllers::nodeipam::Settings::new(&cluster_cidr, 24)
+            .map_err(|e| anyhow::anyhow!("invalid --cluster-cidr: {e}"))?;
         let bind_address = merged.bind_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let advertise_address = merged.advertise_address.unwrap_or_else(|| {
             if bind_address.is_unspecified() {
@@ -166,6 +174,7 @@ impl ServerArgs {
             audit_log_maxage: merged.audit_log_maxage.unwrap_or(30),
             encryption_provider_config,
             service_cidr,
+            cluster_cidr,
             advertise_address,
             https_listen_port: merged.https_listen_port.unwrap_or(6443),
             bind_address,
@@ -193,6 +202,7 @@ impl ServerArgs {
             data_dir: self.data_dir.or(file.data_dir),
             https_listen_port: self.https_listen_port.or(file.https_listen_port),
             service_cidr: self.service_cidr.or(file.service_cidr),
+            cluster_cidr: self.cluster_cidr.or(file.cluster_cidr),
             advertise_address: self.advertise_address.or(file.advertise_address),
             encryption_provider_config: self
                 .encryption_provider_config

@@ -115,6 +115,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             config.data_dir.join("cred/controller-manager.kubeconfig"),
             &config.data_dir.join("tls"),
             config.controller_manager_secure_port,
+            &config.cluster_cidr,
         );
         let stop = components_stop.clone();
         components.spawn(async move {

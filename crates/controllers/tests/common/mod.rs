@@ -27,6 +27,14 @@ pub struct Cluster {
 impl Cluster {
     /// The API server, controller manager and scheduler, and `nodes` hollow nodes.
     pub async fn start(nodes: u32) -> Result<Self> {
+        Self::start_with(nodes, keelson_controllers::NodeSettings::default()).await
+    }
+
+    /// The same, with the node controllers' settings given.
+    pub async fn start_with(
+        nodes: u32,
+        settings: keelson_controllers::NodeSettings,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let tls = dir.path().join("tls");
         let pki = Pki::ensure(&tls, &PkiOptions::default())?;
@@ -55,12 +63,15 @@ impl Cluster {
         let (cm_client, cm_config) = credentials::from_kubeconfig(&cm).await?;
         let stop = cluster.stopper();
         tokio::spawn(keelson_controllers::run(
-            keelson_controllers::Config::in_process(
-                cm_client,
-                cm_config,
-                pki.ca_pem(),
-                Some(pki.csr_signer()),
-            ),
+            keelson_controllers::Config {
+                nodes: settings,
+                ..keelson_controllers::Config::in_process(
+                    cm_client,
+                    cm_config,
+                    pki.ca_pem(),
+                    Some(pki.csr_signer()),
+                )
+            },
             stop,
         ));
         let (scheduler_client, _) = credentials::from_kubeconfig(&scheduler).await?;

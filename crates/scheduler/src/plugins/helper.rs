@@ -10,25 +10,7 @@ use keelson_api::k8s_openapi::api::core::v1::{
 use crate::framework::{MAX_NODE_SCORE, NodeScore};
 use crate::types::NodeInfo;
 
-/// `Toleration.ToleratesTaint`.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
+pub use keelson_core::taints::tolerates;
 
 /// The first of `taints` (with an effect `filter` accepts) no toleration tolerates
 /// (`FindMatchingUntoleratedTaint`).
@@ -122,37 +104,6 @@ pub const MAX: i64 = MAX_NODE_SCORE;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn toleration(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
-        Toleration {
-            key: Some(key.into()).filter(|k: &String| !k.is_empty()),
-            operator: Some(op.into()).filter(|k: &String| !k.is_empty()),
-            value: Some(value.into()).filter(|k: &String| !k.is_empty()),
-            effect: Some(effect.into()).filter(|k: &String| !k.is_empty()),
-            toleration_seconds: None,
-        }
-    }
-
-    fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint {
-            key: key.into(),
-            value: Some(value.into()).filter(|k: &String| !k.is_empty()),
-            effect: effect.into(),
-            time_added: None,
-        }
-    }
-
-    #[test]
-    fn tolerations_match_as_upstream() {
-        let t = taint("dedicated", "gpu", "NoSchedule");
-        assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &t));
-        assert!(tolerates(&toleration("dedicated", "", "gpu", ""), &t));
-        assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", "NoSchedule"), &t));
-        assert!(tolerates(&toleration("dedicated", "Exists", "", ""), &t));
-        assert!(tolerates(&toleration("", "Exists", "", ""), &t));
-        assert!(!tolerates(&toleration("", "Exists", "", "NoExecute"), &t));
-        assert!(!tolerates(&toleration("other", "Exists", "", ""), &t));
-    }
 
     #[test]
     fn normalizing_scales_to_the_highest() {
