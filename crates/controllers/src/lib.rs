@@ -12,16 +12,20 @@
 //! `root-ca-certificate-publisher-controller`,
 //! `certificatesigningrequest-approving-controller`,
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
-//! New here: `namespace-controller` and `garbage-collector-controller`.
+//! New here: `namespace-controller` and `garbage-collector-controller`, and the batch
+//! controllers `job-controller`, `cronjob-controller` and
+//! `ttl-after-finished-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 mod discovery;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 mod namespaces;
 pub mod ownership;
@@ -30,6 +34,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
+pub mod ttl_after_finished;
 pub mod wire;
 
 use std::sync::Arc;
@@ -122,6 +127,24 @@ pub fn table(root_ca_pem: &str, csr_signer: Option<keelson_pki::CsrSigner>) -> V
             service_account: garbagecollector::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(garbagecollector::start),
+        },
+        Descriptor {
+            name: job::NAME,
+            service_account: job::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(job::start),
+        },
+        Descriptor {
+            name: cronjob::NAME,
+            service_account: cronjob::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(cronjob::start),
+        },
+        Descriptor {
+            name: ttl_after_finished::NAME,
+            service_account: ttl_after_finished::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(ttl_after_finished::start),
         },
     ]
 }
