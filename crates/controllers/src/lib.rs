@@ -14,13 +14,16 @@
 //! `certificatesigningrequest-signing-controller` and `resourcequota-controller`.
 //! New here: `namespace-controller`, `garbage-collector-controller`,
 //! `endpoints-controller` and `endpointslice-controller` (with what they share:
-//! [`endpointutil`]), and the node controllers `node-ipam-controller`,
-//! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]).
+//! [`endpointutil`]), the node controllers `node-ipam-controller`,
+//! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]), and the
+//! batch controllers `job-controller`, `cronjob-controller` and
+//! `ttl-after-finished-controller`.
 //!
 //! Must never reach the datastore or the API server's internals.
 
 pub mod certificates;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 mod discovery;
 pub mod endpoint;
@@ -28,6 +31,7 @@ pub mod endpointslice;
 pub mod endpointutil;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
 mod namespaces;
 pub mod nodeipam;
@@ -40,6 +44,7 @@ pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
 pub mod tainteviction;
+pub mod ttl_after_finished;
 pub mod wire;
 
 use std::sync::Arc;
@@ -175,6 +180,24 @@ pub fn table(
             service_account: garbagecollector::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(garbagecollector::start),
+        },
+        Descriptor {
+            name: job::NAME,
+            service_account: job::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(job::start),
+        },
+        Descriptor {
+            name: cronjob::NAME,
+            service_account: cronjob::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(cronjob::start),
+        },
+        Descriptor {
+            name: ttl_after_finished::NAME,
+            service_account: ttl_after_finished::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(ttl_after_finished::start),
         },
     ]
 }

@@ -150,3 +150,58 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Finishes a pod as a kubelet would (upstream's integration tests do the same): phase
+/// `Succeeded` for exit code 0, else `Failed`, with its one container terminated with
+/// `exit_code`. Waits for the hollow node to have it Running first, so the node's status
+/// write can never land after this one.
+pub async fn finish_pod(client: &Client, name: &str, exit_code: i32) -> Result<()> {
+    use keelson_api::k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = wait_for(
+        &format!("pod {name} running"),
+        || async { Ok(pods.get(name).await?) },
+        |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+    )
+    .await?;
+    let container = pod.spec.as_ref().map(|s| s.containers[0].clone()).unwrap_or_default();
+    let now = keelson_api::k8s_openapi::jiff::Timestamp::now().to_string();
+    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
+    let reason = if exit_code == 0 { "Completed" } else { "Error" };
+    let status = serde_json::json!({ "status": {
+        "phase": phase,
+        "conditions": [{ "type": "Ready", "status": "False", "reason": "PodCompleted" }],
+        "containerStatuses": [{
+            "name": container.name,
+            "image": container.image.unwrap_or_default(),
+            "imageID": "",
+            "ready": false,
+            "restartCount": 0,
+            "state": { "terminated": {
+                "exitCode": exit_code, "reason": reason, "startedAt": now, "finishedAt": now,
+            }},
+        }],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status)).await?;
+    Ok(())
+}
+
+/// The names of the pods in `default` with `label` (`key=value`), oldest first, and
+/// whether each is still active (neither finished nor being deleted).
+pub async fn pods_with(client: &Client, label: &str) -> Result<Vec<(String, bool)>> {
+    use keelson_api::k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut list = pods.list(&ListParams::default().labels(label)).await?.items;
+    list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    Ok(list
+        .into_iter()
+        .map(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let active = p.metadata.deletion_timestamp.is_none()
+                && phase != "Succeeded"
+                && phase != "Failed";
+            (p.metadata.name.unwrap_or_default(), active)
+        })
+        .collect())
+}
