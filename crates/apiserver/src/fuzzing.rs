@@ -19,7 +19,7 @@ pub fn request_uri(uri: &str) {
     };
     let req = Request::new(parts, Bytes::new(), User::default());
     let registry = Registry::builtin();
-    let described = crate::router::describe(registry, &req);
+    let described = crate::router::describe(crate::router::target(registry, &req), &req);
     let _ = crate::server::request_timeout(&req);
     let _ = FieldValidation::parse(req.param("fieldValidation"));
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
@@ -30,6 +30,7 @@ pub fn request_uri(uri: &str) {
         }
         _ => None,
     };
+    let _ = crate::metrics::request::RequestLabels::of(&req, target.as_ref());
     if let Some(target) = target {
         let _ = target.verb(&req.method, req.flag("watch"));
         let _ = crate::list::Filter::from_request(&req, target.info);

@@ -27,6 +27,7 @@ mod gojson;
 mod layering;
 mod list;
 pub mod meta;
+pub mod metrics;
 mod negotiation;
 mod openapi;
 mod patch;
@@ -136,6 +137,8 @@ pub struct ApiServer {
     custom: crd::Served,
     /// What ComponentStatus probes.
     components: componentstatus::Components,
+    /// Requests, watch events, admission and store metrics, served at `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 impl ApiServer {
@@ -217,13 +220,16 @@ impl ApiServer {
     /// without HTTPS ([`ApiServer::for_tests`]).
     async fn build(config: Config) -> Result<Arc<ApiServer>, Error> {
         let admission_plugins = config.admission_plugins.resolve()?;
+        let metrics = metrics::Metrics::default();
         let raw = config.store.clone();
+        // Timed below the encryption, as upstream times its etcd calls.
+        let timed = metrics::store::Instrumented::wrap(config.store.clone(), &metrics);
         let (store, encryption) = match config.encryption.clone() {
             Some(encryption) => (
-                encryption::EncryptedStore::wrap(config.store.clone(), encryption.clone()),
+                encryption::EncryptedStore::wrap(timed, encryption.clone()),
                 Some((encryption, raw)),
             ),
-            None => (config.store.clone(), None),
+            None => (timed, None),
         };
         let auditor = match config.audit.clone() {
             Some(audit) => {
@@ -267,6 +273,7 @@ impl ApiServer {
             encryption,
             custom: crd::Served::default(),
             components: config.components,
+            metrics,
         });
         server.attach(&api);
         Ok(api)

@@ -52,6 +52,7 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
         ["apis", group] => discovery::group(api, group),
         ["apis", group, version] => discovery::resources(api, group, version),
         ["keelson", "v1", "secrets-encryption"] => encryption_status(api).await,
+        ["metrics"] => Ok(metrics(api).await),
         ["api", "v1", rest @ ..] => resource(api, req, "", "v1", rest).await,
         ["apis", group, version, rest @ ..] => {
             let (group, version) = (group.to_string(), version.to_string());
@@ -74,6 +75,20 @@ async fn encryption_status(api: &ApiServer) -> ApiResult<Response> {
         crate::encryption::status(encryption, raw.as_ref()).await.map_err(ApiError::internal)?;
     let value = serde_json::to_value(status).map_err(ApiError::internal)?;
     Ok(crate::response::json_response(http::StatusCode::OK, &value))
+}
+
+/// Every metric, after the object counts are brought up to date (a non-resource URL:
+/// RBAC grants it, `system:monitoring` has it).
+async fn metrics(api: &ApiServer) -> Response {
+    crate::metrics::store::count_objects(&api.metrics, &api.registry(), api.store.as_ref()).await;
+    let mut response = http::Response::new(crate::response::full(api.metrics.render()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
 }
 
 fn is_resource_path(segments: &[&str]) -> bool {
@@ -147,20 +162,22 @@ pub fn resolve(
     Ok(target(info, namespace, name, sub))
 }
 
-/// What a request is about, for the audit log: its verb and the object it addresses.
-pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
+/// The resource a request's path addresses, if any.
+pub fn target(registry: &Registry, req: &Request) -> Option<Target> {
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    let resolved = match segments.as_slice() {
-        ["api", "v1", rest @ ..] if !rest.is_empty() => {
-            resolve(registry, "", "v1", rest).ok().map(|t| (t, "", "v1"))
-        }
+    match segments.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => resolve(registry, "", "v1", rest).ok(),
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
-            resolve(registry, group, version, rest).ok().map(|t| (t, *group, *version))
+            resolve(registry, group, version, rest).ok()
         }
         _ => None,
-    };
-    match resolved {
-        Some((target, group, version)) => crate::audit::Described {
+    }
+}
+
+/// What a request is about, for the audit log: its verb and the object it addresses.
+pub fn describe(target: Option<Target>, req: &Request) -> crate::audit::Described {
+    match target {
+        Some(target) => crate::audit::Described {
             verb: target.verb(&req.method, target.legacy_watch || req.flag("watch")).to_owned(),
             path: req.path.clone(),
             request_uri: req.uri.clone(),
@@ -169,8 +186,8 @@ pub fn describe(registry: &Registry, req: &Request) -> crate::audit::Described {
                 subresource: target.subresource.unwrap_or_default(),
                 namespace: target.namespace.unwrap_or_default(),
                 name: target.name.unwrap_or_default(),
-                group: group.to_owned(),
-                version: version.to_owned(),
+                group: target.info.group.to_owned(),
+                version: target.info.version.to_owned(),
             }),
         },
         None => crate::audit::Described {

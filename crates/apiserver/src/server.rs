@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::metrics::request::{Observation, RequestLabels};
 use crate::request::{Request, User};
 use crate::response::{Response, error_response};
 use crate::status::{ApiError, ApiResult};
@@ -115,13 +116,17 @@ async fn handle(
     let request = Request::new(parts, body, user);
     let started = std::time::Instant::now();
     let (method, path) = (request.method.clone(), request.path.clone());
+    let target = crate::router::target(&api.registry(), &request);
+    let long_running = is_long_running(&request);
+    let labels = RequestLabels::of(&request, target.as_ref());
+    let mut observation = Observation::start(&api.metrics, labels, &method, long_running);
     // What the audit log needs, taken before the request is handed on.
     let audit = api.auditor.as_ref().map(|auditor| {
-        let described = crate::router::describe(&api.registry(), &request);
+        let described = crate::router::describe(target, &request);
         let agent = request.header(http::header::USER_AGENT).to_owned();
         (auditor, described, request.user.clone(), agent, request.body.clone())
     });
-    let deadline = (!is_long_running(&request)).then(|| request_timeout(&request));
+    let deadline = (!long_running).then(|| request_timeout(&request));
     // Streams (watches, logs) are never indented, as upstream's stream serializer, nor
     // the documents upstream serves outside its API handlers (OpenAPI, the issuer's).
     let served_raw = ["/openapi/", "/.well-known/", "/openid/"];
@@ -167,7 +172,13 @@ async fn handle(
         );
     }
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
-    response
+    observation.answered(response.status().as_u16());
+    if long_running {
+        // Counted until its stream ends, as upstream counts a watch when it closes.
+        response.map(|body| crate::metrics::request::Observed::new(body, observation).boxed())
+    } else {
+        response
+    }
 }
 
 /// Runs a request's handler so that a panic in it ends only this request, answered 500

@@ -120,9 +120,17 @@ struct Stream {
     out: mpsc::Sender<Bytes>,
     /// For a watch of every object as JSON: events written from the stored bytes.
     raw: Option<Splicer>,
+    /// `apiserver_watch_events_*` of the watched kind.
+    events: crate::metrics::WatchEvents,
 }
 
 impl Stream {
+    /// Sends one event's line; `false` when the client has gone.
+    async fn emit(&self, line: Bytes) -> bool {
+        self.events.sent(line.len());
+        self.out.send(line).await.is_ok()
+    }
+
     /// The wire line of a store event for a watch that sees every event, written from
     /// the stored bytes; `None` when they do not allow it (the event is then decoded).
     fn raw_line(&self, event: &Event) -> Option<Bytes> {
@@ -181,7 +189,7 @@ impl Stream {
         let mut line = format!(r#"{{"type":{},"object":"#, json!(kind)).into_bytes();
         crate::gojson::write(&mut line, &object, order);
         line.extend_from_slice(b"}\n");
-        self.out.send(Bytes::from(line)).await.is_ok()
+        self.emit(Bytes::from(line)).await
     }
 
     async fn bookmark(&self, revision: Revision, initial_events_end: bool) -> bool {
@@ -324,6 +332,7 @@ pub async fn serve(api: &ApiServer, req: &Request, target: &Target) -> ApiResult
         headers_sent: AtomicBool::new(false),
         out,
         raw: everything.then(|| Splicer::new(info)),
+        events: api.metrics.watch_events(info),
     };
     tokio::spawn(async move {
         let _ = tokio::time::timeout(
@@ -352,7 +361,7 @@ async fn run(
         Initial::Stored(objects) => {
             for kv in &objects {
                 let sent = match stream.raw_object_line("ADDED", kv, kv.mod_revision) {
-                    Some(line) => stream.out.send(line).await.is_ok(),
+                    Some(line) => stream.emit(line).await,
                     None => match decode(stream.info, kv) {
                         Ok(object) => stream.send("ADDED", &object).await,
                         Err(error) => {
@@ -394,7 +403,7 @@ async fn run(
                 Some(Ok(event)) => {
                     last = event.revision();
                     if let Some(line) = stream.raw_line(&event) {
-                        if stream.out.send(line).await.is_err() {
+                        if !stream.emit(line).await {
                             return;
                         }
                         continue;
@@ -447,6 +456,7 @@ mod tests {
             headers_sent: AtomicBool::new(false),
             out,
             raw: Some(Splicer::new(pods)),
+            events: crate::metrics::Metrics::default().watch_events(pods),
         };
         let kv = |rev: i64, image: &str| KeyValue {
             key: "/registry/pods/default/web".into(),

@@ -34,11 +34,13 @@ pub mod serviceaccount;
 pub mod webhook;
 
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 use keelson_api::ResourceInfo;
 use serde_json::Value;
 
 use crate::ApiServer;
+use crate::metrics::{Metrics, Step};
 use crate::request::User;
 use crate::status::{ApiError, ApiResult};
 
@@ -146,21 +148,41 @@ impl Chain {
     /// every validating half. `object` is `None` for deletes. Returns the warnings.
     pub async fn run(
         &self,
+        metrics: &Metrics,
         a: &Attributes<'_>,
         mut object: Option<&mut Value>,
     ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
+        let operation = a.operation.as_str();
         let handling = || self.plugins.iter().filter(|(_, p)| p.handles(a.operation));
-        for (_, plugin) in handling() {
-            if let Some(mutating) = plugin.mutating() {
-                warnings.extend(mutating.admit(a, object.as_deref_mut()).await?);
+        let step = Instant::now();
+        let admitted: ApiResult<()> = async {
+            for (name, plugin) in handling() {
+                let Some(mutating) = plugin.mutating() else { continue };
+                let started = Instant::now();
+                let admitted = mutating.admit(a, object.as_deref_mut()).await;
+                metrics.admission_controller(name, operation, Step::Admit, &admitted, started);
+                warnings.extend(admitted?);
             }
+            Ok(())
         }
-        for (_, plugin) in handling() {
-            if let Some(validating) = plugin.validating() {
-                warnings.extend(validating.validate(a, object.as_deref()).await?);
+        .await;
+        metrics.admission_step(operation, Step::Admit, &admitted, step);
+        admitted?;
+        let step = Instant::now();
+        let validated: ApiResult<()> = async {
+            for (name, plugin) in handling() {
+                let Some(validating) = plugin.validating() else { continue };
+                let started = Instant::now();
+                let validated = validating.validate(a, object.as_deref()).await;
+                metrics.admission_controller(name, operation, Step::Validate, &validated, started);
+                warnings.extend(validated?);
             }
+            Ok(())
         }
+        .await;
+        metrics.admission_step(operation, Step::Validate, &validated, step);
+        validated?;
         Ok(warnings)
     }
 }
@@ -172,12 +194,12 @@ pub async fn admit(
     a: &Attributes<'_>,
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
-    api.admission.run(a, Some(object)).await
+    api.admission.run(&api.metrics, a, Some(object)).await
 }
 
 /// Runs the server's admission chain on a delete.
 pub async fn admit_delete(api: &ApiServer, a: &Attributes<'_>) -> ApiResult<Vec<String>> {
-    api.admission.run(a, None).await
+    api.admission.run(&api.metrics, a, None).await
 }
 
 /// The object a delete removes, for the plugins that look at it (webhooks, policies);

@@ -432,7 +432,8 @@ mod tests {
             old: None,
             dry_run: false,
         };
-        let refused = chain.run(&a, Some(&mut serde_json::json!({}))).await.err();
+        let refused =
+            chain.run(&Default::default(), &a, Some(&mut serde_json::json!({}))).await.err();
         assert_eq!(
             refused.map(|e| e.message).as_deref(),
             Some(
