@@ -15,7 +15,8 @@
 //! New here: `namespace-controller`, `garbage-collector-controller`,
 //! `endpoints-controller` and `endpointslice-controller` (with what they share:
 //! [`endpointutil`]), the node controllers `node-ipam-controller`,
-//! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]), and the
+//! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]),
+//! `pod-garbage-collector-controller`, and the
 //! batch controllers `job-controller`, `cronjob-controller` and
 //! `ttl-after-finished-controller`.
 //!
@@ -38,6 +39,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeutil;
 pub mod ownership;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
@@ -69,13 +71,15 @@ pub const USER_AGENT: &str =
 /// kube-controller-manager's `--secure-port` default.
 pub const SECURE_PORT: u16 = 10257;
 
-/// The node controllers' settings (kube-controller-manager's node flags).
+/// The node controllers' and the pod garbage collector's settings
+/// (kube-controller-manager's node flags and `--terminated-pod-gc-threshold`).
 #[derive(Clone, Debug, Default)]
 pub struct NodeSettings {
     /// `--allocate-node-cidrs` with `--cluster-cidr` and `--node-cidr-mask-size`; `None`
     /// allocates none (upstream's default).
     pub ipam: Option<nodeipam::Settings>,
     pub lifecycle: nodelifecycle::Settings,
+    pub podgc: podgc::Settings,
 }
 
 /// The controller table, in upstream's names.
@@ -132,6 +136,12 @@ pub fn table(
             service_account: nodeutil::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(nodelifecycle::starter(nodes.lifecycle.clone())),
+        },
+        Descriptor {
+            name: podgc::NAME,
+            service_account: podgc::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(podgc::starter(nodes.podgc.clone())),
         },
         Descriptor {
             name: tainteviction::NAME,

@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::{Cluster, eventually, wait_for};
+use futures_util::{StreamExt, TryStreamExt};
 use keelson_api::k8s_openapi::api::coordination::v1::Lease;
 use keelson_api::k8s_openapi::api::core::v1::{Event, Node, Pod};
 use keelson_api::k8s_openapi::jiff::Timestamp;
-use keelson_controllers::{NodeSettings, nodeipam, nodelifecycle};
+use keelson_controllers::{NodeSettings, nodeipam, nodelifecycle, podgc};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::{Value, json};
 
 fn from<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
@@ -175,6 +178,7 @@ async fn a_lost_node_is_tainted_and_its_pods_evicted_after_their_toleration() ->
             eviction_rate: 10.0,
             ..nodelifecycle::Settings::default()
         },
+        ..NodeSettings::default()
     };
     let cluster = Cluster::start_with(0, settings).await?;
     let client = cluster.client.clone();
@@ -316,5 +320,65 @@ async fn no_schedule_taints_follow_conditions_and_cordons() -> Result<()> {
     nodes.patch_status("n1", &PatchParams::default(), &Patch::Strategic(&relieved)).await?;
     wait_for("no taints", || async { Ok(nodes.get("n1").await?) }, |n| taints(n).is_empty())
         .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pods_of_deleted_nodes_and_finished_pods_beyond_the_threshold_are_collected() -> Result<()>
+{
+    let settings = NodeSettings {
+        podgc: podgc::Settings {
+            terminated_pod_threshold: 2,
+            period: Duration::from_millis(200),
+            quarantine: Duration::from_secs(1),
+        },
+        ..NodeSettings::default()
+    };
+    let cluster = Cluster::start_with(0, settings).await?;
+    let client = cluster.client.clone();
+    create_node(&client, "keeper", "zone-a").await?;
+    create_node(&client, "gone", "zone-a").await?;
+    create_pod(&client, "orphan", "gone", json!([])).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Three finished pods, created in order: the oldest goes, two stay.
+    for name in ["done-1", "done-2", "done-3"] {
+        create_pod(&client, name, "keeper", json!([])).await?;
+        let finished = json!({ "status": { "phase": "Succeeded" } });
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&finished)).await?;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    eventually("the oldest finished pod collected", || async {
+        Ok(pods.get_opt("done-1").await?.is_none())
+    })
+    .await?;
+    assert!(pods.get_opt("done-2").await?.is_some() && pods.get_opt("done-3").await?.is_some());
+
+    // The node goes: after the quarantine its pod is marked failed and deleted.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let params = WatchParams::default().fields("metadata.name=orphan");
+    let mut seen = pods.watch(&params, "0").await?.boxed();
+    nodes.delete("gone", &DeleteParams::default()).await?;
+    let mut failed = None;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = seen.try_next().await? {
+            match event {
+                WatchEvent::Modified(pod) if condition(&pod, "DisruptionTarget").is_some() => {
+                    failed.get_or_insert(pod);
+                }
+                WatchEvent::Deleted(_) => break,
+                _ => {}
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    let failed = failed.expect("the pod marked failed before its delete");
+    assert_eq!(failed.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed"));
+    assert_eq!(
+        condition(&failed, "DisruptionTarget"),
+        Some(("True".into(), Some("DeletionByPodGC".into())))
+    );
+    assert!(pods.get_opt("orphan").await?.is_none());
+    assert!(pods.get_opt("done-2").await?.is_some(), "pods of nodes that exist stay");
     Ok(())
 }

@@ -61,6 +61,9 @@ pub struct ControllerManagerArgs {
     /// Zones of at most this many nodes stop tainting when partly unhealthy.
     #[arg(long, default_value_t = 50)]
     pub large_cluster_size_threshold: usize,
+    /// Finished pods kept before the oldest are deleted (0 keeps all).
+    #[arg(long, default_value_t = 12_500)]
+    pub terminated_pod_gc_threshold: usize,
     #[command(flatten)]
     pub serving: crate::secure::SecureServingArgs,
 }
@@ -118,6 +121,7 @@ impl ControllerManagerArgs {
             secondary_node_eviction_rate: 0.01,
             unhealthy_zone_threshold: 0.55,
             large_cluster_size_threshold: 50,
+            terminated_pod_gc_threshold: 12_500,
             cluster_signing_cert_file: Some(tls_dir.join("ca.crt")),
             cluster_signing_key_file: Some(tls_dir.join("ca.key")),
             kubeconfig,
@@ -164,6 +168,10 @@ pub async fn run(
             secondary_eviction_rate: args.secondary_node_eviction_rate,
             unhealthy_zone_threshold: args.unhealthy_zone_threshold,
             large_cluster_size_threshold: args.large_cluster_size_threshold,
+        },
+        podgc: keelson_controllers::podgc::Settings {
+            terminated_pod_threshold: args.terminated_pod_gc_threshold,
+            ..Default::default()
         },
     };
     let serving = args
