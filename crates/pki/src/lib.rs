@@ -199,17 +199,29 @@ impl Pki {
         tls::server_config(
             vec![self.serving_cert.clone()],
             self.serving_key.clone_key(),
+            &[self.ca.cert_der().clone()],
+        )
+    }
+
+    /// [`Pki::server_config`] that also accepts the front-proxy CA's client certificates,
+    /// for an API server that takes request headers from them (given this PKI's front
+    /// proxy, which tells those certificates apart; any other would read them as users).
+    pub fn server_config_with_front_proxy(&self) -> Result<Arc<rustls::ServerConfig>> {
+        tls::server_config(
+            vec![self.serving_cert.clone()],
+            self.serving_key.clone_key(),
             &self.client_roots(),
         )
     }
 
-    /// The CAs whose client certificates the API server's TLS accepts.
-    fn client_roots(&self) -> [CertificateDer<'static>; 1] {
-        [self.ca.cert_der().clone()]
+    /// The CAs whose client certificates an API server with a front proxy accepts.
+    fn client_roots(&self) -> [CertificateDer<'static>; 2] {
+        [self.ca.cert_der().clone(), self.front_proxy_ca.cert_der().clone()]
     }
 
-    /// [`Pki::server_config`] whose serving certificate can be renewed while the server
-    /// runs: pass a later [`Pki`] to [`Pki::serve_current`] with the returned handle.
+    /// [`Pki::server_config_with_front_proxy`] whose serving certificate can be renewed while
+    /// the server runs: pass a later [`Pki`] to [`Pki::serve_current`] with the returned
+    /// handle.
     pub fn reloadable_server_config(
         &self,
     ) -> Result<(Arc<rustls::ServerConfig>, Arc<ServingCert>)> {
