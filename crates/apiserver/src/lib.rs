@@ -333,6 +333,16 @@ async fn start(api: &Arc<ApiServer>) -> Result<(), Error> {
             message: e.message,
         })?;
     }
+    // The local APIServices exist from the first request (upstream's
+    // `autoregister-completion` readiness check); extension servers are checked after.
+    let stored = api
+        .store
+        .list(aggregator::controller::PREFIX, Default::default())
+        .await
+        .map_err(|e| Error::Bootstrap { name: "apiservices".into(), message: e.to_string() })?;
+    let stored: Vec<Arc<_>> = stored.items.into_iter().map(Arc::new).collect();
+    aggregator::controller::reconcile(api, &stored, false).await;
+    tokio::spawn(aggregator::controller::run(api.clone()));
     Ok(())
 }
 
