@@ -8,7 +8,6 @@
 //! `Healthy: False` with the reason as its message, as upstream's HTTP prober words it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -136,15 +135,9 @@ async fn http_probe(addr: SocketAddr) -> (&'static str, String, String) {
 /// `InsecureSkipVerify`); the error as Go's client words the common ones.
 async fn get_healthz(addr: SocketAddr) -> Result<(StatusCode, String), String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| dial_error(addr, &e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate::new()))
-        .with_no_client_auth();
+    let tls = keelson_pki::unverified_client_config().map_err(|e| e.to_string())?;
     let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
         .map_err(|e| format!("remote error: tls: {e}"))?;
@@ -181,49 +174,4 @@ fn dial_error(addr: SocketAddr, e: &std::io::Error) -> String {
         _ => e.to_string(),
     };
     format!("dial tcp {addr}: {why}")
-}
-
-/// Accepts any server certificate, checking only that the handshake is signed by it.
-#[derive(Debug)]
-struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
-
-impl AnyCertificate {
-    fn new() -> Self {
-        AnyCertificate(rustls::crypto::ring::default_provider().signature_verification_algorithms)
-    }
-}
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }

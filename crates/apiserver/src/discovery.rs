@@ -116,10 +116,17 @@ pub fn groups(api: &ApiServer, req: &Request) -> Response {
                     g.versions.iter().map(|v| version_discovery(&registry, g.name, v)).collect();
                 json!({ "metadata": { "name": g.name }, "versions": versions })
             })
+            .chain(remote_aggregated(api, &registry))
             .collect();
         return aggregated(items);
     }
-    let groups: Vec<Value> = registry.groups().iter().map(group_json).collect();
+    let remote = crate::aggregator::remote_groups(&api.aggregator.remote(), &registry);
+    let groups: Vec<Value> = registry
+        .groups()
+        .iter()
+        .map(group_json)
+        .chain(remote.iter().map(|(name, versions)| remote_group_json(name, versions)))
+        .collect();
     json_response(
         StatusCode::OK,
         &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }),
@@ -128,12 +135,14 @@ pub fn groups(api: &ApiServer, req: &Request) -> Response {
 
 pub fn group(api: &ApiServer, name: &str) -> ApiResult<Response> {
     let registry = api.registry();
-    let group = registry
-        .groups()
-        .into_iter()
-        .find(|g| g.name == name)
-        .ok_or_else(ApiError::path_not_found)?;
-    let mut value = group_json(&group);
+    let found = registry.groups().into_iter().find(|g| g.name == name).map(|g| group_json(&g));
+    let remote = || {
+        crate::aggregator::remote_groups(&api.aggregator.remote(), &registry)
+            .into_iter()
+            .find(|(group, _)| group == name)
+            .map(|(group, versions)| remote_group_json(&group, &versions))
+    };
+    let mut value = found.or_else(remote).ok_or_else(ApiError::path_not_found)?;
     value["kind"] = json!("APIGroup");
     value["apiVersion"] = json!("v1");
     Ok(json_response(StatusCode::OK, &value))
@@ -150,6 +159,85 @@ fn group_json(g: &keelson_api::GroupInfo) -> Value {
         "versions": versions,
         "preferredVersion": { "groupVersion": format!("{}/{}", g.name, g.preferred_version), "version": g.preferred_version },
     })
+}
+
+/// An extension server's group in `/apis`, from its APIServices (upstream's
+/// `convertToDiscoveryAPIGroup`): every version, available or not, the first preferred.
+fn remote_group_json(name: &str, versions: &[crate::aggregator::Remote]) -> Value {
+    let listed: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({ "groupVersion": format!("{name}/{}", v.version), "version": v.version }))
+        .collect();
+    json!({ "name": name, "versions": listed, "preferredVersion": listed.first().cloned().unwrap_or(Value::Null) })
+}
+
+/// Extension servers' groups in aggregated discovery, from the resource lists their
+/// availability checks read: `Current` while available; a version never read is left
+/// out.
+fn remote_aggregated(api: &ApiServer, registry: &Registry) -> Vec<Value> {
+    crate::aggregator::remote_groups(&api.aggregator.remote(), registry)
+        .into_iter()
+        .filter_map(|(name, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .filter_map(|v| {
+                    let list = v.resources.as_ref()?;
+                    let freshness = if v.available { "Current" } else { "Stale" };
+                    Some(json!({ "version": v.version, "resources": resource_list_v2(list), "freshness": freshness }))
+                })
+                .collect();
+            (!versions.is_empty())
+                .then(|| json!({ "metadata": { "name": name }, "versions": versions }))
+        })
+        .collect()
+}
+
+/// An `APIResourceList`'s resources in aggregated discovery's form.
+fn resource_list_v2(list: &Value) -> Vec<Value> {
+    let entries: Vec<&Value> = list["resources"].as_array().into_iter().flatten().collect();
+    let kind = |e: &Value| {
+        json!({
+            "group": e["group"].as_str().unwrap_or(""),
+            "version": e["version"].as_str().unwrap_or(""),
+            "kind": e["kind"].as_str().unwrap_or(""),
+        })
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?;
+            if name.contains('/') {
+                return None;
+            }
+            let prefix = format!("{name}/");
+            let subresources: Vec<Value> = entries
+                .iter()
+                .filter_map(|s| {
+                    let sub = s["name"].as_str()?.strip_prefix(prefix.as_str())?;
+                    Some(
+                        json!({ "subresource": sub, "responseKind": kind(s), "verbs": s["verbs"] }),
+                    )
+                })
+                .collect();
+            let namespaced = e["namespaced"].as_bool().unwrap_or(false);
+            let mut entry = json!({
+                "resource": name,
+                "responseKind": kind(e),
+                "scope": if namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": e["singularName"].as_str().unwrap_or(""),
+                "verbs": e["verbs"],
+            });
+            for field in ["shortNames", "categories"] {
+                if e[field].as_array().is_some_and(|a| !a.is_empty()) {
+                    entry[field] = e[field].clone();
+                }
+            }
+            if !subresources.is_empty() {
+                entry["subresources"] = Value::Array(subresources);
+            }
+            Some(entry)
+        })
+        .collect()
 }
 
 fn served<'a>(

@@ -9,6 +9,7 @@
 //! that touches the store.
 
 pub mod admission;
+pub mod aggregator;
 mod answer;
 pub mod apply;
 pub mod audit;
@@ -96,6 +97,10 @@ pub struct Config {
     pub service_accounts: Option<authn::serviceaccount::Config>,
     /// Where ComponentStatus probes the controller manager and the scheduler.
     pub components: componentstatus::Components,
+    /// The front proxy: request-header authentication, the certificate extension API
+    /// servers are called with, the trust published for them; `None` takes no request
+    /// headers and reaches no extension server (its APIServices stay unavailable).
+    pub front_proxy: Option<aggregator::FrontProxy>,
 }
 
 impl Config {
@@ -115,6 +120,7 @@ impl Config {
             admission_plugins: Default::default(),
             service_accounts: None,
             components: Default::default(),
+            front_proxy: None,
         }
     }
 }
@@ -139,6 +145,10 @@ pub struct ApiServer {
     components: componentstatus::Components,
     /// Requests, watch events, admission and store metrics, served at `/metrics`.
     metrics: metrics::Metrics,
+    /// Who may name users in request headers; `None` without a front proxy.
+    request_header: Option<authn::requestheader::RequestHeader>,
+    /// The aggregation layer's state: the front proxy and the Service-backed APIServices.
+    aggregator: aggregator::Aggregator,
 }
 
 impl ApiServer {
@@ -247,6 +257,14 @@ impl ApiServer {
             })?),
             None => None,
         };
+        let request_header = match &config.front_proxy {
+            Some(front_proxy) => {
+                Some(authn::requestheader::RequestHeader::new(front_proxy).map_err(|e| {
+                    Error::Bootstrap { name: "front-proxy CA".into(), message: e.to_string() }
+                })?)
+            }
+            None => None,
+        };
         let config = Config { store, encryption: None, service_accounts: None, ..config };
         let caches = Arc::new(cache::Caches::new(config.store.clone()));
         let sources = admission::lister::Sources::new(caches.clone(), config.store.clone());
@@ -274,6 +292,8 @@ impl ApiServer {
             custom: crd::Served::default(),
             components: config.components,
             metrics,
+            request_header,
+            aggregator: aggregator::Aggregator::new(config.front_proxy),
         });
         server.attach(&api);
         Ok(api)
@@ -314,6 +334,22 @@ async fn start(api: &Arc<ApiServer>) -> Result<(), Error> {
     let crds: Vec<Arc<_>> = crds.items.into_iter().map(Arc::new).collect();
     crd::controller::reconcile_all(api, &crds).await;
     tokio::spawn(crd::controller::run(api.clone()));
+    if let Some(front_proxy) = api.aggregator.front_proxy() {
+        authn::requestheader::publish(api, front_proxy).await.map_err(|e| Error::Bootstrap {
+            name: "kube-system/extension-apiserver-authentication".into(),
+            message: e.message,
+        })?;
+    }
+    // The local APIServices exist from the first request (upstream's
+    // `autoregister-completion` readiness check); extension servers are checked after.
+    let stored = api
+        .store
+        .list(aggregator::controller::PREFIX, Default::default())
+        .await
+        .map_err(|e| Error::Bootstrap { name: "apiservices".into(), message: e.to_string() })?;
+    let stored: Vec<Arc<_>> = stored.items.into_iter().map(Arc::new).collect();
+    aggregator::controller::reconcile(api, &stored, false).await;
+    tokio::spawn(aggregator::controller::run(api.clone()));
     Ok(())
 }
 

@@ -31,6 +31,11 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
     let mut req = req;
     req.user = crate::authn::impersonate(api, req.user.clone(), &req.headers).await?;
     crate::auth::authorize_request(api, &req).await?;
+    if let ["apis", group, version, ..] = segments.as_slice()
+        && let Some(remote) = api.aggregator.backing(group, version)
+    {
+        return Ok(crate::aggregator::proxy::handle(api, &remote, req).await);
+    }
     if req.method != Method::GET && segments.len() <= 3 && !is_resource_path(&segments) {
         return Err(ApiError::method_not_supported("", "", req.method.as_str()));
     }

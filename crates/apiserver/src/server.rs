@@ -45,7 +45,7 @@ pub(crate) async fn accept_loop(
     shutdown: watch::Receiver<bool>,
 ) {
     keelson_serving::serve(listener, tls, shutdown, move |peer| {
-        let user = identify(peer);
+        let user = identify(&api, peer);
         let (api, addr) = (api.clone(), peer.addr);
         move |req: http::Request<Incoming>| {
             let (api, user) = (api.clone(), user.clone());
@@ -55,27 +55,45 @@ pub(crate) async fn accept_loop(
     .await
 }
 
-/// Who a connection's client certificate names: anonymous without one, `None` for one
-/// without a usable identity.
-fn identify(peer: &keelson_serving::Peer) -> Option<User> {
-    match peer.identity() {
+/// Who a connection is, from its client certificate.
+#[derive(Clone)]
+enum Identity {
+    /// Anonymous without a certificate, the user the cluster CA's certificate names, or
+    /// `None` for a certificate without a usable identity.
+    Certificate(Option<User>),
+    /// A front proxy (the front-proxy CA signed its certificate): each request names
+    /// its user in request headers, if the proxy's name is allowed.
+    FrontProxy(crate::authn::requestheader::Proxy),
+}
+
+fn identify(api: &ApiServer, peer: &keelson_serving::Peer) -> Identity {
+    if let (Some(cert), Some(request_header)) = (&peer.certificate, &api.request_header)
+        && let Some(proxy) = request_header.front_proxy(cert)
+    {
+        return Identity::FrontProxy(proxy);
+    }
+    Identity::Certificate(match peer.identity() {
         None => Some(User::anonymous()),
         Some(identity) => {
             identity.map(|id| User { name: id.user, groups: id.groups, ..Default::default() })
         }
-    }
+    })
 }
 
 async fn handle(
     api: &ApiServer,
-    user: Option<User>,
+    identity: Identity,
     peer: SocketAddr,
     req: http::Request<Incoming>,
 ) -> Response {
     let received = crate::audit::received_now();
-    let (parts, body) = req.into_parts();
-    let Some(user) = user else {
-        return error_response(&ApiError::unauthorized());
+    let (mut parts, body) = req.into_parts();
+    let user = match identity {
+        Identity::Certificate(user) => user,
+        Identity::FrontProxy(crate::authn::requestheader::Proxy::Allowed) => {
+            crate::authn::requestheader::user(&mut parts.headers)
+        }
+        Identity::FrontProxy(crate::authn::requestheader::Proxy::Refused) => None,
     };
     // A body that never finishes (shorter than its Content-Length, or trickled) is
     // bounded by the request's deadline, as upstream's timeout filter bounds it.
@@ -98,6 +116,11 @@ async fn handle(
                 "cannot read the request body: {e}"
             )));
         }
+    };
+    // Refused only now that the body is read: a client still sending it when the 401
+    // comes could miss the answer.
+    let Some(user) = user else {
+        return error_response(&ApiError::unauthorized());
     };
     // A bearer token authenticates a request without a client certificate.
     let user = match crate::authn::bearer(&parts.headers) {

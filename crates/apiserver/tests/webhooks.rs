@@ -23,23 +23,13 @@ type Seen = Arc<Mutex<Vec<Value>>>;
 
 /// An HTTPS webhook server on a random port; returns its address and CA bundle (PEM).
 async fn webhook_server(seen: Seen) -> Result<(SocketAddr, String)> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = rcgen::KeyPair::generate()?;
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
+    let (cert, key, ca_pem) = common::serving_certificate("127.0.0.1")?;
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )?;
+    .with_single_cert(vec![cert], key)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -58,7 +48,7 @@ async fn webhook_server(seen: Seen) -> Result<(SocketAddr, String)> {
             });
         }
     });
-    Ok((addr, ca.pem()))
+    Ok((addr, ca_pem))
 }
 
 async fn answer(req: http::Request<Incoming>, seen: Seen) -> http::Response<Full<bytes::Bytes>> {

@@ -91,6 +91,7 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
             pki.ca_pem(),
         )),
         components: components(&config),
+        front_proxy: Some(keelson_apiserver::aggregator::FrontProxy::from_pki(&pki)),
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -37,27 +37,43 @@ pub(crate) struct Ca {
 }
 
 impl Ca {
-    /// Loads the CA from `dir`, or creates it if neither file exists.
+    /// Loads the cluster CA from `dir`, or creates it if neither file exists.
     pub(crate) fn load_or_create(dir: &Path) -> Result<Ca> {
-        let cert_path = dir.join(CA_CERT);
-        let key_path = dir.join(CA_KEY);
+        Self::load_or_create_named(dir, CA_CERT, CA_KEY, "keelson-ca")
+    }
+
+    /// Loads the CA `cert_name`/`key_name` from `dir`, or creates it (CN
+    /// `<cn_prefix>@<unix time>`) if neither file exists: the cluster CA and the
+    /// front-proxy CA.
+    pub(crate) fn load_or_create_named(
+        dir: &Path,
+        cert_name: &str,
+        key_name: &str,
+        cn_prefix: &str,
+    ) -> Result<Ca> {
+        let cert_path = dir.join(cert_name);
+        let key_path = dir.join(key_name);
         let cert_pem = files::read_optional(&cert_path)?;
         let key_pem = files::read_optional(&key_path)?;
         match (cert_pem, key_pem) {
-            (None, None) => Self::create(&cert_path, &key_path),
+            (None, None) => Self::create(&cert_path, &key_path, cn_prefix),
             (Some(c), Some(k)) => Self::load(&cert_path, &c, &key_path, &k),
-            (Some(_), None) => Err(Error::ca(&key_path, "file is missing but ca.crt exists")),
-            (None, Some(_)) => Err(Error::ca(&cert_path, "file is missing but ca.key exists")),
+            (Some(_), None) => {
+                Err(Error::ca(&key_path, format!("file is missing but {cert_name} exists")))
+            }
+            (None, Some(_)) => {
+                Err(Error::ca(&cert_path, format!("file is missing but {key_name} exists")))
+            }
         }
     }
 
-    fn create(cert_path: &Path, key_path: &Path) -> Result<Ca> {
+    fn create(cert_path: &Path, key_path: &Path, cn_prefix: &str) -> Result<Ca> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(Error::generate("ca private key"))?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, format!("keelson-ca@{}", now.unix_timestamp()));
+        name.push(DnType::CommonName, format!("{cn_prefix}@{}", now.unix_timestamp()));
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -72,7 +88,7 @@ impl Ca {
         // of quietly minting a second CA.
         files::write_atomic(key_path, key.serialize_pem().as_bytes(), PRIVATE)?;
         files::write_atomic(cert_path, cert.pem().as_bytes(), PUBLIC)?;
-        tracing::info!(path = %cert_path.display(), "generated a new cluster ca");
+        tracing::info!(path = %cert_path.display(), "generated a new ca");
         Self::from_parts(cert_path, cert.der().clone(), key)
     }
 

@@ -9,6 +9,11 @@
 //! | `ca.crt`, `ca.key`            | 0600, 0600 | cluster CA, ECDSA P-256, 10 years            |
 //! | `serving-kube-apiserver.crt`, `.key` | 0600, 0600 | API server certificate, 90 days, re-issued 30 days before expiry |
 //! | `service.key`                 | 0600 | service account token signing key, ECDSA P-256     |
+//! | `front-proxy-ca.crt`, `.key`  | 0600, 0600 | front-proxy CA (kube-aggregator's `--requestheader-client-ca-file`), ECDSA P-256, 10 years |
+//!
+//! The front-proxy client certificate (CN `front-proxy-client`, 90 days), with which the API
+//! server authenticates to extension API servers, is issued by the front-proxy CA at each
+//! [`Pki::ensure`] and kept in memory only.
 //!
 //! [`Pki::ensure`] loads what exists and creates what is missing; it is idempotent and safe to
 //! call on every start. Leaf certificates are derived material and are re-issued (with the reason
@@ -45,7 +50,10 @@ pub use crate::csr::{
 pub use crate::error::{Error, Result};
 pub use crate::service_account::{SERVICE_ACCOUNT_KEY, ServiceAccountKey};
 pub use crate::serving::{host_addresses, load_serving, self_signed_serving};
-pub use crate::tls::{ServingCert, anonymous_client_config, client_config, secure_port_config};
+pub use crate::tls::{
+    ClientCaVerifier, ServingCert, anonymous_client_config, client_config, client_config_trusting,
+    secure_port_config, unverified_client_config,
+};
 
 /// File names inside the TLS directory.
 pub mod file_names {
@@ -57,7 +65,17 @@ pub mod file_names {
     pub const SERVING_CERT: &str = "serving-kube-apiserver.crt";
     /// The API server's serving key.
     pub const SERVING_KEY: &str = "serving-kube-apiserver.key";
+    /// The front-proxy CA certificate: it signs the client certificate the API server
+    /// proxies to extension API servers with, and only that.
+    pub const FRONT_PROXY_CA_CERT: &str = "front-proxy-ca.crt";
+    /// The front-proxy CA private key.
+    pub const FRONT_PROXY_CA_KEY: &str = "front-proxy-ca.key";
 }
+
+/// The common name of the front-proxy client certificate: the one name extension API
+/// servers (and the API server itself) accept request headers from
+/// (`--requestheader-allowed-names`, as kubeadm and k3s set it).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 /// How long the leaf certificates the CA signs live at most: client, serving and CSR-issued.
 pub const LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
@@ -68,6 +86,9 @@ pub struct Pki {
     ca: Arc<ca::Ca>,
     serving_cert: CertificateDer<'static>,
     serving_key: PrivateKeyDer<'static>,
+    front_proxy_ca: ca::Ca,
+    /// The front-proxy client certificate and key, PEM.
+    front_proxy_client: (String, String),
 }
 
 /// What [`Pki::ensure`] needs beyond the TLS directory.
@@ -97,7 +118,31 @@ impl Pki {
         files::ensure_dir(tls_dir)?;
         let ca = ca::Ca::load_or_create(tls_dir)?;
         let (serving_cert, serving_key) = serving::ensure(tls_dir, &ca, options)?;
-        Ok(Pki { ca: Arc::new(ca), serving_cert, serving_key })
+        let front_proxy_ca = ca::Ca::load_or_create_named(
+            tls_dir,
+            file_names::FRONT_PROXY_CA_CERT,
+            file_names::FRONT_PROXY_CA_KEY,
+            "keelson-front-proxy-ca",
+        )?;
+        let front_proxy_client = client::issue(&front_proxy_ca, FRONT_PROXY_CLIENT, &[])?;
+        Ok(Pki { ca: Arc::new(ca), serving_cert, serving_key, front_proxy_ca, front_proxy_client })
+    }
+
+    /// The front-proxy CA certificate, PEM (`requestheader-client-ca-file`).
+    pub fn front_proxy_ca_pem(&self) -> &str {
+        self.front_proxy_ca.cert_pem()
+    }
+
+    /// The front-proxy client certificate and key, PEM: what the API server presents to
+    /// extension API servers (`--proxy-client-cert-file`, `--proxy-client-key-file`).
+    pub fn front_proxy_client(&self) -> (&str, &str) {
+        (&self.front_proxy_client.0, &self.front_proxy_client.1)
+    }
+
+    /// Issues a client certificate signed by the front-proxy CA, for tests of
+    /// request-header authentication.
+    pub fn issue_front_proxy_client(&self, user: &str) -> Result<(String, String)> {
+        client::issue(&self.front_proxy_ca, user, &[])
     }
 
     /// The CA certificate, PEM.
@@ -154,12 +199,29 @@ impl Pki {
         tls::server_config(
             vec![self.serving_cert.clone()],
             self.serving_key.clone_key(),
-            self.ca.cert_der(),
+            &[self.ca.cert_der().clone()],
         )
     }
 
-    /// [`Pki::server_config`] whose serving certificate can be renewed while the server
-    /// runs: pass a later [`Pki`] to [`Pki::serve_current`] with the returned handle.
+    /// [`Pki::server_config`] that also accepts the front-proxy CA's client certificates,
+    /// for an API server that takes request headers from them (given this PKI's front
+    /// proxy, which tells those certificates apart; any other would read them as users).
+    pub fn server_config_with_front_proxy(&self) -> Result<Arc<rustls::ServerConfig>> {
+        tls::server_config(
+            vec![self.serving_cert.clone()],
+            self.serving_key.clone_key(),
+            &self.client_roots(),
+        )
+    }
+
+    /// The CAs whose client certificates an API server with a front proxy accepts.
+    fn client_roots(&self) -> [CertificateDer<'static>; 2] {
+        [self.ca.cert_der().clone(), self.front_proxy_ca.cert_der().clone()]
+    }
+
+    /// [`Pki::server_config_with_front_proxy`] whose serving certificate can be renewed while
+    /// the server runs: pass a later [`Pki`] to [`Pki::serve_current`] with the returned
+    /// handle.
     pub fn reloadable_server_config(
         &self,
     ) -> Result<(Arc<rustls::ServerConfig>, Arc<ServingCert>)> {
@@ -167,7 +229,7 @@ impl Pki {
             vec![self.serving_cert.clone()],
             self.serving_key.clone_key(),
         )?);
-        Ok((tls::reloadable_server_config(serving.clone(), self.ca.cert_der())?, serving))
+        Ok((tls::reloadable_server_config(serving.clone(), &self.client_roots())?, serving))
     }
 
     /// Makes `serving` hand out this PKI's serving certificate from the next handshake;

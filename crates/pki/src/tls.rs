@@ -71,23 +71,54 @@ impl ResolvesServerCert for ServingCert {
 }
 
 /// The API server's configuration: serving chain and key, ALPN, optional client certificates
-/// verified against `ca`.
+/// verified against any of `cas`.
 pub(crate) fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    ca: &CertificateDer<'static>,
+    cas: &[CertificateDer<'static>],
 ) -> Result<Arc<ServerConfig>> {
-    reloadable_server_config(Arc::new(ServingCert::new(chain, key)?), ca)
+    reloadable_server_config(Arc::new(ServingCert::new(chain, key)?), cas)
 }
 
 /// The API server's configuration, serving whatever `serving` holds at each handshake.
 pub(crate) fn reloadable_server_config(
     serving: Arc<ServingCert>,
-    ca: &CertificateDer<'static>,
+    cas: &[CertificateDer<'static>],
 ) -> Result<Arc<ServerConfig>> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).map_err(|source| Error::Tls { side: "server", source })?;
+    for ca in cas {
+        roots.add(ca.clone()).map_err(|source| Error::Tls { side: "server", source })?;
+    }
     config_with(serving, Some(roots))
+}
+
+/// Whether a client certificate (already accepted by the TLS handshake) chains to one of
+/// the CAs of `ca_pem`: how the API server tells front-proxy certificates, which carry
+/// request headers, from the cluster CA's, which name their user.
+pub struct ClientCaVerifier {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl ClientCaVerifier {
+    pub fn new(ca_pem: &str) -> Result<ClientCaVerifier> {
+        let roots = roots_from_pem(ca_pem, "client ca pem")?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(Error::Verifier)?;
+        Ok(ClientCaVerifier { verifier })
+    }
+
+    /// Whether `cert` is signed by one of the CAs and valid now.
+    pub fn verifies(&self, cert: &CertificateDer<'_>) -> bool {
+        let now = rustls::pki_types::UnixTime::now();
+        self.verifier.verify_client_cert(cert, &[], now).is_ok()
+    }
+}
+
+impl std::fmt::Debug for ClientCaVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientCaVerifier")
+    }
 }
 
 /// A component's secure port (the controller manager's): the serving chain and key, ALPN
@@ -178,4 +209,84 @@ fn client_builder(
         .with_safe_default_protocol_versions()
         .map_err(|source| Error::Tls { side: "client", source })?
         .with_root_certificates(roots))
+}
+
+/// A client configuration presenting `client_cert_pem`/`client_key_pem` that trusts
+/// `ca_pem`, or — without one — any server certificate at all: what an APIService with
+/// `insecureSkipTLSVerify` asks for, and what kube-aggregator's availability probe uses.
+pub fn client_config_trusting(
+    ca_pem: Option<&str>,
+    client_cert_pem: &str,
+    client_key_pem: &str,
+) -> Result<Arc<ClientConfig>> {
+    if let Some(ca_pem) = ca_pem {
+        return client_config(ca_pem, client_cert_pem, client_key_pem);
+    }
+    let chain = CertificateDer::pem_slice_iter(client_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::input("client certificate pem", e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(client_key_pem.as_bytes())
+        .map_err(|e| Error::input("client key pem", e.to_string()))?;
+    let config = unverified_builder()?
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| Error::Tls { side: "client", source })?;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that presents no certificate and accepts any server's (Go's
+/// `InsecureSkipVerify`): for probes that only ask whether something answers, such as
+/// ComponentStatus's.
+pub fn unverified_client_config() -> Result<Arc<ClientConfig>> {
+    Ok(Arc::new(unverified_builder()?.with_no_client_auth()))
+}
+
+fn unverified_builder()
+-> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>> {
+    let provider = provider();
+    Ok(ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Tls { side: "client", source })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider))))
+}
+
+/// Accepts any server certificate, checking only that the handshake is signed by it.
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -323,3 +323,29 @@ fn invalid_extra_san_is_an_error() -> Result<()> {
     assert!(err.to_string().contains("bücher.example"), "{err}");
     Ok(())
 }
+
+/// The front-proxy CA is its own CA, kept like the cluster CA; its client certificate
+/// names `front-proxy-client`, and only its certificates verify against it.
+#[test]
+fn the_front_proxy_ca_is_separate_and_signs_the_proxy_client() -> Result<()> {
+    use keelson_pki::file_names::{FRONT_PROXY_CA_CERT, FRONT_PROXY_CA_KEY};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("tls");
+    let pki = Pki::ensure(&dir, &PkiOptions::default())?;
+    assert_eq!(mode(&dir.join(FRONT_PROXY_CA_KEY))?, 0o600);
+    assert_eq!(read(&dir, FRONT_PROXY_CA_CERT)?, pki.front_proxy_ca_pem());
+    assert_ne!(pki.front_proxy_ca_pem(), pki.ca_pem());
+    let again = Pki::ensure(&dir, &PkiOptions::default())?;
+    assert_eq!(again.front_proxy_ca_pem(), pki.front_proxy_ca_pem(), "kept");
+
+    let front_proxy = keelson_pki::ClientCaVerifier::new(pki.front_proxy_ca_pem())?;
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes());
+    let proxy = der(pki.front_proxy_client().0)?;
+    assert!(front_proxy.verifies(&proxy));
+    assert_eq!(keelson_pki::identity_from_der(&proxy)?.user, keelson_pki::FRONT_PROXY_CLIENT);
+    let (admin, _) = pki.issue_client("system:admin", &["system:masters"])?;
+    assert!(!front_proxy.verifies(&der(&admin)?), "the cluster CA's is not a front proxy's");
+    Ok(())
+}

@@ -172,3 +172,28 @@ fn pki_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Pki>();
 }
+
+/// The front-proxy CA's certificates reach only a server configured to tell them apart.
+#[tokio::test]
+async fn front_proxy_certificates_reach_only_a_server_with_a_front_proxy() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let pki = Pki::ensure(tmp.path(), &PkiOptions::default())?;
+    let (cert, key) = pki.front_proxy_client();
+    let config = client_config(pki.ca_pem(), cert, key)?;
+
+    let (listener, acceptor) = server(&pki).await?;
+    let addr = listener.local_addr()?;
+    let (seen, _) =
+        tokio::join!(serve_one(&listener, &acceptor), talk(addr, config.clone(), "localhost"));
+    assert!(seen.is_err(), "a plain server accepted a front proxy: {seen:?}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let acceptor = TlsAcceptor::from(pki.server_config_with_front_proxy()?);
+    let addr = listener.local_addr()?;
+    let (seen, answer) =
+        tokio::join!(serve_one(&listener, &acceptor), talk(addr, config, "localhost"));
+    let identity = seen?.identity.context("the certificate")?;
+    assert_eq!(identity.user, keelson_pki::FRONT_PROXY_CLIENT);
+    assert_eq!(answer?, "ok");
+    Ok(())
+}

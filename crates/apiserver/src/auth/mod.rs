@@ -281,15 +281,7 @@ pub(crate) async fn write_subresource(
     revision: i64,
     subresource: Option<&str>,
 ) -> Result<(), ApiError> {
-    let object = crate::registry::prepare_update(
-        place.info,
-        existing,
-        updated,
-        subresource,
-        &Default::default(),
-        &mut Vec::new(),
-    )?;
-    api.objects.replace(place, object, revision, false).await.map(drop)
+    api.objects.rewrite(place, existing, updated, revision, subresource).await.map(drop)
 }
 
 /// Authorizes a request as the filter chain does, after authentication.

@@ -7,6 +7,7 @@
 //! authenticate is a 401, with the reason in the server log only.
 
 pub mod bootstrap;
+pub mod requestheader;
 pub mod serviceaccount;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ pub mod validation;
 // Each resource's strategy, by group: `<group>/<resource>.rs`, registered in
 // `strategy::BUILTIN`.
 mod apiextensions;
+mod apiregistration;
 mod apps;
 mod autoscaling;
 mod batch;
@@ -385,6 +386,23 @@ impl Objects {
             .await
             .map_err(|e| place.store_error(e))?;
         Ok(stamp(object, revision))
+    }
+
+    /// Replaces `existing`, stored at `revision`, with `updated` as the server writes
+    /// its own objects: the generic update rules of `subresource` (no field validation,
+    /// warnings or admission).
+    pub async fn rewrite(
+        &self,
+        place: Place<'_>,
+        existing: &Value,
+        updated: Value,
+        revision: Revision,
+        subresource: Option<&str>,
+    ) -> ApiResult<Value> {
+        let check = Default::default();
+        let object =
+            prepare_update(place.info, existing, updated, subresource, &check, &mut Vec::new())?;
+        self.replace(place, object, revision, false).await
     }
 
     pub async fn remove(

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::selector::SelectableField;
 use super::{
-    apiextensions, apps, autoscaling, batch, certificates, coordination, core, discovery, events,
-    networking, policy, rbac, scheduling, storage,
+    apiextensions, apiregistration, apps, autoscaling, batch, certificates, coordination, core,
+    discovery, events, networking, policy, rbac, scheduling, storage,
 };
 use crate::meta::NameRule;
 use crate::request::User;
@@ -265,7 +265,7 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     ("", "secrets", &core::secrets::Secrets),
     ("", "serviceaccounts", &Simple::printed(table::core::SERVICE_ACCOUNT)),
     ("", "services", &core::services::Services),
-    ("apiregistration.k8s.io", "apiservices", &Simple::printed(table::extensions::API_SERVICE)),
+    ("apiregistration.k8s.io", "apiservices", &apiregistration::apiservices::ApiServices),
     ("apps", "controllerrevisions", &Simple::printed(table::workloads::CONTROLLER_REVISION)),
     ("apps", "daemonsets", &apps::daemonsets::DaemonSets),
     ("apps", "deployments", &apps::deployments::Deployments),

@@ -187,7 +187,8 @@ impl TestServer {
                 pki.ca_pem(),
             )),
             components,
-            ..keelson_apiserver::Config::loopback(store, pki.server_config()?)
+            front_proxy: Some(keelson_apiserver::aggregator::FrontProxy::from_pki(&pki)),
+            ..keelson_apiserver::Config::loopback(store, pki.server_config_with_front_proxy()?)
         })
         .await?;
         let url = format!("https://127.0.0.1:{}", running.local_addr.port());
@@ -509,6 +510,26 @@ impl TestServer {
         let body = std::fs::read(&body_file).unwrap_or_default();
         Ok(Raw { status, headers, body })
     }
+}
+
+/// A serving certificate for `name` signed by a fresh CA: the certificate, its key and
+/// the CA (PEM), for the HTTPS servers tests start (webhooks, extension API servers).
+pub fn serving_certificate(
+    name: &str,
+) -> Result<(
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+    String,
+)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
+    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    Ok((cert.der().clone(), key, ca.pem()))
 }
 
 fn uuid_like() -> u128 {

@@ -10,7 +10,7 @@ use crate::status::Cause;
 
 const DNS1035: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
-fn dns1035_problem(s: &str) -> Option<String> {
+pub(crate) fn dns1035_problem(s: &str) -> Option<String> {
     let shape_ok = s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.ends_with('-');
