@@ -207,6 +207,13 @@ async fn kubectl_creates_a_job_from_a_cronjob_and_history_keeps_the_newest() -> 
     })
     .await?;
 
+    // Start times have whole seconds and ties go by name ("manual" < "report-…"), as
+    // upstream orders them: the manual run must start in a later second to be the newer.
+    let first = jobs.get(&scheduled).await?;
+    let started = first.status.and_then(|s| s.start_time).map(|t| t.0.as_second()).unwrap_or(0);
+    while Timestamp::now().as_second() <= started {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let out = cluster.kubectl(&["create", "job", "manual", "--from=cronjob/report"]).await?;
     assert!(out.contains("job.batch/manual created"), "{out}");
     let manual = jobs.get("manual").await?;

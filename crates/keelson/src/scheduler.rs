@@ -57,7 +57,9 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let settings = settings(&args)?;
-    let (client, _) = keelson_runtime::credentials::from_kubeconfig(&args.kubeconfig).await?;
+    let (_, config) = keelson_runtime::credentials::from_kubeconfig(&args.kubeconfig).await?;
+    let client =
+        keelson_runtime::credentials::with_user_agent(config, keelson_scheduler::USER_AGENT)?;
     let serving = args
         .serving
         .config("kube-scheduler", keelson_scheduler::SECURE_PORT, &args.kubeconfig, &client)

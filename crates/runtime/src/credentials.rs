@@ -40,6 +40,13 @@ pub async fn from_kubeconfig(path: &Path) -> Result<(Client, Config), Error> {
     Ok((client, config))
 }
 
+/// A client like `config`'s that names itself `agent` (the `User-Agent` whose first word
+/// the API server records as the field manager of its writes).
+pub fn with_user_agent(mut config: Config, agent: &'static str) -> Result<Client, Error> {
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(agent)));
+    Ok(Client::try_from(config)?)
+}
+
 /// How controllers get their clients.
 #[derive(Clone)]
 pub enum Credentials {

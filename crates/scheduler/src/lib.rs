@@ -43,6 +43,10 @@ pub const LEASE_NAMESPACE: &str = "kube-system";
 /// kube-scheduler's `--secure-port` default.
 pub const SECURE_PORT: u16 = 10259;
 
+/// What the scheduler calls itself to the API server, so its writes are recorded in
+/// `managedFields` under upstream's manager name, `kube-scheduler`.
+pub const USER_AGENT: &str = concat!("kube-scheduler/v", env!("CARGO_PKG_VERSION"), " (keelson)");
+
 /// How often parked pods are checked against the 5-minute limit (upstream: 30 s).
 const FLUSH_UNSCHEDULABLE: Duration = Duration::from_secs(30);
 

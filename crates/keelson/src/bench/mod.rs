@@ -1,6 +1,7 @@
 //! `keelson bench …`: benchmarks whose figures go into issue notes.
 
 mod api;
+mod controllers;
 mod scheduler;
 mod store;
 
@@ -12,6 +13,9 @@ pub enum Command {
     Api(api::ApiArgs),
     /// The scheduler on scheduler_perf's workloads, through a `keelson server` started here.
     Scheduler(scheduler::SchedulerArgs),
+    /// The controller manager on hollow nodes: a large Deployment, its rolling update,
+    /// namespaces deleted, and the controller manager's memory and CPU.
+    Controllers(controllers::ControllersArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,5 +29,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Store(args) => store::run(args).await,
         Command::Api(args) => api::run(args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
+        Command::Controllers(args) => controllers::run(args).await,
     }
 }

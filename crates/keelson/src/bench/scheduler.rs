@@ -11,7 +11,6 @@
 //! and the scheduler share the machine's CPUs.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::Output;
-use super::api::server::ServerProcess;
+use super::api::server::{Component, ServerProcess};
 
 /// Clients creating objects at once.
 const CREATORS: usize = 32;
@@ -229,48 +228,6 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scheduler, this binary started again, killed and reaped on drop.
-struct SchedulerProcess(Child);
-
-impl Drop for SchedulerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl SchedulerProcess {
-    fn start(kubeconfig: &std::path::Path) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the keelson binary")?;
-        let child = Command::new(exe)
-            .args(["scheduler", "--leader-elect=false", "--secure-port", "0", "--kubeconfig"])
-            .arg(kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start keelson scheduler")?;
-        Ok(SchedulerProcess(child))
-    }
-
-    /// `VmRSS` or `VmHWM`, in MiB.
-    fn memory_mb(&self, field: &str) -> anyhow::Result<f64> {
-        super::api::server::memory_mb(self.0.id(), field)
-    }
-
-    /// User and system CPU seconds so far.
-    fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let path = format!("/proc/{}/stat", self.0.id());
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        Ok((field(11) + field(12)) / 100.0)
-    }
-}
-
 fn node(name: &str, zone: &str) -> anyhow::Result<Node> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -385,7 +342,13 @@ async fn measure(workload: Workload, args: &SchedulerArgs) -> anyhow::Result<Fig
             .create(&PostParams::default(), &class)
             .await?;
     }
-    let scheduler = SchedulerProcess::start(&server.data_dir().join("cred/scheduler.kubeconfig"))?;
+    let kubeconfig = server.data_dir().join("cred/scheduler.kubeconfig");
+    let mut args: Vec<std::ffi::OsString> =
+        ["scheduler", "--leader-elect=false", "--secure-port=0", "--kubeconfig"]
+            .map(Into::into)
+            .into();
+    args.push(kubeconfig.into_os_string());
+    let scheduler = Component::start(&args)?;
 
     let zones = workload.zones();
     create_all(Api::<Node>::all(client.clone()), nodes, move |i| {

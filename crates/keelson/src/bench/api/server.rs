@@ -32,22 +32,32 @@ impl ServerProcess {
     /// Starts the server, waits until it is ready and reads how to reach it from its
     /// admin kubeconfig. Blocks: call it off the runtime.
     pub fn start(datastore_endpoint: Option<&str>) -> anyhow::Result<(Self, Endpoint)> {
+        // No scheduler in it: the API bench measures the API server alone (a scheduler
+        // would write the pods' conditions while the bench updates them), and the
+        // scheduler bench runs its own as a process of its own. The controller manager
+        // gets a port of its own, so a bench never collides with a server already
+        // running.
+        let flags = ["--disable-scheduler", "--controller-manager-secure-port", "0"];
+        Self::start_as("server", datastore_endpoint, &flags)
+    }
+
+    /// `keelson <subcommand>` (`server`, or `apiserver` without the components) with
+    /// these flags beyond the data dir and a random loopback port.
+    pub fn start_as(
+        subcommand: &str,
+        datastore_endpoint: Option<&str>,
+        flags: &[&str],
+    ) -> anyhow::Result<(Self, Endpoint)> {
         let data_dir = tempfile::Builder::new().prefix("keelson-bench-api-").tempdir()?;
         let exe = std::env::current_exe().context("cannot find the keelson binary")?;
         let mut command = Command::new(exe);
-        command.arg("server").arg("--data-dir").arg(data_dir.path()).args([
+        command.arg(subcommand).arg("--data-dir").arg(data_dir.path()).args([
             "--https-listen-port",
             "0",
             "--bind-address",
             "127.0.0.1",
-            // No scheduler in it: the API bench measures the API server alone (a
-            // scheduler would write the pods' conditions while the bench updates them),
-            // and the scheduler bench runs its own as a process of its own.
-            "--disable-scheduler",
-            // A port of its own, so a bench never collides with a server already running.
-            "--controller-manager-secure-port",
-            "0",
         ]);
+        command.args(flags);
         if let Some(endpoint) = datastore_endpoint {
             command.args(["--datastore-endpoint", endpoint]);
         }
@@ -158,4 +168,56 @@ pub fn memory_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
         .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
         .with_context(|| format!("{path} has no {field}"))?;
     Ok((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// A component (scheduler, controller manager, hollow nodes): this binary started again
+/// with `args`, its stderr dropped, killed and reaped on drop.
+pub struct Component(Child);
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        // SIGTERM first, so it cleans up (hollow nodes' certificates, tokens); then kill.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Component {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the keelson binary")?;
+        let child = Command::new(exe)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start a keelson component")?;
+        Ok(Component(child))
+    }
+
+    /// `VmRSS` or `VmHWM`, in MiB.
+    pub fn memory_mb(&self, field: &str) -> anyhow::Result<f64> {
+        memory_mb(self.0.id(), field)
+    }
+
+    /// User and system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let path = format!("/proc/{}/stat", self.0.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| fields.get(n).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        Ok((field(11) + field(12)) / 100.0)
+    }
 }
