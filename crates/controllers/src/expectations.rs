@@ -59,6 +59,12 @@ impl Expectations {
         self.set(key, 0, keys.into_iter().collect());
     }
 
+    /// Expects `count` creations and the deletion of the objects `keys` at once
+    /// (upstream's `SetExpectations`).
+    pub fn expect(&self, key: &str, count: usize, keys: impl IntoIterator<Item = String>) {
+        self.set(key, count as i64, keys.into_iter().collect());
+    }
+
     fn set(&self, key: &str, add: i64, deleting: HashSet<String>) {
         let del = deleting.len() as i64;
         self.records()
