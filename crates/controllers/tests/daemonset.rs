@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, ensure};
-use common::{Cluster, eventually, wait_for};
+use common::{Cluster, eventually, is_ready, wait_for};
 use futures_util::StreamExt;
 use keelson_api::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use keelson_api::k8s_openapi::api::core::v1::{Node, Pod};
@@ -220,15 +220,6 @@ async fn node_selector_and_taints_choose_nodes() -> Result<()> {
     Ok(())
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_update_stays_within_max_unavailable_and_undo_rolls_back() -> Result<()> {
     let cluster = Cluster::start(3).await?;
@@ -240,43 +231,13 @@ async fn a_rolling_update_stays_within_max_unavailable_and_undo_rolls_back() -> 
     wait_counts(&cluster, "web", [3, 3, 3, 3, 3, 0]).await?;
 
     // Watch every pod: at no time may more than one node lack a ready pod.
-    let ready: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
-    let worst = Arc::new(Mutex::new(0usize));
-    for (_, pods) in pods_by_node(&cluster.client, "web").await? {
-        for pod in pods {
-            ready.lock().expect("lock").insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-        }
-    }
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
-    let watched = pods.watch(&WatchParams::default().labels("app=web"), "0").await?;
-    let (r, w) = (ready.clone(), worst.clone());
-    let observer = tokio::spawn(async move {
-        let mut stream = watched.boxed();
-        while let Some(Ok(event)) = stream.next().await {
-            let mut pods = r.lock().expect("lock");
-            match event {
-                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
-                    pods.insert(p.metadata.name.clone().unwrap_or_default(), p);
-                }
-                WatchEvent::Deleted(p) => {
-                    pods.remove(&p.metadata.name.clone().unwrap_or_default());
-                }
-                _ => continue,
-            }
-            let nodes = ["hollow-node-0", "hollow-node-1", "hollow-node-2"];
-            let lacking = nodes
-                .iter()
-                .filter(|n| !pods.values().any(|p| is_ready(p) && pinned_node(p) == **n))
-                .count();
-            let mut worst = w.lock().expect("lock");
-            *worst = (*worst).max(lacking);
-        }
-    });
+    let nodes = ["hollow-node-0", "hollow-node-1", "hollow-node-2"];
+    let (observer, worst) = observe(&cluster, "web", &nodes).await?;
     cluster.kubectl(&["set", "image", "daemonset/web", "c=registry.k8s.io/pause:3.9"]).await?;
     cluster.kubectl(&["rollout", "status", "daemonset/web", "--timeout=120s"]).await?;
     wait_counts(&cluster, "web", [3, 3, 3, 3, 3, 0]).await?;
     observer.abort();
-    let worst = *worst.lock().expect("lock");
+    let (worst, _) = *worst.lock().expect("lock");
     ensure!(worst <= 1, "{worst} nodes lacked a ready pod at once; maxUnavailable is 1");
 
     let history = revisions(&cluster, "web").await?;
@@ -309,5 +270,138 @@ async fn a_rolling_update_stays_within_max_unavailable_and_undo_rolls_back() -> 
         let image = pods[0].spec.as_ref().and_then(|s| s.containers[0].image.clone());
         assert_eq!(image.as_deref(), Some(IMAGE));
     }
+    Ok(())
+}
+
+/// The nodes of `pods` lacking a ready pod, and the most active pods on one node.
+fn coverage(pods: &HashMap<String, Pod>, nodes: &[&str]) -> (usize, usize) {
+    let lacking = nodes
+        .iter()
+        .filter(|n| !pods.values().any(|p| is_ready(p) && pinned_node(p) == **n))
+        .count();
+    let crowded = nodes
+        .iter()
+        .map(|n| {
+            pods.values()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && pinned_node(p) == *n)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    (lacking, crowded)
+}
+
+/// Watches the pods of `app` from now on: the most `nodes` lacking a ready pod at once,
+/// and the most active pods on one node, until aborted.
+async fn observe(
+    cluster: &Cluster,
+    app: &str,
+    nodes: &[&'static str],
+) -> Result<(tokio::task::JoinHandle<()>, Arc<Mutex<(usize, usize)>>)> {
+    let mut seen = HashMap::new();
+    for (_, pods) in pods_by_node(&cluster.client, app).await? {
+        for pod in pods {
+            seen.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
+        }
+    }
+    let worst = Arc::new(Mutex::new(coverage(&seen, nodes)));
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let watched = pods.watch(&WatchParams::default().labels(&format!("app={app}")), "0").await?;
+    let (w, nodes) = (worst.clone(), nodes.to_vec());
+    let observer = tokio::spawn(async move {
+        let mut stream = watched.boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            match event {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    seen.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                }
+                WatchEvent::Deleted(p) => {
+                    seen.remove(&p.metadata.name.clone().unwrap_or_default());
+                }
+                _ => continue,
+            }
+            let (lacking, crowded) = coverage(&seen, &nodes);
+            let mut worst = w.lock().expect("lock");
+            *worst = (worst.0.max(lacking), worst.1.max(crowded));
+        }
+    });
+    Ok((observer, worst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_update_starts_the_new_pod_before_deleting_the_old() -> Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let sets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), "default");
+    let strategy = json!({ "updateStrategy": { "type": "RollingUpdate",
+        "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } } });
+    sets.create(&PostParams::default(), &daemon_set("surge", strategy, json!({}))?).await?;
+    cluster.kubectl(&["rollout", "status", "daemonset/surge", "--timeout=120s"]).await?;
+    wait_counts(&cluster, "surge", [2, 2, 2, 2, 2, 0]).await?;
+
+    let (observer, worst) = observe(&cluster, "surge", &["hollow-node-0", "hollow-node-1"]).await?;
+    cluster.kubectl(&["set", "image", "daemonset/surge", "c=registry.k8s.io/pause:3.9"]).await?;
+    cluster.kubectl(&["rollout", "status", "daemonset/surge", "--timeout=120s"]).await?;
+    wait_counts(&cluster, "surge", [2, 2, 2, 2, 2, 0]).await?;
+    let client = cluster.client.clone();
+    eventually("the old pods gone", || {
+        let client = client.clone();
+        async move { Ok(pods_by_node(&client, "surge").await?.values().all(|p| p.len() == 1)) }
+    })
+    .await?;
+    observer.abort();
+    let (lacking, crowded) = *worst.lock().expect("lock");
+    ensure!(lacking == 0, "a node lacked a ready pod during a surge update (maxUnavailable 0)");
+    ensure!(crowded == 2, "the new pod ran beside the old one: at most {crowded} on a node");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_replaces_only_deleted_pods_and_failed_pods_are_recreated() -> Result<()> {
+    let cluster = Cluster::start(2).await?;
+    let sets: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), "default");
+    let strategy = json!({ "updateStrategy": { "type": "OnDelete" } });
+    sets.create(&PostParams::default(), &daemon_set("manual", strategy, json!({}))?).await?;
+    wait_counts(&cluster, "manual", [2, 2, 2, 2, 2, 0]).await?;
+
+    cluster.kubectl(&["set", "image", "daemonset/manual", "c=registry.k8s.io/pause:3.9"]).await?;
+    wait_for(
+        "the new template observed",
+        || async { Ok(sets.get("manual").await?) },
+        |ds| status(ds)["observedGeneration"] == json!(2),
+    )
+    .await?;
+    let ds = wait_counts(&cluster, "manual", [2, 2, 2, 2, 0, 0]).await?;
+    assert_eq!(status(&ds)["updatedNumberScheduled"].as_i64().unwrap_or(0), 0);
+    let by_node = pods_by_node(&cluster.client, "manual").await?;
+    let old = by_node["hollow-node-0"][0].metadata.name.clone().unwrap_or_default();
+    cluster.kubectl(&["delete", "pod", &old, "--wait=false"]).await?;
+    wait_counts(&cluster, "manual", [2, 2, 2, 2, 1, 0]).await?;
+    let by_node = pods_by_node(&cluster.client, "manual").await?;
+    let image =
+        |node: &str| by_node[node][0].spec.as_ref().and_then(|s| s.containers[0].image.clone());
+    assert_eq!(image("hollow-node-0").as_deref(), Some("registry.k8s.io/pause:3.9"));
+    assert_eq!(image("hollow-node-1").as_deref(), Some(IMAGE), "OnDelete leaves the rest");
+
+    // A failed daemon pod is deleted and a new one made for its node.
+    let failed = by_node["hollow-node-1"][0].metadata.name.clone().unwrap_or_default();
+    common::finish_pod(&cluster.client, &failed, 1).await?;
+    let client = cluster.client.clone();
+    let gone = failed.clone();
+    eventually("a new pod for hollow-node-1", || {
+        let (client, gone) = (client.clone(), gone.clone());
+        async move {
+            let by_node = pods_by_node(&client, "manual").await?;
+            Ok(by_node.get("hollow-node-1").is_some_and(|p| {
+                p.len() == 1 && p[0].metadata.name.as_deref() != Some(gone.as_str())
+            }))
+        }
+    })
+    .await?;
+    let events = cluster.events("manual").await?;
+    let wanted = format!(
+        "FailedDaemonPod: Found failed daemon pod default/{failed} on node hollow-node-1, will try to kill it"
+    );
+    ensure!(events.contains(&wanted), "{events:?}");
+    wait_counts(&cluster, "manual", [2, 2, 2, 2, 2, 0]).await?;
     Ok(())
 }

@@ -791,50 +791,31 @@ impl Controller {
         hash: &str,
         observe_generation: bool,
     ) -> Result<Option<Duration>, kube::Error> {
-        let status = status(ds, nodes, owned, hash, Timestamp::now());
-        let mut wanted = ds.status.clone().unwrap_or_default();
-        let ready = status.number_ready;
-        let available = status.number_available.unwrap_or(0);
-        wanted.desired_number_scheduled = status.desired_number_scheduled;
-        wanted.current_number_scheduled = status.current_number_scheduled;
-        wanted.number_misscheduled = status.number_misscheduled;
-        wanted.number_ready = status.number_ready;
-        wanted.updated_number_scheduled = status.updated_number_scheduled;
-        wanted.number_available = status.number_available;
-        wanted.number_unavailable = status.number_unavailable;
-        if observe_generation {
-            wanted.observed_generation = ds.metadata.generation;
-        }
-        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-        let requeue =
-            (min_ready > 0 && ready != available).then(|| Duration::from_secs(min_ready as u64));
+        let counts = status(ds, nodes, owned, hash, Timestamp::now());
+        let observed = observe_generation.then_some(ds.metadata.generation).flatten();
         let current = ds.status.clone().unwrap_or_default();
-        let observed =
+        let wanted = with_counts(current.clone(), &counts, observed);
+        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let available = counts.number_available.unwrap_or(0);
+        let requeue = (min_ready > 0 && counts.number_ready != available)
+            .then(|| Duration::from_secs(min_ready as u64));
+        let up_to_date =
             current.observed_generation.unwrap_or(0) >= ds.metadata.generation.unwrap_or(0);
-        if wire::same_status(&current, &wanted) && observed {
+        if wire::same_status(&current, &wanted) && up_to_date {
             return Ok(requeue);
         }
         let namespace = ds.metadata.namespace.clone().unwrap_or_default();
         let name = name_of(&ds.metadata);
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
-        let mut object = DaemonSet { status: Some(wanted.clone()), ..ds.clone() };
+        let mut object = DaemonSet { status: Some(wanted), ..ds.clone() };
         for _ in 0..2 {
             match api.replace_status(&name, &PostParams::default(), &object).await {
                 Ok(_) => return Ok(requeue),
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(requeue),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let fresh = api.get(&name).await?;
-                    let mut merged = fresh.status.clone().unwrap_or_default();
-                    merged.desired_number_scheduled = wanted.desired_number_scheduled;
-                    merged.current_number_scheduled = wanted.current_number_scheduled;
-                    merged.number_misscheduled = wanted.number_misscheduled;
-                    merged.number_ready = wanted.number_ready;
-                    merged.updated_number_scheduled = wanted.updated_number_scheduled;
-                    merged.number_available = wanted.number_available;
-                    merged.number_unavailable = wanted.number_unavailable;
-                    if observe_generation {
-                        merged.observed_generation = ds.metadata.generation;
-                    }
+                    let merged =
+                        with_counts(fresh.status.clone().unwrap_or_default(), &counts, observed);
                     object = DaemonSet { status: Some(merged), ..fresh };
                 }
                 Err(e) => return Err(e),
@@ -843,6 +824,26 @@ impl Controller {
         api.replace_status(&name, &PostParams::default(), &object).await?;
         Ok(requeue)
     }
+}
+
+/// `base` with the counts of `counts` (and `observed` as the observed generation, if
+/// given): the rest of a status, `collisionCount` and conditions, stays.
+fn with_counts(
+    mut base: DaemonSetStatus,
+    counts: &DaemonSetStatus,
+    observed: Option<i64>,
+) -> DaemonSetStatus {
+    base.desired_number_scheduled = counts.desired_number_scheduled;
+    base.current_number_scheduled = counts.current_number_scheduled;
+    base.number_misscheduled = counts.number_misscheduled;
+    base.number_ready = counts.number_ready;
+    base.updated_number_scheduled = counts.updated_number_scheduled;
+    base.number_available = counts.number_available;
+    base.number_unavailable = counts.number_unavailable;
+    if observed.is_some() {
+        base.observed_generation = observed;
+    }
+    base
 }
 
 fn hash_of(revision: &ControllerRevision) -> String {
