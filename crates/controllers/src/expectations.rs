@@ -88,6 +88,20 @@ impl Expectations {
         }
     }
 
+    /// An owner's informer handler: queues the owner, forgetting its expectations when
+    /// it is gone.
+    pub fn owner_changed<K: kube::Resource>(
+        &self,
+        change: &keelson_runtime::informer::Change<K>,
+        queue: &keelson_runtime::queue::WorkQueue<String>,
+    ) {
+        let key = keelson_runtime::informer::key_of(&**change.object());
+        if matches!(change, keelson_runtime::informer::Change::Deleted(_)) {
+            self.delete(&key);
+        }
+        queue.add(key);
+    }
+
     /// Forgets `key` (its owner is gone).
     pub fn delete(&self, key: &str) {
         self.records().remove(key);

@@ -47,6 +47,8 @@ pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
 pub mod tainteviction;
+#[cfg(test)]
+mod testing;
 pub mod ttl_after_finished;
 pub mod wire;
 

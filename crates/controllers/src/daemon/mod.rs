@@ -18,6 +18,8 @@
 //! otherwise put two pods on a node.
 
 pub mod eligibility;
+#[cfg(test)]
+mod tests;
 pub mod update;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -118,50 +120,17 @@ pub async fn run(context: Context, backoff: Backoff) -> keelson_runtime::Result<
     let pods = context.informers.get::<Pod>();
     let nodes = context.informers.get::<Node>();
     let revisions = context.informers.get::<ControllerRevision>();
-    sets.add_index(NAMESPACE_INDEX, by_namespace::<DaemonSet>);
-    pods.add_index(NAMESPACE_INDEX, by_namespace::<Pod>);
-    revisions.add_index(NAMESPACE_INDEX, by_namespace::<ControllerRevision>);
-    let controller = Arc::new(Controller {
-        recorder: Recorder::new(context.client.clone(), NAME, None),
-        client: context.client.clone(),
-        sets: sets.clone(),
-        pods: pods.clone(),
-        nodes: nodes.clone(),
-        revisions: revisions.clone(),
-        expectations: Expectations::default(),
+    let controller = Controller::new(
+        context.client.clone(),
+        Informers {
+            sets: sets.clone(),
+            pods: pods.clone(),
+            nodes: nodes.clone(),
+            revisions: revisions.clone(),
+        },
+        context.queue(),
         backoff,
-        backoffs: Backoffs::default(),
-        queue: context.queue(),
-    });
-    let c = controller.clone();
-    sets.on_change(move |change| {
-        let key = key_of(&**change.object());
-        if matches!(change, Change::Deleted(_)) {
-            c.expectations.delete(&key);
-        }
-        c.queue.add(key);
-    });
-    let c = controller.clone();
-    pods.on_change(move |change| c.pod_changed(change));
-    let c = controller.clone();
-    nodes.on_change(move |change| {
-        if let Change::Updated { old, new } = change
-            && old.metadata.labels == new.metadata.labels
-            && old.spec == new.spec
-        {
-            return;
-        }
-        c.sets.list().iter().for_each(|ds| c.queue.add(key_of(&**ds)));
-    });
-    let c = controller.clone();
-    revisions.on_change(move |change| {
-        let revision = change.object();
-        let namespace = revision.metadata.namespace.clone().unwrap_or_default();
-        if let Some(key) = controller_of(&revision.metadata).and_then(|r| c.resolve(&namespace, r))
-        {
-            c.queue.add(key);
-        }
-    });
+    );
     sets.wait_synced().await;
     pods.wait_synced().await;
     nodes.wait_synced().await;
@@ -202,7 +171,65 @@ fn reference(ds: &DaemonSet) -> ObjectReference {
     }
 }
 
+/// The informers a controller reads.
+struct Informers {
+    sets: Arc<Informer<DaemonSet>>,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+    revisions: Arc<Informer<ControllerRevision>>,
+}
+
 impl Controller {
+    /// The controller over these informers, its handlers registered.
+    fn new(
+        client: Client,
+        informers: Informers,
+        queue: WorkQueue<String>,
+        backoff: Backoff,
+    ) -> Arc<Self> {
+        let Informers { sets, pods, nodes, revisions } = informers;
+        sets.add_index(NAMESPACE_INDEX, by_namespace::<DaemonSet>);
+        pods.add_index(NAMESPACE_INDEX, by_namespace::<Pod>);
+        revisions.add_index(NAMESPACE_INDEX, by_namespace::<ControllerRevision>);
+        let controller = Arc::new(Controller {
+            recorder: Recorder::new(client.clone(), NAME, None),
+            client: client.clone(),
+            sets: sets.clone(),
+            pods: pods.clone(),
+            nodes: nodes.clone(),
+            revisions: revisions.clone(),
+            expectations: Expectations::default(),
+            backoff,
+            backoffs: Backoffs::default(),
+            queue,
+        });
+        let c = controller.clone();
+        sets.on_change(move |change| c.expectations.owner_changed(change, &c.queue));
+        let c = controller.clone();
+        pods.on_change(move |change| c.pod_changed(change));
+        let c = controller.clone();
+        nodes.on_change(move |change| {
+            if let Change::Updated { old, new } = change
+                && old.metadata.labels == new.metadata.labels
+                && old.spec == new.spec
+            {
+                return;
+            }
+            c.sets.list().iter().for_each(|ds| c.queue.add(key_of(&**ds)));
+        });
+        let c = controller.clone();
+        revisions.on_change(move |change| {
+            let revision = change.object();
+            let namespace = revision.metadata.namespace.clone().unwrap_or_default();
+            if let Some(key) =
+                controller_of(&revision.metadata).and_then(|r| c.resolve(&namespace, r))
+            {
+                c.queue.add(key);
+            }
+        });
+        controller
+    }
+
     fn resolve(
         &self,
         namespace: &str,
