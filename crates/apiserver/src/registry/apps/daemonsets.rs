@@ -14,7 +14,11 @@ pub struct DaemonSets;
 const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 
 fn set_template_generation(object: &mut Value, generation: i64) {
-    let annotations = child(child(object, "metadata"), "annotations");
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+    if annotations.is_null() {
+        *annotations = json!({});
+    }
     if let Some(map) = annotations.as_object_mut() {
         map.insert(TEMPLATE_GENERATION.into(), json!(generation.to_string()));
     }
