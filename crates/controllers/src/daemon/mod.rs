@@ -44,12 +44,15 @@ use crate::deployment::util::template_hash;
 use crate::expectations::Expectations;
 use crate::ownership::Claimer;
 use crate::pods::{self, controller_of, controller_ref};
-use crate::replicaset::{BURST_REPLICAS, NAMESPACE_INDEX, by_namespace, message};
+use crate::replicaset::{NAMESPACE_INDEX, by_namespace, message};
 use crate::wire;
 
 pub const NAME: &str = "daemonset-controller";
 pub const SERVICE_ACCOUNT: &str = "daemon-set-controller";
 const WORKERS: usize = 2;
+/// At most this many pods are created or deleted in one sync (upstream's DaemonSet
+/// `BurstReplicas`).
+pub const BURST_REPLICAS: usize = 250;
 const KIND: &str = "DaemonSet";
 const API_VERSION: &str = "apps/v1";
 
@@ -86,6 +89,8 @@ impl Backoffs {
     /// over after twice `max` without one.
     fn next(&self, key: &str, now: Instant, limits: Backoff) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Upstream's periodic `GC`: entries idle for twice `max` are forgotten.
+        entries.retain(|_, (_, at)| now.saturating_duration_since(*at) <= limits.max * 2);
         let delay = match entries.get(key) {
             Some((delay, at)) if now.saturating_duration_since(*at) <= limits.max * 2 => {
                 (*delay * 2).min(limits.max)
@@ -835,7 +840,8 @@ impl Controller {
         let name = name_of(&ds.metadata);
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
         let mut object = DaemonSet { status: Some(wanted), ..ds.clone() };
-        for _ in 0..2 {
+        // Once more after a conflict (upstream's `StatusUpdateRetries`).
+        for _ in 0..1 {
             match api.replace_status(&name, &PostParams::default(), &object).await {
                 Ok(_) => return Ok(requeue),
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(requeue),

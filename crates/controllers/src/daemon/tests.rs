@@ -84,3 +84,26 @@ async fn a_slow_watch_never_puts_two_pods_on_a_node() {
     assert_eq!(count(&calls, "DELETE", "/pods/agent-d"), 1);
     assert_eq!(count(&calls, "DELETE", "/pods/agent-a"), 0, "the oldest is kept");
 }
+
+#[tokio::test(start_paused = true)]
+async fn failed_pod_backoff_doubles_and_is_forgotten() {
+    let limits = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(4) };
+    let backoffs = Backoffs::default();
+    let start = Instant::now();
+    assert_eq!(backoffs.waiting("k", start), None, "the first failure is acted on at once");
+    backoffs.next("k", start, limits);
+    assert_eq!(backoffs.waiting("k", start), Some(Duration::from_secs(1)));
+    let later = start + Duration::from_secs(1);
+    assert_eq!(backoffs.waiting("k", later), None);
+    backoffs.next("k", later, limits);
+    assert_eq!(backoffs.waiting("k", later), Some(Duration::from_secs(2)));
+    for _ in 0..3 {
+        backoffs.next("k", later, limits);
+    }
+    assert_eq!(backoffs.waiting("k", later), Some(Duration::from_secs(4)), "capped at max");
+    let idle = later + Duration::from_secs(9);
+    backoffs.next("other", idle, limits);
+    assert_eq!(backoffs.waiting("k", idle), None, "forgotten after twice max idle");
+    backoffs.next("k", idle, limits);
+    assert_eq!(backoffs.waiting("k", idle), Some(Duration::from_secs(1)), "starts over");
+}
