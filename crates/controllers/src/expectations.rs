@@ -59,6 +59,12 @@ impl Expectations {
         self.set(key, 0, keys.into_iter().collect());
     }
 
+    /// Expects `count` creations and the deletion of the objects `keys` at once
+    /// (upstream's `SetExpectations`).
+    pub fn expect(&self, key: &str, count: usize, keys: impl IntoIterator<Item = String>) {
+        self.set(key, count as i64, keys.into_iter().collect());
+    }
+
     fn set(&self, key: &str, add: i64, deleting: HashSet<String>) {
         let del = deleting.len() as i64;
         self.records()
@@ -80,6 +86,20 @@ impl Expectations {
         {
             r.del -= 1;
         }
+    }
+
+    /// An owner's informer handler: queues the owner, forgetting its expectations when
+    /// it is gone.
+    pub fn owner_changed<K: kube::Resource>(
+        &self,
+        change: &keelson_runtime::informer::Change<K>,
+        queue: &keelson_runtime::queue::WorkQueue<String>,
+    ) {
+        let key = keelson_runtime::informer::key_of(&**change.object());
+        if matches!(change, keelson_runtime::informer::Change::Deleted(_)) {
+            self.delete(&key);
+        }
+        queue.add(key);
     }
 
     /// Forgets `key` (its owner is gone).

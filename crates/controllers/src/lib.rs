@@ -5,7 +5,7 @@
 //! (`keelson_runtime::secure`: health checks `leaderElection` and one per controller,
 //! and the metrics).
 //!
-//! Built so far: `deployment-controller`, `replicaset-controller` and
+//! Built so far: `deployment-controller`, `daemonset-controller`, `replicaset-controller` and
 //! `replicationcontroller-controller` (with what workload controllers share: [`pods`],
 //! [`expectations`], [`ownership`], [`wire`]), and, ported from inside the API server,
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
@@ -25,6 +25,7 @@
 pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemon;
 pub mod deployment;
 mod discovery;
 pub mod endpoint;
@@ -46,6 +47,8 @@ pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
 pub mod tainteviction;
+#[cfg(test)]
+mod testing;
 pub mod ttl_after_finished;
 pub mod wire;
 
@@ -106,6 +109,12 @@ pub fn table(
             service_account: clusterrole_aggregation::NAME,
             enabled_by_default: true,
             start: Box::new(clusterrole_aggregation::start),
+        },
+        Descriptor {
+            name: daemon::NAME,
+            service_account: daemon::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(daemon::start),
         },
         Descriptor {
             name: deployment::NAME,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, ensure};
-use common::{Cluster, eventually, wait_for};
+use common::{Cluster, eventually, is_ready, wait_for};
 use futures_util::StreamExt;
 use keelson_api::k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use keelson_api::k8s_openapi::api::core::v1::Pod;
@@ -96,15 +96,6 @@ where
             seen(event);
         }
     })
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,13 +154,7 @@ impl<K: Workload> Controller<K> {
             queue,
         });
         let c = controller.clone();
-        owners.on_change(move |change| {
-            let key = key_of(&**change.object());
-            if matches!(change, Change::Deleted(_)) {
-                c.expectations.delete(&key);
-            }
-            c.queue.add(key);
-        });
+        owners.on_change(move |change| c.expectations.owner_changed(change, &c.queue));
         let c = controller.clone();
         pods.on_change(move |change| c.pod_changed(change));
         controller

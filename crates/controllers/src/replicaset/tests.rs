@@ -2,61 +2,12 @@
 //! never delivers the pods the controller made (the slowest watch there is) must not
 //! make it create or delete again until expectations are met or expire.
 
-use std::sync::Mutex;
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use keelson_runtime::queue::RateLimit;
 use kube::runtime::watcher::Event;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
-
-/// What the fake API server was asked: `(method, path)`.
-type Calls = Arc<Mutex<Vec<(String, String)>>>;
-
-/// A client whose API server answers pod creates with a named pod, deletes and
-/// status writes with their object, events with themselves.
-fn fake_client() -> (Client, Calls) {
-    let calls: Calls = Arc::default();
-    let seen = calls.clone();
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let seen = seen.clone();
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let mut object: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-            let (method, path) = (parts.method.to_string(), parts.uri.path().to_owned());
-            let created = {
-                let mut seen = seen.lock().unwrap();
-                seen.push((method.clone(), path.clone()));
-                seen.len()
-            };
-            if method == "POST" && path.ends_with("/pods") {
-                let name = format!(
-                    "{}{created}",
-                    object["metadata"]["generateName"].as_str().unwrap_or("")
-                );
-                object["metadata"]["name"] = json!(name);
-                object["metadata"]["uid"] = json!(format!("uid-{name}"));
-            }
-            if method == "DELETE" {
-                object = json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" });
-            }
-            let response = http::Response::builder()
-                .status(if method == "POST" { 201 } else { 200 })
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(object.to_string())))
-                .expect("a response");
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    (Client::new(service, "default"), calls)
-}
-
-fn count(calls: &Calls, method: &str, suffix: &str) -> usize {
-    calls.lock().unwrap().iter().filter(|(m, p)| m == method && p.contains(suffix)).count()
-}
+use crate::testing::{count, fake_client, synced};
 
 fn replica_set(replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({
@@ -81,16 +32,6 @@ fn pod(name: &str) -> Pod {
         "spec": { "containers": [{ "name": "c" }] },
     }))
     .expect("a pod")
-}
-
-fn synced<K: Resource + Send + Sync + 'static>(objects: Vec<K>) -> Arc<Informer<K>> {
-    let informer = Arc::new(Informer::default());
-    informer.apply(Event::Init);
-    for o in objects {
-        informer.apply(Event::InitApply(o));
-    }
-    informer.apply(Event::InitDone);
-    informer
 }
 
 #[tokio::test]

@@ -205,3 +205,13 @@ pub async fn pods_with(client: &Client, label: &str) -> Result<Vec<(String, bool
         })
         .collect())
 }
+
+/// Ready and not being deleted.
+pub fn is_ready(pod: &keelson_api::k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
