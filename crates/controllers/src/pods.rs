@@ -4,7 +4,6 @@
 //!
 //! Pure, except [`slow_start_batch`], which runs the caller's futures.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -117,19 +116,65 @@ where
 }
 
 /// Orders pods for deletion, the first ones going first (upstream's
-/// `ActivePodsWithRanks` with `LogarithmicScaleDown` and `PodDeletionCost` on): `rank`
-/// is how many related active pods share each pod's node.
+/// `ActivePodsWithRanks` with `LogarithmicScaleDown` and `PodDeletionCost` on): `related`
+/// are the active pods whose count on each node ranks a pod as doubled up.
+///
+/// Sorted by a key, a total order: upstream's comparator is not transitive (pods whose
+/// ready times fall in one logarithmic bucket compare by uid, pods whose ready times are
+/// equal by what follows), which Go's sort tolerates and Rust's may panic on. The key
+/// keeps upstream's criteria and their order; within a bucket of ready time it goes on
+/// to restarts, then the creation bucket, then the uid.
 pub fn rank_for_deletion(pods: &mut [Arc<Pod>], related: &[Arc<Pod>], now: Timestamp) {
     let mut on_node: HashMap<&str, usize> = HashMap::new();
     for pod in related.iter().filter(|p| is_active(p)) {
         *on_node.entry(node_name(pod)).or_default() += 1;
     }
     let rank = |pod: &Pod| on_node.get(node_name(pod)).copied().unwrap_or(0);
-    let mut ranked: Vec<(usize, Arc<Pod>)> = pods.iter().map(|p| (rank(p), p.clone())).collect();
-    ranked.sort_by(|(ri, i), (rj, j)| delete_first(i, *ri, j, *rj, now));
-    for (slot, (_, pod)) in pods.iter_mut().zip(ranked) {
-        *slot = pod;
-    }
+    pods.sort_by_cached_key(|p| deletion_key(p, rank(p), now));
+}
+
+/// Where a pod stands in the deletion order: smaller goes first.
+type DeletionKey = (
+    bool,
+    u8,
+    bool,
+    i32,
+    std::cmp::Reverse<usize>,
+    i64,
+    std::cmp::Reverse<(i32, i32)>,
+    i64,
+    String,
+);
+
+fn deletion_key(pod: &Pod, rank: usize, now: Timestamp) -> DeletionKey {
+    let ready = is_ready(pod);
+    (
+        // 1. Unassigned before assigned.
+        !node_name(pod).is_empty(),
+        // 2. Pending before Unknown before Running.
+        phase_ordinal(pod),
+        // 3. Not ready before ready.
+        ready,
+        // 4. Lower deletion cost first.
+        deletion_cost(pod),
+        // 5. Doubled up (more related pods on its node) first.
+        std::cmp::Reverse(rank),
+        // 6. Ready for a shorter time first, on a logarithmic scale.
+        if ready { age_bucket(ready_since(pod).flatten(), now) } else { 0 },
+        // 7. More restarts first.
+        std::cmp::Reverse(max_restarts(pod)),
+        // 8. Newer first, on a logarithmic scale; then the uid.
+        age_bucket(pod.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    )
+}
+
+/// Upstream's `logarithmicRankDiff` bucket of a time's age: base-2 logarithm of the
+/// nanoseconds since it; the zero (absent) time is newer than any.
+fn age_bucket(time: Option<Timestamp>, now: Timestamp) -> i64 {
+    let Some(time) = time else { return i64::MIN };
+    let nanos = now.as_nanosecond() - time.as_nanosecond();
+    if nanos > 0 { (nanos as f64).log2() as i64 } else { -1 }
 }
 
 fn node_name(pod: &Pod) -> &str {
@@ -170,82 +215,6 @@ fn max_restarts(pod: &Pod) -> (i32, i32) {
         .map(|c| c.restart_count)
         .max();
     (regular.unwrap_or(0), sidecar.unwrap_or(0))
-}
-
-fn less(b: bool) -> Ordering {
-    if b { Ordering::Less } else { Ordering::Greater }
-}
-
-/// Upstream's `afterOrZero`: the zero (absent) time is later than any other.
-fn after_or_zero(a: Option<Timestamp>, b: Option<Timestamp>) -> bool {
-    match (a, b) {
-        (None, _) | (_, None) => a.is_none(),
-        (Some(a), Some(b)) => a > b,
-    }
-}
-
-/// Compares two times on a base-2 logarithmic scale of their age (upstream's
-/// `logarithmicRankDiff`), so pods of about the same age are ordered by uid.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    ua: &str,
-    ub: &str,
-    now: Timestamp,
-) -> Ordering {
-    let (Some(ta), Some(tb)) = (a, b) else { return less(after_or_zero(a, b)) };
-    let log_rank = |t: Timestamp| {
-        let nanos = now.as_nanosecond() - t.as_nanosecond();
-        if nanos > 0 { (nanos as f64).log2() as i64 } else { -1 }
-    };
-    match log_rank(ta) - log_rank(tb) {
-        0 => ua.cmp(ub),
-        diff => less(diff < 0),
-    }
-}
-
-/// `Less` before `Greater`: whether `i` is deleted before `j`.
-fn delete_first(i: &Pod, ri: usize, j: &Pod, rj: usize, now: Timestamp) -> Ordering {
-    let (ni, nj) = (node_name(i), node_name(j));
-    // 1. Unassigned before assigned.
-    if ni != nj && (ni.is_empty() || nj.is_empty()) {
-        return less(ni.is_empty());
-    }
-    // 2. Pending before Unknown before Running.
-    if phase_ordinal(i) != phase_ordinal(j) {
-        return less(phase_ordinal(i) < phase_ordinal(j));
-    }
-    // 3. Not ready before ready.
-    if is_ready(i) != is_ready(j) {
-        return less(!is_ready(i));
-    }
-    // 4. Lower deletion cost first.
-    if deletion_cost(i) != deletion_cost(j) {
-        return less(deletion_cost(i) < deletion_cost(j));
-    }
-    // 5. Doubled up (more related pods on its node) first.
-    if ri != rj {
-        return less(ri > rj);
-    }
-    let (ui, uj) =
-        (i.metadata.uid.as_deref().unwrap_or(""), j.metadata.uid.as_deref().unwrap_or(""));
-    // 6. Ready for a shorter time first.
-    if let (Some(a), Some(b)) = (ready_since(i), ready_since(j))
-        && a != b
-    {
-        return newer_first(a, b, ui, uj, now);
-    }
-    // 7. More restarts first.
-    if max_restarts(i) != max_restarts(j) {
-        let ((ri, si), (rj, sj)) = (max_restarts(i), max_restarts(j));
-        return less(if ri != rj { ri > rj } else { si > sj });
-    }
-    // 8. Newer first.
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    if created(i) != created(j) {
-        return newer_first(created(i), created(j), ui, uj, now);
-    }
-    Ordering::Equal
 }
 
 #[cfg(test)]
@@ -323,6 +292,31 @@ mod tests {
         let mut pods = vec![Arc::new(dear), a.clone()];
         rank_for_deletion(&mut pods, &[], now);
         assert_eq!(names(&pods), ["alone", "crowded"], "a higher deletion cost is kept");
+    }
+
+    #[test]
+    fn a_thousand_pods_of_close_ages_sort_without_a_panic() {
+        // Ready times within one logarithmic bucket, some equal, creation times spread:
+        // upstream's comparator is not transitive on these; the key sort is total.
+        let now = at(100_000);
+        let mut pods: Vec<Arc<Pod>> = (0..1000)
+            .map(|i| {
+                let mut p = (*pod(
+                    &format!("p{i}"),
+                    &format!("n{}", i % 100),
+                    "Running",
+                    Some(50_000 + (i % 7) as i64),
+                    (i % 13) as i64,
+                ))
+                .clone();
+                p.metadata.uid = Some(format!("{:04}", (i * 7919) % 1000));
+                Arc::new(p)
+            })
+            .collect();
+        let related = pods.clone();
+        rank_for_deletion(&mut pods, &related, now);
+        let keys: Vec<_> = pods.iter().map(|p| deletion_key(p, 10, now)).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "sorted by the key");
     }
 
     #[test]

@@ -8,14 +8,16 @@
 //!
 //! [`run_workers`] is the loop every controller shares: workers take keys from the
 //! queue, reconcile, and forget, requeue or retry with backoff by what the reconcile
-//! returned, counting it in the metrics.
+//! returned (a panic counts as a failure), counting it in the metrics.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use kube::Client;
 
 use crate::credentials::Credentials;
@@ -267,7 +269,13 @@ async fn worker<K, F, Fut, E>(
 {
     while let Some(key) = queue.get().await {
         let started = tokio::time::Instant::now();
-        let result = reconcile(key.clone()).await;
+        // A reconcile that panics fails like one that errs: the key is retried with
+        // backoff and the worker lives on. Uncaught, the panic would end this worker with
+        // the key marked in process, so the object would never be reconciled again.
+        let result = match AssertUnwindSafe(reconcile(key.clone())).catch_unwind().await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+        };
         metrics.time.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(Action::AwaitChange) => {
@@ -290,9 +298,59 @@ async fn worker<K, F, Fut, E>(
     }
 }
 
+/// What a panic said, if it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_lives_on() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
+        let client = Client::try_from(config).expect("a client");
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let context = Context {
+            name: "test",
+            client: client.clone(),
+            informers: Arc::new(Informers::new(client)),
+            metrics: Metrics::default(),
+            stop,
+        };
+        let queue: WorkQueue<String> = context.queue();
+        queue.add("boom".into());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let done = Arc::new(tokio::sync::Notify::new());
+        let finished = done.clone();
+        let workers = tokio::spawn(async move {
+            run_workers(&context, queue, 1, move |_key: String| {
+                let calls = seen.clone();
+                let finished = finished.clone();
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        panic!("the first try fails");
+                    }
+                    finished.notify_one();
+                    Ok::<_, String>(Action::AwaitChange)
+                }
+            })
+            .await;
+        });
+        tokio::time::timeout(Duration::from_secs(10), done.notified()).await.expect("retried");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), workers)
+            .await
+            .expect("stopped")
+            .expect("joined");
+    }
 
     fn flags(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()

@@ -86,10 +86,17 @@ pub async fn run(options: ControllersArgs) -> anyhow::Result<()> {
         &[],
     ))?;
     let cm_kubeconfig = dir.join("cred/controller-manager.kubeconfig");
+    // The cluster CA signs the hollow nodes' client certificates, as in `keelson server`.
+    let (ca_cert, ca_key) = (dir.join("tls/ca.crt"), dir.join("tls/ca.key"));
     let controller_manager = Component::start(&args(
         &["controller-manager", "--leader-elect=false", "--secure-port=0"],
         &cm_kubeconfig,
-        &[],
+        &[
+            "--cluster-signing-cert-file".as_ref(),
+            ca_cert.as_os_str(),
+            "--cluster-signing-key-file".as_ref(),
+            ca_key.as_os_str(),
+        ],
     ))?;
     let count = options.nodes.to_string();
     let certs = dir.join("hollow-certs");
