@@ -23,6 +23,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::endpointutil::{self, HEADLESS};
+use crate::lock;
 use crate::replicaset::NAMESPACE_INDEX;
 use crate::wire;
 
@@ -183,10 +184,6 @@ fn stale(key: &str) -> kube::Error {
     kube::Error::Service(
         format!("endpoints informer cache is out of date for endpoints {key}").into(),
     )
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The Service's labels, the headless mark when it has no cluster IP, and ours.

@@ -62,6 +62,12 @@ use keelson_runtime::leader::{LeaderElection, LeaseTimings, Outcome};
 use keelson_runtime::metrics::Metrics;
 use kube::Client;
 
+/// Locks `m`, through a poisoned lock too: every state behind one here changes in
+/// single steps, so a panic while holding it leaves it consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The Lease the controller managers of a cluster elect their leader on.
 pub const LEASE: &str = "kube-controller-manager";
 pub const LEASE_NAMESPACE: &str = "kube-system";

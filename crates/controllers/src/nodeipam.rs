@@ -20,6 +20,7 @@ use keelson_runtime::queue::WorkQueue;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use crate::lock;
 use crate::nodeutil;
 
 pub const NAME: &str = "node-ipam-controller";
@@ -177,10 +178,6 @@ async fn run(context: Context, settings: Option<Settings>) -> keelson_runtime::R
     })
     .await;
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Controller {

@@ -43,38 +43,30 @@ pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 /// Nodes with this label count in no zone's health.
 const EXCLUDE_DISRUPTION: &str = "node.kubernetes.io/exclude-disruption";
-/// The index of pods by `spec.nodeName`.
-const NODE_INDEX: &str = "node";
 /// How often the `NoExecute` queues are worked (upstream's `NodeEvictionPeriod`).
 const TAINTING_PERIOD: Duration = Duration::from_millis(100);
 /// How often a failed status write is tried again against a fresh read.
 const STATUS_RETRIES: usize = 5;
 
-/// The taint for a condition in a status, if any (upstream's
+/// Each condition status that taints a node, and the taint (upstream's
 /// `nodeConditionToTaintKeyStatusMap`).
+const CONDITION_TAINTS: [(&str, &str, &str); 6] = [
+    ("Ready", "False", NOT_READY),
+    ("Ready", "Unknown", UNREACHABLE),
+    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("NetworkUnavailable", "True", "node.kubernetes.io/network-unavailable"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The taint for a condition in a status, if any.
 fn condition_taint(type_: &str, status: &str) -> Option<&'static str> {
-    match (type_, status) {
-        ("Ready", "False") => Some(NOT_READY),
-        ("Ready", "Unknown") => Some(UNREACHABLE),
-        ("MemoryPressure", "True") => Some("node.kubernetes.io/memory-pressure"),
-        ("DiskPressure", "True") => Some("node.kubernetes.io/disk-pressure"),
-        ("NetworkUnavailable", "True") => Some("node.kubernetes.io/network-unavailable"),
-        ("PIDPressure", "True") => Some("node.kubernetes.io/pid-pressure"),
-        _ => None,
-    }
+    CONDITION_TAINTS.iter().find(|(t, s, _)| *t == type_ && *s == status).map(|(_, _, key)| *key)
 }
 
 /// Whether a `NoSchedule` taint is one this controller keeps.
 fn is_condition_taint(key: &str) -> bool {
-    key == UNSCHEDULABLE
-        || [NOT_READY, UNREACHABLE].contains(&key)
-        || [
-            "node.kubernetes.io/memory-pressure",
-            "node.kubernetes.io/disk-pressure",
-            "node.kubernetes.io/network-unavailable",
-            "node.kubernetes.io/pid-pressure",
-        ]
-        .contains(&key)
+    key == UNSCHEDULABLE || CONDITION_TAINTS.iter().any(|(_, _, k)| *k == key)
 }
 
 /// kube-controller-manager's node lifecycle flags.
@@ -217,9 +209,7 @@ async fn run(context: Context, settings: Settings) -> keelson_runtime::Result<()
     let nodes = context.informers.get::<Node>();
     let leases = context.informers.get::<Lease>();
     let pods = context.informers.get::<Pod>();
-    pods.add_index(NODE_INDEX, |p: &Pod| {
-        p.spec.as_ref().and_then(|s| s.node_name.clone()).into_iter().collect()
-    });
+    nodeutil::index_pods_by_node(&pods);
     // The NoSchedule taints follow each node's changes.
     let queue: WorkQueue<Key> = context.queue();
     nodes.queue_changes(&queue);
@@ -593,7 +583,7 @@ impl Controller {
     /// `False`; says whether every write succeeded.
     async fn mark_pods_not_ready(&self, node: &str) -> bool {
         let mut ok = true;
-        for pod in self.pods.by_index(NODE_INDEX, node) {
+        for pod in self.pods.by_index(nodeutil::NODE_INDEX, node) {
             let ready = pod
                 .status
                 .as_ref()

@@ -4,15 +4,31 @@
 
 use std::collections::BTreeMap;
 
-use keelson_api::k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Taint};
+use keelson_api::k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Pod, Taint};
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keelson_api::k8s_openapi::jiff::Timestamp;
+use keelson_runtime::informer::Informer;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 /// The ServiceAccount the node controllers act as (upstream's `node-controller`).
 pub const SERVICE_ACCOUNT: &str = "node-controller";
+
+/// The index of pods by `spec.nodeName`, which the node controllers share.
+pub const NODE_INDEX: &str = "node";
+
+/// The node a pod is bound to, or empty.
+pub fn node_of(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default()
+}
+
+/// Indexes the pods by their node (every node controller asks for the same index).
+pub fn index_pods_by_node(pods: &Informer<Pod>) {
+    pods.add_index(NODE_INDEX, |p: &Pod| {
+        Some(node_of(p)).filter(|n| !n.is_empty()).map(str::to_owned).into_iter().collect()
+    });
+}
 
 /// How often a taint write is tried on conflict.
 const TAINT_RETRIES: usize = 5;

@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::nodeutil::{self, condition};
+use crate::nodeutil::{self, condition, node_of};
 
 pub const NAME: &str = "pod-garbage-collector-controller";
 pub const SERVICE_ACCOUNT: &str = "pod-garbage-collector";
@@ -91,10 +91,6 @@ fn phase(pod: &Pod) -> &str {
 
 fn is_finished(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn node_of(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default()
 }
 
 /// Upstream's `byEvictionAndCreationTimestamp`: evicted first, then oldest, then name.

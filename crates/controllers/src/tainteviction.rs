@@ -16,6 +16,9 @@ use keelson_runtime::controller::{Action, Context, StartFuture, run_workers};
 use keelson_runtime::events::{EventType, Recorder};
 use keelson_runtime::informer::{Change, Informer, Key, key_of};
 use keelson_runtime::queue::WorkQueue;
+
+use crate::lock;
+use crate::nodeutil;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -23,7 +26,6 @@ use tokio::time::Instant;
 
 pub const NAME: &str = "taint-eviction-controller";
 const WORKERS: usize = 8;
-const NODE_INDEX: &str = "node";
 
 /// When a pod's eviction was planned, and when it is due.
 #[derive(Clone, Copy, Debug)]
@@ -55,18 +57,14 @@ struct Controller {
     recorder: Recorder,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn node_of(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())
+    Some(nodeutil::node_of(pod)).filter(|n| !n.is_empty())
 }
 
 async fn run(context: Context) -> keelson_runtime::Result<()> {
     let nodes = context.informers.get::<Node>();
     let pods = context.informers.get::<Pod>();
-    pods.add_index(NODE_INDEX, |p: &Pod| node_of(p).map(str::to_owned).into_iter().collect());
+    nodeutil::index_pods_by_node(&pods);
     let controller = Arc::new(Controller {
         recorder: Recorder::new(context.client.clone(), NAME, None),
         client: context.client.clone(),
@@ -163,7 +161,7 @@ impl Controller {
         } else {
             lock(&self.tainted).insert(name.to_owned(), taints.clone());
         }
-        for pod in self.pods.by_index(NODE_INDEX, name) {
+        for pod in self.pods.by_index(nodeutil::NODE_INDEX, name) {
             let key = key_of(&*pod);
             if taints.is_empty() {
                 self.cancel(&key);
@@ -274,7 +272,7 @@ impl Controller {
                     "status": "True",
                     "reason": "DeletionByTaintManager",
                     "message": "Taint manager: deleting due to NoExecute taint",
-                    "lastTransitionTime": crate::nodeutil::now(),
+                    "lastTransitionTime": nodeutil::now(),
                 }]},
             });
             api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await?;

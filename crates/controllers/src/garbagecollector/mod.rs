@@ -27,6 +27,8 @@ use keelson_runtime::controller::{Action, Context, StartFuture, run_workers};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, Preconditions, PropagationPolicy};
 use kube::{Client, ResourceExt};
 
+use crate::lock;
+
 use graph::{FOREGROUND, Graph, Identity, Node, ORPHAN, Work};
 use monitors::{Mapping, Monitors};
 
@@ -60,10 +62,6 @@ struct Collector {
 }
 
 const ABSENT_CACHE: usize = 500;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

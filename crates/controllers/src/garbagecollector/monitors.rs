@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::graph::{Graph, Identity, Uid, Work};
 use crate::discovery::{self, Served};
+use crate::lock;
 use keelson_runtime::queue::WorkQueue;
 
 /// How often discovery is read again (upstream's 30 s).
@@ -45,10 +46,6 @@ pub struct Monitors {
     queue: WorkQueue<Work>,
     pub mapping: Mutex<Arc<Mapping>>,
     running: Mutex<HashMap<(String, String), JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Monitors {

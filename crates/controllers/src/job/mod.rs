@@ -40,6 +40,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::expectations::Expectations;
+use crate::lock;
 use crate::pods::controller_of;
 use crate::replicaset::{NAMESPACE_INDEX, by_namespace};
 
@@ -119,10 +120,6 @@ async fn run(context: Context) -> keelson_runtime::Result<()> {
     })
     .await;
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn has_tracking_finalizer(pod: &Pod) -> bool {
