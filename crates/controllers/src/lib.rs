@@ -18,7 +18,8 @@
 //! `node-lifecycle-controller` and `taint-eviction-controller` ([`nodeutil`]),
 //! `pod-garbage-collector-controller`, and the
 //! batch controllers `job-controller`, `cronjob-controller` and
-//! `ttl-after-finished-controller`.
+//! `ttl-after-finished-controller`, and `disruption-controller` (PodDisruptionBudget
+//! status).
 //!
 //! Must never reach the datastore or the API server's internals.
 
@@ -28,6 +29,7 @@ pub mod cronjob;
 pub mod daemon;
 pub mod deployment;
 mod discovery;
+pub mod disruption;
 pub mod endpoint;
 pub mod endpointslice;
 pub mod endpointutil;
@@ -127,6 +129,12 @@ pub fn table(
             service_account: deployment::SERVICE_ACCOUNT,
             enabled_by_default: true,
             start: Box::new(deployment::start),
+        },
+        Descriptor {
+            name: disruption::NAME,
+            service_account: disruption::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(disruption::start),
         },
         Descriptor {
             name: endpoint::NAME,
