@@ -308,7 +308,7 @@ impl FieldMeta {
 }
 
 /// Every type, sorted by name.
-pub static TYPES: [TypeMeta; 427] = [
+pub static TYPES: [TypeMeta; 486] = [
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.AuditAnnotation", struct_type: None, fields: &[ // 0
         f("key", One, LEAF, NONE, ""),
         f("valueExpression", One, LEAF, NONE, ""),
@@ -324,8 +324,8 @@ pub static TYPES: [TypeMeta; 427] = [
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.MatchResources", struct_type: Some(StructType::Atomic), fields: &[ // 3
         f("excludeResourceRules", List, 6, NONE, "").list(ListType::Atomic, &[]),
         f("matchPolicy", One, LEAF, NONE, ""),
-        f("namespaceSelector", One, 416, NONE, ""),
-        f("objectSelector", One, 416, NONE, ""),
+        f("namespaceSelector", One, 475, NONE, ""),
+        f("objectSelector", One, 475, NONE, ""),
         f("resourceRules", List, 6, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.MutatingWebhook", struct_type: None, fields: &[ // 4
@@ -335,15 +335,15 @@ pub static TYPES: [TypeMeta; 427] = [
         f("matchConditions", List, 2, MERGE, "name").list(ListType::Map, &["name"]),
         f("matchPolicy", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
-        f("namespaceSelector", One, 416, NONE, ""),
-        f("objectSelector", One, 416, NONE, ""),
+        f("namespaceSelector", One, 475, NONE, ""),
+        f("objectSelector", One, 475, NONE, ""),
         f("reinvocationPolicy", One, LEAF, NONE, ""),
         f("rules", List, 9, NONE, "").list(ListType::Atomic, &[]),
         f("sideEffects", One, LEAF, NONE, ""),
         f("timeoutSeconds", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration", struct_type: None, fields: &[ // 5
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("webhooks", List, 4, MERGE, "name").list(ListType::Map, &["name"]),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.NamedRuleWithOperations", struct_type: Some(StructType::Atomic), fields: &[ // 6
@@ -362,7 +362,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
         f("parameterNotFoundAction", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.RuleWithOperations", struct_type: None, fields: &[ // 9
         f("apiGroups", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
@@ -381,12 +381,12 @@ pub static TYPES: [TypeMeta; 427] = [
         f("expressionWarnings", List, 1, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy", struct_type: None, fields: &[ // 12
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 15, NONE, ""),
         f("status", One, 16, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding", struct_type: None, fields: &[ // 13
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 14, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpec", struct_type: None, fields: &[ // 14
@@ -405,7 +405,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("variables", List, 20, MERGE, "name").list(ListType::Map, &["name"]),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyStatus", struct_type: None, fields: &[ // 16
-        f("conditions", List, 413, NONE, "").list(ListType::Map, &["type"]),
+        f("conditions", List, 472, NONE, "").list(ListType::Map, &["type"]),
         f("observedGeneration", One, LEAF, NONE, ""),
         f("typeChecking", One, 11, NONE, ""),
     ] },
@@ -416,14 +416,14 @@ pub static TYPES: [TypeMeta; 427] = [
         f("matchConditions", List, 2, MERGE, "name").list(ListType::Map, &["name"]),
         f("matchPolicy", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
-        f("namespaceSelector", One, 416, NONE, ""),
-        f("objectSelector", One, 416, NONE, ""),
+        f("namespaceSelector", One, 475, NONE, ""),
+        f("objectSelector", One, 475, NONE, ""),
         f("rules", List, 9, NONE, "").list(ListType::Atomic, &[]),
         f("sideEffects", One, LEAF, NONE, ""),
         f("timeoutSeconds", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration", struct_type: None, fields: &[ // 18
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("webhooks", List, 17, MERGE, "name").list(ListType::Map, &["name"]),
     ] },
     TypeMeta { name: "io.k8s.api.admissionregistration.v1.Validation", struct_type: None, fields: &[ // 19
@@ -443,11 +443,11 @@ pub static TYPES: [TypeMeta; 427] = [
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.ControllerRevision", struct_type: None, fields: &[ // 22
         f("data", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("revision", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.DaemonSet", struct_type: None, fields: &[ // 23
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 25, NONE, ""),
         f("status", One, 26, NONE, ""),
     ] },
@@ -461,7 +461,7 @@ pub static TYPES: [TypeMeta; 427] = [
     TypeMeta { name: "io.k8s.api.apps.v1.DaemonSetSpec", struct_type: None, fields: &[ // 25
         f("minReadySeconds", One, LEAF, NONE, ""),
         f("revisionHistoryLimit", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("template", One, 262, NONE, ""),
         f("updateStrategy", One, 27, NONE, ""),
     ] },
@@ -482,7 +482,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("type", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.Deployment", struct_type: None, fields: &[ // 28
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 30, NONE, ""),
         f("status", One, 31, NONE, ""),
     ] },
@@ -500,7 +500,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("progressDeadlineSeconds", One, LEAF, NONE, ""),
         f("replicas", One, LEAF, NONE, ""),
         f("revisionHistoryLimit", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("strategy", One, 32, RETAIN, ""),
         f("template", One, 262, NONE, ""),
     ] },
@@ -520,7 +520,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("type", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.ReplicaSet", struct_type: None, fields: &[ // 33
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 35, NONE, ""),
         f("status", One, 36, NONE, ""),
     ] },
@@ -534,7 +534,7 @@ pub static TYPES: [TypeMeta; 427] = [
     TypeMeta { name: "io.k8s.api.apps.v1.ReplicaSetSpec", struct_type: None, fields: &[ // 35
         f("minReadySeconds", One, LEAF, NONE, ""),
         f("replicas", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("template", One, 262, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.ReplicaSetStatus", struct_type: None, fields: &[ // 36
@@ -559,7 +559,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("partition", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.apps.v1.StatefulSet", struct_type: None, fields: &[ // 40
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 44, NONE, ""),
         f("status", One, 45, NONE, ""),
     ] },
@@ -584,7 +584,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("podManagementPolicy", One, LEAF, NONE, ""),
         f("replicas", One, LEAF, NONE, ""),
         f("revisionHistoryLimit", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("serviceName", One, LEAF, NONE, ""),
         f("template", One, 262, NONE, ""),
         f("updateStrategy", One, 46, NONE, ""),
@@ -613,14 +613,14 @@ pub static TYPES: [TypeMeta; 427] = [
         f("uid", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authentication.v1.SelfSubjectReview", struct_type: None, fields: &[ // 48
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("status", One, 49, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authentication.v1.SelfSubjectReviewStatus", struct_type: None, fields: &[ // 49
         f("userInfo", One, 56, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authentication.v1.TokenRequest", struct_type: None, fields: &[ // 50
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 51, NONE, ""),
         f("status", One, 52, NONE, ""),
     ] },
@@ -634,7 +634,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("token", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authentication.v1.TokenReview", struct_type: None, fields: &[ // 53
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 54, NONE, ""),
         f("status", One, 55, NONE, ""),
     ] },
@@ -656,14 +656,14 @@ pub static TYPES: [TypeMeta; 427] = [
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.FieldSelectorAttributes", struct_type: None, fields: &[ // 57
         f("rawSelector", One, LEAF, NONE, ""),
-        f("requirements", List, 415, NONE, "").list(ListType::Atomic, &[]),
+        f("requirements", List, 474, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.LabelSelectorAttributes", struct_type: None, fields: &[ // 58
         f("rawSelector", One, LEAF, NONE, ""),
-        f("requirements", List, 417, NONE, "").list(ListType::Atomic, &[]),
+        f("requirements", List, 476, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.LocalSubjectAccessReview", struct_type: None, fields: &[ // 59
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 69, NONE, ""),
         f("status", One, 70, NONE, ""),
     ] },
@@ -693,7 +693,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("verbs", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.SelfSubjectAccessReview", struct_type: None, fields: &[ // 64
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 65, NONE, ""),
         f("status", One, 70, NONE, ""),
     ] },
@@ -702,7 +702,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("resourceAttributes", One, 62, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.SelfSubjectRulesReview", struct_type: None, fields: &[ // 66
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 67, NONE, ""),
         f("status", One, 71, NONE, ""),
     ] },
@@ -710,7 +710,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("namespace", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.authorization.v1.SubjectAccessReview", struct_type: None, fields: &[ // 68
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 69, NONE, ""),
         f("status", One, 70, NONE, ""),
     ] },
@@ -740,7 +740,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("name", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler", struct_type: None, fields: &[ // 73
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 74, NONE, ""),
         f("status", One, 75, NONE, ""),
     ] },
@@ -758,7 +758,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("observedGeneration", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.autoscaling.v1.Scale", struct_type: None, fields: &[ // 76
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 77, NONE, ""),
         f("status", One, 78, NONE, ""),
     ] },
@@ -804,7 +804,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("tolerance", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", struct_type: None, fields: &[ // 86
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 89, NONE, ""),
         f("status", One, 90, NONE, ""),
     ] },
@@ -836,7 +836,7 @@ pub static TYPES: [TypeMeta; 427] = [
     ] },
     TypeMeta { name: "io.k8s.api.autoscaling.v2.MetricIdentifier", struct_type: None, fields: &[ // 91
         f("name", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.autoscaling.v2.MetricSpec", struct_type: None, fields: &[ // 92
         f("containerResource", One, 79, NONE, ""),
@@ -892,7 +892,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("name", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.batch.v1.CronJob", struct_type: None, fields: &[ // 102
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 103, NONE, ""),
         f("status", One, 104, NONE, ""),
     ] },
@@ -912,7 +912,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("lastSuccessfulTime", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.batch.v1.Job", struct_type: None, fields: &[ // 105
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 107, NONE, ""),
         f("status", One, 108, NONE, ""),
     ] },
@@ -936,7 +936,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("parallelism", One, LEAF, NONE, ""),
         f("podFailurePolicy", One, 110, NONE, ""),
         f("podReplacementPolicy", One, LEAF, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("successPolicy", One, 114, NONE, ""),
         f("suspend", One, LEAF, NONE, ""),
         f("template", One, 262, NONE, ""),
@@ -956,7 +956,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("uncountedTerminatedPods", One, 116, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.batch.v1.JobTemplateSpec", struct_type: None, fields: &[ // 109
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 107, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.batch.v1.PodFailurePolicy", struct_type: None, fields: &[ // 110
@@ -988,7 +988,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("succeeded", List, LEAF, NONE, "").list(ListType::Set, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.certificates.v1.CertificateSigningRequest", struct_type: None, fields: &[ // 117
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 119, NONE, ""),
         f("status", One, 120, NONE, ""),
     ] },
@@ -1015,7 +1015,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("conditions", List, 118, NONE, "").list(ListType::Map, &["type"]),
     ] },
     TypeMeta { name: "io.k8s.api.coordination.v1.Lease", struct_type: None, fields: &[ // 121
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 122, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.coordination.v1.LeaseSpec", struct_type: None, fields: &[ // 122
@@ -1066,7 +1066,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("shareName", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Binding", struct_type: None, fields: &[ // 130
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("target", One, 232, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.CSIPersistentVolumeSource", struct_type: None, fields: &[ // 131
@@ -1124,7 +1124,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("timeoutSeconds", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ClusterTrustBundleProjection", struct_type: None, fields: &[ // 139
-        f("labelSelector", One, 416, NONE, ""),
+        f("labelSelector", One, 475, NONE, ""),
         f("name", One, LEAF, NONE, ""),
         f("optional", One, LEAF, NONE, ""),
         f("path", One, LEAF, NONE, ""),
@@ -1138,13 +1138,13 @@ pub static TYPES: [TypeMeta; 427] = [
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ComponentStatus", struct_type: None, fields: &[ // 141
         f("conditions", List, 140, MERGE, "type").list(ListType::Map, &["type"]),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ConfigMap", struct_type: None, fields: &[ // 142
         f("binaryData", Map, LEAF, NONE, ""),
         f("data", Map, LEAF, NONE, ""),
         f("immutable", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ConfigMapEnvSource", struct_type: None, fields: &[ // 143
         f("name", One, LEAF, NONE, ""),
@@ -1307,7 +1307,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("ports", List, 167, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Endpoints", struct_type: None, fields: &[ // 169
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("subsets", List, 168, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.EnvFromSource", struct_type: None, fields: &[ // 170
@@ -1366,7 +1366,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("involvedObject", One, 232, NONE, ""),
         f("lastTimestamp", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("reason", One, LEAF, NONE, ""),
         f("related", One, 232, NONE, ""),
         f("reportingComponent", One, LEAF, NONE, ""),
@@ -1512,7 +1512,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("tcpSocket", One, 307, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.LimitRange", struct_type: None, fields: &[ // 200
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 202, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.LimitRangeItem", struct_type: None, fields: &[ // 201
@@ -1557,7 +1557,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("server", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Namespace", struct_type: None, fields: &[ // 210
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 212, NONE, ""),
         f("status", One, 213, NONE, ""),
     ] },
@@ -1576,7 +1576,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("phase", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Node", struct_type: None, fields: &[ // 214
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 227, NONE, ""),
         f("status", One, 228, NONE, ""),
     ] },
@@ -1685,12 +1685,12 @@ pub static TYPES: [TypeMeta; 427] = [
         f("uid", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PersistentVolume", struct_type: None, fields: &[ // 233
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 240, NONE, ""),
         f("status", One, 241, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PersistentVolumeClaim", struct_type: None, fields: &[ // 234
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 236, NONE, ""),
         f("status", One, 237, NONE, ""),
     ] },
@@ -1707,7 +1707,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("dataSource", One, 313, NONE, ""),
         f("dataSourceRef", One, 314, NONE, ""),
         f("resources", One, 321, NONE, ""),
-        f("selector", One, 416, NONE, ""),
+        f("selector", One, 475, NONE, ""),
         f("storageClassName", One, LEAF, NONE, ""),
         f("volumeAttributesClassName", One, LEAF, NONE, ""),
         f("volumeMode", One, LEAF, NONE, ""),
@@ -1724,7 +1724,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("phase", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PersistentVolumeClaimTemplate", struct_type: None, fields: &[ // 238
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 236, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource", struct_type: None, fields: &[ // 239
@@ -1775,7 +1775,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("pdID", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Pod", struct_type: None, fields: &[ // 243
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 259, NONE, ""),
         f("status", One, 260, NONE, ""),
     ] },
@@ -1784,10 +1784,10 @@ pub static TYPES: [TypeMeta; 427] = [
         f("requiredDuringSchedulingIgnoredDuringExecution", List, 245, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PodAffinityTerm", struct_type: None, fields: &[ // 245
-        f("labelSelector", One, 416, NONE, ""),
+        f("labelSelector", One, 475, NONE, ""),
         f("matchLabelKeys", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("mismatchLabelKeys", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
-        f("namespaceSelector", One, 416, NONE, ""),
+        f("namespaceSelector", One, 475, NONE, ""),
         f("namespaces", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("topologyKey", One, LEAF, NONE, ""),
     ] },
@@ -1925,11 +1925,11 @@ pub static TYPES: [TypeMeta; 427] = [
         f("startTime", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PodTemplate", struct_type: None, fields: &[ // 261
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("template", One, 262, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PodTemplateSpec", struct_type: None, fields: &[ // 262
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 259, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.PortStatus", struct_type: None, fields: &[ // 263
@@ -1991,7 +1991,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("user", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ReplicationController", struct_type: None, fields: &[ // 271
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 273, NONE, ""),
         f("status", One, 274, NONE, ""),
     ] },
@@ -2030,7 +2030,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("resourceID", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ResourceQuota", struct_type: None, fields: &[ // 278
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 279, NONE, ""),
         f("status", One, 280, NONE, ""),
     ] },
@@ -2097,7 +2097,7 @@ pub static TYPES: [TypeMeta; 427] = [
     TypeMeta { name: "io.k8s.api.core.v1.Secret", struct_type: None, fields: &[ // 289
         f("data", Map, LEAF, NONE, ""),
         f("immutable", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("stringData", Map, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
     ] },
@@ -2140,14 +2140,14 @@ pub static TYPES: [TypeMeta; 427] = [
         f("windowsOptions", One, 324, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.Service", struct_type: None, fields: &[ // 296
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("spec", One, 300, NONE, ""),
         f("status", One, 301, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ServiceAccount", struct_type: None, fields: &[ // 297
         f("automountServiceAccountToken", One, LEAF, NONE, ""),
         f("imagePullSecrets", List, 206, NONE, "").list(ListType::Atomic, &[]),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("secrets", List, 232, MERGE, "name").list(ListType::Map, &["name"]),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ServiceAccountTokenProjection", struct_type: None, fields: &[ // 298
@@ -2186,7 +2186,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("type", One, LEAF, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.ServiceStatus", struct_type: None, fields: &[ // 301
-        f("conditions", List, 413, MERGE, "type").list(ListType::Map, &["type"]),
+        f("conditions", List, 472, MERGE, "type").list(ListType::Map, &["type"]),
         f("loadBalancer", One, 205, NONE, ""),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.SessionAffinityConfig", struct_type: None, fields: &[ // 302
@@ -2238,7 +2238,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("matchLabelExpressions", List, 310, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.core.v1.TopologySpreadConstraint", struct_type: None, fields: &[ // 312
-        f("labelSelector", One, 416, NONE, ""),
+        f("labelSelector", One, 475, NONE, ""),
         f("matchLabelKeys", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("maxSkew", One, LEAF, NONE, ""),
         f("minDomains", One, LEAF, NONE, ""),
@@ -2369,7 +2369,7 @@ pub static TYPES: [TypeMeta; 427] = [
     TypeMeta { name: "io.k8s.api.discovery.v1.EndpointSlice", struct_type: None, fields: &[ // 329
         f("addressType", One, LEAF, NONE, ""),
         f("endpoints", List, 325, NONE, "").list(ListType::Atomic, &[]),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("ports", List, 328, NONE, "").list(ListType::Atomic, &[]),
     ] },
     TypeMeta { name: "io.k8s.api.discovery.v1.ForNode", struct_type: None, fields: &[ // 330
@@ -2385,7 +2385,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("deprecatedLastTimestamp", One, LEAF, NONE, ""),
         f("deprecatedSource", One, 177, NONE, ""),
         f("eventTime", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("note", One, LEAF, NONE, ""),
         f("reason", One, LEAF, NONE, ""),
         f("regarding", One, 232, NONE, ""),
@@ -2399,162 +2399,260 @@ pub static TYPES: [TypeMeta; 427] = [
         f("count", One, LEAF, NONE, ""),
         f("lastObservedTime", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.HTTPIngressPath", struct_type: None, fields: &[ // 334
-        f("backend", One, 340, NONE, ""),
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.ExemptPriorityLevelConfiguration", struct_type: None, fields: &[ // 334
+        f("lendablePercent", One, LEAF, NONE, ""),
+        f("nominalConcurrencyShares", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.FlowDistinguisherMethod", struct_type: None, fields: &[ // 335
+        f("type", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.FlowSchema", struct_type: None, fields: &[ // 336
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 338, NONE, ""),
+        f("status", One, 339, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.FlowSchemaCondition", struct_type: None, fields: &[ // 337
+        f("lastTransitionTime", One, LEAF, NONE, ""),
+        f("message", One, LEAF, NONE, ""),
+        f("reason", One, LEAF, NONE, ""),
+        f("status", One, LEAF, NONE, ""),
+        f("type", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.FlowSchemaSpec", struct_type: None, fields: &[ // 338
+        f("distinguisherMethod", One, 335, NONE, ""),
+        f("matchingPrecedence", One, LEAF, NONE, ""),
+        f("priorityLevelConfiguration", One, 347, NONE, ""),
+        f("rules", List, 344, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.FlowSchemaStatus", struct_type: None, fields: &[ // 339
+        f("conditions", List, 337, MERGE, "type").list(ListType::Map, &["type"]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.GroupSubject", struct_type: None, fields: &[ // 340
+        f("name", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.LimitResponse", struct_type: None, fields: &[ // 341
+        f("queuing", One, 350, NONE, ""),
+        f("type", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration", struct_type: None, fields: &[ // 342
+        f("borrowingLimitPercent", One, LEAF, NONE, ""),
+        f("lendablePercent", One, LEAF, NONE, ""),
+        f("limitResponse", One, 341, NONE, ""),
+        f("nominalConcurrencyShares", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.NonResourcePolicyRule", struct_type: None, fields: &[ // 343
+        f("nonResourceURLs", List, LEAF, NONE, "").list(ListType::Set, &[]),
+        f("verbs", List, LEAF, NONE, "").list(ListType::Set, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects", struct_type: None, fields: &[ // 344
+        f("nonResourceRules", List, 343, NONE, "").list(ListType::Atomic, &[]),
+        f("resourceRules", List, 351, NONE, "").list(ListType::Atomic, &[]),
+        f("subjects", List, 353, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration", struct_type: None, fields: &[ // 345
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 348, NONE, ""),
+        f("status", One, 349, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationCondition", struct_type: None, fields: &[ // 346
+        f("lastTransitionTime", One, LEAF, NONE, ""),
+        f("message", One, LEAF, NONE, ""),
+        f("reason", One, LEAF, NONE, ""),
+        f("status", One, LEAF, NONE, ""),
+        f("type", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationReference", struct_type: None, fields: &[ // 347
+        f("name", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec", struct_type: None, fields: &[ // 348
+        f("exempt", One, 334, NONE, ""),
+        f("limited", One, 342, NONE, ""),
+        f("type", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus", struct_type: None, fields: &[ // 349
+        f("conditions", List, 346, MERGE, "type").list(ListType::Map, &["type"]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.QueuingConfiguration", struct_type: None, fields: &[ // 350
+        f("handSize", One, LEAF, NONE, ""),
+        f("queueLengthLimit", One, LEAF, NONE, ""),
+        f("queues", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.ResourcePolicyRule", struct_type: None, fields: &[ // 351
+        f("apiGroups", List, LEAF, NONE, "").list(ListType::Set, &[]),
+        f("clusterScope", One, LEAF, NONE, ""),
+        f("namespaces", List, LEAF, NONE, "").list(ListType::Set, &[]),
+        f("resources", List, LEAF, NONE, "").list(ListType::Set, &[]),
+        f("verbs", List, LEAF, NONE, "").list(ListType::Set, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.ServiceAccountSubject", struct_type: None, fields: &[ // 352
+        f("name", One, LEAF, NONE, ""),
+        f("namespace", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.Subject", struct_type: None, fields: &[ // 353
+        f("group", One, 340, NONE, ""),
+        f("kind", One, LEAF, NONE, ""),
+        f("serviceAccount", One, 352, NONE, ""),
+        f("user", One, 354, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.flowcontrol.v1.UserSubject", struct_type: None, fields: &[ // 354
+        f("name", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.networking.v1.HTTPIngressPath", struct_type: None, fields: &[ // 355
+        f("backend", One, 361, NONE, ""),
         f("path", One, LEAF, NONE, ""),
         f("pathType", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.HTTPIngressRuleValue", struct_type: None, fields: &[ // 335
-        f("paths", List, 334, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.networking.v1.HTTPIngressRuleValue", struct_type: None, fields: &[ // 356
+        f("paths", List, 355, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IPAddress", struct_type: None, fields: &[ // 336
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 337, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.IPAddress", struct_type: None, fields: &[ // 357
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 358, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IPAddressSpec", struct_type: None, fields: &[ // 337
-        f("parentRef", One, 358, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.IPAddressSpec", struct_type: None, fields: &[ // 358
+        f("parentRef", One, 379, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IPBlock", struct_type: None, fields: &[ // 338
+    TypeMeta { name: "io.k8s.api.networking.v1.IPBlock", struct_type: None, fields: &[ // 359
         f("cidr", One, LEAF, NONE, ""),
         f("except", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.Ingress", struct_type: None, fields: &[ // 339
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 349, NONE, ""),
-        f("status", One, 350, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.Ingress", struct_type: None, fields: &[ // 360
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 370, NONE, ""),
+        f("status", One, 371, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressBackend", struct_type: None, fields: &[ // 340
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressBackend", struct_type: None, fields: &[ // 361
         f("resource", One, 313, NONE, ""),
-        f("service", One, 348, NONE, ""),
+        f("service", One, 369, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressClass", struct_type: None, fields: &[ // 341
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 343, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressClass", struct_type: None, fields: &[ // 362
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 364, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressClassParametersReference", struct_type: None, fields: &[ // 342
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressClassParametersReference", struct_type: None, fields: &[ // 363
         f("apiGroup", One, LEAF, NONE, ""),
         f("kind", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
         f("scope", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressClassSpec", struct_type: None, fields: &[ // 343
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressClassSpec", struct_type: None, fields: &[ // 364
         f("controller", One, LEAF, NONE, ""),
-        f("parameters", One, 342, NONE, ""),
+        f("parameters", One, 363, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressLoadBalancerIngress", struct_type: None, fields: &[ // 344
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressLoadBalancerIngress", struct_type: None, fields: &[ // 365
         f("hostname", One, LEAF, NONE, ""),
         f("ip", One, LEAF, NONE, ""),
-        f("ports", List, 346, NONE, "").list(ListType::Atomic, &[]),
+        f("ports", List, 367, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressLoadBalancerStatus", struct_type: None, fields: &[ // 345
-        f("ingress", List, 344, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressLoadBalancerStatus", struct_type: None, fields: &[ // 366
+        f("ingress", List, 365, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressPortStatus", struct_type: None, fields: &[ // 346
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressPortStatus", struct_type: None, fields: &[ // 367
         f("error", One, LEAF, NONE, ""),
         f("port", One, LEAF, NONE, ""),
         f("protocol", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressRule", struct_type: None, fields: &[ // 347
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressRule", struct_type: None, fields: &[ // 368
         f("host", One, LEAF, NONE, ""),
-        f("http", One, 335, NONE, ""),
+        f("http", One, 356, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressServiceBackend", struct_type: None, fields: &[ // 348
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressServiceBackend", struct_type: None, fields: &[ // 369
         f("name", One, LEAF, NONE, ""),
-        f("port", One, 359, NONE, ""),
+        f("port", One, 380, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressSpec", struct_type: None, fields: &[ // 349
-        f("defaultBackend", One, 340, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressSpec", struct_type: None, fields: &[ // 370
+        f("defaultBackend", One, 361, NONE, ""),
         f("ingressClassName", One, LEAF, NONE, ""),
-        f("rules", List, 347, NONE, "").list(ListType::Atomic, &[]),
-        f("tls", List, 351, NONE, "").list(ListType::Atomic, &[]),
+        f("rules", List, 368, NONE, "").list(ListType::Atomic, &[]),
+        f("tls", List, 372, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressStatus", struct_type: None, fields: &[ // 350
-        f("loadBalancer", One, 345, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressStatus", struct_type: None, fields: &[ // 371
+        f("loadBalancer", One, 366, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.IngressTLS", struct_type: None, fields: &[ // 351
+    TypeMeta { name: "io.k8s.api.networking.v1.IngressTLS", struct_type: None, fields: &[ // 372
         f("hosts", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("secretName", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicy", struct_type: None, fields: &[ // 352
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 357, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicy", struct_type: None, fields: &[ // 373
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 378, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyEgressRule", struct_type: None, fields: &[ // 353
-        f("ports", List, 356, NONE, "").list(ListType::Atomic, &[]),
-        f("to", List, 355, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyEgressRule", struct_type: None, fields: &[ // 374
+        f("ports", List, 377, NONE, "").list(ListType::Atomic, &[]),
+        f("to", List, 376, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyIngressRule", struct_type: None, fields: &[ // 354
-        f("from", List, 355, NONE, "").list(ListType::Atomic, &[]),
-        f("ports", List, 356, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyIngressRule", struct_type: None, fields: &[ // 375
+        f("from", List, 376, NONE, "").list(ListType::Atomic, &[]),
+        f("ports", List, 377, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyPeer", struct_type: None, fields: &[ // 355
-        f("ipBlock", One, 338, NONE, ""),
-        f("namespaceSelector", One, 416, NONE, ""),
-        f("podSelector", One, 416, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyPeer", struct_type: None, fields: &[ // 376
+        f("ipBlock", One, 359, NONE, ""),
+        f("namespaceSelector", One, 475, NONE, ""),
+        f("podSelector", One, 475, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyPort", struct_type: None, fields: &[ // 356
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicyPort", struct_type: None, fields: &[ // 377
         f("endPort", One, LEAF, NONE, ""),
         f("port", One, LEAF, NONE, ""),
         f("protocol", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicySpec", struct_type: None, fields: &[ // 357
-        f("egress", List, 353, NONE, "").list(ListType::Atomic, &[]),
-        f("ingress", List, 354, NONE, "").list(ListType::Atomic, &[]),
-        f("podSelector", One, 416, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.NetworkPolicySpec", struct_type: None, fields: &[ // 378
+        f("egress", List, 374, NONE, "").list(ListType::Atomic, &[]),
+        f("ingress", List, 375, NONE, "").list(ListType::Atomic, &[]),
+        f("podSelector", One, 475, NONE, ""),
         f("policyTypes", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.ParentReference", struct_type: None, fields: &[ // 358
+    TypeMeta { name: "io.k8s.api.networking.v1.ParentReference", struct_type: None, fields: &[ // 379
         f("group", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
         f("resource", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.ServiceBackendPort", struct_type: Some(StructType::Atomic), fields: &[ // 359
+    TypeMeta { name: "io.k8s.api.networking.v1.ServiceBackendPort", struct_type: Some(StructType::Atomic), fields: &[ // 380
         f("name", One, LEAF, NONE, ""),
         f("number", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDR", struct_type: None, fields: &[ // 360
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 361, NONE, ""),
-        f("status", One, 362, NONE, ""),
+    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDR", struct_type: None, fields: &[ // 381
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 382, NONE, ""),
+        f("status", One, 383, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDRSpec", struct_type: None, fields: &[ // 361
+    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDRSpec", struct_type: None, fields: &[ // 382
         f("cidrs", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDRStatus", struct_type: None, fields: &[ // 362
-        f("conditions", List, 413, MERGE, "type").list(ListType::Map, &["type"]),
+    TypeMeta { name: "io.k8s.api.networking.v1.ServiceCIDRStatus", struct_type: None, fields: &[ // 383
+        f("conditions", List, 472, MERGE, "type").list(ListType::Map, &["type"]),
     ] },
-    TypeMeta { name: "io.k8s.api.node.v1.Overhead", struct_type: None, fields: &[ // 363
+    TypeMeta { name: "io.k8s.api.node.v1.Overhead", struct_type: None, fields: &[ // 384
         f("podFixed", Map, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.node.v1.RuntimeClass", struct_type: None, fields: &[ // 364
+    TypeMeta { name: "io.k8s.api.node.v1.RuntimeClass", struct_type: None, fields: &[ // 385
         f("handler", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
-        f("overhead", One, 363, NONE, ""),
-        f("scheduling", One, 365, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
+        f("overhead", One, 384, NONE, ""),
+        f("scheduling", One, 386, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.node.v1.Scheduling", struct_type: None, fields: &[ // 365
+    TypeMeta { name: "io.k8s.api.node.v1.Scheduling", struct_type: None, fields: &[ // 386
         f("nodeSelector", Map, LEAF, NONE, "").map(MapType::Atomic),
         f("tolerations", List, 309, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.policy.v1.Eviction", struct_type: None, fields: &[ // 366
-        f("deleteOptions", One, 414, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+    TypeMeta { name: "io.k8s.api.policy.v1.Eviction", struct_type: None, fields: &[ // 387
+        f("deleteOptions", One, 473, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudget", struct_type: None, fields: &[ // 367
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 368, NONE, ""),
-        f("status", One, 369, NONE, ""),
+    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudget", struct_type: None, fields: &[ // 388
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 389, NONE, ""),
+        f("status", One, 390, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudgetSpec", struct_type: None, fields: &[ // 368
+    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudgetSpec", struct_type: None, fields: &[ // 389
         f("maxUnavailable", One, LEAF, NONE, ""),
         f("minAvailable", One, LEAF, NONE, ""),
-        f("selector", One, 416, REPLACE, ""),
+        f("selector", One, 475, REPLACE, ""),
         f("unhealthyPodEvictionPolicy", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudgetStatus", struct_type: None, fields: &[ // 369
-        f("conditions", List, 413, MERGE, "type").list(ListType::Map, &["type"]),
+    TypeMeta { name: "io.k8s.api.policy.v1.PodDisruptionBudgetStatus", struct_type: None, fields: &[ // 390
+        f("conditions", List, 472, MERGE, "type").list(ListType::Map, &["type"]),
         f("currentHealthy", One, LEAF, NONE, ""),
         f("desiredHealthy", One, LEAF, NONE, ""),
         f("disruptedPods", Map, LEAF, NONE, ""),
@@ -2562,58 +2660,264 @@ pub static TYPES: [TypeMeta; 427] = [
         f("expectedPods", One, LEAF, NONE, ""),
         f("observedGeneration", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.AggregationRule", struct_type: None, fields: &[ // 370
-        f("clusterRoleSelectors", List, 416, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.rbac.v1.AggregationRule", struct_type: None, fields: &[ // 391
+        f("clusterRoleSelectors", List, 475, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.ClusterRole", struct_type: None, fields: &[ // 371
-        f("aggregationRule", One, 370, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
-        f("rules", List, 373, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.rbac.v1.ClusterRole", struct_type: None, fields: &[ // 392
+        f("aggregationRule", One, 391, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
+        f("rules", List, 394, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.ClusterRoleBinding", struct_type: None, fields: &[ // 372
-        f("metadata", One, 419, NONE, ""),
-        f("roleRef", One, 376, NONE, ""),
-        f("subjects", List, 377, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.rbac.v1.ClusterRoleBinding", struct_type: None, fields: &[ // 393
+        f("metadata", One, 478, NONE, ""),
+        f("roleRef", One, 397, NONE, ""),
+        f("subjects", List, 398, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.PolicyRule", struct_type: None, fields: &[ // 373
+    TypeMeta { name: "io.k8s.api.rbac.v1.PolicyRule", struct_type: None, fields: &[ // 394
         f("apiGroups", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("nonResourceURLs", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("resourceNames", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("resources", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("verbs", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.Role", struct_type: None, fields: &[ // 374
-        f("metadata", One, 419, NONE, ""),
-        f("rules", List, 373, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.rbac.v1.Role", struct_type: None, fields: &[ // 395
+        f("metadata", One, 478, NONE, ""),
+        f("rules", List, 394, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.RoleBinding", struct_type: None, fields: &[ // 375
-        f("metadata", One, 419, NONE, ""),
-        f("roleRef", One, 376, NONE, ""),
-        f("subjects", List, 377, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.api.rbac.v1.RoleBinding", struct_type: None, fields: &[ // 396
+        f("metadata", One, 478, NONE, ""),
+        f("roleRef", One, 397, NONE, ""),
+        f("subjects", List, 398, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.RoleRef", struct_type: Some(StructType::Atomic), fields: &[ // 376
+    TypeMeta { name: "io.k8s.api.rbac.v1.RoleRef", struct_type: Some(StructType::Atomic), fields: &[ // 397
         f("apiGroup", One, LEAF, NONE, ""),
         f("kind", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.rbac.v1.Subject", struct_type: Some(StructType::Atomic), fields: &[ // 377
+    TypeMeta { name: "io.k8s.api.rbac.v1.Subject", struct_type: Some(StructType::Atomic), fields: &[ // 398
         f("apiGroup", One, LEAF, NONE, ""),
         f("kind", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.scheduling.v1.PriorityClass", struct_type: None, fields: &[ // 378
+    TypeMeta { name: "io.k8s.api.resource.v1.AllocatedDeviceStatus", struct_type: None, fields: &[ // 399
+        f("conditions", List, 472, NONE, "").list(ListType::Map, &["type"]),
+        f("data", One, LEAF, NONE, ""),
+        f("device", One, LEAF, NONE, ""),
+        f("driver", One, LEAF, NONE, ""),
+        f("networkData", One, 426, NONE, ""),
+        f("pool", One, LEAF, NONE, ""),
+        f("shareID", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.AllocationResult", struct_type: None, fields: &[ // 400
+        f("allocationTimestamp", One, LEAF, NONE, ""),
+        f("devices", One, 409, NONE, ""),
+        f("nodeSelector", One, 224, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.CELDeviceSelector", struct_type: None, fields: &[ // 401
+        f("expression", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.CapacityRequestPolicy", struct_type: None, fields: &[ // 402
+        f("default", One, LEAF, NONE, ""),
+        f("validRange", One, 403, NONE, ""),
+        f("validValues", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.CapacityRequestPolicyRange", struct_type: None, fields: &[ // 403
+        f("max", One, LEAF, NONE, ""),
+        f("min", One, LEAF, NONE, ""),
+        f("step", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.CapacityRequirements", struct_type: None, fields: &[ // 404
+        f("requests", Map, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.Counter", struct_type: None, fields: &[ // 405
+        f("value", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.CounterSet", struct_type: None, fields: &[ // 406
+        f("counters", Map, 405, NONE, ""),
+        f("name", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.Device", struct_type: None, fields: &[ // 407
+        f("allNodes", One, LEAF, NONE, ""),
+        f("allowMultipleAllocations", One, LEAF, NONE, ""),
+        f("attributes", Map, 410, NONE, ""),
+        f("bindingConditions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+        f("bindingFailureConditions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+        f("bindsToNode", One, LEAF, NONE, ""),
+        f("capacity", Map, 411, NONE, ""),
+        f("consumesCounters", List, 418, NONE, "").list(ListType::Atomic, &[]),
+        f("name", One, LEAF, NONE, ""),
+        f("nodeName", One, LEAF, NONE, ""),
+        f("nodeSelector", One, 224, NONE, ""),
+        f("taints", List, 423, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceAllocationConfiguration", struct_type: None, fields: &[ // 408
+        f("opaque", One, 427, NONE, ""),
+        f("requests", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+        f("source", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceAllocationResult", struct_type: None, fields: &[ // 409
+        f("config", List, 408, NONE, "").list(ListType::Atomic, &[]),
+        f("results", List, 420, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceAttribute", struct_type: None, fields: &[ // 410
+        f("bool", One, LEAF, NONE, ""),
+        f("int", One, LEAF, NONE, ""),
+        f("string", One, LEAF, NONE, ""),
+        f("version", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceCapacity", struct_type: None, fields: &[ // 411
+        f("requestPolicy", One, 402, NONE, ""),
+        f("value", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceClaim", struct_type: None, fields: &[ // 412
+        f("config", List, 413, NONE, "").list(ListType::Atomic, &[]),
+        f("constraints", List, 417, NONE, "").list(ListType::Atomic, &[]),
+        f("requests", List, 419, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceClaimConfiguration", struct_type: None, fields: &[ // 413
+        f("opaque", One, 427, NONE, ""),
+        f("requests", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceClass", struct_type: None, fields: &[ // 414
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 416, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceClassConfiguration", struct_type: None, fields: &[ // 415
+        f("opaque", One, 427, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceClassSpec", struct_type: None, fields: &[ // 416
+        f("config", List, 415, NONE, "").list(ListType::Atomic, &[]),
+        f("extendedResourceName", One, LEAF, NONE, ""),
+        f("selectors", List, 421, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceConstraint", struct_type: None, fields: &[ // 417
+        f("distinctAttribute", One, LEAF, NONE, ""),
+        f("matchAttribute", One, LEAF, NONE, ""),
+        f("requests", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceCounterConsumption", struct_type: None, fields: &[ // 418
+        f("counterSet", One, LEAF, NONE, ""),
+        f("counters", Map, 405, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceRequest", struct_type: None, fields: &[ // 419
+        f("exactly", One, 425, NONE, ""),
+        f("firstAvailable", List, 422, NONE, "").list(ListType::Atomic, &[]),
+        f("name", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceRequestAllocationResult", struct_type: None, fields: &[ // 420
+        f("adminAccess", One, LEAF, NONE, ""),
+        f("bindingConditions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+        f("bindingFailureConditions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+        f("consumedCapacity", Map, LEAF, NONE, ""),
+        f("device", One, LEAF, NONE, ""),
+        f("driver", One, LEAF, NONE, ""),
+        f("pool", One, LEAF, NONE, ""),
+        f("request", One, LEAF, NONE, ""),
+        f("shareID", One, LEAF, NONE, ""),
+        f("tolerations", List, 424, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceSelector", struct_type: None, fields: &[ // 421
+        f("cel", One, 401, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceSubRequest", struct_type: None, fields: &[ // 422
+        f("allocationMode", One, LEAF, NONE, ""),
+        f("capacity", One, 404, NONE, ""),
+        f("count", One, LEAF, NONE, ""),
+        f("deviceClassName", One, LEAF, NONE, ""),
+        f("name", One, LEAF, NONE, ""),
+        f("selectors", List, 421, NONE, "").list(ListType::Atomic, &[]),
+        f("tolerations", List, 424, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceTaint", struct_type: None, fields: &[ // 423
+        f("effect", One, LEAF, NONE, ""),
+        f("key", One, LEAF, NONE, ""),
+        f("timeAdded", One, LEAF, NONE, ""),
+        f("value", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.DeviceToleration", struct_type: None, fields: &[ // 424
+        f("effect", One, LEAF, NONE, ""),
+        f("key", One, LEAF, NONE, ""),
+        f("operator", One, LEAF, NONE, ""),
+        f("tolerationSeconds", One, LEAF, NONE, ""),
+        f("value", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ExactDeviceRequest", struct_type: None, fields: &[ // 425
+        f("adminAccess", One, LEAF, NONE, ""),
+        f("allocationMode", One, LEAF, NONE, ""),
+        f("capacity", One, 404, NONE, ""),
+        f("count", One, LEAF, NONE, ""),
+        f("deviceClassName", One, LEAF, NONE, ""),
+        f("selectors", List, 421, NONE, "").list(ListType::Atomic, &[]),
+        f("tolerations", List, 424, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.NetworkDeviceData", struct_type: None, fields: &[ // 426
+        f("hardwareAddress", One, LEAF, NONE, ""),
+        f("interfaceName", One, LEAF, NONE, ""),
+        f("ips", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.OpaqueDeviceConfiguration", struct_type: None, fields: &[ // 427
+        f("driver", One, LEAF, NONE, ""),
+        f("parameters", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaim", struct_type: None, fields: &[ // 428
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 430, NONE, ""),
+        f("status", One, 431, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaimConsumerReference", struct_type: None, fields: &[ // 429
+        f("apiGroup", One, LEAF, NONE, ""),
+        f("name", One, LEAF, NONE, ""),
+        f("resource", One, LEAF, NONE, ""),
+        f("uid", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaimSpec", struct_type: None, fields: &[ // 430
+        f("devices", One, 412, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaimStatus", struct_type: None, fields: &[ // 431
+        f("allocation", One, 400, NONE, ""),
+        f("devices", List, 399, NONE, "").list(ListType::Map, &["driver", "device", "pool", "shareID"]),
+        f("reservedFor", List, 429, NONE, "").list(ListType::Map, &["uid"]),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaimTemplate", struct_type: None, fields: &[ // 432
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 433, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceClaimTemplateSpec", struct_type: None, fields: &[ // 433
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 430, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourcePool", struct_type: None, fields: &[ // 434
+        f("generation", One, LEAF, NONE, ""),
+        f("name", One, LEAF, NONE, ""),
+        f("resourceSliceCount", One, LEAF, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceSlice", struct_type: None, fields: &[ // 435
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 436, NONE, ""),
+    ] },
+    TypeMeta { name: "io.k8s.api.resource.v1.ResourceSliceSpec", struct_type: None, fields: &[ // 436
+        f("allNodes", One, LEAF, NONE, ""),
+        f("devices", List, 407, NONE, "").list(ListType::Atomic, &[]),
+        f("driver", One, LEAF, NONE, ""),
+        f("nodeName", One, LEAF, NONE, ""),
+        f("nodeSelector", One, 224, NONE, ""),
+        f("perDeviceNodeSelection", One, LEAF, NONE, ""),
+        f("pool", One, 434, NONE, ""),
+        f("sharedCounters", List, 406, NONE, "").list(ListType::Atomic, &[]),
+    ] },
+    TypeMeta { name: "io.k8s.api.scheduling.v1.PriorityClass", struct_type: None, fields: &[ // 437
         f("description", One, LEAF, NONE, ""),
         f("globalDefault", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("preemptionPolicy", One, LEAF, NONE, ""),
         f("value", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSIDriver", struct_type: None, fields: &[ // 379
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 380, NONE, ""),
+    TypeMeta { name: "io.k8s.api.storage.v1.CSIDriver", struct_type: None, fields: &[ // 438
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 439, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSIDriverSpec", struct_type: None, fields: &[ // 380
+    TypeMeta { name: "io.k8s.api.storage.v1.CSIDriverSpec", struct_type: None, fields: &[ // 439
         f("attachRequired", One, LEAF, NONE, ""),
         f("fsGroupPolicy", One, LEAF, NONE, ""),
         f("nodeAllocatableUpdatePeriodSeconds", One, LEAF, NONE, ""),
@@ -2621,77 +2925,77 @@ pub static TYPES: [TypeMeta; 427] = [
         f("requiresRepublish", One, LEAF, NONE, ""),
         f("seLinuxMount", One, LEAF, NONE, ""),
         f("storageCapacity", One, LEAF, NONE, ""),
-        f("tokenRequests", List, 386, NONE, "").list(ListType::Atomic, &[]),
+        f("tokenRequests", List, 445, NONE, "").list(ListType::Atomic, &[]),
         f("volumeLifecycleModes", List, LEAF, NONE, "").list(ListType::Set, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSINode", struct_type: None, fields: &[ // 381
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 383, NONE, ""),
+    TypeMeta { name: "io.k8s.api.storage.v1.CSINode", struct_type: None, fields: &[ // 440
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 442, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSINodeDriver", struct_type: None, fields: &[ // 382
-        f("allocatable", One, 393, NONE, ""),
+    TypeMeta { name: "io.k8s.api.storage.v1.CSINodeDriver", struct_type: None, fields: &[ // 441
+        f("allocatable", One, 452, NONE, ""),
         f("name", One, LEAF, NONE, ""),
         f("nodeID", One, LEAF, NONE, ""),
         f("topologyKeys", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSINodeSpec", struct_type: None, fields: &[ // 383
-        f("drivers", List, 382, MERGE, "name").list(ListType::Map, &["name"]),
+    TypeMeta { name: "io.k8s.api.storage.v1.CSINodeSpec", struct_type: None, fields: &[ // 442
+        f("drivers", List, 441, MERGE, "name").list(ListType::Map, &["name"]),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.CSIStorageCapacity", struct_type: None, fields: &[ // 384
+    TypeMeta { name: "io.k8s.api.storage.v1.CSIStorageCapacity", struct_type: None, fields: &[ // 443
         f("capacity", One, LEAF, NONE, ""),
         f("maximumVolumeSize", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
-        f("nodeTopology", One, 416, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
+        f("nodeTopology", One, 475, NONE, ""),
         f("storageClassName", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.StorageClass", struct_type: None, fields: &[ // 385
+    TypeMeta { name: "io.k8s.api.storage.v1.StorageClass", struct_type: None, fields: &[ // 444
         f("allowVolumeExpansion", One, LEAF, NONE, ""),
         f("allowedTopologies", List, 311, NONE, "").list(ListType::Atomic, &[]),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("mountOptions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("parameters", Map, LEAF, NONE, ""),
         f("provisioner", One, LEAF, NONE, ""),
         f("reclaimPolicy", One, LEAF, NONE, ""),
         f("volumeBindingMode", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.TokenRequest", struct_type: None, fields: &[ // 386
+    TypeMeta { name: "io.k8s.api.storage.v1.TokenRequest", struct_type: None, fields: &[ // 445
         f("audience", One, LEAF, NONE, ""),
         f("expirationSeconds", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachment", struct_type: None, fields: &[ // 387
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 389, NONE, ""),
-        f("status", One, 390, NONE, ""),
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachment", struct_type: None, fields: &[ // 446
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 448, NONE, ""),
+        f("status", One, 449, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentSource", struct_type: None, fields: &[ // 388
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentSource", struct_type: None, fields: &[ // 447
         f("inlineVolumeSpec", One, 240, NONE, ""),
         f("persistentVolumeName", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentSpec", struct_type: None, fields: &[ // 389
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentSpec", struct_type: None, fields: &[ // 448
         f("attacher", One, LEAF, NONE, ""),
         f("nodeName", One, LEAF, NONE, ""),
-        f("source", One, 388, NONE, ""),
+        f("source", One, 447, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentStatus", struct_type: None, fields: &[ // 390
-        f("attachError", One, 392, NONE, ""),
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttachmentStatus", struct_type: None, fields: &[ // 449
+        f("attachError", One, 451, NONE, ""),
         f("attached", One, LEAF, NONE, ""),
         f("attachmentMetadata", Map, LEAF, NONE, ""),
-        f("detachError", One, 392, NONE, ""),
+        f("detachError", One, 451, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttributesClass", struct_type: None, fields: &[ // 391
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeAttributesClass", struct_type: None, fields: &[ // 450
         f("driverName", One, LEAF, NONE, ""),
-        f("metadata", One, 419, NONE, ""),
+        f("metadata", One, 478, NONE, ""),
         f("parameters", Map, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeError", struct_type: None, fields: &[ // 392
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeError", struct_type: None, fields: &[ // 451
         f("errorCode", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
         f("time", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.api.storage.v1.VolumeNodeResources", struct_type: None, fields: &[ // 393
+    TypeMeta { name: "io.k8s.api.storage.v1.VolumeNodeResources", struct_type: None, fields: &[ // 452
         f("count", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceColumnDefinition", struct_type: None, fields: &[ // 394
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceColumnDefinition", struct_type: None, fields: &[ // 453
         f("description", One, LEAF, NONE, ""),
         f("format", One, LEAF, NONE, ""),
         f("jsonPath", One, LEAF, NONE, ""),
@@ -2699,23 +3003,23 @@ pub static TYPES: [TypeMeta; 427] = [
         f("priority", One, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceConversion", struct_type: None, fields: &[ // 395
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceConversion", struct_type: None, fields: &[ // 454
         f("strategy", One, LEAF, NONE, ""),
-        f("webhook", One, 412, NONE, ""),
+        f("webhook", One, 471, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition", struct_type: None, fields: &[ // 396
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 399, NONE, ""),
-        f("status", One, 400, NONE, ""),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition", struct_type: None, fields: &[ // 455
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 458, NONE, ""),
+        f("status", One, 459, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition", struct_type: None, fields: &[ // 397
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition", struct_type: None, fields: &[ // 456
         f("lastTransitionTime", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
         f("reason", One, LEAF, NONE, ""),
         f("status", One, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames", struct_type: None, fields: &[ // 398
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames", struct_type: None, fields: &[ // 457
         f("categories", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("kind", One, LEAF, NONE, ""),
         f("listKind", One, LEAF, NONE, ""),
@@ -2723,64 +3027,64 @@ pub static TYPES: [TypeMeta; 427] = [
         f("shortNames", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("singular", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec", struct_type: None, fields: &[ // 399
-        f("conversion", One, 395, NONE, ""),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec", struct_type: None, fields: &[ // 458
+        f("conversion", One, 454, NONE, ""),
         f("group", One, LEAF, NONE, ""),
-        f("names", One, 398, NONE, ""),
+        f("names", One, 457, NONE, ""),
         f("preserveUnknownFields", One, LEAF, NONE, ""),
         f("scope", One, LEAF, NONE, ""),
-        f("versions", List, 401, NONE, "").list(ListType::Atomic, &[]),
+        f("versions", List, 460, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", struct_type: None, fields: &[ // 400
-        f("acceptedNames", One, 398, NONE, ""),
-        f("conditions", List, 397, NONE, "").list(ListType::Map, &["type"]),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus", struct_type: None, fields: &[ // 459
+        f("acceptedNames", One, 457, NONE, ""),
+        f("conditions", List, 456, NONE, "").list(ListType::Map, &["type"]),
         f("storedVersions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion", struct_type: None, fields: &[ // 401
-        f("additionalPrinterColumns", List, 394, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion", struct_type: None, fields: &[ // 460
+        f("additionalPrinterColumns", List, 453, NONE, "").list(ListType::Atomic, &[]),
         f("deprecated", One, LEAF, NONE, ""),
         f("deprecationWarning", One, LEAF, NONE, ""),
         f("name", One, LEAF, NONE, ""),
-        f("schema", One, 405, NONE, ""),
-        f("selectableFields", List, 408, NONE, "").list(ListType::Atomic, &[]),
+        f("schema", One, 464, NONE, ""),
+        f("selectableFields", List, 467, NONE, "").list(ListType::Atomic, &[]),
         f("served", One, LEAF, NONE, ""),
         f("storage", One, LEAF, NONE, ""),
-        f("subresources", One, 404, NONE, ""),
+        f("subresources", One, 463, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale", struct_type: None, fields: &[ // 402
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale", struct_type: None, fields: &[ // 461
         f("labelSelectorPath", One, LEAF, NONE, ""),
         f("specReplicasPath", One, LEAF, NONE, ""),
         f("statusReplicasPath", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceStatus", struct_type: None, fields: &[ // 403
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceStatus", struct_type: None, fields: &[ // 462
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresources", struct_type: None, fields: &[ // 404
-        f("scale", One, 402, NONE, ""),
-        f("status", One, 403, NONE, ""),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresources", struct_type: None, fields: &[ // 463
+        f("scale", One, 461, NONE, ""),
+        f("status", One, 462, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceValidation", struct_type: None, fields: &[ // 405
-        f("openAPIV3Schema", One, 407, NONE, ""),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceValidation", struct_type: None, fields: &[ // 464
+        f("openAPIV3Schema", One, 466, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ExternalDocumentation", struct_type: None, fields: &[ // 406
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ExternalDocumentation", struct_type: None, fields: &[ // 465
         f("description", One, LEAF, NONE, ""),
         f("url", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps", struct_type: None, fields: &[ // 407
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps", struct_type: None, fields: &[ // 466
         f("$ref", One, LEAF, NONE, ""),
         f("$schema", One, LEAF, NONE, ""),
         f("additionalItems", One, LEAF, NONE, ""),
         f("additionalProperties", One, LEAF, NONE, ""),
-        f("allOf", List, 407, NONE, "").list(ListType::Atomic, &[]),
-        f("anyOf", List, 407, NONE, "").list(ListType::Atomic, &[]),
+        f("allOf", List, 466, NONE, "").list(ListType::Atomic, &[]),
+        f("anyOf", List, 466, NONE, "").list(ListType::Atomic, &[]),
         f("default", One, LEAF, NONE, ""),
-        f("definitions", Map, 407, NONE, ""),
+        f("definitions", Map, 466, NONE, ""),
         f("dependencies", Map, LEAF, NONE, ""),
         f("description", One, LEAF, NONE, ""),
         f("enum", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("example", One, LEAF, NONE, ""),
         f("exclusiveMaximum", One, LEAF, NONE, ""),
         f("exclusiveMinimum", One, LEAF, NONE, ""),
-        f("externalDocs", One, 406, NONE, ""),
+        f("externalDocs", One, 465, NONE, ""),
         f("format", One, LEAF, NONE, ""),
         f("id", One, LEAF, NONE, ""),
         f("items", One, LEAF, NONE, ""),
@@ -2793,12 +3097,12 @@ pub static TYPES: [TypeMeta; 427] = [
         f("minProperties", One, LEAF, NONE, ""),
         f("minimum", One, LEAF, NONE, ""),
         f("multipleOf", One, LEAF, NONE, ""),
-        f("not", One, 407, NONE, ""),
+        f("not", One, 466, NONE, ""),
         f("nullable", One, LEAF, NONE, ""),
-        f("oneOf", List, 407, NONE, "").list(ListType::Atomic, &[]),
+        f("oneOf", List, 466, NONE, "").list(ListType::Atomic, &[]),
         f("pattern", One, LEAF, NONE, ""),
-        f("patternProperties", Map, 407, NONE, ""),
-        f("properties", Map, 407, NONE, ""),
+        f("patternProperties", Map, 466, NONE, ""),
+        f("properties", Map, 466, NONE, ""),
         f("required", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("title", One, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
@@ -2809,18 +3113,18 @@ pub static TYPES: [TypeMeta; 427] = [
         f("x-kubernetes-list-type", One, LEAF, NONE, ""),
         f("x-kubernetes-map-type", One, LEAF, NONE, ""),
         f("x-kubernetes-preserve-unknown-fields", One, LEAF, NONE, ""),
-        f("x-kubernetes-validations", List, 410, MERGE, "rule").list(ListType::Map, &["rule"]),
+        f("x-kubernetes-validations", List, 469, MERGE, "rule").list(ListType::Map, &["rule"]),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.SelectableField", struct_type: None, fields: &[ // 408
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.SelectableField", struct_type: None, fields: &[ // 467
         f("jsonPath", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference", struct_type: None, fields: &[ // 409
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference", struct_type: None, fields: &[ // 468
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
         f("path", One, LEAF, NONE, ""),
         f("port", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule", struct_type: None, fields: &[ // 410
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule", struct_type: None, fields: &[ // 469
         f("fieldPath", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
         f("messageExpression", One, LEAF, NONE, ""),
@@ -2828,16 +3132,16 @@ pub static TYPES: [TypeMeta; 427] = [
         f("reason", One, LEAF, NONE, ""),
         f("rule", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig", struct_type: None, fields: &[ // 411
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig", struct_type: None, fields: &[ // 470
         f("caBundle", One, LEAF, NONE, ""),
-        f("service", One, 409, NONE, ""),
+        f("service", One, 468, NONE, ""),
         f("url", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion", struct_type: None, fields: &[ // 412
-        f("clientConfig", One, 411, NONE, ""),
+    TypeMeta { name: "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion", struct_type: None, fields: &[ // 471
+        f("clientConfig", One, 470, NONE, ""),
         f("conversionReviewVersions", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Condition", struct_type: None, fields: &[ // 413
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Condition", struct_type: None, fields: &[ // 472
         f("lastTransitionTime", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
         f("observedGeneration", One, LEAF, NONE, ""),
@@ -2845,29 +3149,29 @@ pub static TYPES: [TypeMeta; 427] = [
         f("status", One, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", struct_type: None, fields: &[ // 414
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", struct_type: None, fields: &[ // 473
         f("dryRun", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
         f("gracePeriodSeconds", One, LEAF, NONE, ""),
         f("ignoreStoreReadErrorWithClusterBreakingPotential", One, LEAF, NONE, ""),
         f("orphanDependents", One, LEAF, NONE, ""),
-        f("preconditions", One, 421, NONE, ""),
+        f("preconditions", One, 480, NONE, ""),
         f("propagationPolicy", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", struct_type: None, fields: &[ // 415
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", struct_type: None, fields: &[ // 474
         f("key", One, LEAF, NONE, ""),
         f("operator", One, LEAF, NONE, ""),
         f("values", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", struct_type: Some(StructType::Atomic), fields: &[ // 416
-        f("matchExpressions", List, 417, NONE, "").list(ListType::Atomic, &[]),
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector", struct_type: Some(StructType::Atomic), fields: &[ // 475
+        f("matchExpressions", List, 476, NONE, "").list(ListType::Atomic, &[]),
         f("matchLabels", Map, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", struct_type: None, fields: &[ // 417
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", struct_type: None, fields: &[ // 476
         f("key", One, LEAF, NONE, ""),
         f("operator", One, LEAF, NONE, ""),
         f("values", List, LEAF, NONE, "").list(ListType::Atomic, &[]),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", struct_type: None, fields: &[ // 418
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", struct_type: None, fields: &[ // 477
         f("apiVersion", One, LEAF, NONE, ""),
         f("fieldsType", One, LEAF, NONE, ""),
         f("fieldsV1", One, LEAF, NONE, ""),
@@ -2876,7 +3180,7 @@ pub static TYPES: [TypeMeta; 427] = [
         f("subresource", One, LEAF, NONE, ""),
         f("time", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", struct_type: None, fields: &[ // 419
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", struct_type: None, fields: &[ // 478
         f("annotations", Map, LEAF, NONE, ""),
         f("creationTimestamp", One, LEAF, NONE, ""),
         f("deletionGracePeriodSeconds", One, LEAF, NONE, ""),
@@ -2885,15 +3189,15 @@ pub static TYPES: [TypeMeta; 427] = [
         f("generateName", One, LEAF, NONE, ""),
         f("generation", One, LEAF, NONE, ""),
         f("labels", Map, LEAF, NONE, ""),
-        f("managedFields", List, 418, NONE, "").list(ListType::Atomic, &[]),
+        f("managedFields", List, 477, NONE, "").list(ListType::Atomic, &[]),
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
-        f("ownerReferences", List, 420, MERGE, "uid").list(ListType::Map, &["uid"]),
+        f("ownerReferences", List, 479, MERGE, "uid").list(ListType::Map, &["uid"]),
         f("resourceVersion", One, LEAF, NONE, ""),
         f("selfLink", One, LEAF, NONE, ""),
         f("uid", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference", struct_type: Some(StructType::Atomic), fields: &[ // 420
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference", struct_type: Some(StructType::Atomic), fields: &[ // 479
         f("apiVersion", One, LEAF, NONE, ""),
         f("blockOwnerDeletion", One, LEAF, NONE, ""),
         f("controller", One, LEAF, NONE, ""),
@@ -2901,35 +3205,35 @@ pub static TYPES: [TypeMeta; 427] = [
         f("name", One, LEAF, NONE, ""),
         f("uid", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions", struct_type: None, fields: &[ // 421
+    TypeMeta { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions", struct_type: None, fields: &[ // 480
         f("resourceVersion", One, LEAF, NONE, ""),
         f("uid", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService", struct_type: None, fields: &[ // 422
-        f("metadata", One, 419, NONE, ""),
-        f("spec", One, 424, NONE, ""),
-        f("status", One, 425, NONE, ""),
+    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService", struct_type: None, fields: &[ // 481
+        f("metadata", One, 478, NONE, ""),
+        f("spec", One, 483, NONE, ""),
+        f("status", One, 484, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition", struct_type: None, fields: &[ // 423
+    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition", struct_type: None, fields: &[ // 482
         f("lastTransitionTime", One, LEAF, NONE, ""),
         f("message", One, LEAF, NONE, ""),
         f("reason", One, LEAF, NONE, ""),
         f("status", One, LEAF, NONE, ""),
         f("type", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec", struct_type: None, fields: &[ // 424
+    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec", struct_type: None, fields: &[ // 483
         f("caBundle", One, LEAF, NONE, ""),
         f("group", One, LEAF, NONE, ""),
         f("groupPriorityMinimum", One, LEAF, NONE, ""),
         f("insecureSkipTLSVerify", One, LEAF, NONE, ""),
-        f("service", One, 426, NONE, ""),
+        f("service", One, 485, NONE, ""),
         f("version", One, LEAF, NONE, ""),
         f("versionPriority", One, LEAF, NONE, ""),
     ] },
-    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", struct_type: None, fields: &[ // 425
-        f("conditions", List, 423, NONE, "").list(ListType::Map, &["type"]),
+    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", struct_type: None, fields: &[ // 484
+        f("conditions", List, 482, NONE, "").list(ListType::Map, &["type"]),
     ] },
-    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference", struct_type: None, fields: &[ // 426
+    TypeMeta { name: "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference", struct_type: None, fields: &[ // 485
         f("name", One, LEAF, NONE, ""),
         f("namespace", One, LEAF, NONE, ""),
         f("port", One, LEAF, NONE, ""),
@@ -2937,7 +3241,7 @@ pub static TYPES: [TypeMeta; 427] = [
 ];
 
 /// `(group, version, kind, index into TYPES)`, sorted for binary search.
-static KINDS: [(&str, &str, &str, u16); 63] = [
+static KINDS: [(&str, &str, &str, u16); 69] = [
     ("", "v1", "Binding", 130),
     ("", "v1", "ComponentStatus", 141),
     ("", "v1", "ConfigMap", 142),
@@ -2959,8 +3263,8 @@ static KINDS: [(&str, &str, &str, u16); 63] = [
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", 12),
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", 13),
     ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", 18),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", 396),
-    ("apiregistration.k8s.io", "v1", "APIService", 422),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", 455),
+    ("apiregistration.k8s.io", "v1", "APIService", 481),
     ("apps", "v1", "ControllerRevision", 22),
     ("apps", "v1", "DaemonSet", 23),
     ("apps", "v1", "Deployment", 28),
@@ -2982,23 +3286,29 @@ static KINDS: [(&str, &str, &str, u16); 63] = [
     ("coordination.k8s.io", "v1", "Lease", 121),
     ("discovery.k8s.io", "v1", "EndpointSlice", 329),
     ("events.k8s.io", "v1", "Event", 332),
-    ("networking.k8s.io", "v1", "IPAddress", 336),
-    ("networking.k8s.io", "v1", "Ingress", 339),
-    ("networking.k8s.io", "v1", "IngressClass", 341),
-    ("networking.k8s.io", "v1", "NetworkPolicy", 352),
-    ("networking.k8s.io", "v1", "ServiceCIDR", 360),
-    ("node.k8s.io", "v1", "RuntimeClass", 364),
-    ("policy", "v1", "Eviction", 366),
-    ("policy", "v1", "PodDisruptionBudget", 367),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", 371),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", 372),
-    ("rbac.authorization.k8s.io", "v1", "Role", 374),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", 375),
-    ("scheduling.k8s.io", "v1", "PriorityClass", 378),
-    ("storage.k8s.io", "v1", "CSIDriver", 379),
-    ("storage.k8s.io", "v1", "CSINode", 381),
-    ("storage.k8s.io", "v1", "CSIStorageCapacity", 384),
-    ("storage.k8s.io", "v1", "StorageClass", 385),
-    ("storage.k8s.io", "v1", "VolumeAttachment", 387),
-    ("storage.k8s.io", "v1", "VolumeAttributesClass", 391),
+    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", 336),
+    ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", 345),
+    ("networking.k8s.io", "v1", "IPAddress", 357),
+    ("networking.k8s.io", "v1", "Ingress", 360),
+    ("networking.k8s.io", "v1", "IngressClass", 362),
+    ("networking.k8s.io", "v1", "NetworkPolicy", 373),
+    ("networking.k8s.io", "v1", "ServiceCIDR", 381),
+    ("node.k8s.io", "v1", "RuntimeClass", 385),
+    ("policy", "v1", "Eviction", 387),
+    ("policy", "v1", "PodDisruptionBudget", 388),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", 392),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", 393),
+    ("rbac.authorization.k8s.io", "v1", "Role", 395),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", 396),
+    ("resource.k8s.io", "v1", "DeviceClass", 414),
+    ("resource.k8s.io", "v1", "ResourceClaim", 428),
+    ("resource.k8s.io", "v1", "ResourceClaimTemplate", 432),
+    ("resource.k8s.io", "v1", "ResourceSlice", 435),
+    ("scheduling.k8s.io", "v1", "PriorityClass", 437),
+    ("storage.k8s.io", "v1", "CSIDriver", 438),
+    ("storage.k8s.io", "v1", "CSINode", 440),
+    ("storage.k8s.io", "v1", "CSIStorageCapacity", 443),
+    ("storage.k8s.io", "v1", "StorageClass", 444),
+    ("storage.k8s.io", "v1", "VolumeAttachment", 446),
+    ("storage.k8s.io", "v1", "VolumeAttributesClass", 450),
 ];

@@ -29,7 +29,10 @@ fn unknown_names_are_not_found() {
     assert!(registry().find("apps", "v1beta1", "deployments").is_none());
     assert!(registry().find("extensions", "v1beta1", "deployments").is_none());
     assert!(registry().find_kind("", "v1", "Deployment").is_none());
-    assert!(registry().find("flowcontrol.apiserver.k8s.io", "v1", "flowschemas").is_none());
+    // Off by default in 1.34 (`betaAPIGroupVersionsDisabledByDefault`).
+    assert!(registry().find("resource.k8s.io", "v1beta1", "resourceclaims").is_none());
+    assert!(registry().find("resource.k8s.io", "v1beta2", "resourceclaims").is_none());
+    assert!(registry().find("flowcontrol.apiserver.k8s.io", "v1beta3", "flowschemas").is_none());
 }
 
 #[test]
@@ -245,6 +248,8 @@ fn groups_are_in_upstream_apis_order() {
             "coordination.k8s.io",
             "node.k8s.io",
             "discovery.k8s.io",
+            "resource.k8s.io",
+            "flowcontrol.apiserver.k8s.io",
         ]
     );
     let autoscaling = groups.iter().find(|g| g.name == "autoscaling").unwrap();

@@ -71,3 +71,13 @@ fn api_group_list_names_preferred_versions() {
         })
     );
 }
+
+/// `resource.k8s.io` is served in `v1` only: 1.34 turns its betas off by default.
+#[test]
+fn resource_group_serves_v1_only() {
+    let groups = Registry::builtin().api_group_list();
+    let resource = groups.groups.iter().find(|g| g.name == "resource.k8s.io").unwrap();
+    let versions: Vec<_> = resource.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["v1"]);
+    assert!(Registry::builtin().api_resource_list("resource.k8s.io", "v1beta2").is_none());
+}

@@ -2,8 +2,9 @@
 //! down independently of the registry's own tables: the discovery documents
 //! (`/api/v1`, `/apis/<group>/<version>`, as in kubernetes/kubernetes' `api/discovery`
 //! fixtures, as `kubectl api-resources -o wide` shows them) and the etcd key layout (as
-//! kubernetes/kubernetes' `test/integration/etcd/data.go` pins it down). flowcontrol and
-//! resource.k8s.io are served upstream but deliberately not (yet) by Keelson.
+//! kubernetes/kubernetes' `test/integration/etcd/data.go` pins it down). Only the
+//! group-versions a default 1.34 server enables: `resource.k8s.io` `v1` but not its betas,
+//! `flowcontrol.apiserver.k8s.io` `v1` only.
 
 use keelson_api::{Registry, Scope};
 
@@ -113,6 +114,15 @@ scheduling.k8s.io/v1 priorityclasses PriorityClass cluster create,delete,deletec
 coordination.k8s.io/v1 leases Lease namespaced create,delete,deletecollection,get,list,patch,update,watch
 node.k8s.io/v1 runtimeclasses RuntimeClass cluster create,delete,deletecollection,get,list,patch,update,watch
 discovery.k8s.io/v1 endpointslices EndpointSlice namespaced create,delete,deletecollection,get,list,patch,update,watch
+resource.k8s.io/v1 deviceclasses DeviceClass cluster create,delete,deletecollection,get,list,patch,update,watch
+resource.k8s.io/v1 resourceclaims ResourceClaim namespaced create,delete,deletecollection,get,list,patch,update,watch
+resource.k8s.io/v1 resourceclaims/status ResourceClaim namespaced get,patch,update
+resource.k8s.io/v1 resourceclaimtemplates ResourceClaimTemplate namespaced create,delete,deletecollection,get,list,patch,update,watch
+resource.k8s.io/v1 resourceslices ResourceSlice cluster create,delete,deletecollection,get,list,patch,update,watch
+flowcontrol.apiserver.k8s.io/v1 flowschemas FlowSchema cluster create,delete,deletecollection,get,list,patch,update,watch
+flowcontrol.apiserver.k8s.io/v1 flowschemas/status FlowSchema cluster get,patch,update
+flowcontrol.apiserver.k8s.io/v1 prioritylevelconfigurations PriorityLevelConfiguration cluster create,delete,deletecollection,get,list,patch,update,watch
+flowcontrol.apiserver.k8s.io/v1 prioritylevelconfigurations/status PriorityLevelConfiguration cluster get,patch,update
 ";
 
 fn render(registry: &Registry) -> String {
@@ -171,6 +181,17 @@ fn storage_prefixes_match_kube_apiserver_etcd_layout() {
         ("networking.k8s.io", "v1", "ingressclasses", "/registry/ingressclasses/"),
         ("rbac.authorization.k8s.io", "v1", "clusterroles", "/registry/clusterroles/"),
         ("storage.k8s.io", "v1", "csistoragecapacities", "/registry/csistoragecapacities/"),
+        ("resource.k8s.io", "v1", "deviceclasses", "/registry/deviceclasses/"),
+        ("resource.k8s.io", "v1", "resourceclaims", "/registry/resourceclaims/"),
+        ("resource.k8s.io", "v1", "resourceclaimtemplates", "/registry/resourceclaimtemplates/"),
+        ("resource.k8s.io", "v1", "resourceslices", "/registry/resourceslices/"),
+        ("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "/registry/flowschemas/"),
+        (
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "prioritylevelconfigurations",
+            "/registry/prioritylevelconfigurations/",
+        ),
         (
             "admissionregistration.k8s.io",
             "v1",

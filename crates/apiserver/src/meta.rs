@@ -46,6 +46,17 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// Upstream's `ResetObjectMetaForStatus` for the labels and annotations: a status write
+/// of `new` keeps those `old` has, whatever it sent.
+pub fn keep_labels_and_annotations(old: &Value, new: &mut Value) {
+    for field in ["labels", "annotations"] {
+        match metadata(old).get(field).cloned() {
+            Some(v) => metadata_mut(new).insert(field.into(), v),
+            None => metadata_mut(new).remove(field),
+        };
+    }
+}
+
 pub fn str_field<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     metadata(object).get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -186,7 +197,7 @@ pub fn validate_labels_and_annotations(object: &Value, causes: &mut Vec<Cause>) 
             };
             total += key.len() + value.len();
             if field == "labels" && label_value_problem(value) {
-                causes.push(Cause::invalid(&path, &json!(value), "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+                causes.push(Cause::invalid(&path, &json!(value), LABEL_VALUE_MESSAGE));
             }
         }
         if field == "annotations" && total > 256 * 1024 {
@@ -200,7 +211,7 @@ pub fn validate_labels_and_annotations(object: &Value, causes: &mut Vec<Cause>) 
 }
 
 /// `prefix/name` keys: an optional DNS subdomain prefix and a 63-character name.
-fn qualified_name_problem(key: &str) -> Option<String> {
+pub fn qualified_name_problem(key: &str) -> Option<String> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
@@ -219,7 +230,10 @@ fn qualified_name_problem(key: &str) -> Option<String> {
     None
 }
 
-fn label_value_problem(value: &str) -> bool {
+/// Upstream's `IsValidLabelValue` message.
+pub const LABEL_VALUE_MESSAGE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+pub fn label_value_problem(value: &str) -> bool {
     if value.is_empty() {
         return false;
     }

@@ -46,6 +46,8 @@ pub(crate) const GROUP_VERSIONS: &[&[ResourceInfo]] = &[
     cluster::COORDINATION_V1,
     cluster::NODE_V1,
     networking::DISCOVERY_V1,
+    cluster::RESOURCE_V1,
+    cluster::FLOWCONTROL_V1,
 ];
 
 /// Verbs of a resource served by the generic store with every operation.

@@ -71,7 +71,8 @@ pub const EXTRA_HEADER_PREFIXES: &[&str] = &["X-Remote-Extra-"];
 /// `onstart` for built-in group-versions, `true` for custom resources'.
 pub const AUTOMANAGED: &str = "kube-aggregator.kubernetes.io/automanaged";
 
-/// kube-apiserver's `apiVersionPriorities` for the group-versions Keelson serves:
+/// kube-apiserver's `apiVersionPriorities` (`cmd/kube-apiserver/app/aggregator.go`, over
+/// `DefaultGenericAPIServicePriorities`) for the group-versions Keelson serves:
 /// (group, version, groupPriorityMinimum, versionPriority). `apiregistration.k8s.io`
 /// has none: the aggregator serves it itself, never through an APIService.
 pub const PRIORITIES: &[(&str, &str, i64, i64)] = &[
@@ -94,6 +95,7 @@ pub const PRIORITIES: &[(&str, &str, i64, i64)] = &[
     ("coordination.k8s.io", "v1", 16500, 15),
     ("node.k8s.io", "v1", 16300, 15),
     ("discovery.k8s.io", "v1", 16200, 15),
+    ("resource.k8s.io", "v1", 16200, 21),
     ("flowcontrol.apiserver.k8s.io", "v1", 16100, 21),
 ];
 

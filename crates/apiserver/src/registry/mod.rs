@@ -26,9 +26,11 @@ mod coordination;
 mod core;
 mod discovery;
 mod events;
+mod flowcontrol;
 mod networking;
 mod policy;
 mod rbac;
+mod resource;
 mod scheduling;
 mod storage;
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::selector::SelectableField;
 use super::{
     apiextensions, apiregistration, apps, autoscaling, batch, certificates, coordination, core,
-    discovery, events, networking, policy, rbac, scheduling, storage,
+    discovery, events, flowcontrol, networking, policy, rbac, resource, scheduling, storage,
 };
 use crate::meta::NameRule;
 use crate::request::User;
@@ -337,6 +337,20 @@ pub static BUILTIN: &[(&str, &str, &dyn Strategy)] = &[
     ("coordination.k8s.io", "leases", &coordination::leases::Leases),
     ("node.k8s.io", "runtimeclasses", &Simple::printed(table::cluster::RUNTIME_CLASS)),
     ("discovery.k8s.io", "endpointslices", &discovery::endpointslices::EndpointSlices),
+    ("resource.k8s.io", "deviceclasses", &resource::deviceclasses::DeviceClasses),
+    ("resource.k8s.io", "resourceclaims", &resource::resourceclaims::ResourceClaims),
+    (
+        "resource.k8s.io",
+        "resourceclaimtemplates",
+        &resource::resourceclaimtemplates::ResourceClaimTemplates,
+    ),
+    ("resource.k8s.io", "resourceslices", &resource::resourceslices::ResourceSlices),
+    ("flowcontrol.apiserver.k8s.io", "flowschemas", &flowcontrol::flowschemas::FLOW_SCHEMAS),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "prioritylevelconfigurations",
+        &flowcontrol::prioritylevelconfigurations::PRIORITY_LEVEL_CONFIGURATIONS,
+    ),
 ];
 
 #[cfg(test)]
@@ -397,6 +411,8 @@ mod tests {
             ("", "events", "source", ""),
             ("", "services", "spec.clusterIP", ""),
             ("events.k8s.io", "events", "regarding.kind", ""),
+            ("resource.k8s.io", "resourceslices", "spec.nodeName", ""),
+            ("resource.k8s.io", "resourceslices", "spec.driver", ""),
         ] {
             assert_eq!(value(group, plural, field, empty()), unset, "{plural} {field}");
         }

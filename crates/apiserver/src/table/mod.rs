@@ -23,8 +23,10 @@ pub(crate) mod core;
 mod custom;
 pub(crate) mod events;
 pub(crate) mod extensions;
+pub(crate) mod flowcontrol;
 pub(crate) mod networking;
 pub(crate) mod pods;
+pub(crate) mod resource;
 pub(crate) mod storage;
 pub(crate) mod workloads;
 

@@ -560,3 +560,20 @@ impl TestServer {
         Ok((crt, key))
     }
 }
+
+/// The columns of the header line of a `kubectl get` table.
+pub fn header(table: &str) -> Vec<String> {
+    table.lines().next().unwrap_or("").split_whitespace().map(str::to_owned).collect()
+}
+
+/// The `field: message` of each cause of a Status body.
+pub fn causes(status: &serde_json::Value) -> Vec<String> {
+    let causes = status["details"]["causes"].as_array().cloned().unwrap_or_default();
+    causes
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or("").to_owned();
+            format!("{}: {}", text("field"), text("message"))
+        })
+        .collect()
+}

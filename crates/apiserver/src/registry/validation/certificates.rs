@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{duplicate, not_supported, required};
+use super::{duplicate, not_supported, required, too_long};
 use crate::meta::{dns_label_problem, dns_subdomain_problem};
 use crate::status::Cause;
 
@@ -291,14 +291,6 @@ pub fn signer_name(field: &str, name: &str, causes: &mut Vec<Cause>) {
     let max = 253 + (253 + 63 + 1) + 1;
     if name.len() > max {
         causes.push(too_long(field, max));
-    }
-}
-
-fn too_long(field: &str, max: usize) -> Cause {
-    Cause {
-        reason: "FieldValueTooLong",
-        message: format!("Too long: may not be more than {max} bytes"),
-        field: field.to_owned(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Services, ConfigMaps and Secrets.
+//! Services, ConfigMaps, Secrets and node selectors.
 
 use std::collections::HashSet;
 
@@ -159,6 +159,85 @@ pub fn immutable_data(plural: &str, old: &Value, new: &Value, causes: &mut Vec<C
             (old.get(*field).unwrap_or(&empty), new.get(*field).unwrap_or(&empty));
         if before != after {
             causes.push(Cause::forbidden(field, "field is immutable when `immutable` is set"));
+        }
+    }
+}
+
+/// Upstream's `ValidateNodeSelector` (label values checked): at least one term, each
+/// requirement's operator and values, label keys, and field requirements only on
+/// `metadata.name` with one node name.
+pub fn node_selector(selector: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let terms_field = format!("{path}.nodeSelectorTerms");
+    let terms: Vec<&Value> =
+        selector["nodeSelectorTerms"].as_array().into_iter().flatten().collect();
+    if terms.is_empty() {
+        causes.push(Cause::required(&terms_field, "must have at least one node selector term"));
+        return;
+    }
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    for (i, term) in terms.iter().enumerate() {
+        for (j, rq) in list(&term["matchExpressions"]).iter().enumerate() {
+            let field = format!("{terms_field}[{i}].matchExpressions[{j}]");
+            let values = list(&rq["values"]);
+            let values_field = format!("{field}.values");
+            match rq["operator"].as_str().unwrap_or("") {
+                "In" | "NotIn" if values.is_empty() => causes.push(Cause::required(
+                    &values_field,
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                )),
+                "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
+                    &values_field,
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                )),
+                "Gt" | "Lt" if values.len() != 1 => causes.push(Cause::required(
+                    &values_field,
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                )),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+                _ => causes.push(Cause::invalid(
+                    &format!("{field}.operator"),
+                    &rq["operator"],
+                    "not a valid selector operator",
+                )),
+            }
+            let key = rq["key"].as_str().unwrap_or("");
+            if let Some(problem) = crate::meta::qualified_name_problem(key) {
+                causes.push(Cause::invalid(&format!("{field}.key"), &json!(key), &problem));
+            }
+            for (k, value) in values.iter().enumerate() {
+                if crate::meta::label_value_problem(value.as_str().unwrap_or("")) {
+                    let at = format!("{values_field}[{k}]");
+                    causes.push(Cause::invalid(&at, value, crate::meta::LABEL_VALUE_MESSAGE));
+                }
+            }
+        }
+        for (j, rq) in list(&term["matchFields"]).iter().enumerate() {
+            let field = format!("{terms_field}[{i}].matchFields[{j}]");
+            let values = list(&rq["values"]);
+            match rq["operator"].as_str().unwrap_or("") {
+                "In" | "NotIn" if values.len() != 1 => causes.push(Cause::required(
+                    &format!("{field}.values"),
+                    "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+                )),
+                "In" | "NotIn" => {}
+                _ => causes.push(Cause::invalid(
+                    &format!("{field}.operator"),
+                    &rq["operator"],
+                    "not a valid selector operator",
+                )),
+            }
+            if rq["key"] != "metadata.name" {
+                let detail = "not a valid field selector key";
+                causes.push(Cause::invalid(&format!("{field}.key"), &rq["key"], detail));
+                continue;
+            }
+            for (k, value) in values.iter().enumerate() {
+                if let Some(problem) =
+                    crate::meta::dns_subdomain_problem(value.as_str().unwrap_or(""))
+                {
+                    causes.push(Cause::invalid(&format!("{field}.values[{k}]"), value, &problem));
+                }
+            }
         }
     }
 }

@@ -11,8 +11,11 @@ pub mod certificates;
 pub(crate) mod cluster;
 pub(crate) mod core;
 pub(crate) mod crd;
+pub(crate) mod flowcontrol;
 pub(crate) mod pod;
 pub(crate) mod pod_subresources;
+pub(crate) mod resource;
+pub(crate) mod resource_slice;
 pub(crate) mod workloads;
 
 use serde_json::{Value, json};
@@ -23,6 +26,25 @@ use crate::status::Cause;
 pub(crate) fn immutable(old: &Value, new: &Value, field: &str, causes: &mut Vec<Cause>) {
     if old != new {
         causes.push(Cause::invalid(field, new, "field is immutable"));
+    }
+}
+
+/// `Too long: may not be more than N bytes`.
+fn too_long(field: &str, max: usize) -> Cause {
+    Cause {
+        reason: "FieldValueTooLong",
+        message: format!("Too long: may not be more than {max} bytes"),
+        field: field.to_owned(),
+    }
+}
+
+/// `Too many: N: must have at most M items`.
+fn too_many(field: &str, actual: usize, max: usize) -> Cause {
+    let items = if max == 1 { "item" } else { "items" };
+    Cause {
+        reason: "FieldValueTooMany",
+        message: format!("Too many: {actual}: must have at most {max} {items}"),
+        field: field.to_owned(),
     }
 }
 
