@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod aggregator;
 mod answer;
+pub mod apf;
 pub mod apply;
 pub mod audit;
 pub mod auth;
@@ -101,6 +102,11 @@ pub struct Config {
     /// servers are called with, the trust published for them; `None` takes no request
     /// headers and reaches no extension server (its APIServices stay unavailable).
     pub front_proxy: Option<aggregator::FrontProxy>,
+    /// The requests executing at once, read-only and mutating
+    /// (`--max-requests-inflight`, `--max-mutating-requests-inflight`): API Priority and
+    /// Fairness divides their sum among its priority levels.
+    pub max_requests_inflight: u32,
+    pub max_mutating_requests_inflight: u32,
 }
 
 impl Config {
@@ -118,6 +124,8 @@ impl Config {
             audit: None,
             pod_security: Default::default(),
             admission_plugins: Default::default(),
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
             service_accounts: None,
             components: Default::default(),
             front_proxy: None,
@@ -149,6 +157,8 @@ pub struct ApiServer {
     request_header: Option<authn::requestheader::RequestHeader>,
     /// The aggregation layer's state: the front proxy and the Service-backed APIServices.
     aggregator: aggregator::Aggregator,
+    /// API Priority and Fairness: each request's seat, queue or refusal.
+    apf: apf::Apf,
 }
 
 impl ApiServer {
@@ -278,6 +288,9 @@ impl ApiServer {
             pod_security: config.pod_security.clone(),
             service_accounts: tokens.is_some(),
         };
+        let seats =
+            config.max_requests_inflight.saturating_add(config.max_mutating_requests_inflight);
+        let apf = apf::Apf::new(seats, metrics.flowcontrol().clone());
         let api = Arc::new(ApiServer {
             auditor,
             objects: Objects { store: config.store.clone() },
@@ -294,6 +307,7 @@ impl ApiServer {
             metrics,
             request_header,
             aggregator: aggregator::Aggregator::new(config.front_proxy),
+            apf,
         });
         server.attach(&api);
         Ok(api)
@@ -350,6 +364,12 @@ async fn start(api: &Arc<ApiServer>) -> Result<(), Error> {
     let stored: Vec<Arc<_>> = stored.items.into_iter().map(Arc::new).collect();
     aggregator::controller::reconcile(api, &stored, false).await;
     tokio::spawn(aggregator::controller::run(api.clone()));
+    // The APF bootstrap objects exist from the first request (upstream's
+    // `priority-and-fairness-config-producer` start-up hook), then are kept.
+    if let Err(e) = apf::ensure(api).await {
+        tracing::warn!(error = %e, "cannot create the APF bootstrap configuration, will retry");
+    }
+    tokio::spawn(apf::run(api.clone()));
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Must never let an anonymous request past the health and version endpoints.
 
+use futures_util::FutureExt;
 use http::Method;
 use keelson_api::Registry;
 
@@ -13,7 +14,101 @@ use crate::response::Response;
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, discovery, openapi, rest};
 
-pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
+/// What became of a request: its answer, and the APF classification it executed (or
+/// was refused) under, for the response headers.
+pub struct Routed {
+    pub result: ApiResult<Response>,
+    pub flow: Option<crate::apf::Classification>,
+}
+
+/// Routes a request whose user is authenticated: impersonation, then API Priority and
+/// Fairness (a seat, a wait in a queue, or a 429), then authorization and the handler.
+/// `deadline` is the request's, `None` for a long-running one.
+pub async fn dispatch(
+    api: &ApiServer,
+    mut req: Request,
+    deadline: Option<std::time::Duration>,
+) -> Routed {
+    let path = req.path.trim_end_matches('/').to_owned();
+    // Health and version answer anyone, as they are.
+    let open = path == "/version"
+        || matches!(path.split('/').nth(1), Some("healthz" | "livez" | "readyz"));
+    if !open {
+        if req.user.is_anonymous() {
+            return Routed { result: Err(ApiError::unauthorized()), flow: None };
+        }
+        match crate::authn::impersonate(api, req.user.clone(), &req.headers).await {
+            Ok(user) => req.user = user,
+            Err(e) => return Routed { result: Err(e), flow: None },
+        }
+    }
+    let attributes = crate::auth::Attributes::from_request(&req);
+    // Upstream leaves long-running requests other than watches to run unclassified.
+    let seat = if deadline.is_none() && attributes.verb != "watch" {
+        None
+    } else {
+        // A queue is waited in for a quarter of the request's time, a minute at most.
+        let wait = deadline
+            .map_or(crate::apf::DEFAULT_WAIT, |d| (d / 4).min(std::time::Duration::from_secs(60)));
+        match api.apf.admit(&attributes, wait).await {
+            crate::apf::Admission::Execute(seat) => Some(seat),
+            crate::apf::Admission::Reject { classification, retry_after } => {
+                return Routed {
+                    result: Ok(too_many_requests(retry_after)),
+                    flow: Some(classification),
+                };
+            }
+        }
+    };
+    let (method, logged_path) = (req.method.clone(), req.path.clone());
+    let result = recovering(route(api, req, attributes), &method, &logged_path).await;
+    Routed { result, flow: seat.map(|seat| seat.classification.clone()) }
+}
+
+/// Upstream's APF refusal: a plain-text 429 (not a Status) with `Retry-After`.
+fn too_many_requests(retry_after: i64) -> Response {
+    let mut response =
+        http::Response::new(crate::response::full("Too many requests, please try again later.\n"));
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+    headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after));
+    response
+}
+
+/// Runs a request's handler so that a panic in it ends only this request, answered 500
+/// (and so audited) as upstream's panic recovery answers it, and logged; nothing else
+/// the handler shared is left poisoned (every lock here recovers from poisoning).
+pub(crate) async fn recovering(
+    handler: impl std::future::Future<Output = ApiResult<Response>>,
+    method: &Method,
+    path: &str,
+) -> ApiResult<Response> {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, panic = %why, "apiserver panicked");
+            Err(ApiError::internal(
+                "This request caused apiserver to panic. Look in the logs for details.",
+            ))
+        }
+    }
+}
+
+async fn route(
+    api: &ApiServer,
+    req: Request,
+    attributes: crate::auth::Attributes,
+) -> ApiResult<Response> {
     let path = req.path.trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
@@ -25,12 +120,7 @@ pub async fn dispatch(api: &ApiServer, req: Request) -> ApiResult<Response> {
         }
         _ => {}
     }
-    if req.user.is_anonymous() {
-        return Err(ApiError::unauthorized());
-    }
-    let mut req = req;
-    req.user = crate::authn::impersonate(api, req.user.clone(), &req.headers).await?;
-    crate::auth::authorize_request(api, &req).await?;
+    crate::auth::authorize_attributes(api, attributes).await?;
     if let ["apis", group, version, ..] = segments.as_slice()
         && let Some(remote) = api.aggregator.backing(group, version)
     {

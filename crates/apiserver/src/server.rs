@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -15,7 +14,7 @@ use tokio::sync::watch;
 use crate::metrics::request::{Observation, RequestLabels};
 use crate::request::{Request, User};
 use crate::response::{Response, error_response};
-use crate::status::{ApiError, ApiResult};
+use crate::status::ApiError;
 use crate::{ApiServer, MAX_REQUEST_BYTES};
 
 /// A JSON response indented for a client that asked for it (`?pretty=true`, curl).
@@ -160,24 +159,29 @@ async fn handle(
             request.header(http::header::ACCEPT),
             request.header(http::header::USER_AGENT),
         );
-    let dispatched =
-        crate::audit::collecting(recovering(crate::router::dispatch(api, request), &method, &path));
-    let (result, collected) = match deadline {
+    let dispatched = crate::audit::collecting(crate::router::dispatch(api, request, deadline));
+    let (routed, collected) = match deadline {
         Some(deadline) => match tokio::time::timeout(deadline, dispatched).await {
             Ok(done) => done,
             Err(_) => (
-                Err(ApiError::timeout(
-                    "request did not complete within requested timeout - context deadline exceeded",
-                )),
+                crate::router::Routed {
+                    result: Err(ApiError::timeout(
+                        "request did not complete within requested timeout - context deadline exceeded",
+                    )),
+                    flow: None,
+                },
                 crate::audit::Collected::default(),
             ),
         },
         None => dispatched.await,
     };
-    let (response, failure) = match result {
+    let (mut response, failure) = match routed.result {
         Ok(response) => (response, None),
         Err(error) => (error_response(&error), Some(error.to_status())),
     };
+    if let Some(flow) = &routed.flow {
+        flow.set_headers(response.headers_mut());
+    }
     let response = if pretty { indented(response).await } else { response };
     if let Some((auditor, described, user, agent, body)) = audit {
         let stage = if described.verb == "watch" { "ResponseStarted" } else { "ResponseComplete" };
@@ -201,30 +205,6 @@ async fn handle(
         response.map(|body| crate::metrics::request::Observed::new(body, observation).boxed())
     } else {
         response
-    }
-}
-
-/// Runs a request's handler so that a panic in it ends only this request, answered 500
-/// (and so audited) as upstream's panic recovery answers it, and logged; nothing else
-/// the handler shared is left poisoned (every lock here recovers from poisoning).
-async fn recovering(
-    handler: impl std::future::Future<Output = ApiResult<Response>>,
-    method: &http::Method,
-    path: &str,
-) -> ApiResult<Response> {
-    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(%method, %path, panic = %why, "apiserver panicked");
-            Err(ApiError::internal(
-                "This request caused apiserver to panic. Look in the logs for details.",
-            ))
-        }
     }
 }
 
@@ -309,6 +289,7 @@ mod tests {
 
     use super::*;
     use crate::response::json_bytes;
+    use crate::router::recovering;
 
     fn request(uri: &str) -> Request {
         let (parts, ()) = http::Request::builder().uri(uri).body(()).expect("request").into_parts();

@@ -38,7 +38,7 @@ spec:
       resources: ["jobs"]
       namespaces: ["*"]
 status:
-  conditions: [{type: Dangling, status: "True"}]
+  conditions: [{type: Injected, status: "True"}]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +99,9 @@ async fn schemas_and_levels_are_served_defaulted_and_printed() -> Result<()> {
     let schema: Value =
         serde_json::from_str(&s.ok(&["get", "flowschema", "batch-jobs", "-o", "json"]).await?)?;
     ensure!(schema["spec"]["matchingPrecedence"] == 1000, "defaulted: {schema}");
-    ensure!(schema["status"] == json!({}), "status reset on create: {schema}");
+    // The status sent is dropped; only the server's own `Dangling` condition appears.
+    let conditions = schema["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    ensure!(conditions.iter().all(|c| c["type"] == "Dangling"), "status reset on create: {schema}");
     let table = s.ok(&["get", "flowschemas"]).await?;
     ensure!(
         header(&table)
@@ -116,7 +118,9 @@ async fn schemas_and_levels_are_served_defaulted_and_printed() -> Result<()> {
     ensure!(
         table.lines().any(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
-            cells[..4] == ["batch-jobs", "batch", "1000", "ByUser"] && cells.last() == Some(&"?")
+            // MISSINGPL: API Priority and Fairness has found the level by now.
+            cells[..4] == ["batch-jobs", "batch", "1000", "ByUser"]
+                && matches!(cells.last(), Some(&"?" | &"False"))
         }),
         "{table}"
     );
@@ -202,17 +206,18 @@ async fn invalid_and_mandatory_objects_are_refused() -> Result<()> {
             ),
         "{found:#?}"
     );
-    // The mandatory catch-all level, as upstream's bootstrap writes it, is valid.
-    let (code, status) = post(
-        levels,
-        level(
+    // The mandatory catch-all level exists from the start, as upstream's bootstrap
+    // writes it (a valid object) ...
+    let shares = s
+        .ok(&[
+            "get",
+            "prioritylevelconfiguration",
             "catch-all",
-            json!({ "type": "Limited",
-        "limited": { "nominalConcurrencyShares": 5, "limitResponse": { "type": "Reject" } } }),
-        ),
-    )
-    .await?;
-    ensure!(code == 201, "{code} {status}");
+            "-o",
+            "jsonpath={.spec.limited.nominalConcurrencyShares}",
+        ])
+        .await?;
+    ensure!(shares == "5", "{shares}");
     // ... and cannot change.
     let out = s
         .kubectl(&[

@@ -84,6 +84,12 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(default)]
     pub disable_scheduler: bool,
+    /// Non-mutating requests the API server executes at once; API Priority and Fairness divides this plus the mutating limit among its priority levels [default: 400]
+    #[arg(long)]
+    pub max_requests_inflight: Option<u32>,
+    /// Mutating requests the API server executes at once (added to --max-requests-inflight) [default: 200]
+    #[arg(long)]
+    pub max_mutating_requests_inflight: Option<u32>,
 }
 
 /// Settings with every default filled in.
@@ -113,6 +119,8 @@ pub struct ServerConfig {
     pub controller_manager_secure_port: u16,
     pub scheduler_secure_port: u16,
     pub disable_scheduler: bool,
+    pub max_requests_inflight: u32,
+    pub max_mutating_requests_inflight: u32,
 }
 
 impl ServerArgs {
@@ -191,6 +199,8 @@ impl ServerArgs {
                 .scheduler_secure_port
                 .unwrap_or(keelson_scheduler::SECURE_PORT),
             disable_scheduler: merged.disable_scheduler,
+            max_requests_inflight: merged.max_requests_inflight.unwrap_or(400),
+            max_mutating_requests_inflight: merged.max_mutating_requests_inflight.unwrap_or(200),
             data_dir,
         })
     }
@@ -231,6 +241,10 @@ impl ServerArgs {
                 .or(file.controller_manager_secure_port),
             scheduler_secure_port: self.scheduler_secure_port.or(file.scheduler_secure_port),
             disable_scheduler: self.disable_scheduler || file.disable_scheduler,
+            max_requests_inflight: self.max_requests_inflight.or(file.max_requests_inflight),
+            max_mutating_requests_inflight: self
+                .max_mutating_requests_inflight
+                .or(file.max_mutating_requests_inflight),
         }
     }
 }

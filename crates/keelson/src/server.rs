@@ -92,6 +92,8 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
         )),
         components: components(&config),
         front_proxy: Some(keelson_apiserver::aggregator::FrontProxy::from_pki(&pki)),
+        max_requests_inflight: config.max_requests_inflight,
+        max_mutating_requests_inflight: config.max_mutating_requests_inflight,
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -289,8 +289,7 @@ pub(crate) async fn write_subresource(
 /// exec, attach and portforward also open over a WebSocket upgrade, which is a GET:
 /// those need `create` as well, as upstream requires since 1.35, so `get pods/exec`
 /// alone never runs a command.
-pub async fn authorize_request(api: &ApiServer, req: &Request) -> Result<(), ApiError> {
-    let attributes = Attributes::from_request(req);
+pub async fn authorize_attributes(api: &ApiServer, attributes: Attributes) -> Result<(), ApiError> {
     api.authorizer.authorize_audited(&attributes, true).await?;
     let streaming = matches!(attributes.subresource.as_str(), "exec" | "attach" | "portforward");
     if attributes.resource_request

@@ -5,7 +5,8 @@
 //! [`request`]), watch events (`apiserver_watch_events_total`,
 //! `apiserver_watch_events_sizes`), admission (`apiserver_admission_controller_admission_duration_seconds`,
 //! `apiserver_admission_step_admission_duration_seconds`), the store
-//! (`etcd_request_duration_seconds`, `apiserver_storage_objects`: [`store`]). Served at
+//! (`etcd_request_duration_seconds`, `apiserver_storage_objects`: [`store`]), API
+//! Priority and Fairness (`apiserver_flowcontrol_*`: [`flowcontrol`]). Served at
 //! `/metrics` to whoever RBAC lets `get` it (`system:monitoring`), in the OpenMetrics
 //! text format through prometheus-client's encoder, as the other components' secure
 //! ports serve theirs.
@@ -15,6 +16,7 @@
 //! and never create label sets from what a client chooses freely (paths, names) — only
 //! from resolved resources and fixed lists.
 
+pub mod flowcontrol;
 pub mod histogram;
 pub mod request;
 pub mod store;
@@ -63,6 +65,7 @@ struct Families {
     admission_step: Histograms<StepLabels>,
     storage: Histograms<StoreLabels>,
     objects: Family<ObjectLabels, Gauge>,
+    flowcontrol: flowcontrol::FlowControl,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,8 +101,10 @@ impl Default for Metrics {
         // Clones share the value: the fields are the family's two entries.
         let kind = |request_kind| inflight.get_or_create(&RequestKind { request_kind }).clone();
         let (inflight_read_only, inflight_mutating) = (kind("readOnly"), kind("mutating"));
+        let mut registry = Registry::default();
+        let flowcontrol = flowcontrol::FlowControl::register(&mut registry);
         let mut families = Families {
-            registry: Registry::default(),
+            registry,
             requests: Family::default(),
             durations: Family::new_with_constructor(Buckets(histogram::REQUEST_SECONDS)),
             long_running: Family::default(),
@@ -113,6 +118,7 @@ impl Default for Metrics {
             admission_step: Family::new_with_constructor(Buckets(histogram::ADMISSION_SECONDS)),
             storage: Family::new_with_constructor(Buckets(histogram::REQUEST_SECONDS)),
             objects: Family::default(),
+            flowcontrol,
         };
         let r = &mut families.registry;
         r.register(
@@ -170,6 +176,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// API Priority and Fairness's metrics.
+    pub fn flowcontrol(&self) -> &flowcontrol::FlowControl {
+        &self.inner.flowcontrol
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
