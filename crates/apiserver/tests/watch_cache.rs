@@ -35,7 +35,8 @@ async fn create_many(api: &Api<ConfigMap>, prefix: &str, count: usize) -> Result
     Ok(versions)
 }
 
-/// Reads `count` ADDED events and returns their names in order.
+/// Reads `count` ADDED events and returns their names in order (the namespace's
+/// `kube-root-ca.crt`, which the controller manager may publish meanwhile, aside).
 async fn added<S>(stream: &mut S, count: usize) -> Result<Vec<String>>
 where
     S: futures_util::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin,
@@ -43,7 +44,12 @@ where
     let mut names = Vec::new();
     while names.len() < count {
         match tokio::time::timeout(Duration::from_secs(20), stream.next()).await? {
-            Some(Ok(WatchEvent::Added(cm))) => names.push(cm.metadata.name.unwrap_or_default()),
+            Some(Ok(WatchEvent::Added(cm))) => {
+                let name = cm.metadata.name.unwrap_or_default();
+                if name != "kube-root-ca.crt" {
+                    names.push(name);
+                }
+            }
             Some(Ok(WatchEvent::Bookmark(_))) => {}
             Some(Ok(other)) => bail!("unexpected event {other:?}"),
             Some(Err(e)) => bail!("watch failed: {e}"),
