@@ -9,6 +9,10 @@
 //! changed in between — objects that went away while the watch was broken are
 //! `Deleted`, as client-go's `DeletedFinalStateUnknown`.
 //!
+//! Objects are held without `metadata.managedFields` (upstream's controller manager and
+//! scheduler strip them too, `TransformStripManagedFields`): no controller reads them,
+//! and they are often the larger half of a small object.
+//!
 //! Must never hand a handler an object the store does not hold, nor miss one: a handler
 //! registered late is first told of every object already held.
 
@@ -228,7 +232,7 @@ impl<K: Resource + Send + Sync + 'static> Informer<K> {
         let handlers = lock(&self.handlers);
         match event {
             Event::Apply(object) => {
-                let object = Arc::new(object);
+                let object = Arc::new(trimmed(object));
                 let old = self.write().put(key_of(&*object), object.clone());
                 let change = match old {
                     Some(old) => Change::Updated { old, new: object },
@@ -238,12 +242,12 @@ impl<K: Resource + Send + Sync + 'static> Informer<K> {
             }
             Event::Delete(object) => {
                 let key = key_of(&object);
-                let old = self.write().delete(&key).unwrap_or_else(|| Arc::new(object));
+                let old = self.write().delete(&key).unwrap_or_else(|| Arc::new(trimmed(object)));
                 Self::dispatch(&handlers, Change::Deleted(old));
             }
             Event::Init => *lock(&self.relist) = Some(HashMap::new()),
             Event::InitApply(object) => {
-                let object = Arc::new(object);
+                let object = Arc::new(trimmed(object));
                 lock(&self.relist).get_or_insert_default().insert(key_of(&*object), object);
             }
             Event::InitDone => {
@@ -282,6 +286,12 @@ impl<K: Resource + Send + Sync + 'static> Informer<K> {
         }
         changes
     }
+}
+
+/// The object as the store holds it: without its managed fields.
+fn trimmed<K: Resource>(mut object: K) -> K {
+    object.meta_mut().managed_fields = None;
+    object
 }
 
 /// What an informer watches beyond its type.
@@ -419,6 +429,26 @@ mod tests {
             informer.apply(Event::InitApply(p));
         }
         informer.apply(Event::InitDone);
+    }
+
+    #[test]
+    fn objects_are_held_without_their_managed_fields() {
+        use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let informer = Informer::<Pod>::default();
+        let with_fields = |name: &str, version: &str| {
+            let mut p = pod(name, "n1", version);
+            p.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some("kubectl".into()),
+                ..Default::default()
+            }]);
+            p
+        };
+        initial_list(&informer, vec![with_fields("a", "1")]);
+        informer.apply(Event::Apply(with_fields("b", "2")));
+        for name in ["default/a", "default/b"] {
+            let held = informer.get(name).expect("held");
+            assert_eq!(held.metadata.managed_fields, None, "{name}");
+        }
     }
 
     #[test]
