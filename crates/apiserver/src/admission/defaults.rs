@@ -59,13 +59,15 @@ impl Mutating for Priority {
 
 pub struct DefaultTolerationSeconds;
 
-mutates!(DefaultTolerationSeconds, Create);
+// Updates too, as upstream's: a pod written back without the tolerations gets them
+// again, so the update does not remove them.
+mutates!(DefaultTolerationSeconds, Create | Update);
 
 #[async_trait::async_trait]
 impl Mutating for DefaultTolerationSeconds {
     async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
         if let Some(pod) = pod
-            && is_new(a)
+            && a.subresource.is_empty()
         {
             toleration_seconds(a, pod);
         }
@@ -164,7 +166,7 @@ pub fn keep_priority(a: &Attributes<'_>, pod: &mut Value) {
     }
 }
 
-/// DefaultTolerationSeconds: a new pod tolerates `not-ready` and `unreachable` nodes
+/// DefaultTolerationSeconds: a pod tolerates `not-ready` and `unreachable` nodes
 /// for 300 s unless it says otherwise, so its node's failure evicts it after five
 /// minutes.
 pub fn toleration_seconds(a: &Attributes<'_>, pod: &mut Value) {
