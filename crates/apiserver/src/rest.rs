@@ -20,6 +20,16 @@ use crate::storage::{self, DeleteOptions, Writer};
 use crate::{ApiServer, list, patch, subresources, watch};
 
 pub async fn handle(api: &ApiServer, req: Request, target: Target) -> ApiResult<Response> {
+    // Every answer from a deprecated custom resource version says so, as upstream's.
+    let deprecated = crate::crd::warning(target.info);
+    let response = serve(api, req, target).await?;
+    Ok(match deprecated {
+        Some(warning) => with_warnings(response, &[warning.to_owned()]),
+        None => response,
+    })
+}
+
+async fn serve(api: &ApiServer, req: Request, target: Target) -> ApiResult<Response> {
     let watching = target.legacy_watch || req.flag("watch");
     let verb = target.verb(&req.method, watching);
     let allowed = match &target.subresource {

@@ -19,7 +19,9 @@ use crate::meta::{self, metadata, metadata_mut};
 use crate::registry::hooks::Hooks;
 use crate::registry::strategy;
 use crate::registry::typed::BodyCheck;
-use crate::registry::{self, Place, prepare_create, prepare_update, update_precondition};
+use crate::registry::{
+    self, Place, prepare_create, prepare_update_unvalidated, update_precondition,
+};
 use crate::request::User;
 use crate::status::{ApiError, ApiResult, Cause};
 
@@ -136,7 +138,8 @@ where
             return Err(ApiError::modified(info.group, info.plural, place.name));
         }
         let mut warnings = Vec::new();
-        let mut object = prepare_update(info, &old, body, subresource, &check, &mut warnings)?;
+        let mut object =
+            prepare_update_unvalidated(info, &old, body, subresource, &check, &mut warnings)?;
         // Before admission, as on create.
         if let Some(manager) = &writer.manager {
             let sub = subresource.unwrap_or("");
@@ -152,7 +155,11 @@ where
             old: Some(&old),
             dry_run: writer.dry_run,
         };
-        warnings.extend(crate::admission::admit(api, &admission, &mut object).await?);
+        // Upstream's order: mutating admission, the update's validation, validating
+        // admission.
+        warnings.extend(crate::admission::admit_mutating(api, &admission, &mut object).await?);
+        crate::registry::finish_update(info, &old, &mut object, subresource)?;
+        warnings.extend(crate::admission::admit_validating(api, &admission, &object).await?);
         crate::auth::escalation::check(api, writer.user, info, Some(&old), &object).await?;
         crate::apply::ignore_time_only_changes(&old, &mut object);
         if !finalizing(info, &object) && registry::stores_as(info, &stored, &object)? {

@@ -254,6 +254,49 @@ async fn warnings_levels_and_labels() -> Result<()> {
     Ok(())
 }
 
+/// `kubectl replace` of a pod with the manifest it was created from (upstream's
+/// test/cmd save-config.sh): the priority and preemption policy Priority gave it at
+/// creation stay, as upstream's plugin keeps them on updates; changing them is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_pod_keeps_its_priority() -> Result<()> {
+    use keelson_apiserver::admission::plugins::Selection;
+    // Only Priority fills in the pod's spec.
+    let disable = vec!["ServiceAccount".into(), "DefaultTolerationSeconds".into()];
+    let s = TestServer::start_with_admission(Selection { disable, ..Default::default() }).await?;
+    let manifest = restricted_pod("p");
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s.kubectl_in(&["replace", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    // Nothing changed: the generation stays.
+    let jsonpath = "jsonpath={.spec.priority} {.spec.preemptionPolicy} {.metadata.generation}";
+    let spec = s.ok(&["get", "pod", "p", "-o", jsonpath]).await?;
+    ensure!(spec == "0 PreemptLowerPriority 1", "{spec}");
+    let changed = manifest.replace(r#""spec":{"#, r#""spec":{"priority":5,"#);
+    let out = s.kubectl_in(&["replace", "-f", "-"], Some(&changed)).await?;
+    ensure!(!out.ok && out.stderr.contains("pod updates may not change fields"), "{}", out.stderr);
+    Ok(())
+}
+
+/// DefaultTolerationSeconds looks at updates too, as upstream's: a pod replaced with the
+/// manifest it was created from gets the same two tolerations back, so the update
+/// removes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_pod_keeps_its_default_tolerations() -> Result<()> {
+    use keelson_apiserver::admission::plugins::Selection;
+    let disable = vec!["ServiceAccount".into()];
+    let s = TestServer::start_with_admission(Selection { disable, ..Default::default() }).await?;
+    let manifest = restricted_pod("p");
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let out = s.kubectl_in(&["replace", "-f", "-"], Some(&manifest)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    let jsonpath = "jsonpath={.spec.tolerations[*].key} {.metadata.generation}";
+    let got = s.ok(&["get", "pod", "p", "-o", jsonpath]).await?;
+    ensure!(got == "node.kubernetes.io/not-ready node.kubernetes.io/unreachable 1", "{got}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priorities_tolerations_and_storage_classes_are_filled_in() -> Result<()> {
     let s = TestServer::start().await?;

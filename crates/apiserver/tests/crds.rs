@@ -527,3 +527,44 @@ async fn created_objects_carry_only_the_status_the_server_sets() -> Result<()> {
     ensure!(widget.get("status").is_none(), "{widget}");
     Ok(())
 }
+
+/// A request to a deprecated version is answered with upstream's warning: the CRD's
+/// `deprecationWarning`, else "<group>/<version> <Kind> is deprecated", naming the newest
+/// served version that is not (upstream's test/cmd get.sh, run_deprecated_api_tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_versions_warn() -> Result<()> {
+    let s = TestServer::start().await?;
+    let version = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    served: true\n    storage: {}\n{extra}    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n",
+            name == "v1"
+        )
+    };
+    let crd = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: olds.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {{plural: olds, kind: Old}}\n  versions:\n{}{}{}",
+        version("v1", ""),
+        version("v1beta1", "    deprecated: true\n"),
+        version("v1alpha1", "    deprecated: true\n    deprecationWarning: use v1, really\n"),
+    );
+    let out = s.kubectl_in(&["create", "-f", "-"], Some(&crd)).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    s.ok(&["wait", "--for=condition=Established", "crd/olds.example.com", "--timeout=10s"]).await?;
+    let mut warned = String::new();
+    for _ in 0..50 {
+        let out = s.kubectl(&["get", "olds.v1beta1.example.com"]).await?;
+        if out.ok {
+            warned = out.stderr;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        warned.contains("Warning: example.com/v1beta1 Old is deprecated; use example.com/v1 Old"),
+        "{warned}"
+    );
+    let out = s.kubectl(&["get", "olds.v1alpha1.example.com", "--warnings-as-errors"]).await?;
+    ensure!(!out.ok && out.stderr.contains("Warning: use v1, really"), "{}", out.stderr);
+    let out = s.kubectl(&["get", "olds.v1.example.com"]).await?;
+    ensure!(out.ok && !out.stderr.contains("Warning"), "{}", out.stderr);
+    Ok(())
+}

@@ -1,4 +1,5 @@
-//! The mutating plugins that fill in what a new object leaves out, as upstream's do:
+//! The mutating plugins that fill in what a new object (or an updated pod) leaves out,
+//! as upstream's do:
 //! Priority (`plugin/pkg/admission/priority`), DefaultTolerationSeconds and
 //! DefaultStorageClass (`plugin/pkg/admission/storage/storageclass/setdefault`).
 
@@ -13,12 +14,12 @@ fn is_new(a: &Attributes<'_>) -> bool {
     a.operation == Operation::Create && a.subresource.is_empty()
 }
 
-/// A mutating plugin that only looks at creates.
-macro_rules! mutates_creates {
-    ($plugin:ty) => {
+/// A mutating plugin that looks at the given operations.
+macro_rules! mutates {
+    ($plugin:ty, $($operation:ident)|+) => {
         impl Plugin for $plugin {
             fn handles(&self, operation: Operation) -> bool {
-                operation == Operation::Create
+                matches!(operation, $(Operation::$operation)|+)
             }
 
             fn mutating(&self) -> Option<&dyn Mutating> {
@@ -38,13 +39,19 @@ impl Priority {
     }
 }
 
-mutates_creates!(Priority);
+// Updates too, as upstream's: a pod written back without them keeps the priority and
+// preemption policy this plugin gave it, which validation would refuse to see change.
+mutates!(Priority, Create | Update);
 
 #[async_trait::async_trait]
 impl Mutating for Priority {
     async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
         match pod {
             Some(pod) if is_new(a) => priority(&self.classes, a, pod).await.map(|()| Vec::new()),
+            Some(pod) if a.operation == Operation::Update && a.subresource.is_empty() => {
+                keep_priority(a, pod);
+                Ok(Vec::new())
+            }
             _ => Ok(Vec::new()),
         }
     }
@@ -52,13 +59,15 @@ impl Mutating for Priority {
 
 pub struct DefaultTolerationSeconds;
 
-mutates_creates!(DefaultTolerationSeconds);
+// Updates too, as upstream's: a pod written back without the tolerations gets them
+// again, so the update does not remove them.
+mutates!(DefaultTolerationSeconds, Create | Update);
 
 #[async_trait::async_trait]
 impl Mutating for DefaultTolerationSeconds {
     async fn admit(&self, a: &Attributes<'_>, pod: Option<&mut Value>) -> ApiResult<Vec<String>> {
         if let Some(pod) = pod
-            && is_new(a)
+            && a.subresource.is_empty()
         {
             toleration_seconds(a, pod);
         }
@@ -76,7 +85,7 @@ impl DefaultStorageClass {
     }
 }
 
-mutates_creates!(DefaultStorageClass);
+mutates!(DefaultStorageClass, Create);
 
 #[async_trait::async_trait]
 impl Mutating for DefaultStorageClass {
@@ -142,7 +151,22 @@ pub async fn priority(classes: &Lister, a: &Attributes<'_>, pod: &mut Value) -> 
     Ok(())
 }
 
-/// DefaultTolerationSeconds: a new pod tolerates `not-ready` and `unreachable` nodes
+/// Priority on an update: a pod that leaves out `priority` or `preemptionPolicy` keeps
+/// the stored one (upstream's `admitPod` on Update); changing them is validation's to
+/// refuse.
+pub fn keep_priority(a: &Attributes<'_>, pod: &mut Value) {
+    if !a.is("", "pods") {
+        return;
+    }
+    let (Some(old), Some(spec)) = (a.old, pod["spec"].as_object_mut()) else { return };
+    for field in ["priority", "preemptionPolicy"] {
+        if spec.get(field).is_none_or(Value::is_null) && !old["spec"][field].is_null() {
+            spec.insert(field.to_owned(), old["spec"][field].clone());
+        }
+    }
+}
+
+/// DefaultTolerationSeconds: a pod tolerates `not-ready` and `unreachable` nodes
 /// for 300 s unless it says otherwise, so its node's failure evicts it after five
 /// minutes.
 pub fn toleration_seconds(a: &Attributes<'_>, pod: &mut Value) {

@@ -152,12 +152,23 @@ impl Chain {
         a: &Attributes<'_>,
         mut object: Option<&mut Value>,
     ) -> ApiResult<Vec<String>> {
+        let mut warnings = self.mutate(metrics, a, object.as_deref_mut()).await?;
+        warnings.extend(self.validate(metrics, a, object.as_deref()).await?);
+        Ok(warnings)
+    }
+
+    /// The mutating halves that handle the operation, in order. Returns the warnings.
+    pub async fn mutate(
+        &self,
+        metrics: &Metrics,
+        a: &Attributes<'_>,
+        mut object: Option<&mut Value>,
+    ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
         let operation = a.operation.as_str();
-        let handling = || self.plugins.iter().filter(|(_, p)| p.handles(a.operation));
         let step = Instant::now();
         let admitted: ApiResult<()> = async {
-            for (name, plugin) in handling() {
+            for (name, plugin) in self.handling(a.operation) {
                 let Some(mutating) = plugin.mutating() else { continue };
                 let started = Instant::now();
                 let admitted = mutating.admit(a, object.as_deref_mut()).await;
@@ -169,12 +180,24 @@ impl Chain {
         .await;
         metrics.admission_step(operation, Step::Admit, &admitted, step);
         admitted?;
+        Ok(warnings)
+    }
+
+    /// The validating halves that handle the operation, in order. Returns the warnings.
+    pub async fn validate(
+        &self,
+        metrics: &Metrics,
+        a: &Attributes<'_>,
+        object: Option<&Value>,
+    ) -> ApiResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        let operation = a.operation.as_str();
         let step = Instant::now();
         let validated: ApiResult<()> = async {
-            for (name, plugin) in handling() {
+            for (name, plugin) in self.handling(a.operation) {
                 let Some(validating) = plugin.validating() else { continue };
                 let started = Instant::now();
-                let validated = validating.validate(a, object.as_deref()).await;
+                let validated = validating.validate(a, object).await;
                 metrics.admission_controller(name, operation, Step::Validate, &validated, started);
                 warnings.extend(validated?);
             }
@@ -184,6 +207,13 @@ impl Chain {
         metrics.admission_step(operation, Step::Validate, &validated, step);
         validated?;
         Ok(warnings)
+    }
+
+    fn handling(
+        &self,
+        operation: Operation,
+    ) -> impl Iterator<Item = &(&'static str, Box<dyn Plugin>)> {
+        self.plugins.iter().filter(move |(_, p)| p.handles(operation))
     }
 }
 
@@ -195,6 +225,25 @@ pub async fn admit(
     object: &mut Value,
 ) -> ApiResult<Vec<String>> {
     api.admission.run(&api.metrics, a, Some(object)).await
+}
+
+/// The mutating half of [`admit`], for an update: upstream runs it before the
+/// strategy's update validation, which [`admit_validating`] follows.
+pub async fn admit_mutating(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    object: &mut Value,
+) -> ApiResult<Vec<String>> {
+    api.admission.mutate(&api.metrics, a, Some(object)).await
+}
+
+/// The validating half of [`admit`].
+pub async fn admit_validating(
+    api: &ApiServer,
+    a: &Attributes<'_>,
+    object: &Value,
+) -> ApiResult<Vec<String>> {
+    api.admission.validate(&api.metrics, a, Some(object)).await
 }
 
 /// Runs the server's admission chain on a delete.

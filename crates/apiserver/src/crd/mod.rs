@@ -146,6 +146,7 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
             "selectableFields": version["selectableFields"],
             "deprecated": version["deprecated"],
             "deprecationWarning": version["deprecationWarning"],
+            "warning": deprecation_warning(spec, version, kind),
             "preserveUnknownFields": spec["preserveUnknownFields"],
             "terminating": crd["metadata"].get("deletionTimestamp").is_some(),
             "hasDefaults": version["schema"]["openAPIV3Schema"].to_string().contains("\"default\":"),
@@ -153,6 +154,39 @@ fn describe(crd: &Value) -> Vec<(String, Value)> {
         out.push((d.to_string(), d));
     }
     out
+}
+
+/// The warning upstream's CRD handler adds to every request to a deprecated version:
+/// the version's `deprecationWarning`, else `defaultDeprecationWarning`'s, which names
+/// the newest served version that is not deprecated and ranks above this one.
+fn deprecation_warning(spec: &Value, version: &Value, kind: &str) -> Value {
+    if version["deprecated"] != json!(true) {
+        return Value::Null;
+    }
+    if let Some(warning) = version["deprecationWarning"].as_str() {
+        return json!(warning);
+    }
+    let group = spec["group"].as_str().unwrap_or("");
+    let name = version["name"].as_str().unwrap_or("");
+    let newer = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"] == json!(true) && v["deprecated"] != json!(true))
+        .filter_map(|v| v["name"].as_str())
+        .filter(|v| version_rank(v) < version_rank(name))
+        .min_by_key(|v| version_rank(v));
+    match newer {
+        Some(newer) => {
+            json!(format!("{group}/{name} {kind} is deprecated; use {group}/{newer} {kind}"))
+        }
+        None => json!(format!("{group}/{name} {kind} is deprecated")),
+    }
+}
+
+/// The deprecation warning of a custom resource's version, if it is deprecated.
+pub fn warning(info: &ResourceInfo) -> Option<&'static str> {
+    info.custom.and_then(|d| d["warning"].as_str())
 }
 
 fn leak_str(s: &str) -> &'static str {

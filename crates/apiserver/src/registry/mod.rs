@@ -557,6 +557,23 @@ pub fn prepare_update(
     check: &BodyCheck,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
+    let mut object = prepare_update_unvalidated(info, old, object, subresource, check, warnings)?;
+    finish_update(info, old, &mut object, subresource)?;
+    Ok(object)
+}
+
+/// [`prepare_update`] but for the generation and the validation ([`finish_update`]),
+/// which a write through the API does after the mutating admission plugins, as
+/// upstream's `BeforeUpdate` comes after them: what they fill in (a pod's priority, its
+/// tolerations) is then compared with the stored object.
+pub fn prepare_update_unvalidated(
+    info: &ResourceInfo,
+    old: &Value,
+    object: Value,
+    subresource: Option<&str>,
+    check: &BodyCheck,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
     check_type(info, &object)?;
     let mut object = typed::decode(info, object, check, warnings)?;
     let strategy = strategy::for_resource(info);
@@ -625,14 +642,25 @@ pub fn prepare_update(
         };
     }
     strategy.prepare_update(subresource, old, &mut object);
-    if strategy.tracks_generation() && spec_changed(old, &object) {
-        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
-        metadata_mut(&mut object).insert("generation".into(), json!(generation));
+    Ok(object)
+}
+
+/// The end of [`prepare_update`]: the generation moves if anything but metadata and
+/// status changed; then metadata rules and the type's own update validation.
+pub fn finish_update(
+    info: &ResourceInfo,
+    old: &Value,
+    object: &mut Value,
+    subresource: Option<&str>,
+) -> ApiResult<()> {
+    let strategy = strategy::for_resource(info);
+    if strategy.tracks_generation() && spec_changed(old, object) {
+        let generation = metadata(old).get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        metadata_mut(object).insert("generation".into(), json!(generation));
     }
     let mut causes = Vec::new();
-    strategy.validate_update(old, &object, subresource, &mut causes);
-    validate(info, &*strategy, &object, causes)?;
-    Ok(object)
+    strategy.validate_update(old, object, subresource, &mut causes);
+    validate(info, &*strategy, object, causes)
 }
 
 /// Whether anything but metadata and status differs.

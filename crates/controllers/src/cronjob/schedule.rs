@@ -243,17 +243,20 @@ pub fn most_recent(
         let deadline = now - Duration::from_secs(seconds.max(0) as u64);
         earliest = earliest.max(deadline);
     }
-    let Some(t1) = schedule.next(earliest) else { return Ok((earliest, None, Missed::None)) };
+    // A schedule with no time left in the search (robfig's zero time, never before
+    // `now`) is invalid, as upstream finds it: no interval between its times.
+    let invalid = || Err("time difference between two schedules is less than 1 second".into());
+    let Some(t1) = schedule.next(earliest) else { return invalid() };
     if now < t1 {
         return Ok((earliest, None, Missed::None));
     }
-    let Some(t2) = schedule.next(t1) else { return Ok((earliest, Some(t1), Missed::None)) };
+    let Some(t2) = schedule.next(t1) else { return invalid() };
     if now < t2 {
         return Ok((earliest, Some(t1), Missed::None));
     }
     let between = t2.duration_since(t1).as_secs_f64().round() as i64;
     if between < 1 {
-        return Err("time difference between two schedules is less than 1 second".into());
+        return invalid();
     }
     let elapsed = now.duration_since(t1).as_secs();
     let missed = elapsed / between + 1;
@@ -410,6 +413,19 @@ mod tests {
             recent,
             Some(at("2024-01-01T13:30:00Z")),
             "@every counts from the earliest time"
+        );
+    }
+
+    /// A schedule that never fires (February 31st, upstream's test/cmd events.sh) is an
+    /// invalid one, as upstream finds with robfig's zero time: the controller warns
+    /// `InvalidSchedule`.
+    #[test]
+    fn a_schedule_that_never_fires_is_invalid() {
+        let never = Schedule::parse("59 23 31 2 *", "").unwrap();
+        let created = at("2024-01-01T10:30:00Z");
+        assert_eq!(
+            most_recent(&never, created, at("2024-01-01T11:00:00Z"), None),
+            Err("time difference between two schedules is less than 1 second".to_owned())
         );
     }
 }
