@@ -65,6 +65,29 @@ impl Expectations {
         self.set(key, count as i64, keys.into_iter().collect());
     }
 
+    /// Expects `count` more creations and the deletion of `keys` besides what is still
+    /// awaited (upstream's `RaiseExpectations`), for a controller that writes one object
+    /// at a time; a satisfied or expired record starts over from zero.
+    pub fn raise(&self, key: &str, count: usize, keys: impl IntoIterator<Item = String>) {
+        let mut records = self.records();
+        let record = records.entry(key.to_owned()).or_insert_with(|| Record {
+            add: 0,
+            del: 0,
+            deleting: HashSet::new(),
+            set_at: Instant::now(),
+        });
+        if (record.add <= 0 && record.del <= 0) || record.set_at.elapsed() > TTL {
+            *record = Record { add: 0, del: 0, deleting: HashSet::new(), set_at: Instant::now() };
+        }
+        record.add += count as i64;
+        for object in keys {
+            if record.deleting.insert(object) {
+                record.del += 1;
+            }
+        }
+        record.set_at = Instant::now();
+    }
+
     fn set(&self, key: &str, add: i64, deleting: HashSet<String>) {
         let del = deleting.len() as i64;
         self.records()
@@ -154,6 +177,22 @@ mod tests {
         e.delete("ns/rs");
         assert!(e.satisfied("ns/rs"));
         assert_eq!(e.pending("ns/rs"), None);
+    }
+
+    #[test]
+    fn raising_adds_to_what_is_awaited_and_a_satisfied_record_starts_over() {
+        let e = Expectations::default();
+        e.creation_observed("ns/sts");
+        e.expect_creations("ns/sts", 0);
+        e.creation_observed("ns/sts");
+        assert_eq!(e.pending("ns/sts"), Some((-1, 0)), "an adoption went below zero");
+        e.raise("ns/sts", 1, []);
+        assert!(!e.satisfied("ns/sts"), "the old surplus does not cover a new creation");
+        e.raise("ns/sts", 0, ["ns/web-1".to_string()]);
+        assert_eq!(e.pending("ns/sts"), Some((1, 1)));
+        e.creation_observed("ns/sts");
+        e.deletion_observed("ns/sts", "ns/web-1");
+        assert!(e.satisfied("ns/sts"));
     }
 
     #[tokio::test(start_paused = true)]

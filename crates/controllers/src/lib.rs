@@ -5,7 +5,9 @@
 //! (`keelson_runtime::secure`: health checks `leaderElection` and one per controller,
 //! and the metrics).
 //!
-//! Built so far: `deployment-controller`, `daemonset-controller`, `replicaset-controller` and
+//! Built so far: `deployment-controller`, `daemonset-controller`,
+//! `statefulset-controller` (its revisions through [`history`], shared with the
+//! DaemonSet controller), `replicaset-controller` and
 //! `replicationcontroller-controller` (with what workload controllers share: [`pods`],
 //! [`expectations`], [`ownership`], [`wire`]), and, ported from inside the API server,
 //! `clusterrole-aggregation-controller`, `serviceaccount-controller`,
@@ -35,6 +37,7 @@ pub mod endpointslice;
 pub mod endpointutil;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 mod namespaces;
@@ -42,12 +45,14 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeutil;
 pub mod ownership;
+pub mod pod_handlers;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod root_ca_publisher;
 pub mod serviceaccounts;
+pub mod statefulset;
 pub mod tainteviction;
 #[cfg(test)]
 mod testing;
@@ -167,6 +172,12 @@ pub fn table(
             start: Box::new(podgc::starter(nodes.podgc.clone())),
         },
         Descriptor {
+            name: statefulset::NAME,
+            service_account: statefulset::SERVICE_ACCOUNT,
+            enabled_by_default: true,
+            start: Box::new(statefulset::start),
+        },
+        Descriptor {
             name: tainteviction::NAME,
             service_account: nodeutil::SERVICE_ACCOUNT,
             enabled_by_default: true,
@@ -235,6 +246,45 @@ pub fn table(
     ]
 }
 
+/// Upstream's aliases of the controllers built here (their names before 1.27, still
+/// accepted by `--controllers`), alias first.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("clusterrole-aggregation", clusterrole_aggregation::NAME),
+    ("cronjob", cronjob::NAME),
+    ("csrapproving", certificates::approving::NAME),
+    ("csrsigning", certificates::signing::NAME),
+    ("daemonset", daemon::NAME),
+    ("deployment", deployment::NAME),
+    ("endpoint", endpoint::NAME),
+    ("endpointslice", endpointslice::NAME),
+    ("garbagecollector", garbagecollector::NAME),
+    ("job", job::NAME),
+    ("namespace", namespace::NAME),
+    ("nodeipam", nodeipam::NAME),
+    ("nodelifecycle", nodelifecycle::NAME),
+    ("podgc", podgc::NAME),
+    ("replicaset", replicaset::NAME),
+    ("replicationcontroller", replicaset::RC_NAME),
+    ("resourcequota", resourcequota::NAME),
+    ("root-ca-cert-publisher", root_ca_publisher::NAME),
+    ("serviceaccount", serviceaccounts::NAME),
+    ("statefulset", statefulset::NAME),
+    ("ttl-after-finished", ttl_after_finished::NAME),
+];
+
+/// `--controllers` with every alias replaced by its controller's name, the `-` kept
+/// (upstream's `ApplyTo` does the same before anything reads the list).
+pub fn canonical_controllers(controllers: &[String]) -> Vec<String> {
+    controllers
+        .iter()
+        .map(|c| {
+            let (minus, name) = c.strip_prefix('-').map_or(("", c.as_str()), |n| ("-", n));
+            let name = ALIASES.iter().find(|(a, _)| *a == name).map_or(name, |(_, n)| n);
+            format!("{minus}{name}")
+        })
+        .collect()
+}
+
 /// How to run the controller manager.
 pub struct Config {
     /// The component's client (`system:kube-controller-manager`) and its configuration.
@@ -290,7 +340,11 @@ pub enum Error {
 }
 
 /// Runs the enabled controllers until `stop` says so (or the lease is lost).
-pub async fn run(config: Config, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run(
+    mut config: Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Error> {
+    config.controllers = canonical_controllers(&config.controllers);
     let table = table(&config.root_ca_pem, config.csr_signer.clone(), &config.nodes);
     keelson_runtime::controller::check_names(&table, &config.controllers)?;
     let credentials = if config.use_service_account_credentials {

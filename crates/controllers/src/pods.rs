@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use keelson_api::k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use keelson_api::k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use keelson_api::k8s_openapi::jiff::Timestamp;
 
@@ -53,6 +53,19 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
         uid: owner.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// A reference to the object `meta` describes, as events and status lists name it.
+pub fn reference_to(api_version: &str, kind: &str, meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
     }
 }
 

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 /// What the fake API server was asked: `(method, path)`.
 pub type Calls = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A client whose API server answers pod creates with a named pod, deletes and
-/// status writes with their object, events with themselves.
+/// A client whose API server answers pod creates with a named pod (a name made up for a
+/// `generateName`), deletes and status writes with their object, events with themselves.
 pub fn fake_client() -> (Client, Calls) {
     let calls: Calls = Arc::default();
     let seen = calls.clone();
@@ -30,7 +30,8 @@ pub fn fake_client() -> (Client, Calls) {
                 seen.push((method.clone(), path.clone()));
                 seen.len()
             };
-            if method == "POST" && path.ends_with("/pods") {
+            let generated = object["metadata"]["generateName"].is_string();
+            if method == "POST" && path.ends_with("/pods") && generated {
                 let name = format!(
                     "{}{created}",
                     object["metadata"]["generateName"].as_str().unwrap_or("")

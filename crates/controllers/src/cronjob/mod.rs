@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use keelson_api::k8s_openapi::api::batch::v1::{CronJob, Job};
-use keelson_api::k8s_openapi::api::core::v1::ObjectReference;
 use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use keelson_runtime::controller::{Action, Context, StartFuture, run_workers};
 use keelson_runtime::events::{EventType, Recorder};
@@ -33,7 +32,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 
 use crate::job::{is_finished, true_condition};
-use crate::pods::{controller_of, controller_ref};
+use crate::pods::{controller_of, controller_ref, reference_to};
 use crate::replicaset::{NAMESPACE_INDEX, by_namespace, message};
 use schedule::{Missed, Schedule};
 
@@ -92,18 +91,6 @@ async fn run(context: Context) -> keelson_runtime::Result<()> {
     })
     .await;
     Ok(())
-}
-
-fn reference_to(api_version: &str, kind: &str, meta: &ObjectMeta) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(api_version.into()),
-        kind: Some(kind.into()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        ..ObjectReference::default()
-    }
 }
 
 /// `<cronjob>-<minutes since the epoch of the schedule time>` (upstream's

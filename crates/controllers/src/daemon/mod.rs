@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use keelson_api::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use keelson_api::k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
-use keelson_api::k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use keelson_api::k8s_openapi::jiff::Timestamp;
 use keelson_core::labels;
 use keelson_runtime::controller::{Action, Context, StartFuture, run_workers};
@@ -40,9 +39,10 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio::time::Instant;
 
-use crate::deployment::util::template_hash;
 use crate::expectations::Expectations;
+use crate::history::{self, hash_of};
 use crate::ownership::Claimer;
+use crate::pod_handlers::{self, PodOwners};
 use crate::pods::{self, controller_of, controller_ref};
 use crate::replicaset::{NAMESPACE_INDEX, by_namespace, message};
 use crate::wire;
@@ -165,15 +165,7 @@ fn selects(ds: &DaemonSet, labels_of: Option<&BTreeMap<String, String>>) -> bool
 }
 
 fn reference(ds: &DaemonSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(API_VERSION.into()),
-        kind: Some(KIND.into()),
-        name: ds.metadata.name.clone(),
-        namespace: ds.metadata.namespace.clone(),
-        uid: ds.metadata.uid.clone(),
-        resource_version: ds.metadata.resource_version.clone(),
-        ..ObjectReference::default()
-    }
+    pods::reference_to(API_VERSION, KIND, &ds.metadata)
 }
 
 /// The informers a controller reads.
@@ -182,6 +174,36 @@ struct Informers {
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
     revisions: Arc<Informer<ControllerRevision>>,
+}
+
+impl PodOwners for Controller {
+    fn resolve(
+        &self,
+        namespace: &str,
+        r: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Option<String> {
+        if r.kind != KIND {
+            return None;
+        }
+        let key = format!("{namespace}/{}", r.name);
+        let ds = self.sets.get(&key)?;
+        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(key)
+    }
+
+    fn matching(&self, pod: &Pod) -> Vec<String> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.sets
+            .by_index(NAMESPACE_INDEX, namespace)
+            .iter()
+            .filter(|ds| selects(ds, pod.metadata.labels.as_ref()))
+            .map(|ds| key_of(&**ds))
+            .collect()
+    }
+
+    fn min_ready_seconds(&self, key: &str) -> i32 {
+        let ds = self.sets.get(key);
+        ds.and_then(|ds| ds.spec.as_ref()?.min_ready_seconds).unwrap_or(0)
+    }
 }
 
 impl Controller {
@@ -211,7 +233,9 @@ impl Controller {
         let c = controller.clone();
         sets.on_change(move |change| c.expectations.owner_changed(change, &c.queue));
         let c = controller.clone();
-        pods.on_change(move |change| c.pod_changed(change));
+        pods.on_change(move |change| {
+            pod_handlers::pod_changed(&*c, &c.expectations, &c.queue, change)
+        });
         let c = controller.clone();
         nodes.on_change(move |change| {
             if let Change::Updated { old, new } = change
@@ -233,92 +257,6 @@ impl Controller {
             }
         });
         controller
-    }
-
-    fn resolve(
-        &self,
-        namespace: &str,
-        r: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    ) -> Option<String> {
-        if r.kind != KIND {
-            return None;
-        }
-        let key = format!("{namespace}/{}", r.name);
-        let ds = self.sets.get(&key)?;
-        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(key)
-    }
-
-    fn matching_sets(&self, pod: &Pod) -> Vec<String> {
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.sets
-            .by_index(NAMESPACE_INDEX, namespace)
-            .iter()
-            .filter(|ds| selects(ds, pod.metadata.labels.as_ref()))
-            .map(|ds| key_of(&**ds))
-            .collect()
-    }
-
-    /// Upstream's `addPod`/`updatePod`/`deletePod`.
-    fn pod_changed(&self, change: &Change<Pod>) {
-        let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
-        match change {
-            Change::Added(pod) if pod.metadata.deletion_timestamp.is_some() => self.pod_gone(pod),
-            Change::Added(pod) => match controller_of(&pod.metadata) {
-                Some(r) => {
-                    if let Some(key) = self.resolve(&namespace(pod), r) {
-                        self.expectations.creation_observed(&key);
-                        self.queue.add(key);
-                    }
-                }
-                None => self.matching_sets(pod).into_iter().for_each(|k| self.queue.add(k)),
-            },
-            Change::Updated { old, new } => {
-                if old.metadata.resource_version == new.metadata.resource_version {
-                    return;
-                }
-                if new.metadata.deletion_timestamp.is_some() {
-                    self.pod_gone(new);
-                    return;
-                }
-                let (old_ref, new_ref) =
-                    (controller_of(&old.metadata), controller_of(&new.metadata));
-                if old_ref != new_ref
-                    && let Some(key) = old_ref.and_then(|r| self.resolve(&namespace(old), r))
-                {
-                    self.queue.add(key);
-                }
-                match new_ref.and_then(|r| self.resolve(&namespace(new), r)) {
-                    Some(key) => {
-                        let min_ready = self
-                            .sets
-                            .get(&key)
-                            .and_then(|ds| ds.spec.as_ref().and_then(|s| s.min_ready_seconds))
-                            .unwrap_or(0);
-                        if !pods::is_ready(old) && pods::is_ready(new) && min_ready > 0 {
-                            let after = Duration::from_secs(min_ready as u64 + 1);
-                            self.queue.add_after(key.clone(), after);
-                        }
-                        self.queue.add(key);
-                    }
-                    None if new_ref.is_none()
-                        && (old.metadata.labels != new.metadata.labels || old_ref.is_some()) =>
-                    {
-                        self.matching_sets(new).into_iter().for_each(|k| self.queue.add(k));
-                    }
-                    None => {}
-                }
-            }
-            Change::Deleted(pod) => self.pod_gone(pod),
-        }
-    }
-
-    fn pod_gone(&self, pod: &Pod) {
-        let Some(r) = controller_of(&pod.metadata) else { return };
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        if let Some(key) = self.resolve(&namespace, r) {
-            self.expectations.deletion_observed(&key, &key_of(pod));
-            self.queue.add(key);
-        }
     }
 
     async fn sync(&self, key: &str) -> Result<Action, kube::Error> {
@@ -646,14 +584,11 @@ impl Controller {
         &self,
         ds: &DaemonSet,
     ) -> Result<Vec<Arc<ControllerRevision>>, kube::Error> {
-        let namespace = ds.metadata.namespace.clone().unwrap_or_default();
-        let sets: Api<DaemonSet> = Api::namespaced(self.client.clone(), &namespace);
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
-        let candidates = self.revisions.by_index(NAMESPACE_INDEX, &namespace);
-        let owner = controller_ref(API_VERSION, KIND, &ds.metadata);
-        Claimer::new(&sets, ds, owner)
-            .claim(&api, candidates, |r| selects(ds, r.metadata.labels.as_ref()))
-            .await
+        let kind = (API_VERSION, KIND);
+        history::claim(&self.client, &self.revisions, ds, kind, |r| {
+            selects(ds, r.metadata.labels.as_ref())
+        })
+        .await
     }
 
     /// The current revision's hash and the old revisions (upstream's
@@ -738,24 +673,15 @@ impl Controller {
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
         let spec = ds.spec.clone().unwrap_or_default();
         let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
-        let hash = template_hash(&spec.template, collisions);
-        let name = format!("{}-{hash}", name_of(&ds.metadata));
-        let mut labels =
-            spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
-        labels.insert(update::HASH_LABEL.into(), hash);
-        let history = ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
-                labels: Some(labels),
-                annotations: ds.metadata.annotations.clone(),
-                owner_references: Some(vec![controller_ref(API_VERSION, KIND, &ds.metadata)]),
-                ..ObjectMeta::default()
-            },
-            data: Some(RawExtension(data.clone())),
+        let record = history::new_revision(
+            &ds.metadata,
+            (API_VERSION, KIND),
+            &spec.template,
             revision,
-        };
-        match api.create(&PostParams::default(), &history).await {
+            collisions,
+        );
+        let name = history::name_of(&record);
+        match api.create(&PostParams::default(), &record).await {
             Ok(created) => Ok(Arc::new(created)),
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let existing = api.get(&name).await?;
@@ -877,16 +803,6 @@ fn with_counts(
         base.observed_generation = observed;
     }
     base
-}
-
-fn hash_of(revision: &ControllerRevision) -> String {
-    revision
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(update::HASH_LABEL))
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// Pods by their target node; terminal pods being deleted left out unless asked for.

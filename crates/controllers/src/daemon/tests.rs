@@ -6,6 +6,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::deployment::util::template_hash;
 use crate::testing::{count, fake_client, synced};
 
 fn from<K: serde::de::DeserializeOwned>(value: Value) -> K {

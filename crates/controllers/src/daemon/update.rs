@@ -12,13 +12,13 @@ use std::sync::Arc;
 use keelson_api::k8s_openapi::api::apps::v1::DaemonSet;
 use keelson_api::k8s_openapi::api::core::v1::Pod;
 use keelson_api::k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::deployment::util::scaled;
 use crate::pods;
 
 /// The label naming the revision a pod was made from (`DefaultDaemonSetUniqueLabelKey`).
-pub const HASH_LABEL: &str = "controller-revision-hash";
+pub use crate::history::HASH_LABEL;
 /// The label with the template generation a pod was made from.
 pub const GENERATION_LABEL: &str = "pod-template-generation";
 /// Where apps/v1 keeps a DaemonSet's template generation.
@@ -197,17 +197,13 @@ pub fn rolling_update(
 /// A ControllerRevision's `data` for `ds`: its template to be put back whole
 /// (upstream's `getPatch`).
 pub fn revision_data(ds: &DaemonSet) -> Value {
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let mut template = serde_json::to_value(template).unwrap_or_default();
-    if let Value::Object(map) = &mut template {
-        map.insert("$patch".into(), json!("replace"));
-    }
-    json!({ "spec": { "template": template } })
+    crate::history::patch_data(&ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
     use keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::json;
 
     use super::*;
 

@@ -25,7 +25,7 @@ use keelson_api::k8s_openapi::jiff::Timestamp;
 use keelson_core::labels;
 use keelson_runtime::controller::{Action, Context, StartFuture, run_workers};
 use keelson_runtime::events::{EventType, Recorder};
-use keelson_runtime::informer::{Change, Informer, key_of};
+use keelson_runtime::informer::{Informer, key_of};
 use keelson_runtime::queue::WorkQueue;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Resource};
@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::expectations::Expectations;
 use crate::ownership::Claimer;
+use crate::pod_handlers::{self, PodOwners};
 use crate::pods::{self, controller_of, controller_ref};
 use crate::wire;
 
@@ -135,6 +136,45 @@ async fn run<K: Workload>(context: Context) -> keelson_runtime::Result<()> {
     Ok(())
 }
 
+impl<K: Workload> PodOwners for Controller<K> {
+    /// The key of the owner `reference` names, if it is one of ours and still that one.
+    fn resolve(
+        &self,
+        namespace: &str,
+        reference: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Option<String> {
+        if reference.kind != K::kind(&()) {
+            return None;
+        }
+        let key = format!("{namespace}/{}", reference.name);
+        let owner = self.owners.get(&key)?;
+        (owner.meta().uid.as_deref() == Some(reference.uid.as_str())).then_some(key)
+    }
+
+    /// The owners in `pod`'s namespace whose selector matches it.
+    fn matching(&self, pod: &Pod) -> Vec<String> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.owners
+            .by_index(NAMESPACE_INDEX, namespace)
+            .iter()
+            .filter(|o| {
+                let view = o.view();
+                let selector = view.spec.as_ref().map(|s| &s.selector);
+                selector.is_some_and(|s| !is_empty(s))
+                    && labels::matches(selector, pod.metadata.labels.as_ref())
+            })
+            .map(|o| key_of(&**o))
+            .collect()
+    }
+
+    const READY_SLACK: Duration = Duration::ZERO;
+
+    fn min_ready_seconds(&self, key: &str) -> i32 {
+        let spec = self.owners.get(key).and_then(|o| o.view().spec);
+        spec.and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+}
+
 impl<K: Workload> Controller<K> {
     /// The controller over these informers, its handlers registered.
     fn new(
@@ -156,101 +196,10 @@ impl<K: Workload> Controller<K> {
         let c = controller.clone();
         owners.on_change(move |change| c.expectations.owner_changed(change, &c.queue));
         let c = controller.clone();
-        pods.on_change(move |change| c.pod_changed(change));
+        pods.on_change(move |change| {
+            pod_handlers::pod_changed(&*c, &c.expectations, &c.queue, change)
+        });
         controller
-    }
-
-    /// The key of the owner `reference` names, if it is one of ours and still that one.
-    fn resolve(
-        &self,
-        namespace: &str,
-        reference: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    ) -> Option<String> {
-        if reference.kind != K::kind(&()) {
-            return None;
-        }
-        let key = format!("{namespace}/{}", reference.name);
-        let owner = self.owners.get(&key)?;
-        (owner.meta().uid.as_deref() == Some(reference.uid.as_str())).then_some(key)
-    }
-
-    /// The owners in `pod`'s namespace whose selector matches it.
-    fn matching_owners(&self, pod: &Pod) -> Vec<String> {
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        self.owners
-            .by_index(NAMESPACE_INDEX, namespace)
-            .iter()
-            .filter(|o| {
-                let view = o.view();
-                let selector = view.spec.as_ref().map(|s| &s.selector);
-                selector.is_some_and(|s| !is_empty(s))
-                    && labels::matches(selector, pod.metadata.labels.as_ref())
-            })
-            .map(|o| key_of(&**o))
-            .collect()
-    }
-
-    /// Upstream's pod event handlers: observe expectations, queue the owners concerned.
-    fn pod_changed(&self, change: &Change<Pod>) {
-        let namespace = |p: &Pod| p.metadata.namespace.clone().unwrap_or_default();
-        match change {
-            Change::Added(pod) if pod.metadata.deletion_timestamp.is_some() => self.pod_gone(pod),
-            Change::Added(pod) => match controller_of(&pod.metadata) {
-                Some(r) => {
-                    if let Some(key) = self.resolve(&namespace(pod), r) {
-                        self.expectations.creation_observed(&key);
-                        self.queue.add(key);
-                    }
-                }
-                None => self.matching_owners(pod).into_iter().for_each(|k| self.queue.add(k)),
-            },
-            Change::Updated { old, new } => {
-                if old.metadata.resource_version == new.metadata.resource_version {
-                    return;
-                }
-                let labels_changed = old.metadata.labels != new.metadata.labels;
-                if new.metadata.deletion_timestamp.is_some() {
-                    self.pod_gone(new);
-                    if labels_changed {
-                        self.pod_gone(old);
-                    }
-                    return;
-                }
-                let (old_ref, new_ref) =
-                    (controller_of(&old.metadata), controller_of(&new.metadata));
-                let ref_changed = old_ref != new_ref;
-                if ref_changed
-                    && let Some(key) = old_ref.and_then(|r| self.resolve(&namespace(old), r))
-                {
-                    self.queue.add(key);
-                }
-                if let Some(r) = new_ref {
-                    let Some(key) = self.resolve(&namespace(new), r) else { return };
-                    let min_ready = self
-                        .owners
-                        .get(&key)
-                        .and_then(|o| o.view().spec)
-                        .and_then(|s| s.min_ready_seconds)
-                        .unwrap_or(0);
-                    if !pods::is_ready(old) && pods::is_ready(new) && min_ready > 0 {
-                        self.queue.add_after(key.clone(), Duration::from_secs(min_ready as u64));
-                    }
-                    self.queue.add(key);
-                } else if labels_changed || ref_changed {
-                    self.matching_owners(new).into_iter().for_each(|k| self.queue.add(k));
-                }
-            }
-            Change::Deleted(pod) => self.pod_gone(pod),
-        }
-    }
-
-    fn pod_gone(&self, pod: &Pod) {
-        let Some(r) = controller_of(&pod.metadata) else { return };
-        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        if let Some(key) = self.resolve(&namespace, r) {
-            self.expectations.deletion_observed(&key, &key_of(pod));
-            self.queue.add(key);
-        }
     }
 
     async fn sync(&self, key: &str) -> Result<Action, kube::Error> {
