@@ -99,8 +99,11 @@ pub type Written = (StatusCode, Value, Vec<String>);
 /// Upstream's `GuaranteedUpdate`: read the stored object, compute the new one from it
 /// with `next` (the body and how to check it), write it if nothing changed in between,
 /// and start again after a lost race — unless the client named the resourceVersion it
-/// expects. An update that would store the same bytes is not written (see
-/// [`changes_nothing`]): the stored object is the answer.
+/// expects. As upstream's, it starts again however many races it loses: the request's
+/// deadline bounds it, never a count (a client's unconditional patch must not fail with
+/// a Conflict because a controller keeps writing the object's status). An update that
+/// would store the same bytes is not written (see [`changes_nothing`]): the stored
+/// object is the answer.
 pub async fn update<F>(
     api: &ApiServer,
     writer: &Writer<'_>,
@@ -119,7 +122,7 @@ where
         .ready(&info.storage_prefix())
         .and_then(|cache| cache.get(&place.key()))
         .and_then(|kv| Some((registry::decode(info, &kv).ok()?, kv)));
-    for _ in 0..RETRIES {
+    loop {
         let from_cache = cached.is_some();
         let (old, stored) = match cached.take() {
             Some(found) => found,
@@ -172,12 +175,13 @@ where
             }
         }
         match write_update(api, place, &old, object, revision, writer.dry_run).await {
-            Err(e) if e.is_conflict() && (wanted.is_none() || from_cache) => continue,
+            // Lost a race: read again. A client's own resourceVersion then fails the
+            // check above; a patch, applied again to the new object, goes on.
+            Err(e) if e.is_conflict() => continue,
             Ok((code, object)) => return Ok((code, object, warnings)),
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::modified(info.group, info.plural, place.name))
 }
 
 /// Writes an updated object; an object being deleted whose last finalizer went away is

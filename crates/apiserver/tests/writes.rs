@@ -1,7 +1,8 @@
 //! What a write does and does not do, as upstream's generic store decides it: server-side
 //! dry runs (`dryRun` in the query or in a `DeleteOptions` body) change nothing, writes
-//! that change nothing store nothing (the resource version stays), and
-//! `resourceVersion: "0"` on a replace is no precondition.
+//! that change nothing store nothing (the resource version stays),
+//! `resourceVersion: "0"` on a replace is no precondition, and an unconditional write
+//! retries however many races it loses.
 
 mod common;
 
@@ -186,6 +187,31 @@ async fn resource_version_zero_is_no_precondition(s: TestServer) -> Result<()> {
         "metadata": {"name": "rc", "namespace": "default", "resourceVersion": "0"}, "spec": {"replicas": 3}});
     let (code, scaled) = send(&s, "PUT", &format!("{path}/rc/scale"), &scale).await?;
     ensure!(code == 200 && scaled["spec"]["replicas"] == 3, "{code} {scaled}");
+    Ok(())
+}
+
+/// Forty clients merge-patch one ConfigMap at once, none naming a resourceVersion:
+/// each loses races to the others, and each still succeeds (upstream's
+/// `GuaranteedUpdate` retries until the request's deadline, never a Conflict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconditional_patches_never_fail_on_contention() -> Result<()> {
+    let s = TestServer::start().await?;
+    s.ok(&["create", "configmap", "busy"]).await?;
+    let path = "/api/v1/namespaces/default/configmaps/busy";
+    let patches = (0..40).map(|i| {
+        let s = &s;
+        async move {
+            let body = json!({ "data": { format!("k{i}"): "v" } }).to_string();
+            s.curl("PATCH", path, Some(&body), "application/merge-patch+json", true).await
+        }
+    });
+    for (i, answer) in futures_util::future::join_all(patches).await.into_iter().enumerate() {
+        let (code, body) = answer?;
+        ensure!(code == 200, "patch {i}: {code} {body}");
+    }
+    let data = s.ok(&["get", "configmap", "busy", "-o", "jsonpath={.data}"]).await?;
+    let data: Value = serde_json::from_str(&data)?;
+    ensure!(data.as_object().map(|m| m.len()) == Some(40), "{data}");
     Ok(())
 }
 
