@@ -29,10 +29,10 @@
 #     ClusterRoleBinding gives every user cluster-admin;
 #   - setup() is legacy-script.sh's with the credentials swapped: the `test` context's
 #     user is Keelson's admin (the client certificate of <data-dir>/admin.kubeconfig),
-#     not the bearer token `admin-token` of hack/testdata/auth-tokens.csv, which Keelson
-#     (no --token-auth-file) does not know; commands that send that token themselves
-#     (kube_flags_with_token, curl -H 'Authorization: Bearer admin-token', the exec
-#     credential plugins) are unchanged and get whatever Keelson answers;
+#     not the bearer token `admin-token`; the server takes that token too, as
+#     test-cmd.sh's does (--token-auth-file hack/testdata/auth-tokens.csv), for the
+#     commands that send it themselves (kube_flags_with_token, curl -H 'Authorization:
+#     Bearer admin-token', the exec credential plugins);
 #   - ALLOW_SKEW=1 (upstream's switch): no --match-server-version, since Keelson's
 #     /version carries its own gitCommit;
 #   - the -custom version check before runTests (kube-apiserver --version=…) is left out;
@@ -184,6 +184,7 @@ chmod 600 "$work/data/tls/ca.key" "$work/data/tls/ca.crt"
     --enable-admission-plugins LimitRanger,ResourceQuota \
     --disable-admission-plugins ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --pod-security-admission-config-file "$work/admission.yaml" \
+    --token-auth-file "$tree/hack/testdata/auth-tokens.csv" \
     2> "$RESULTS/server.log" &
 server_pid=$!
 for _ in $(seq 1 300); do

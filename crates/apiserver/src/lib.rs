@@ -107,6 +107,8 @@ pub struct Config {
     /// Fairness divides their sum among its priority levels.
     pub max_requests_inflight: u32,
     pub max_mutating_requests_inflight: u32,
+    /// Static bearer tokens (`--token-auth-file`); `None` accepts none.
+    pub token_file: Option<authn::tokenfile::TokenFile>,
 }
 
 impl Config {
@@ -126,6 +128,7 @@ impl Config {
             admission_plugins: Default::default(),
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
+            token_file: None,
             service_accounts: None,
             components: Default::default(),
             front_proxy: None,
@@ -159,6 +162,8 @@ pub struct ApiServer {
     aggregator: aggregator::Aggregator,
     /// API Priority and Fairness: each request's seat, queue or refusal.
     apf: apf::Apf,
+    /// The `--token-auth-file` tokens.
+    static_tokens: Option<authn::tokenfile::TokenFile>,
 }
 
 impl ApiServer {
@@ -308,6 +313,7 @@ impl ApiServer {
             request_header,
             aggregator: aggregator::Aggregator::new(config.front_proxy),
             apf,
+            static_tokens: config.token_file,
         });
         server.attach(&api);
         Ok(api)

@@ -1,7 +1,8 @@
 //! Bearer tokens and impersonation with the real kubectl: service account tokens from
 //! `kubectl create token` (bound to a pod, rejected once it is gone, tampered or
 //! foreign tokens refused), the service account admission's token volume, TokenReview,
-//! the issuer's OIDC discovery, bootstrap tokens, and `--as`/`--as-group`.
+//! the issuer's OIDC discovery, bootstrap tokens, static tokens (`--token-auth-file`),
+//! and `--as`/`--as-group`.
 
 mod common;
 
@@ -376,5 +377,43 @@ async fn bootstrap_tokens_and_impersonation() -> Result<()> {
         "{}",
         out.stderr
     );
+    Ok(())
+}
+
+/// kube-apiserver's `--token-auth-file`: each token is its user, uid and groups (and
+/// `system:authenticated`); a token not in the file is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_tokens_from_a_token_file() -> Result<()> {
+    let s = TestServer::start_with_token_file(
+        "admin-token,admin,admin,system:masters\nview-token,viewer,7,\"readers,other\"\n",
+    )
+    .await?;
+    let who =
+        "jsonpath={.status.userInfo.username} {.status.userInfo.uid} {.status.userInfo.groups}";
+    let out = with_token(&s, "admin-token", &["auth", "whoami", "-o", who]).await?;
+    ensure!(out.ok, "{}", out.stderr);
+    ensure!(
+        out.stdout == r#"admin admin ["system:masters","system:authenticated"]"#,
+        "{}",
+        out.stdout
+    );
+    let out = with_token(&s, "admin-token", &["get", "namespaces", "-o", "name"]).await?;
+    ensure!(out.ok && out.stdout.contains("namespace/default"), "{} {}", out.stdout, out.stderr);
+    let out = with_token(&s, "view-token", &["auth", "whoami", "-o", who]).await?;
+    ensure!(
+        out.stdout == r#"viewer 7 ["readers","other","system:authenticated"]"#,
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    // Authenticated, and RBAC decides.
+    let out = with_token(&s, "view-token", &["get", "secrets"]).await?;
+    ensure!(
+        !out.ok && out.stderr.contains("User \"viewer\" cannot list resource \"secrets\""),
+        "{}",
+        out.stderr
+    );
+    let out = with_token(&s, "not-in-the-file", &["get", "namespaces"]).await?;
+    ensure!(!out.ok && out.stderr.contains("Unauthorized"), "{}", out.stderr);
     Ok(())
 }

@@ -90,6 +90,9 @@ pub struct ServerArgs {
     /// Mutating requests the API server executes at once (added to --max-requests-inflight) [default: 200]
     #[arg(long)]
     pub max_mutating_requests_inflight: Option<u32>,
+    /// CSV file of static bearer tokens, as kube-apiserver's: token,user,uid[,"group1,group2"]
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
 }
 
 /// Settings with every default filled in.
@@ -121,6 +124,7 @@ pub struct ServerConfig {
     pub disable_scheduler: bool,
     pub max_requests_inflight: u32,
     pub max_mutating_requests_inflight: u32,
+    pub token_auth_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -201,6 +205,7 @@ impl ServerArgs {
             disable_scheduler: merged.disable_scheduler,
             max_requests_inflight: merged.max_requests_inflight.unwrap_or(400),
             max_mutating_requests_inflight: merged.max_mutating_requests_inflight.unwrap_or(200),
+            token_auth_file: merged.token_auth_file.clone(),
             data_dir,
         })
     }
@@ -245,6 +250,7 @@ impl ServerArgs {
             max_mutating_requests_inflight: self
                 .max_mutating_requests_inflight
                 .or(file.max_mutating_requests_inflight),
+            token_auth_file: self.token_auth_file.or(file.token_auth_file),
         }
     }
 }

@@ -94,6 +94,13 @@ pub async fn run(args: ServerArgs, with_components: bool) -> anyhow::Result<()> 
         front_proxy: Some(keelson_apiserver::aggregator::FrontProxy::from_pki(&pki)),
         max_requests_inflight: config.max_requests_inflight,
         max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+        token_file: match &config.token_auth_file {
+            Some(path) => Some(
+                keelson_apiserver::authn::tokenfile::TokenFile::load(path)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        },
     })
     .await?;
     let kubeconfig = config.data_dir.join("admin.kubeconfig");

@@ -1,6 +1,7 @@
 //! Authentication beyond the client certificate (which `server.rs` reads from the TLS
-//! session): bearer tokens — bootstrap tokens ([`bootstrap`]) and service account JWTs
-//! ([`serviceaccount`]) — and impersonation (`Impersonate-User`, `-Group`, `-Uid`,
+//! session): bearer tokens — static ones from `--token-auth-file` ([`tokenfile`]),
+//! bootstrap tokens ([`bootstrap`]) and service account JWTs ([`serviceaccount`]), in
+//! upstream's order — and impersonation (`Impersonate-User`, `-Group`, `-Uid`,
 //! `-Extra-*`), each impersonated attribute authorized with the `impersonate` verb.
 //!
 //! Must never turn a bad credential into an anonymous request: a token that does not
@@ -9,6 +10,7 @@
 pub mod bootstrap;
 pub mod requestheader;
 pub mod serviceaccount;
+pub mod tokenfile;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +36,9 @@ pub async fn authenticate_token(
     token: &str,
     audiences: &[String],
 ) -> Result<User, TokenError> {
+    if let Some(user) = api.static_tokens.as_ref().and_then(|file| file.authenticate(token)) {
+        return Ok(user);
+    }
     if let Some((id, secret)) = bootstrap::parse(token) {
         return Ok(bootstrap::authenticate(api, id, secret).await?);
     }

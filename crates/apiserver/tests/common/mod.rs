@@ -57,6 +57,7 @@ struct Settings {
     audit: Option<keelson_apiserver::audit::AuditConfig>,
     admission_plugins: keelson_apiserver::admission::plugins::Selection,
     components: keelson_apiserver::componentstatus::Components,
+    token_file: Option<keelson_apiserver::authn::tokenfile::TokenFile>,
 }
 
 pub struct TestServer {
@@ -174,8 +175,16 @@ impl TestServer {
         Self::start_full(SYSTEM_KUBECTL.into(), Settings { components, ..Default::default() }).await
     }
 
+    /// A server that takes the static bearer tokens of `csv` (`--token-auth-file`).
+    pub async fn start_with_token_file(csv: &str) -> Result<Self> {
+        let token_file = keelson_apiserver::authn::tokenfile::TokenFile::parse(csv, "tokens.csv")
+            .map_err(anyhow::Error::msg)?;
+        let settings = Settings { token_file: Some(token_file), ..Default::default() };
+        Self::start_full(SYSTEM_KUBECTL.into(), settings).await
+    }
+
     async fn start_full(kubectl_bin: PathBuf, settings: Settings) -> Result<Self> {
-        let Settings { audit, admission_plugins, components } = settings;
+        let Settings { audit, admission_plugins, components, token_file } = settings;
         let dir = tempfile::tempdir()?;
         let pki = Pki::ensure(&dir.path().join("tls"), &PkiOptions::default())?;
         let store: Arc<dyn keelson_store::Store> = Arc::new(keelson_store::memory::open()?);
@@ -187,6 +196,7 @@ impl TestServer {
                 pki.ca_pem(),
             )),
             components,
+            token_file,
             front_proxy: Some(keelson_apiserver::aggregator::FrontProxy::from_pki(&pki)),
             ..keelson_apiserver::Config::loopback(store, pki.server_config_with_front_proxy()?)
         })
