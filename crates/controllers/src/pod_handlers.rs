@@ -29,6 +29,22 @@ pub trait PodOwners {
     const READY_SLACK: Duration = Duration::from_secs(1);
 }
 
+/// [`PodOwners::resolve`] for owners of kind `kind` held in `owners`: the key of the
+/// one `r` names, if it is still that one (same uid).
+pub fn resolve_in<K: kube::Resource + Send + Sync + 'static>(
+    owners: &keelson_runtime::informer::Informer<K>,
+    kind: &str,
+    namespace: &str,
+    r: &OwnerReference,
+) -> Option<String> {
+    if r.kind != kind {
+        return None;
+    }
+    let key = format!("{namespace}/{}", r.name);
+    let owner = owners.get(&key)?;
+    (owner.meta().uid.as_deref() == Some(r.uid.as_str())).then_some(key)
+}
+
 fn namespace(pod: &Pod) -> String {
     pod.metadata.namespace.clone().unwrap_or_default()
 }

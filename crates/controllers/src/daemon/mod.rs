@@ -182,12 +182,7 @@ impl PodOwners for Controller {
         namespace: &str,
         r: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     ) -> Option<String> {
-        if r.kind != KIND {
-            return None;
-        }
-        let key = format!("{namespace}/{}", r.name);
-        let ds = self.sets.get(&key)?;
-        (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(key)
+        crate::pod_handlers::resolve_in(&self.sets, KIND, namespace, r)
     }
 
     fn matching(&self, pod: &Pod) -> Vec<String> {

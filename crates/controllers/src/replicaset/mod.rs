@@ -143,12 +143,7 @@ impl<K: Workload> PodOwners for Controller<K> {
         namespace: &str,
         reference: &keelson_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     ) -> Option<String> {
-        if reference.kind != K::kind(&()) {
-            return None;
-        }
-        let key = format!("{namespace}/{}", reference.name);
-        let owner = self.owners.get(&key)?;
-        (owner.meta().uid.as_deref() == Some(reference.uid.as_str())).then_some(key)
+        crate::pod_handlers::resolve_in(&self.owners, &K::kind(&()), namespace, reference)
     }
 
     /// The owners in `pod`'s namespace whose selector matches it.

@@ -123,12 +123,7 @@ fn reference(set: &StatefulSet) -> ObjectReference {
 
 impl PodOwners for Controller {
     fn resolve(&self, namespace: &str, r: &OwnerReference) -> Option<String> {
-        if r.kind != KIND {
-            return None;
-        }
-        let key = format!("{namespace}/{}", r.name);
-        let set = self.sets.get(&key)?;
-        (set.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(key)
+        crate::pod_handlers::resolve_in(&self.sets, KIND, namespace, r)
     }
 
     /// Upstream's `getStatefulSetsForPod`.
